@@ -1,0 +1,234 @@
+"""Finding, loading and describing plugins.
+
+Plugins are modules named by entry points in the ``stepframe`` group.  Loading one must
+cost milliseconds: a plugin module only defines hookimpls and imports heavy libraries
+inside them.  A plugin that fails to import or to validate costs the user one warning,
+never the run.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import attrs
+import pluggy
+
+from stepframe import hookspecs
+from stepframe._artifacts.materializer import Materializer
+from stepframe._plugins.facade import Hooks
+from stepframe._plugins.flavors import FlavorRegistry
+from stepframe._plugins.markers import PROJECT_NAME
+from stepframe._types import Flavor
+
+__all__ = [
+    "CORE_DISTRIBUTION",
+    "ENTRY_POINT_GROUP",
+    "PluginInfo",
+    "PluginLoadWarning",
+    "Plugins",
+    "get_plugins",
+    "load_plugins",
+    "reset_plugins",
+]
+
+ENTRY_POINT_GROUP = "stepframe"
+CORE_DISTRIBUTION = "stepframe-core"
+LOAD_ENV = "STEPFRAME_LOAD_PLUGINS"
+DISABLE_ENV = "STEPFRAME_DISABLE_PLUGINS"
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin could not be loaded or validated; stepframe goes on without it."""
+
+
+@attrs.frozen
+class PluginInfo:
+    """What ``stepframe plugins`` shows about one loaded plugin."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    module: str
+    hooks: tuple[str, ...]
+    flavors: tuple[str, ...]
+
+
+@attrs.define
+class Plugins:
+    """A plugin manager with everything the plugins registered, ready to use.
+
+    Build one with `load_plugins`; tests build their own instead of using the
+    process-wide one from `get_plugins`.
+    """
+
+    manager: pluggy.PluginManager
+    hooks: Hooks
+    flavors: FlavorRegistry
+    materializers: tuple[Materializer, ...]
+    infos: dict[str, PluginInfo]
+
+    def describe(self) -> list[PluginInfo]:
+        return sorted(self.infos.values(), key=lambda info: (info.distribution or "~", info.name))
+
+
+def _names_from_env(value: str | None) -> set[str] | None:
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def _is_wanted(name: str, distribution: str | None, env: Mapping[str, str]) -> bool:
+    """Apply STEPFRAME_LOAD_PLUGINS / STEPFRAME_DISABLE_PLUGINS to one entry point.
+
+    The allow-list governs plugins from other distributions: the core's own parts
+    always load unless disabled by name, since without them nothing can run.
+    """
+    disabled = _names_from_env(env.get(DISABLE_ENV)) or set()
+    if name in disabled:
+        return False
+    allowed = _names_from_env(env.get(LOAD_ENV))
+    if allowed is None or distribution == CORE_DISTRIBUTION:
+        return True
+    return name in allowed
+
+
+def _warn(name: str, distribution: str | None, target: str, cause: str) -> None:
+    warnings.warn(
+        f"stepframe: skipped plugin {name!r} (distribution {distribution or 'unknown'}, "
+        f"entry point {name} = {target}): {cause}",
+        PluginLoadWarning,
+        stacklevel=3,
+    )
+
+
+def _entry_point_candidates(
+    env: Mapping[str, str],
+) -> Iterable[tuple[str, str | None, str | None, str, Any]]:
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = entry_point.dist
+        distribution = dist.metadata["Name"] if dist is not None else None
+        version = dist.version if dist is not None else None
+        if not _is_wanted(entry_point.name, distribution, env):
+            continue
+        try:
+            plugin = entry_point.load()
+        except Exception as error:  # any import-time failure: warn and go on
+            _warn(
+                entry_point.name,
+                distribution,
+                entry_point.value,
+                f"import failed: {type(error).__name__}: {error}",
+            )
+            continue
+        yield entry_point.name, distribution, version, entry_point.value, plugin
+
+
+def load_plugins(
+    *,
+    entry_points: bool = True,
+    extra: Sequence[tuple[str, object]] = (),
+    env: Mapping[str, str] | None = None,
+) -> Plugins:
+    """Build a plugin manager.
+
+    :param entry_points: discover plugins from the ``stepframe`` entry point group.
+    :param extra: ``(name, plugin object)`` pairs to register as well; what tests use.
+    :param env: the environment to read the allow and deny lists from.
+    """
+    env = os.environ if env is None else env
+    manager = pluggy.PluginManager(PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+
+    candidates: list[tuple[str, str | None, str | None, str, Any]] = []
+    if entry_points:
+        candidates.extend(_entry_point_candidates(env))
+    for name, plugin in extra:
+        module = getattr(plugin, "__name__", type(plugin).__module__)
+        candidates.append((name, None, None, str(module), plugin))
+
+    infos: dict[str, PluginInfo] = {}
+    for name, distribution, version, target, plugin in candidates:
+        if manager.has_plugin(name):
+            _warn(name, distribution, target, "another plugin already uses that name")
+            continue
+        try:
+            manager.register(plugin, name=name)
+        except pluggy.PluginValidationError as error:
+            _warn(name, distribution, target, f"invalid hook implementation: {error}")
+            continue
+        unknown = [
+            impl.function.__name__
+            for caller in manager.get_hookcallers(plugin) or []
+            if not caller.has_spec()
+            for impl in caller.get_hookimpls()
+            if impl.plugin is plugin and not impl.opts.get("optionalhook")
+        ]
+        if unknown:
+            manager.unregister(plugin)
+            _warn(name, distribution, target, f"implements unknown hooks: {', '.join(unknown)}")
+            continue
+        hooks = tuple(sorted(caller.name for caller in manager.get_hookcallers(plugin) or []))
+        module_name = plugin.__name__ if isinstance(plugin, ModuleType) else target
+        infos[name] = PluginInfo(name, distribution, version, module_name, hooks, ())
+
+    flavors = FlavorRegistry()
+    materializers: list[Materializer] = []
+    for impl in manager.hook.register_flavors.get_hookimpls():
+        plugin_name = manager.get_name(impl.plugin) or "?"
+        info = infos[plugin_name]
+        registered: list[str] = []
+
+        def register_flavor(flavor: Flavor, _plugin: str = plugin_name, _out: list[str] = registered) -> None:
+            flavors.add(flavor, _plugin)
+            _out.append(f"{flavor.kind.value}:{flavor.name}")
+
+        try:
+            impl.function(register=register_flavor)
+        except Exception as error:
+            _warn(plugin_name, info.distribution, info.module, f"register_flavors failed: {error}")
+            continue
+        infos[plugin_name] = attrs.evolve(info, flavors=tuple(registered))
+
+    for impl in manager.hook.register_materializers.get_hookimpls():
+        plugin_name = manager.get_name(impl.plugin) or "?"
+
+        def register_materializer(materializer: Materializer, _plugin: str = plugin_name) -> None:
+            if not isinstance(materializer, Materializer):
+                raise TypeError(f"{materializer!r} is not a stepframe Materializer")
+            materializers.append(materializer)
+
+        try:
+            impl.function(register=register_materializer)
+        except Exception as error:
+            info = infos[plugin_name]
+            _warn(plugin_name, info.distribution, info.module, f"register_materializers failed: {error}")
+
+    return Plugins(
+        manager=manager,
+        hooks=Hooks(manager),
+        flavors=flavors,
+        materializers=tuple(materializers),
+        infos=infos,
+    )
+
+
+_process_plugins: Plugins | None = None
+
+
+def get_plugins() -> Plugins:
+    """The process-wide plugins, loaded from entry points on first use."""
+    global _process_plugins
+    if _process_plugins is None:
+        _process_plugins = load_plugins()
+    return _process_plugins
+
+
+def reset_plugins(plugins: Plugins | None = None) -> None:
+    """Replace (or forget) the process-wide plugins; for tests and embedding."""
+    global _process_plugins
+    _process_plugins = plugins

@@ -1,0 +1,258 @@
+"""The values that cross the hook boundary between the core and plugins.
+
+They are small frozen attrs classes so that plugins in other distributions can build and
+read them without importing anything private, and so that cattrs can turn the
+JSON-friendly ones (handles, refs) into rows of the run history and back.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "ArtifactRef",
+    "Component",
+    "ComponentKind",
+    "Credentials",
+    "Flavor",
+    "ImageRef",
+    "ImageRequest",
+    "JobHandle",
+    "JobState",
+    "JobStatus",
+    "Launch",
+    "RemoteError",
+    "ResourceRequest",
+    "StepResult",
+]
+
+
+class ComponentKind(str, enum.Enum):
+    """The kinds of stack component a flavor can implement."""
+
+    ARTIFACT_STORE = "artifact_store"
+    IMAGE_BUILDER = "image_builder"
+    CONTAINER_REGISTRY = "container_registry"
+    STEP_OPERATOR = "step_operator"
+    CONNECTOR = "connector"
+
+
+@attrs.frozen
+class Flavor:
+    """One implementation of a component kind, registered by a plugin.
+
+    :param kind: the component kind it implements.
+    :param name: the flavor's name, unique within its kind (``"sagemaker"``).
+    :param config_class: attrs class for the component's configuration, or None.
+    :param settings_class: attrs class for per-step settings, or None.
+    :param description: one line shown by ``stepframe flavor list``.
+    :param needs_image: for step operators: the step runs in a container image, so the
+        core builds one with the stack's image builder before submitting.
+    """
+
+    kind: ComponentKind
+    name: str
+    config_class: type | None = None
+    settings_class: type | None = None
+    description: str = ""
+    needs_image: bool = False
+
+
+@attrs.frozen
+class Component:
+    """A configured stack component: a flavor plus its validated configuration.
+
+    :param kind: the component kind.
+    :param name: the name the user gave it (a step's ``operator=`` refers to this).
+    :param flavor: the flavor's name; selection hooks compare against it.
+    :param config: an instance of the flavor's ``config_class``, or None.
+    :param connector: name of the connector component it authenticates with, if any.
+    """
+
+    kind: ComponentKind
+    name: str
+    flavor: str
+    config: Any = None
+    connector: str | None = None
+
+
+@attrs.frozen
+class ImageRequest:
+    """Everything an image builder needs to produce one image.
+
+    :param code_root: absolute path of the project code copied into the image.
+    :param requirements: pip requirement lines.
+    :param parent_image: the base image, or None for the builder's default.
+    :param environment: variables baked into the image.
+    :param target_registry: the container registry component to push to, if any.
+    :param settings: the builder flavor's per-step settings instance, if any.
+    """
+
+    code_root: str
+    requirements: tuple[str, ...] = ()
+    parent_image: str | None = None
+    environment: Mapping[str, str] = attrs.field(factory=dict)
+    target_registry: Component | None = None
+    settings: Any = None
+
+
+@attrs.frozen
+class ImageRef:
+    """A built image.  Steps run by digest, not by a moving tag."""
+
+    uri: str
+    digest: str | None = None
+
+
+@attrs.frozen
+class ResourceRequest:
+    """What a connector is asked to authenticate for.
+
+    :param kind: ``"generic"``, ``"object_store"`` or ``"container_registry"``.
+    :param resource_id: the bucket, registry URI or similar, when the kind needs one.
+    """
+
+    kind: str = "generic"
+    resource_id: str | None = None
+
+
+@attrs.frozen
+class Credentials:
+    """Credentials handed out by a connector.  Values never appear in ``repr``.
+
+    :param connector: name of the connector component that issued them.
+    :param resource: what they are good for.
+    :param values: the secret material; the shape is the connector flavor's business.
+    :param expires_at: UNIX time after which they stop working, or None.
+    :param refresh: returns new credentials; the core calls it shortly before expiry.
+    """
+
+    connector: str
+    resource: ResourceRequest
+    values: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    expires_at: float | None = None
+    refresh: Callable[[], Credentials] | None = attrs.field(default=None, repr=False, eq=False)
+
+    def fresh(self, margin_seconds: float = 300.0) -> Credentials:
+        """Return these credentials, or refreshed ones if they expire within the margin."""
+        if self.refresh is None or self.expires_at is None:
+            return self
+        if self.expires_at - time.time() > margin_seconds:
+            return self
+        return self.refresh()
+
+
+@attrs.frozen
+class Launch:
+    """One attempt to run one step somewhere other than the orchestrator's own code.
+
+    :param run_id: the run's id.
+    :param pipeline: the pipeline's name.
+    :param step: the step's name within the pipeline.
+    :param attempt: 1 for the first attempt, counting up on retries and resumes.
+    :param job_name: unique per run, step and attempt; lowercase ``[a-z0-9-]``.  Flavors
+        with tighter limits shorten it themselves.
+    :param manifest_uri: where the launch manifest is stored.
+    :param result_uri: where the entrypoint writes the result manifest.
+    :param command: the program the job runs: ``python -m stepframe.entrypoint URI``.
+    :param environment: variables the job needs (never client credentials).
+    :param settings: the operator flavor's settings instance (or a plain mapping).
+    :param image: the image to run, for operators whose flavor ``needs_image``.
+    :param code_root: absolute path of the project code on the client.
+    """
+
+    run_id: str
+    pipeline: str
+    step: str
+    attempt: int
+    job_name: str
+    manifest_uri: str
+    result_uri: str
+    command: tuple[str, ...]
+    environment: Mapping[str, str] = attrs.field(factory=dict)
+    settings: Any = None
+    image: ImageRef | None = None
+    code_root: str = "."
+
+
+@attrs.frozen
+class JobHandle:
+    """Enough to find a submitted job again, even from another process.
+
+    :param flavor: the operator flavor that submitted it; selection hooks compare it.
+    :param operator: the operator component's name.
+    :param job_id: the backend's id (SageMaker job name, container id, PID).
+    :param data: JSON-friendly extras the flavor needs (region, log paths, ...).
+    """
+
+    flavor: str
+    operator: str
+    job_id: str
+    data: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class JobState(str, enum.Enum):
+    """Where a job is in its life."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@attrs.frozen
+class JobStatus:
+    """One poll's answer.
+
+    :param state: the job's state.
+    :param log_lines: log lines since the cursor that was passed in.
+    :param cursor: where the next poll should continue the logs from.
+    :param detail: a backend-specific status to show (SageMaker's secondary status).
+    :param failure_reason: the backend's reason when the state is FAILED.
+    :param poll_after: seconds the backend suggests waiting before the next poll.
+    """
+
+    state: JobState
+    log_lines: tuple[str, ...] = ()
+    cursor: str | None = None
+    detail: str = ""
+    failure_reason: str | None = None
+    poll_after: float | None = None
+
+
+@attrs.frozen
+class ArtifactRef:
+    """A stored artifact: where it is, what it hashes to, and how to load it."""
+
+    uri: str
+    sha256: str
+    size: int
+    materializer: str
+    type_name: str = ""
+
+
+@attrs.frozen
+class RemoteError:
+    """An exception raised by a step where it ran, carried back as text."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+@attrs.frozen
+class StepResult:
+    """What a step produced: its outputs by name, or the error it raised."""
+
+    outputs: Mapping[str, ArtifactRef] = attrs.field(factory=dict)
+    error: RemoteError | None = None
