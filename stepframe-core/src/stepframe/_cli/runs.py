@@ -1,0 +1,197 @@
+"""``stepframe runs``: what ran, how it ended, and where its outputs are.
+
+The commands take the history from ``ctx.obj["history"]``, a zero-argument callable, so the
+main CLI alone decides where the project (and so its ``.stepframe/``) is, and tests can point
+the commands at any file.  Imports stay to the standard library, click and the history
+module so that ``stepframe --help`` does not pay for them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+import click
+
+from stepframe._history.database import RunHistory, RunRecord
+from stepframe.exceptions import UsageError
+
+__all__ = ["runs"]
+
+_ERROR_WIDTH = 80
+
+
+@click.group("runs")
+def runs() -> None:
+    """Show the runs recorded in this project's run history."""
+
+
+@runs.command("list")
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Show at most this many runs, newest first.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def list_runs(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """List recent runs, newest first."""
+    with _history(ctx) as history:
+        records = history.list_runs(limit)
+        path = history.path
+    if as_json:
+        click.echo(json.dumps([attrs.asdict(r) for r in records], indent=2))
+        return
+    if not records:
+        click.echo(f"no runs recorded yet in {path}")
+        return
+    rows = [
+        [r.run_id, r.pipeline, r.status, _timestamp(r.started_at), _run_duration(r)]
+        for r in records
+    ]
+    click.echo(_table(["RUN ID", "PIPELINE", "STATUS", "STARTED", "DURATION"], rows))
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.pass_context
+def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Show one run, its steps and its artifacts.  RUN_ID may be a unique prefix."""
+    with _history(ctx) as history:
+        run = history.get_run(run_id)
+        steps = history.get_steps(run.run_id)
+        artifacts = history.get_artifacts(run.run_id)
+    if as_json:
+        document = {
+            "run": attrs.asdict(run),
+            "steps": [attrs.asdict(s) for s in steps],
+            "artifacts": [attrs.asdict(a) for a in artifacts],
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
+
+    fields = [
+        ("run", run.run_id),
+        ("pipeline", run.pipeline),
+        ("status", run.status),
+        ("started", _timestamp(run.started_at)),
+        ("duration", _run_duration(run)),
+        ("host", f"{run.hostname} (pid {run.pid})"),
+        ("project", run.project_root),
+    ]
+    if run.params:
+        fields.append(("params", json.dumps(run.params, sort_keys=True)))
+    if run.error:
+        fields.append(("error", run.error.rstrip().replace("\n", "\n" + " " * 10)))
+    click.echo("\n".join(f"{name:<9} {value}" for name, value in fields))
+
+    click.echo("\nsteps")
+    if steps:
+        step_rows = [
+            [
+                s.step,
+                s.status,
+                s.operator or "-",
+                s.job_id or "-",
+                _duration(s.started_at, s.ended_at),
+                _first_line(s.error),
+            ]
+            for s in steps
+        ]
+        headers = ["STEP", "STATUS", "OPERATOR", "JOB ID", "DURATION", "ERROR"]
+        click.echo(_table(headers, step_rows, indent=2))
+    else:
+        click.echo("  (none recorded)")
+
+    click.echo("\nartifacts")
+    if artifacts:
+        artifact_rows = [
+            [f"{a.step}.{a.output}", a.materializer, _size(a.size), a.sha256[:12], a.uri]
+            for a in artifacts
+        ]
+        headers = ["OUTPUT", "MATERIALIZER", "SIZE", "SHA256", "URI"]
+        click.echo(_table(headers, artifact_rows, indent=2))
+    else:
+        click.echo("  (none recorded)")
+
+
+@contextmanager
+def _history(ctx: click.Context) -> Iterator[RunHistory]:
+    """Open the project's history and turn its usage errors into click's exit-1 errors."""
+    obj: Any = ctx.obj
+    if not isinstance(obj, dict) or "history" not in obj:
+        raise click.ClickException(
+            "no run history configured: run these commands through `stepframe runs`"
+        )
+    try:
+        with obj["history"]() as history:
+            yield history
+    except UsageError as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: int = 0) -> str:
+    """Left-aligned columns two spaces apart, sized to their widest cell."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+    lines = []
+    for row in [headers, *rows]:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths))
+        lines.append((" " * indent + "  ".join(cells)).rstrip())
+    return "\n".join(lines)
+
+
+def _timestamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def _run_duration(run: RunRecord) -> str:
+    if run.ended_at is None and run.status == "running":
+        return f"{_seconds(time.time() - run.started_at)} so far"
+    return _duration(run.started_at, run.ended_at)
+
+
+def _duration(start: float | None, end: float | None) -> str:
+    if start is None or end is None:
+        return "-"
+    return _seconds(end - start)
+
+
+def _seconds(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1024:.1f} TiB"
+
+
+def _first_line(text: str | None) -> str:
+    """The line that says what went wrong: the message, not the traceback around it.
+
+    Errors are stored as the message followed by the remote traceback; a bare traceback
+    puts its message last instead.
+    """
+    if not text:
+        return ""
+    lines = text.strip().splitlines()
+    line = lines[-1] if lines[0].startswith("Traceback (most recent call last)") else lines[0]
+    return line if len(line) <= _ERROR_WIDTH else line[: _ERROR_WIDTH - 3] + "..."

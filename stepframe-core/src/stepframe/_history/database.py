@@ -1,0 +1,683 @@
+"""The run history: one SQLite file under ``.stepframe/`` in the project.
+
+It is the only state stepframe keeps between processes.  ``stepframe runs`` reads it, a
+killed run is resumed from its job ledger instead of paying for the same remote job twice,
+and unchanged steps are found again by their cache key.
+
+Several orchestrator threads share one :class:`RunHistory`, and two ``stepframe run``
+processes may write the same file at once.  So the database runs in WAL mode (readers never
+block the writer), every write is a short ``BEGIN IMMEDIATE`` transaction (a writer takes
+the lock up front and waits for it through ``busy_timeout``, instead of failing with
+"database is locked" when it would have had to upgrade a read lock), and a lock serialises
+the threads that share the connection.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
+
+import attrs
+
+from stepframe._types import ArtifactRef, JobHandle, JobState
+from stepframe.exceptions import UsageError
+
+if TYPE_CHECKING:
+    import cattrs
+    from typing_extensions import Self, Unpack
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SUBMITTING",
+    "ArtifactRecord",
+    "JobRecord",
+    "RunHistory",
+    "RunRecord",
+    "RunStatus",
+    "StepFields",
+    "StepRecord",
+    "StepStatus",
+    "new_run_id",
+]
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_SECONDS = 30.0
+
+RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
+StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "cancelled", "cached"]
+
+#: Job state of a ledger row written before ``submit_step`` was called.  A row left in this
+#: state means the process died mid-submit: the job may or may not exist remotely.
+SUBMITTING = "submitting"
+
+_RUN_STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
+_STEP_STATUSES: frozenset[str] = frozenset(get_args(StepStatus))
+_JOB_STATES: frozenset[str] = frozenset({SUBMITTING, *(s.value for s in JobState)})
+_ACTIVE_JOB_STATES: tuple[str, ...] = (
+    SUBMITTING,
+    JobState.PENDING.value,
+    JobState.RUNNING.value,
+)
+
+
+def new_run_id() -> str:
+    """A run id that sorts by start time (UTC) and is short enough to type a prefix of.
+
+    Six random hex digits keep two runs started in the same second apart.
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+@attrs.frozen
+class RunRecord:
+    """One row of ``runs``."""
+
+    run_id: str
+    pipeline: str
+    status: str
+    started_at: float
+    ended_at: float | None
+    pid: int
+    hostname: str
+    project_root: str
+    error: str | None
+    params: dict[str, Any]
+
+
+@attrs.frozen
+class StepRecord:
+    """One row of ``steps``: the latest word on one step of one run."""
+
+    run_id: str
+    step: str
+    status: str
+    operator: str | None
+    flavor: str | None
+    job_id: str | None
+    attempt: int
+    started_at: float | None
+    ended_at: float | None
+    error: str | None
+    cache_key: str | None
+
+
+@attrs.frozen
+class ArtifactRecord:
+    """One row of ``artifacts``: an output a step stored."""
+
+    run_id: str
+    step: str
+    output: str
+    uri: str
+    sha256: str
+    size: int
+    materializer: str
+    type_name: str
+
+    @property
+    def ref(self) -> ArtifactRef:
+        """The artifact as the artifact store and materializers know it."""
+        return ArtifactRef(
+            uri=self.uri,
+            sha256=self.sha256,
+            size=self.size,
+            materializer=self.materializer,
+            type_name=self.type_name,
+        )
+
+
+@attrs.frozen
+class JobRecord:
+    """One row of the job ledger.
+
+    ``job_id`` and ``handle`` are None while ``state`` is ``"submitting"``.
+    """
+
+    id: int
+    run_id: str
+    step: str
+    attempt: int
+    flavor: str
+    operator: str
+    job_id: str | None
+    handle: JobHandle | None
+    state: str
+    created_at: float
+    updated_at: float
+    image_digest: str | None
+    region: str | None
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the job may still be running (and costing money) somewhere."""
+        return self.state in _ACTIVE_JOB_STATES
+
+
+class StepFields(TypedDict, total=False):
+    """The columns :meth:`RunHistory.set_step` may change; absent keys stay as they are."""
+
+    status: StepStatus
+    operator: str | None
+    flavor: str | None
+    job_id: str | None
+    attempt: int
+    started_at: float | None
+    ended_at: float | None
+    error: str | None
+    cache_key: str | None
+
+
+_STEP_FIELDS: tuple[str, ...] = tuple(StepFields.__annotations__)
+
+
+def _create_v1(conn: sqlite3.Connection) -> None:
+    """The first schema.  Statements run one by one: ``executescript`` would commit."""
+    statements = (
+        """CREATE TABLE runs (
+            run_id       TEXT PRIMARY KEY,
+            pipeline     TEXT NOT NULL,
+            status       TEXT NOT NULL
+                         CHECK (status IN ('running', 'succeeded', 'failed', 'cancelled')),
+            started_at   REAL NOT NULL,
+            ended_at     REAL,
+            pid          INTEGER NOT NULL,
+            hostname     TEXT NOT NULL,
+            project_root TEXT NOT NULL,
+            error        TEXT,
+            params       TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX runs_started_at ON runs (started_at)",
+        """CREATE TABLE steps (
+            run_id     TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            step       TEXT NOT NULL,
+            status     TEXT NOT NULL DEFAULT 'pending'
+                       CHECK (status IN ('pending', 'running', 'succeeded', 'failed',
+                                         'skipped', 'cancelled', 'cached')),
+            operator   TEXT,
+            flavor     TEXT,
+            job_id     TEXT,
+            attempt    INTEGER NOT NULL DEFAULT 0,
+            started_at REAL,
+            ended_at   REAL,
+            error      TEXT,
+            cache_key  TEXT,
+            PRIMARY KEY (run_id, step)
+        )""",
+        "CREATE INDEX steps_cache_key ON steps (cache_key)",
+        """CREATE TABLE jobs (
+            id           INTEGER PRIMARY KEY,
+            run_id       TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            step         TEXT NOT NULL,
+            attempt      INTEGER NOT NULL,
+            flavor       TEXT NOT NULL,
+            operator     TEXT NOT NULL,
+            job_id       TEXT,
+            handle       TEXT,
+            state        TEXT NOT NULL
+                         CHECK (state IN ('submitting', 'pending', 'running', 'succeeded',
+                                          'failed', 'cancelled')),
+            created_at   REAL NOT NULL,
+            updated_at   REAL NOT NULL,
+            image_digest TEXT,
+            region       TEXT
+        )""",
+        "CREATE INDEX jobs_run_step ON jobs (run_id, step)",
+        "CREATE INDEX jobs_flavor_job_id ON jobs (flavor, job_id)",
+        "CREATE INDEX jobs_state ON jobs (state)",
+        """CREATE TABLE artifacts (
+            run_id       TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            step         TEXT NOT NULL,
+            output       TEXT NOT NULL,
+            uri          TEXT NOT NULL,
+            sha256       TEXT NOT NULL,
+            size         INTEGER NOT NULL,
+            materializer TEXT NOT NULL,
+            type_name    TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (run_id, step, output)
+        )""",
+    )
+    for statement in statements:
+        conn.execute(statement)
+
+
+#: ``_MIGRATIONS[n]`` brings a version ``n - 1`` database to version ``n``.  A later schema
+#: change appends a function here and bumps ``SCHEMA_VERSION``; never edit a shipped one.
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
+
+
+@functools.cache
+def _converter() -> cattrs.Converter:
+    """Imported on first use: cattrs costs ~60 ms, and ``stepframe runs list`` needs none."""
+    import cattrs
+
+    return cattrs.Converter()
+
+
+def _handle_to_json(handle: JobHandle) -> str:
+    return json.dumps(_converter().unstructure(handle), sort_keys=True)
+
+
+def _handle_from_json(text: str | None) -> JobHandle | None:
+    if text is None:
+        return None
+    return _converter().structure(json.loads(text), JobHandle)
+
+
+class RunHistory:
+    """The project's run history, safe to share between threads and processes.
+
+    :param path: the SQLite file; it and its parent directories are created if missing.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        # isolation_level=None: the module must not open transactions behind our back;
+        # every write transaction is an explicit BEGIN IMMEDIATE (see the module docstring).
+        self._conn = sqlite3.connect(
+            self.path,
+            timeout=BUSY_TIMEOUT_SECONDS,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self._enable_wal()
+            # NORMAL is durable against process crashes in WAL mode; FULL would add an fsync
+            # per step update for protection only against power loss.
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._conn
+
+    def _enable_wal(self) -> None:
+        """Switch the file to WAL mode, waiting out other processes up to the busy timeout.
+
+        The switch needs the file to itself, and SQLite does not call the busy handler for
+        it, so two processes opening a new history at once would otherwise fail with
+        "database is locked".  WAL mode is persistent: once the file has it, this is a
+        no-op.  A file system that cannot do WAL keeps the rollback journal, which is slower
+        but still correct.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.01)
+
+    def _migrate(self) -> None:
+        """Bring the schema to ``SCHEMA_VERSION``; a no-op on an up-to-date file.
+
+        The version is read again inside the write transaction, so when two processes
+        create the same new file only one of them runs the migrations.
+        """
+        if self._user_version(self._conn) == SCHEMA_VERSION:
+            return
+        with self._write() as conn:
+            version = self._user_version(conn)
+            if version > SCHEMA_VERSION:
+                raise UsageError(
+                    f"run history {self.path} has schema version {version}, but this "
+                    f"stepframe only knows up to {SCHEMA_VERSION}; upgrade stepframe-core"
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                _MIGRATIONS[target](conn)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _user_version(conn: sqlite3.Connection) -> int:
+        row = conn.execute("PRAGMA user_version").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        """Close the connection; the history cannot be used afterwards."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunHistory({str(self.path)!r})"
+
+    # -- runs --------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        run_id: str,
+        pipeline: str,
+        *,
+        project_root: str | os.PathLike[str],
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record a run as started by this process, on this host, now.
+
+        Params that are not JSON values are stored as their ``str()``: the history is for
+        people and resumes, and must never be the reason a run fails to start.
+        """
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO runs (run_id, pipeline, status, started_at, pid, hostname,"
+                " project_root, params) VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    pipeline,
+                    time.time(),
+                    os.getpid(),
+                    socket.gethostname(),
+                    os.fspath(project_root),
+                    json.dumps(dict(params or {}), sort_keys=True, default=str),
+                ),
+            )
+
+    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+        """Mark a run as ended with a final status and, when it failed, a summary."""
+        if status not in _RUN_STATUSES - {"running"}:
+            raise ValueError(f"a run cannot finish as {status!r}")
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE run_id = ?",
+                (status, time.time(), error, run_id),
+            )
+            if cursor.rowcount == 0:
+                raise self._no_run(run_id)
+
+    def list_runs(self, limit: int = 20) -> list[RunRecord]:
+        """The most recently started runs first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_run_record(row) for row in rows]
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id, or with the only id that starts with it.
+
+        Prefixes let people type ``stepframe runs show 20261122-0315`` instead of the
+        whole id.
+        """
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is not None:
+                return _run_record(row)
+            rows = (
+                conn.execute(
+                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE substr(run_id, 1, ?) = ?"
+                    " ORDER BY run_id LIMIT 6",
+                    (len(run_id), run_id),
+                ).fetchall()
+                if run_id
+                else []
+            )
+        if len(rows) == 1:
+            return _run_record(rows[0])
+        if not rows:
+            raise self._no_run(run_id)
+        shown = ", ".join(str(row[0]) for row in rows[:5])
+        more = ", ..." if len(rows) > 5 else ""
+        raise UsageError(
+            f"run id prefix {run_id!r} is ambiguous in {self.path}: it matches {shown}{more};"
+            " give more of the id"
+        )
+
+    def _no_run(self, run_id: str) -> UsageError:
+        return UsageError(f"no run {run_id!r} in {self.path}; see `stepframe runs list`")
+
+    # -- steps -------------------------------------------------------------------------
+
+    def set_step(self, run_id: str, step: str, **fields: Unpack[StepFields]) -> None:
+        """Create or update a step's row, changing only the fields given.
+
+        Callers report what they just learnt (a job id, an end time) without reading the
+        row first, so concurrent updates of different fields never undo each other.
+        """
+        unknown = set(fields) - set(_STEP_FIELDS)
+        if unknown:
+            raise TypeError(f"set_step() got unknown fields: {', '.join(sorted(unknown))}")
+        status = fields.get("status")
+        if status is not None and status not in _STEP_STATUSES:
+            raise ValueError(f"unknown step status {status!r}")
+        given: Mapping[str, object] = fields
+        columns = [name for name in _STEP_FIELDS if name in given]
+        values = [given[name] for name in columns]
+        insert = ", ".join(["run_id", "step", *columns])
+        marks = ", ".join("?" * (len(columns) + 2))
+        if columns:
+            updates = ", ".join(f"{name} = excluded.{name}" for name in columns)
+            conflict = f"DO UPDATE SET {updates}"
+        else:
+            conflict = "DO NOTHING"
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT INTO steps ({insert}) VALUES ({marks})"
+                f" ON CONFLICT (run_id, step) {conflict}",
+                (run_id, step, *values),
+            )
+
+    def get_steps(self, run_id: str) -> list[StepRecord]:
+        """A run's steps in the order they were first recorded (the DAG order, in practice)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY rowid", (run_id,)
+            ).fetchall()
+        return [StepRecord(*row) for row in rows]
+
+    # -- artifacts ---------------------------------------------------------------------
+
+    def record_artifact(self, run_id: str, step: str, output: str, ref: ArtifactRef) -> None:
+        """Record where a step output is stored; a retried step's output replaces the old."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO artifacts (run_id, step, output, uri, sha256, size, materializer,"
+                " type_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id, step, output) DO UPDATE SET uri = excluded.uri,"
+                " sha256 = excluded.sha256, size = excluded.size,"
+                " materializer = excluded.materializer, type_name = excluded.type_name",
+                (
+                    run_id,
+                    step,
+                    output,
+                    ref.uri,
+                    ref.sha256,
+                    ref.size,
+                    ref.materializer,
+                    ref.type_name,
+                ),
+            )
+
+    def get_artifacts(self, run_id: str, step: str | None = None) -> list[ArtifactRecord]:
+        """A run's artifacts (or one step's), in the order they were recorded."""
+        query = f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ?"
+        args: tuple[str, ...] = (run_id,)
+        if step is not None:
+            query += " AND step = ?"
+            args += (step,)
+        with self._read() as conn:
+            rows = conn.execute(query + " ORDER BY rowid", args).fetchall()
+        return [ArtifactRecord(*row) for row in rows]
+
+    # -- the job ledger ----------------------------------------------------------------
+
+    def record_job_intent(
+        self,
+        run_id: str,
+        step: str,
+        *,
+        attempt: int,
+        flavor: str,
+        operator: str,
+        image_digest: str | None = None,
+        region: str | None = None,
+    ) -> int:
+        """Record that a job is about to be submitted, and return its ledger row id.
+
+        Written before ``submit_step`` so that a process killed mid-submit still leaves a
+        trace: a ``"submitting"`` row tells the user a paid job may exist that no run is
+        watching.
+        """
+        now = time.time()
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO jobs (run_id, step, attempt, flavor, operator, state, created_at,"
+                " updated_at, image_digest, region) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    step,
+                    attempt,
+                    flavor,
+                    operator,
+                    SUBMITTING,
+                    now,
+                    now,
+                    image_digest,
+                    region,
+                ),
+            )
+            row_id = cursor.lastrowid
+        assert row_id is not None  # an INSERT into a rowid table always sets it
+        return row_id
+
+    def record_job_submitted(
+        self, row_id: int, handle: JobHandle, *, state: JobState = JobState.PENDING
+    ) -> None:
+        """Attach the backend's handle to an intent row once ``submit_step`` returned.
+
+        A ``region`` in the handle's data fills the row's region if the intent had none.
+        """
+        region = handle.data.get("region")
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET job_id = ?, handle = ?, state = ?, updated_at = ?,"
+                " region = COALESCE(region, ?) WHERE id = ?",
+                (
+                    handle.job_id,
+                    _handle_to_json(handle),
+                    JobState(state).value,
+                    time.time(),
+                    region if isinstance(region, str) else None,
+                    row_id,
+                ),
+            )
+            if cursor.rowcount == 0:
+                raise UsageError(f"no job ledger row {row_id} in {self.path}")
+
+    def update_job_state(self, job: int | tuple[str, str], state: JobState | str) -> None:
+        """Record a job's new state, found by ledger row id or by ``(flavor, job_id)``.
+
+        Backends may reuse ids over time (a local PID), so ``(flavor, job_id)`` updates the
+        most recent job that had it.
+        """
+        value = state.value if isinstance(state, JobState) else state
+        if value not in _JOB_STATES:
+            raise ValueError(f"unknown job state {state!r}")
+        args: tuple[int | str, ...]
+        if isinstance(job, int):
+            where, args, name = "id = ?", (job,), f"job ledger row {job}"
+        else:
+            flavor, job_id = job
+            where = "id = (SELECT max(id) FROM jobs WHERE flavor = ? AND job_id = ?)"
+            args, name = (flavor, job_id), f"{flavor} job {job_id!r}"
+        with self._write() as conn:
+            cursor = conn.execute(
+                f"UPDATE jobs SET state = ?, updated_at = ? WHERE {where}",
+                (value, time.time(), *args),
+            )
+            if cursor.rowcount == 0:
+                raise UsageError(f"no {name} in {self.path}; see `stepframe jobs`")
+
+    def list_jobs(
+        self, running_only: bool = False, *, run_id: str | None = None
+    ) -> list[JobRecord]:
+        """Ledger rows, oldest first.
+
+        :param running_only: only jobs that may still be running: submitting, pending,
+            running.  These are what a resume re-attaches to and what a user must not forget.
+        :param run_id: only this run's jobs.
+        """
+        clauses: list[str] = []
+        args: list[str] = []
+        if running_only:
+            clauses.append(f"state IN ({', '.join('?' * len(_ACTIVE_JOB_STATES))})")
+            args.extend(_ACTIVE_JOB_STATES)
+        if run_id is not None:
+            clauses.append("run_id = ?")
+            args.append(run_id)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs{where} ORDER BY id", args
+            ).fetchall()
+        return [_job_record(row) for row in rows]
+
+
+_RUN_COLUMNS = (
+    "run_id, pipeline, status, started_at, ended_at, pid, hostname, project_root, error, params"
+)
+_STEP_COLUMNS = ", ".join(["run_id", "step", *_STEP_FIELDS])  # the order of StepRecord
+_ARTIFACT_COLUMNS = "run_id, step, output, uri, sha256, size, materializer, type_name"
+_JOB_COLUMNS = (
+    "id, run_id, step, attempt, flavor, operator, job_id, handle, state, created_at,"
+    " updated_at, image_digest, region"
+)
+
+
+def _run_record(row: tuple[Any, ...]) -> RunRecord:
+    run_id, pipeline, status, started_at, ended_at, pid, host, root, error, params = row
+    return RunRecord(
+        run_id, pipeline, status, started_at, ended_at, pid, host, root, error, json.loads(params)
+    )
+
+
+def _job_record(row: tuple[Any, ...]) -> JobRecord:
+    values = list(row)
+    values[7] = _handle_from_json(values[7])
+    return JobRecord(*values)
