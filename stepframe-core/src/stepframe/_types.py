@@ -164,6 +164,8 @@ class Launch:
     :param settings: the operator flavor's settings instance (or a plain mapping).
     :param image: the image to run, for operators whose flavor ``needs_image``.
     :param code_root: absolute path of the project code on the client.
+    :param workdir: a client-side folder for operators that keep local files (logs);
+        it survives the orchestrator, so a resumed run finds them again.
     """
 
     run_id: str
@@ -178,6 +180,7 @@ class Launch:
     settings: Any = None
     image: ImageRef | None = None
     code_root: str = "."
+    workdir: str = "."
 
 
 @attrs.frozen

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from importlib import metadata
 from types import ModuleType
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = [
     "PluginInfo",
     "PluginLoadWarning",
     "Plugins",
+    "activated",
     "get_plugins",
     "load_plugins",
     "reset_plugins",
@@ -218,14 +220,29 @@ def load_plugins(
 
 
 _process_plugins: Plugins | None = None
+# Plugins a running pipeline was given explicitly; the in-process operator and the
+# entrypoint it calls must use the same ones, not the process-wide set.
+_active: list[Plugins] = []
 
 
 def get_plugins() -> Plugins:
-    """The process-wide plugins, loaded from entry points on first use."""
+    """The plugins in use: those of the running pipeline, else the process-wide ones."""
     global _process_plugins
+    if _active:
+        return _active[-1]
     if _process_plugins is None:
         _process_plugins = load_plugins()
     return _process_plugins
+
+
+@contextmanager
+def activated(plugins: Plugins) -> Iterator[Plugins]:
+    """Make ``plugins`` what `get_plugins` returns while the block runs."""
+    _active.append(plugins)
+    try:
+        yield plugins
+    finally:
+        _active.remove(plugins)
 
 
 def reset_plugins(plugins: Plugins | None = None) -> None:

@@ -1,0 +1,168 @@
+"""The ``inprocess`` step operator: runs a step on a thread of the orchestrator's process.
+
+It is the default operator.  It still goes through the launch and result manifests,
+so a pipeline that works here works unchanged on any other operator.  Python cannot
+stop a thread, so cancelling only stops waiting for it; the thread is a daemon and
+dies with the process.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import TextIO
+
+from stepframe._plugins.markers import hookimpl
+from stepframe._types import (
+    ComponentKind,
+    Component,
+    Credentials,
+    Flavor,
+    JobHandle,
+    JobState,
+    JobStatus,
+    Launch,
+)
+
+FLAVOR = "inprocess"
+
+
+class _Job:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.partial = ""
+        self.done = threading.Event()
+        self.failure: str | None = None
+        self.cancelled = False
+        self.lock = threading.Lock()
+
+    def write(self, text: str) -> None:
+        with self.lock:
+            *complete, self.partial = (self.partial + text).split("\n")
+            self.lines.extend(complete)
+
+    def finish(self) -> None:
+        with self.lock:
+            if self.partial:
+                self.lines.append(self.partial)
+                self.partial = ""
+        self.done.set()
+
+
+_jobs: dict[str, _Job] = {}
+_job_of_thread: dict[int, _Job] = {}
+_ids = itertools.count(1)
+_router_lock = threading.Lock()
+
+
+class _ThreadRoutedStream(io.TextIOBase):
+    """Sends what a step thread prints to its job's log, everything else through."""
+
+    def __init__(self, original: TextIO) -> None:
+        self.original = original
+
+    def write(self, text: str) -> int:
+        job = _job_of_thread.get(threading.get_ident())
+        if job is None:
+            return self.original.write(text)
+        job.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.original.flush()
+
+    def isatty(self) -> bool:
+        return self.original.isatty()
+
+    def fileno(self) -> int:
+        return self.original.fileno()
+
+
+def _route_output() -> None:
+    with _router_lock:
+        if not isinstance(sys.stdout, _ThreadRoutedStream):
+            sys.stdout = _ThreadRoutedStream(sys.stdout)  # type: ignore[assignment]
+        if not isinstance(sys.stderr, _ThreadRoutedStream):
+            sys.stderr = _ThreadRoutedStream(sys.stderr)  # type: ignore[assignment]
+
+
+def _run(job: _Job, launch: Launch) -> None:
+    from stepframe._artifacts.materializers import MaterializerRegistry
+    from stepframe._plugins.manager import get_plugins
+    from stepframe.entrypoint import execute_launch
+
+    _job_of_thread[threading.get_ident()] = job
+    try:
+        plugins = get_plugins()
+        store = plugins.hooks.open_artifact_store(launch.manifest_uri, None)
+        registry = MaterializerRegistry(plugins.materializers)
+        execute_launch(store, launch.manifest_uri, registry, Path(launch.code_root))
+    except BaseException:  # the machinery failed, not the step: report, never hang
+        job.failure = traceback.format_exc()
+    finally:
+        _job_of_thread.pop(threading.get_ident(), None)
+        job.finish()
+
+
+@hookimpl
+def register_flavors(register):  # type: ignore[no-untyped-def]
+    register(
+        Flavor(
+            kind=ComponentKind.STEP_OPERATOR,
+            name=FLAVOR,
+            description="runs the step on a thread of the orchestrator's own process",
+        )
+    )
+
+
+@hookimpl
+def submit_step(launch: Launch, operator: Component, credentials: Credentials | None) -> JobHandle | None:
+    if operator.flavor != FLAVOR:
+        return None
+    _route_output()
+    job_id = f"inprocess-{next(_ids)}"
+    job = _Job()
+    _jobs[job_id] = job
+    thread = threading.Thread(target=_run, args=(job, launch), name=job_id, daemon=True)
+    thread.start()
+    return JobHandle(flavor=FLAVOR, operator=operator.name, job_id=job_id)
+
+
+@hookimpl
+def poll_step(handle: JobHandle, credentials: Credentials | None, cursor: str | None) -> JobStatus | None:
+    if handle.flavor != FLAVOR:
+        return None
+    job = _jobs.get(handle.job_id)
+    if job is None:
+        return JobStatus(
+            JobState.FAILED,
+            failure_reason="in-process jobs end with the process that ran them",
+        )
+    finished = job.done.is_set()  # read before the lines, so none written after are lost
+    start = int(cursor or 0)
+    with job.lock:
+        lines = tuple(job.lines[start:])
+    next_cursor = str(start + len(lines))
+    if job.cancelled:
+        state = JobState.CANCELLED
+    elif not finished:
+        state = JobState.RUNNING
+    else:
+        state = JobState.FAILED if job.failure else JobState.SUCCEEDED
+    if finished:
+        _jobs.pop(handle.job_id, None)
+    return JobStatus(state, lines, next_cursor, failure_reason=job.failure, poll_after=0.05)
+
+
+@hookimpl
+def cancel_step(handle: JobHandle, credentials: Credentials | None) -> bool | None:
+    if handle.flavor != FLAVOR:
+        return None
+    job = _jobs.get(handle.job_id)
+    if job is not None:
+        job.cancelled = True
+    return True

@@ -1,0 +1,151 @@
+"""What a run shows while it goes: step states, elapsed times and streamed log lines.
+
+On a terminal a status block is redrawn in place below the scrolling log lines; when
+stdout is a pipe or a file every event is one plain line, so CI logs stay readable.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import TextIO
+
+__all__ = ["Console", "LiveConsole", "PlainConsole", "QuietConsole", "make_console"]
+
+_SYMBOLS = {
+    "pending": ".",
+    "running": ">",
+    "succeeded": "+",
+    "cached": "=",
+    "failed": "x",
+    "skipped": "-",
+    "cancelled": "!",
+}
+
+
+class Console:
+    """The events a run reports; the base class shows nothing."""
+
+    def step_state(self, step: str, state: str, detail: str = "") -> None:
+        """A step entered ``state`` (see ``_SYMBOLS``); ``detail`` is shown beside it."""
+
+    def step_log(self, step: str, line: str) -> None:
+        """One log line the step's job wrote."""
+
+    def message(self, text: str) -> None:
+        """A line from the orchestrator itself."""
+
+    def close(self) -> None:
+        """The run is over; stop redrawing."""
+
+
+QuietConsole = Console
+
+
+class PlainConsole(Console):
+    """One line per event, for pipes, files and CI."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stdout
+        self._lock = threading.Lock()
+        self._started: dict[str, float] = {}
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self._stream.write(text + "\n")
+            self._stream.flush()
+
+    def step_state(self, step: str, state: str, detail: str = "") -> None:
+        if state == "pending":
+            return  # every step starts pending; saying so line by line is noise
+        now = time.monotonic()
+        if state == "running":
+            self._started.setdefault(step, now)
+        elapsed = ""
+        if state not in ("pending", "running") and step in self._started:
+            elapsed = f" in {now - self._started[step]:.1f}s"
+        suffix = f" ({detail})" if detail else ""
+        self._write(f"[{step}] {state}{elapsed}{suffix}")
+
+    def step_log(self, step: str, line: str) -> None:
+        self._write(f"{step} | {line}")
+
+    def message(self, text: str) -> None:
+        self._write(text)
+
+
+class LiveConsole(PlainConsole):
+    """A status block redrawn in place, with log lines scrolling above it."""
+
+    def __init__(self, stream: TextIO | None = None, refresh_seconds: float = 0.25) -> None:
+        super().__init__(stream)
+        self._states: dict[str, tuple[str, str]] = {}
+        self._ended: dict[str, float] = {}
+        self._drawn_lines = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._refresh_loop, args=(refresh_seconds,), daemon=True
+        )
+        self._thread.start()
+
+    def _status_block(self) -> list[str]:
+        now = time.monotonic()
+        width = max((len(name) for name in self._states), default=0)
+        lines = []
+        for name, (state, detail) in self._states.items():
+            started = self._started.get(name)
+            elapsed = ""
+            if started is not None:
+                elapsed = f"{self._ended.get(name, now) - started:6.1f}s"
+            lines.append(
+                f" {_SYMBOLS.get(state, '?')} {name:<{width}}  {state:<9} {elapsed:>7}  {detail}".rstrip()
+            )
+        return lines
+
+    def _redraw(self, above: str = "") -> None:
+        with self._lock:
+            out = []
+            if self._drawn_lines:
+                out.append(f"\x1b[{self._drawn_lines}F\x1b[J")
+            if above:
+                out.append(above + "\n")
+            block = self._status_block()
+            out.extend(line + "\n" for line in block)
+            self._drawn_lines = len(block)
+            self._stream.write("".join(out))
+            self._stream.flush()
+
+    def _refresh_loop(self, seconds: float) -> None:
+        while not self._stop.wait(seconds):
+            if any(state == "running" for state, _ in self._states.values()):
+                self._redraw()
+
+    def step_state(self, step: str, state: str, detail: str = "") -> None:
+        now = time.monotonic()
+        if state == "running":
+            self._started.setdefault(step, now)
+        elif state != "pending":
+            self._ended[step] = now
+        self._states[step] = (state, detail)
+        self._redraw()
+
+    def step_log(self, step: str, line: str) -> None:
+        self._redraw(f"{step} | {line}")
+
+    def message(self, text: str) -> None:
+        self._redraw(text)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+        self._redraw()
+
+
+def make_console(stream: TextIO | None = None) -> Console:
+    """A live console on a terminal, plain lines otherwise (or when ``TERM=dumb``)."""
+    stream = stream or sys.stdout
+    if stream.isatty() and os.environ.get("TERM", "") not in ("", "dumb"):
+        return LiveConsole(stream)
+    return PlainConsole(stream)

@@ -1,0 +1,401 @@
+"""The local orchestrator: walks a compiled pipeline, dispatching ready steps in parallel.
+
+Everything that can be checked is checked before the run is recorded (operators exist,
+settings validate, constants can be stored), so a bad pipeline leaves nothing behind.
+Steps run on daemon threads, one per running step and at most ``max_parallel`` at once;
+the main thread only schedules, so Ctrl-C is handled promptly.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import attrs
+
+from stepframe._artifacts.io import load_artifact, save_artifact
+from stepframe._artifacts.materializers import MaterializerRegistry
+from stepframe._artifacts.store import ArtifactStore
+from stepframe._history.database import RunHistory, new_run_id
+from stepframe._orchestrator.console import Console, make_console
+from stepframe._orchestrator.step_runner import RunContext, StepCancelled, StepRunner
+from stepframe._pipeline.pipeline import ConstantInput, PipelineSpec, UpstreamInput
+from stepframe._pipeline.step import EMPTY
+from stepframe._plugins.manager import Plugins, activated, get_plugins
+from stepframe._project import Project
+from stepframe._stack import Stack, default_stack, resolve_operator, resolve_settings
+from stepframe._types import ArtifactRef, Component
+from stepframe.exceptions import NoMaterializerError, RunCancelled, RunFailed, StepFailed
+
+__all__ = ["RunResult", "StepOutcome", "default_max_parallel", "run_pipeline"]
+
+# How long a cancelled run waits for its jobs to confirm they stopped before exiting.
+CANCEL_WAIT_SECONDS = 6.0
+
+
+def default_max_parallel() -> int:
+    """Steps mostly wait on jobs elsewhere, so allow more than one per core."""
+    return min(32, (os.cpu_count() or 1) * 4)
+
+
+@attrs.define
+class StepOutcome:
+    """How one step of a run ended."""
+
+    name: str
+    status: str
+    operator: str | None = None
+    outputs: dict[str, ArtifactRef] = attrs.field(factory=dict)
+    error: BaseException | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+
+@attrs.define
+class RunResult:
+    """A finished run: its id, how each step ended, and its outputs to load."""
+
+    run_id: str
+    pipeline: str
+    status: str
+    steps: dict[str, StepOutcome]
+    store: ArtifactStore = attrs.field(repr=False)
+    registry: MaterializerRegistry = attrs.field(repr=False)
+    scratch_dir: Path = attrs.field(repr=False)
+
+    def output(self, step: str, name: str | None = None) -> Any:
+        """Load one output of a step (its only output when ``name`` is omitted)."""
+        outcome = self.steps[step]
+        if name is None:
+            if len(outcome.outputs) != 1:
+                raise KeyError(f"step {step!r} has outputs {sorted(outcome.outputs)}; name one")
+            name = next(iter(outcome.outputs))
+        return load_artifact(self.store, outcome.outputs[name], EMPTY, self.registry, self.scratch_dir)
+
+
+@attrs.define
+class _Plan:
+    """A pipeline with every step's operator and settings resolved."""
+
+    operators: dict[str, Component]
+    settings: dict[str, Any]
+    merged_settings: dict[str, dict[str, dict[str, Any]]]
+
+
+def _plan(
+    spec: PipelineSpec, stack: Stack, plugins: Plugins, run_settings: Mapping[str, Any]
+) -> _Plan:
+    plan = _Plan({}, {}, {})
+    for name, step in spec.steps.items():
+        operator = resolve_operator(stack, plugins.flavors, name, step.operator)
+        layers = (spec.settings, step.settings, run_settings)
+        settings, merged = resolve_settings(plugins.flavors, name, operator, layers)
+        plan.operators[name] = operator
+        plan.settings[name] = settings
+        plan.merged_settings[name] = merged
+    return plan
+
+
+def _store_constants(
+    spec: PipelineSpec, store: ArtifactStore, registry: MaterializerRegistry, run_id: str
+) -> dict[tuple[str, str], ArtifactRef]:
+    refs = {}
+    for name, step in spec.steps.items():
+        for param, given in step.inputs.items():
+            if not isinstance(given, ConstantInput):
+                continue
+            uri = store.uri_for("runs", run_id, name, "inputs", param)
+            annotation = step.step.input_annotations.get(param, EMPTY)
+            try:
+                refs[(name, param)] = save_artifact(store, uri, given.value, annotation, registry)
+            except NoMaterializerError as error:
+                raise NoMaterializerError(f"step {name!r} input {param!r}: {error}") from None
+    return refs
+
+
+class _Interrupts:
+    """First SIGINT/SIGTERM asks the run to cancel; a second one exits at once."""
+
+    def __init__(self, event: threading.Event, console: Console) -> None:
+        self.event = event
+        self.console = console
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.event.is_set():
+            os._exit(130)
+        self.event.set()
+        self.console.message(
+            f"received {signal.Signals(signum).name}: cancelling running steps "
+            "(press Ctrl-C again to exit at once)"
+        )
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+@contextmanager
+def _closing(console: Console) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        console.close()
+
+
+def run_pipeline(
+    spec: PipelineSpec,
+    *,
+    plugins: Plugins | None = None,
+    project: Project | None = None,
+    max_parallel: int | None = None,
+    console: Console | None = None,
+    run_settings: Mapping[str, Any] | None = None,
+    raise_on_failure: bool = True,
+) -> RunResult:
+    """Run a compiled pipeline to the end.
+
+    :param plugins: the plugins to use (default: the process-wide ones).
+    :param project: where run history and artifacts live (default: discovered from cwd).
+    :param max_parallel: how many steps may run at once.
+    :param console: where progress goes (default: the terminal, or plain lines).
+    :param run_settings: the last settings layer, from a run config file.
+    :param raise_on_failure: raise `RunFailed`/`RunCancelled` instead of returning.
+    """
+    plugins = plugins or get_plugins()
+    project = project or Project.discover()
+    stack = default_stack(project, plugins.flavors)
+    plan = _plan(spec, stack, plugins, run_settings or {})
+    max_parallel = max_parallel or default_max_parallel()
+    if max_parallel < 1:
+        raise ValueError("max_parallel must be at least 1")
+
+    with activated(plugins):
+        store = plugins.hooks.open_artifact_store(stack.artifact_store_uri, None)
+        registry = MaterializerRegistry(plugins.materializers)
+        project.state_dir.mkdir(parents=True, exist_ok=True)
+        history = RunHistory(project.database_path)
+        run_id = new_run_id()
+        constants = _store_constants(spec, store, registry, run_id)
+        history.create_run(run_id, spec.name, project_root=str(project.root), params=_printable(spec.params))
+        for name in spec.steps:
+            history.set_step(run_id, name, status="pending", operator=plan.operators[name].name, flavor=plan.operators[name].flavor)
+        console = console or make_console()
+        context = RunContext(
+            run_id=run_id,
+            spec=spec,
+            stack=stack,
+            plugins=plugins,
+            store=store,
+            history=history,
+            console=console,
+            cancel_event=threading.Event(),
+            workdir=str(project.jobs_dir),
+        )
+        console.message(f"run {run_id} of pipeline {spec.name!r} ({len(spec.steps)} steps)")
+        with _Interrupts(context.cancel_event, console), _closing(console):
+            outcomes = _Scheduler(context, plan, constants, max_parallel).run()
+        status = _run_status(outcomes, context.cancel_event.is_set())
+        failures = {n: o.error for n, o in outcomes.items() if o.error is not None}
+        history.finish_run(run_id, status, error=_summary_error(failures))
+        result = RunResult(run_id, spec.name, status, outcomes, store, registry, project.state_dir / "loaded")
+        console.message(_summary(result))
+        history.close()
+
+    if raise_on_failure and status == "cancelled":
+        raise RunCancelled(run_id, failures)
+    if raise_on_failure and status == "failed":
+        skipped = tuple(n for n, o in outcomes.items() if o.status == "skipped")
+        raise RunFailed(run_id, failures, skipped) from next(iter(failures.values()))
+    return result
+
+
+def _printable(params: Mapping[str, Any]) -> dict[str, str]:
+    return {key: repr(value)[:200] for key, value in params.items()}
+
+
+def _run_status(outcomes: Mapping[str, StepOutcome], cancelled: bool) -> str:
+    if cancelled:
+        return "cancelled"
+    if any(o.status == "failed" for o in outcomes.values()):
+        return "failed"
+    return "succeeded"
+
+
+def _summary_error(failures: Mapping[str, BaseException]) -> str | None:
+    if not failures:
+        return None
+    return "; ".join(f"{name}: {str(error).splitlines()[0]}" for name, error in failures.items())
+
+
+def _summary(result: RunResult) -> str:
+    counts: dict[str, int] = {}
+    for outcome in result.steps.values():
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    parts = ", ".join(f"{n} {status}" for status, n in counts.items())
+    lines = [f"run {result.run_id} {result.status}: {parts}"]
+    for outcome in result.steps.values():
+        if outcome.error is not None:
+            lines.append(f"\n--- step {outcome.name!r} failed ---\n{outcome.error}")
+    return "\n".join(lines)
+
+
+class _Scheduler:
+    """Starts steps whose inputs are ready, collects their ends, and handles cancel."""
+
+    def __init__(
+        self,
+        context: RunContext,
+        plan: _Plan,
+        constants: Mapping[tuple[str, str], ArtifactRef],
+        max_parallel: int,
+    ) -> None:
+        self.context = context
+        self.plan = plan
+        self.constants = constants
+        self.max_parallel = max_parallel
+        self.outcomes: dict[str, StepOutcome] = {
+            name: StepOutcome(name, "pending", plan.operators[name].name) for name in context.spec.steps
+        }
+        self.running: dict[str, StepRunner] = {}
+        self.finished: queue.Queue[tuple[str, dict[str, ArtifactRef] | None, BaseException | None]] = queue.Queue()
+
+    def run(self) -> dict[str, StepOutcome]:
+        spec = self.context.spec
+        pending = list(spec.steps)
+        for name in pending:
+            self.context.console.step_state(name, "pending")
+        while pending or self.running:
+            if self.context.cancel_event.is_set():
+                self._cancel_all(pending)
+                break
+            pending = self._start_ready(pending)
+            if not self.running:
+                continue
+            try:
+                item = self.finished.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self._record_end(*item)
+        return self.outcomes
+
+    def _start_ready(self, pending: list[str]) -> list[str]:
+        still_pending = []
+        for name in pending:
+            upstream = self.context.spec.steps[name].upstream
+            states = [self.outcomes[up].status for up in upstream]
+            if any(state in ("failed", "skipped") for state in states):
+                self._mark(name, "skipped", detail="an upstream step failed")
+            elif all(state == "succeeded" for state in states) and len(self.running) < self.max_parallel:
+                self._start(name)
+            else:
+                still_pending.append(name)
+        return still_pending
+
+    def _inputs(self, name: str) -> dict[str, ArtifactRef]:
+        refs = {}
+        for param, given in self.context.spec.steps[name].inputs.items():
+            if isinstance(given, UpstreamInput):
+                refs[param] = self.outcomes[given.step].outputs[given.output]
+            else:
+                refs[param] = self.constants[(name, param)]
+        return refs
+
+    def _start(self, name: str) -> None:
+        runner = StepRunner(
+            self.context,
+            self.context.spec.steps[name],
+            self.plan.operators[name],
+            self.plan.settings[name],
+            self.plan.merged_settings[name],
+            self._inputs(name),
+        )
+        self.running[name] = runner
+        self._mark(name, "running", detail=self.plan.operators[name].name)
+
+        def target() -> None:
+            try:
+                outputs = runner.run()
+            except BaseException as error:  # reported to the scheduler, never lost
+                self.finished.put((name, None, error))
+            else:
+                self.finished.put((name, outputs, None))
+
+        threading.Thread(target=target, name=f"stepframe-{name}", daemon=True).start()
+
+    def _record_end(self, name: str, outputs: dict[str, ArtifactRef] | None, error: BaseException | None) -> None:
+        self.running.pop(name, None)
+        if isinstance(error, StepCancelled):
+            self._mark(name, "cancelled")
+            return
+        if error is not None:
+            if not isinstance(error, StepFailed):
+                error = _as_step_failure(name, error)
+            self.outcomes[name].error = error
+            self._mark(name, "failed", error=str(error))
+            return
+        assert outputs is not None
+        self.outcomes[name].outputs = outputs
+        for output, ref in outputs.items():
+            self.context.history.record_artifact(self.context.run_id, name, output, ref)
+        self._mark(name, "succeeded")
+
+    def _mark(self, name: str, status: str, *, detail: str = "", error: str | None = None) -> None:
+        outcome = self.outcomes[name]
+        now = time.time()
+        outcome.status = status
+        fields: dict[str, Any] = {"status": status}
+        if status == "running":
+            outcome.started_at = now
+            fields["started_at"] = now
+        elif status != "pending":
+            outcome.ended_at = now
+            fields["ended_at"] = now
+        if error is not None:
+            fields["error"] = error
+        self.context.history.set_step(self.context.run_id, name, **fields)
+        self.context.console.step_state(name, status, detail)
+
+    def _cancel_all(self, pending: list[str]) -> None:
+        runners = list(self.running.values())
+        threads = [threading.Thread(target=r.cancel, daemon=True) for r in runners]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+        while self.running and time.monotonic() < deadline:
+            try:
+                name, _outputs, _error = self.finished.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self.running.pop(name, None)
+            self._mark(name, "cancelled")
+        for name in [*self.running, *pending]:
+            self._mark(name, "cancelled")
+        self.running.clear()
+
+
+def _as_step_failure(name: str, error: BaseException) -> StepFailed:
+    """A failure of the machinery around a step (submit, poll, config) as a step failure."""
+    failure = StepFailed(name, type(error).__name__, str(error))
+    failure.__cause__ = error
+    return failure

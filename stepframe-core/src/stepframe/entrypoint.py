@@ -1,0 +1,202 @@
+"""The program every job runs: ``python -m stepframe.entrypoint MANIFEST_URI``.
+
+It reads the launch manifest from the artifact store, imports the step, loads and
+type-checks its inputs, runs it, stores its outputs and writes a result manifest.  It
+needs no server: the artifact store is the only meeting point with the client.  It
+exits 0 when the step succeeded and 1 when it raised (the error is in the result
+manifest); 2 when it could not even read its launch manifest.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from stepframe._artifacts.io import load_artifact, save_artifact
+from stepframe._artifacts.materializers import MaterializerRegistry
+from stepframe._artifacts.store import ArtifactStore
+from stepframe._manifests import (
+    FunctionRef,
+    LaunchManifest,
+    ResultManifest,
+    read_manifest,
+    write_manifest,
+)
+from stepframe._types import ArtifactRef, RemoteError
+from stepframe.exceptions import (
+    InputTypeError,
+    NoMaterializerError,
+    StepframeError,
+    UsageError,
+)
+
+__all__ = ["execute_launch", "main"]
+
+MANIFEST_ENV = "STEPFRAME_LAUNCH_MANIFEST"
+CODE_ROOT_ENV = "STEPFRAME_CODE_ROOT"
+
+
+def _import_function(ref: FunctionRef, code_root: Path) -> tuple[Callable[..., Any], Any]:
+    """The step's plain function and the `Step` object around it (or None)."""
+    from stepframe._pipeline.step import Step
+
+    try:
+        module = importlib.import_module(ref.module)
+    except ImportError:
+        if ref.path is None or not (code_root / ref.path).is_file():
+            raise
+        spec = importlib.util.spec_from_file_location(ref.module, code_root / ref.path)
+        if spec is None or spec.loader is None:
+            raise
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[ref.module] = module
+        spec.loader.exec_module(module)
+    target: Any = module
+    for part in ref.qualname.split("."):
+        target = getattr(target, part)
+    if isinstance(target, Step):
+        return target.func, target
+    return target, None
+
+
+def _qualified_name(tp: type) -> str:
+    return tp.__qualname__ if tp.__module__ == "builtins" else f"{tp.__module__}.{tp.__qualname__}"
+
+
+def _load_inputs(
+    manifest: LaunchManifest,
+    step: Any,
+    store: ArtifactStore,
+    registry: MaterializerRegistry,
+    scratch: Path,
+) -> dict[str, Any]:
+    from stepframe._pipeline.step import EMPTY
+    from stepframe._pipeline.typecheck import TypeMismatch, conform
+
+    annotations = step.input_annotations if step is not None else {}
+    kwargs = {}
+    for name, ref in manifest.inputs.items():
+        hint = annotations.get(name, EMPTY)
+        value = load_artifact(store, ref, hint, registry, scratch)
+        try:
+            kwargs[name] = conform(value, hint)
+        except TypeMismatch as mismatch:
+            raise InputTypeError(
+                f"step {manifest.step!r} input {name!r}: {mismatch} "
+                f"(loaded from {ref.uri}, stored as {ref.type_name or ref.materializer}); "
+                "fix the producing step's return value or this step's type hint"
+            ) from None
+    return kwargs
+
+
+def _save_outputs(
+    manifest: LaunchManifest,
+    step: Any,
+    value: Any,
+    store: ArtifactStore,
+    registry: MaterializerRegistry,
+) -> dict[str, ArtifactRef]:
+    from stepframe._pipeline.step import EMPTY
+
+    targets = manifest.outputs
+    if len(targets) == 1:
+        values: Sequence[Any] = (value,)
+    elif isinstance(value, (tuple, list)) and len(value) == len(targets):
+        values = value
+    else:
+        raise StepframeError(
+            f"step {manifest.step!r} declares {len(targets)} outputs "
+            f"({', '.join(t.name for t in targets)}) but returned "
+            f"{type(value).__name__}; return a tuple of {len(targets)} values"
+        )
+    annotations = step.output_annotations if step is not None else {}
+    refs = {}
+    for target, item in zip(targets, values):
+        try:
+            refs[target.name] = save_artifact(
+                store, target.uri, item, annotations.get(target.name, EMPTY), registry
+            )
+        except NoMaterializerError as error:
+            raise NoMaterializerError(
+                f"step {manifest.step!r} output {target.name!r}: {error}"
+            ) from None
+    return refs
+
+
+def execute_launch(
+    store: ArtifactStore,
+    manifest_uri: str,
+    registry: MaterializerRegistry,
+    code_root: Path,
+) -> ResultManifest:
+    """Run the step a launch manifest describes and write its result manifest.
+
+    Step failures are captured in the result, never raised: the client learns about
+    them from the result manifest, wherever the step ran.
+    """
+    manifest = read_manifest(store, manifest_uri, LaunchManifest)
+    started = time.time()
+    scratch = Path(tempfile.mkdtemp(prefix=f"stepframe-{manifest.step}-"))
+    try:
+        func, step = _import_function(manifest.function, code_root)
+        kwargs = _load_inputs(manifest, step, store, registry, scratch)
+        value = func(**kwargs)
+        outputs = _save_outputs(manifest, step, value, store, registry)
+        result = ResultManifest(outputs=outputs, started_at=started, ended_at=time.time())
+    except BaseException as error:  # the step's failure is data for the client
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        result = ResultManifest(
+            error=RemoteError(
+                type=_qualified_name(type(error)),
+                message=str(error),
+                traceback=traceback.format_exc(),
+            ),
+            started_at=started,
+            ended_at=time.time(),
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    write_manifest(store, manifest.result_uri, result)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from stepframe._plugins.manager import get_plugins
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    manifest_uri = args[0] if args else os.environ.get(MANIFEST_ENV)
+    if not manifest_uri:
+        print(
+            f"usage: python -m stepframe.entrypoint MANIFEST_URI (or set {MANIFEST_ENV})",
+            file=sys.stderr,
+        )
+        return 2
+    code_root = Path(os.environ.get(CODE_ROOT_ENV) or os.getcwd()).resolve()
+    if str(code_root) not in sys.path:
+        sys.path.insert(0, str(code_root))
+    plugins = get_plugins()
+    try:
+        store = plugins.hooks.open_artifact_store(manifest_uri, None)
+        registry = MaterializerRegistry(plugins.materializers)
+        result = execute_launch(store, manifest_uri, registry, code_root)
+    except (StepframeError, UsageError, OSError) as error:
+        print(f"stepframe entrypoint: {error}", file=sys.stderr)
+        return 2
+    if result.error is not None:
+        print(result.error.traceback, file=sys.stderr, end="")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
