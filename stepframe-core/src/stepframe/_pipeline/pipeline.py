@@ -112,13 +112,31 @@ def function_ref(func: Callable[..., Any]) -> tuple[FunctionRef, Path | None]:
     return FunctionRef(func.__module__, func.__qualname__, str(path.relative_to(root))), root
 
 
+# Conversions `typecheck.conform` makes when an input loads, so the compile-time check
+# must not reject them: wanted type to the produced types it accepts.
+_CONVERTIBLE: dict[type, tuple[type, ...]] = {
+    float: (int,),
+    tuple: (list,),
+    list: (tuple,),
+    set: (list, tuple, frozenset),
+    frozenset: (list, tuple, set),
+}
+
+
 def _obviously_incompatible(produced: Any, wanted: Any) -> bool:
-    """True only when both are plain classes that can never match (``str`` vs ``int``)."""
+    """True only when both are plain classes that can never match (``str`` vs ``int``).
+
+    A missing annotation (``inspect.Parameter.empty``, itself a class) or ``object``
+    on the producing side says nothing about the value, so it never conflicts; the
+    value is checked when it is loaded instead.
+    """
     if not (isinstance(produced, type) and isinstance(wanted, type)):
+        return False
+    if EMPTY in (produced, wanted) or produced is object:
         return False
     if wanted is typing.Any or produced is typing.Any:
         return False
-    if wanted is float and produced is int:
+    if issubclass(produced, _CONVERTIBLE.get(wanted, ())):
         return False
     return not issubclass(produced, wanted)
 
