@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
+from stepframe._config.secrets import SecretRef, check_reference
 from stepframe.exceptions import ConfigError
 
 __all__ = ["structure_config", "unstructure_config"]
@@ -31,10 +32,17 @@ def _strict(expected: type) -> Any:
     return structure
 
 
+def _secret_reference(value: Any, _: Any) -> SecretRef:
+    if not isinstance(value, str):
+        raise TypeError(f"expected the name of a secret, got {type(value).__name__}")
+    return check_reference(value)
+
+
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
     for primitive in (str, int, float, bool):
         converter.register_structure_hook(primitive, _strict(primitive))
+    converter.register_structure_hook(SecretRef, _secret_reference)
     return converter
 
 

@@ -1,0 +1,42 @@
+"""How commands report failure: one message, no traceback, a meaningful exit code."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "reports_errors"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# Exit codes: 1 a step or the run failed, 2 the input was wrong, 130 interrupted.
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def reports_errors(func: _F) -> _F:
+    """Print stepframe's own errors as one message, without a Python traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from stepframe.exceptions import RunCancelled, RunFailed, StepframeError, UsageError
+
+        try:
+            return func(*args, **kwargs)
+        except RunCancelled:
+            sys.exit(EXIT_INTERRUPTED)
+        except RunFailed:
+            sys.exit(EXIT_FAILED)  # the run's summary already showed what failed
+        except UsageError as error:
+            click.echo(f"stepframe: error: {error}", err=True)
+            sys.exit(EXIT_USAGE)
+        except StepframeError as error:
+            click.echo(f"stepframe: error: {error}", err=True)
+            sys.exit(EXIT_FAILED)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,163 @@
+"""``stepframe stack ...`` and ``stepframe flavor list``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from stepframe._cli.components import config_path
+from stepframe._cli.errors import reports_errors
+from stepframe._types import ComponentKind
+
+__all__ = ["flavor", "stack"]
+
+
+def _plugins() -> Any:
+    from stepframe._plugins.manager import get_plugins
+
+    return get_plugins()
+
+
+@click.group(help="Combine components into stacks, and choose the active one.")
+def stack() -> None:
+    pass
+
+
+@stack.command(help="Register a stack from components registered earlier.")
+@click.argument("name")
+@click.option("-a", "--artifact-store", default="local", show_default=True)
+@click.option("-i", "--image-builder", default=None)
+@click.option("-c", "--container-registry", default=None)
+@click.option("-s", "--step-operator", "step_operators", multiple=True, help="Repeat for several.")
+@click.option("--set", "make_active", is_flag=True, help="Make it the active stack.")
+@reports_errors
+def register(
+    name: str,
+    artifact_store: str,
+    image_builder: str | None,
+    container_registry: str | None,
+    step_operators: tuple[str, ...],
+    make_active: bool,
+) -> None:
+    import tomlkit
+
+    from stepframe._config.stacks import DEFAULT_STACK, load_stack
+    from stepframe._config.toml_file import edit_toml
+    from stepframe._project import Project
+    from stepframe.exceptions import ConfigError
+
+    if name == DEFAULT_STACK:
+        raise ConfigError(f"{DEFAULT_STACK!r} is the built-in stack; choose another name")
+    table = tomlkit.table()
+    table["artifact_store"] = artifact_store
+    if image_builder:
+        table["image_builder"] = image_builder
+    if container_registry:
+        table["container_registry"] = container_registry
+    table["step_operators"] = list(step_operators)
+    with edit_toml(config_path()) as document:
+        stacks = document.setdefault("stacks", tomlkit.table(is_super_table=True))
+        if name in stacks:
+            raise ConfigError(f"stack {name!r} already exists; delete it first or pick another name")
+        stacks[name] = table
+        # Refuses (and so writes nothing) if a component is missing or invalid.
+        load_stack(Project(config_path().parent), _plugins().flavors, document, name)
+        if make_active:
+            document["active_stack"] = name
+    click.echo(f"registered stack {name!r}" + (" and made it active" if make_active else ""))
+
+
+@stack.command(name="list", help="List stacks; * marks the active one.")
+@reports_errors
+def list_() -> None:
+    from stepframe._config.stacks import active_stack_name, stack_definitions
+    from stepframe._config.toml_file import read_toml
+
+    document = read_toml(config_path())
+    active = active_stack_name(document)
+    for definition in sorted(stack_definitions(document).values(), key=lambda d: d.name):
+        mark = "*" if definition.name == active else " "
+        operators = ", ".join(definition.step_operators) or "-"
+        click.echo(f"{mark} {definition.name}  (artifact store {definition.artifact_store}; operators {operators})")
+
+
+@stack.command(help="Show a stack's components (the active stack by default).")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@reports_errors
+def describe(name: str | None, as_json: bool) -> None:
+    from stepframe._config.stacks import load_stack
+    from stepframe._config.toml_file import read_toml
+    from stepframe._project import Project
+
+    document = read_toml(config_path())
+    loaded = load_stack(Project(config_path().parent), _plugins().flavors, document, name)
+    rows: list[tuple[str, str, str]] = [
+        ("artifact store", loaded.artifact_store.name, loaded.artifact_store.flavor)
+    ]
+    for role, component in (("image builder", loaded.image_builder), ("container registry", loaded.container_registry)):
+        if component is not None:
+            rows.append((role, component.name, component.flavor))
+    rows += [("step operator", c.name, c.flavor) for c in loaded.step_operators.values()]
+    rows += [("connector", c.name, c.flavor) for c in loaded.connectors.values()]
+    if as_json:
+        payload = {"name": loaded.name, "artifact_store_uri": loaded.artifact_store_uri}
+        payload["components"] = [{"role": r, "name": n, "flavor": f} for r, n, f in rows]  # type: ignore[assignment]
+        click.echo(json.dumps(payload, indent=2))
+        return
+    click.echo(f"stack {loaded.name}  (artifacts in {loaded.artifact_store_uri})")
+    for role, component_name, component_flavor in rows:
+        click.echo(f"  {role:<18} {component_name}  ({component_flavor})")
+
+
+@stack.command(name="set", help="Make a stack the active one.")
+@click.argument("name")
+@reports_errors
+def set_(name: str) -> None:
+    from stepframe._config.stacks import load_stack
+    from stepframe._config.toml_file import edit_toml
+    from stepframe._project import Project
+
+    with edit_toml(config_path()) as document:
+        load_stack(Project(config_path().parent), _plugins().flavors, document, name)
+        document["active_stack"] = name
+    click.echo(f"active stack is now {name!r}")
+
+
+@stack.command(help="Delete a stack (not the active one).")
+@click.argument("name")
+@reports_errors
+def delete(name: str) -> None:
+    from stepframe._config.stacks import active_stack_name
+    from stepframe._config.toml_file import edit_toml
+    from stepframe.exceptions import ConfigError
+
+    with edit_toml(config_path()) as document:
+        stacks = document.get("stacks", {})
+        if name not in stacks:
+            raise ConfigError(f"there is no stack named {name!r} in {config_path()}")
+        if active_stack_name(document) == name:
+            raise ConfigError(f"stack {name!r} is active; `stepframe stack set` another one first")
+        del stacks[name]
+    click.echo(f"deleted stack {name!r}")
+
+
+@click.group(help="Inspect the component flavors that installed plugins provide.")
+def flavor() -> None:
+    pass
+
+
+@flavor.command(name="list", help="List flavors with the plugin that provides each.")
+@click.option(
+    "--kind",
+    type=click.Choice([k.value.replace("_", "-") for k in ComponentKind]),
+    default=None,
+    help="Only this component kind.",
+)
+@reports_errors
+def flavor_list(kind: str | None) -> None:
+    wanted = ComponentKind(kind.replace("-", "_")) if kind else None
+    for found, plugin in _plugins().flavors.of_kind(wanted):
+        click.echo(f"{found.kind.value:<18} {found.name:<12} {plugin:<22} {found.description}")

@@ -1,0 +1,1 @@
+"""Private: the project configuration file and the user-level secret store."""

@@ -1,0 +1,250 @@
+"""Components and stacks as ``stepframe.toml`` stores them, validated against flavors.
+
+The file, as the CLI writes it::
+
+    active_stack = "aws"
+
+    [step_operators.sagemaker]      # one table per component, grouped by kind
+    flavor = "sagemaker"
+    connector = "aws"
+    role = "arn:aws:iam::123456789012:role/sagemaker"
+
+    [connectors.aws]
+    flavor = "aws"
+    secret_access_key = "aws-secret"   # the NAME of a secret, never its value
+
+    [stacks.aws]
+    artifact_store = "s3"
+    step_operators = ["sagemaker"]
+
+Step operators whose flavor needs no configuration (``inprocess``, ``local``) and the
+``local`` artifact store exist in every stack without being written down, and the
+``default`` stack exists without any file at all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from stepframe._plugins.flavors import FlavorRegistry
+from stepframe._project import Project
+from stepframe._types import Component, ComponentKind
+from stepframe._validation import structure_config
+from stepframe.exceptions import ConfigError
+
+__all__ = [
+    "ACTIVE_STACK_ENV",
+    "DEFAULT_STACK",
+    "TABLES",
+    "Stack",
+    "StackDefinition",
+    "build_component",
+    "component_tables",
+    "implicit_components",
+    "load_stack",
+    "stack_definitions",
+]
+
+DEFAULT_STACK = "default"
+ACTIVE_STACK_ENV = "STEPFRAME_STACK"
+LOCAL_ARTIFACT_STORE = "local"
+
+# The top-level table holding each kind's components.
+TABLES: dict[ComponentKind, str] = {
+    ComponentKind.ARTIFACT_STORE: "artifact_stores",
+    ComponentKind.IMAGE_BUILDER: "image_builders",
+    ComponentKind.CONTAINER_REGISTRY: "container_registries",
+    ComponentKind.STEP_OPERATOR: "step_operators",
+    ComponentKind.CONNECTOR: "connectors",
+}
+RESERVED_KEYS = ("flavor", "connector")
+
+
+@attrs.frozen
+class Stack:
+    """The components one run uses."""
+
+    name: str
+    artifact_store: Component
+    artifact_store_uri: str
+    step_operators: Mapping[str, Component]
+    image_builder: Component | None = None
+    container_registry: Component | None = None
+    connectors: Mapping[str, Component] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class StackDefinition:
+    """A stack as written in the file: component names by role."""
+
+    name: str
+    artifact_store: str = LOCAL_ARTIFACT_STORE
+    image_builder: str | None = None
+    container_registry: str | None = None
+    step_operators: tuple[str, ...] = ()
+
+
+def component_tables(document: Mapping[str, Any], kind: ComponentKind) -> dict[str, Mapping[str, Any]]:
+    """The raw tables of every component of ``kind`` written in the file."""
+    section = document.get(TABLES[kind], {})
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{TABLES[kind]}: expected a table of components")
+    return {str(name): table for name, table in section.items()}
+
+
+def build_component(
+    kind: ComponentKind, name: str, table: Mapping[str, Any], flavors: FlavorRegistry
+) -> Component:
+    """Validate one component's table against its flavor's config class."""
+    where = f"{TABLES[kind]}.{name}"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: expected a table")
+    flavor_name = table.get("flavor")
+    if not isinstance(flavor_name, str):
+        raise ConfigError(f"{where}.flavor: required value is missing (the flavor to use)")
+    flavor = flavors.get(kind, flavor_name)
+    if flavor is None:
+        raise ConfigError(
+            f"{where}.flavor: no installed plugin provides {kind.value} flavor "
+            f"{flavor_name!r}; {flavors.install_hint(flavor_name)}"
+        )
+    connector = table.get("connector")
+    if connector is not None and not isinstance(connector, str):
+        raise ConfigError(f"{where}.connector: expected the name of a connector")
+    fields = {k: _plain(v) for k, v in table.items() if k not in RESERVED_KEYS}
+    if flavor.config_class is None:
+        if fields:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(fields))}")
+        config = None
+    else:
+        config = structure_config(fields, flavor.config_class, where)
+    return Component(kind, name, flavor_name, config, connector)
+
+
+def _plain(value: Any) -> Any:
+    """tomlkit's wrapped values as plain Python ones."""
+    unwrap = getattr(value, "unwrap", None)
+    return unwrap() if callable(unwrap) else value
+
+
+def implicit_components(kind: ComponentKind, flavors: FlavorRegistry) -> dict[str, Component]:
+    """Components every stack has without configuration, named after their flavor."""
+    found: dict[str, Component] = {}
+    for flavor, _plugin in flavors.of_kind(kind):
+        if kind is ComponentKind.ARTIFACT_STORE and flavor.name != LOCAL_ARTIFACT_STORE:
+            continue
+        if kind not in (ComponentKind.STEP_OPERATOR, ComponentKind.ARTIFACT_STORE):
+            continue
+        try:
+            config = structure_config({}, flavor.config_class, flavor.name) if flavor.config_class else None
+        except ConfigError:
+            continue  # needs configuration: the user registers it first
+        found[flavor.name] = Component(kind, flavor.name, flavor.name, config)
+    return found
+
+
+def stack_definitions(document: Mapping[str, Any]) -> dict[str, StackDefinition]:
+    section = document.get("stacks", {})
+    stacks = {DEFAULT_STACK: StackDefinition(DEFAULT_STACK)}
+    for name, table in section.items():
+        where = f"stacks.{name}"
+        data = _plain(table)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a table")
+        operators = data.pop("step_operators", [])
+        if not isinstance(operators, list) or not all(isinstance(o, str) for o in operators):
+            raise ConfigError(f"{where}.step_operators: expected a list of step operator names")
+        try:
+            stacks[str(name)] = StackDefinition(str(name), step_operators=tuple(operators), **data)
+        except TypeError:
+            allowed = ("artifact_store", "image_builder", "container_registry", "step_operators")
+            unknown = sorted(set(data) - set(allowed))
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}") from None
+    return stacks
+
+
+def active_stack_name(document: Mapping[str, Any]) -> str:
+    name = os.environ.get(ACTIVE_STACK_ENV) or document.get("active_stack") or DEFAULT_STACK
+    return str(name)
+
+
+def _component(
+    document: Mapping[str, Any],
+    kind: ComponentKind,
+    name: str,
+    flavors: FlavorRegistry,
+    where: str,
+) -> Component:
+    tables = component_tables(document, kind)
+    if name in tables:
+        return build_component(kind, name, tables[name], flavors)
+    implicit = implicit_components(kind, flavors)
+    if name in implicit:
+        return implicit[name]
+    raise ConfigError(
+        f"{where}: there is no {kind.value.replace('_', ' ')} named {name!r}; register it with "
+        f"`stepframe {kind.value.replace('_', '-')} register {name} --flavor ...`"
+    )
+
+
+def load_stack(
+    project: Project,
+    flavors: FlavorRegistry,
+    document: Mapping[str, Any],
+    name: str | None = None,
+) -> Stack:
+    """Build and validate a stack (the active one by default) from the parsed file."""
+    name = name or active_stack_name(document)
+    definitions = stack_definitions(document)
+    if name not in definitions:
+        raise ConfigError(
+            f"stack {name!r} is not defined in {project.root / 'stepframe.toml'}; "
+            f"stacks: {', '.join(sorted(definitions))}"
+        )
+    definition = definitions[name]
+    where = f"stacks.{name}"
+    store = _component(document, ComponentKind.ARTIFACT_STORE, definition.artifact_store, flavors, f"{where}.artifact_store")
+    operators = implicit_components(ComponentKind.STEP_OPERATOR, flavors)
+    for op in definition.step_operators:
+        operators[op] = _component(document, ComponentKind.STEP_OPERATOR, op, flavors, f"{where}.step_operators")
+    builder = registry = None
+    if definition.image_builder:
+        builder = _component(document, ComponentKind.IMAGE_BUILDER, definition.image_builder, flavors, f"{where}.image_builder")
+    if definition.container_registry:
+        registry = _component(
+            document, ComponentKind.CONTAINER_REGISTRY, definition.container_registry, flavors, f"{where}.container_registry"
+        )
+    connectors: dict[str, Component] = {}
+    for component in (store, builder, registry, *operators.values()):
+        if component is not None and component.connector and component.connector not in connectors:
+            connectors[component.connector] = _component(
+                document,
+                ComponentKind.CONNECTOR,
+                component.connector,
+                flavors,
+                f"{TABLES[component.kind]}.{component.name}.connector",
+            )
+    return Stack(
+        name=name,
+        artifact_store=store,
+        artifact_store_uri=_store_uri(store, project),
+        step_operators=operators,
+        image_builder=builder,
+        container_registry=registry,
+        connectors=connectors,
+    )
+
+
+def _store_uri(store: Component, project: Project) -> str:
+    """Where the store's root is: its configured ``path``, else the project's own folder."""
+    path = getattr(store.config, "path", None)
+    if path:
+        text = str(path)
+        if "://" in text:
+            return text
+        return (project.root / text).resolve().as_uri()
+    return project.artifacts_dir.as_uri()
