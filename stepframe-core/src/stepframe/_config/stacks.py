@@ -44,6 +44,7 @@ __all__ = [
     "StackDefinition",
     "build_component",
     "component_tables",
+    "find_component",
     "implicit_components",
     "load_stack",
     "stack_definitions",
@@ -172,13 +173,14 @@ def active_stack_name(document: Mapping[str, Any]) -> str:
     return str(name)
 
 
-def _component(
+def find_component(
     document: Mapping[str, Any],
     kind: ComponentKind,
     name: str,
     flavors: FlavorRegistry,
     where: str,
 ) -> Component:
+    """A component by name: configured in the file, or built in."""
     tables = component_tables(document, kind)
     if name in tables:
         return build_component(kind, name, tables[name], flavors)
@@ -207,21 +209,21 @@ def load_stack(
         )
     definition = definitions[name]
     where = f"stacks.{name}"
-    store = _component(document, ComponentKind.ARTIFACT_STORE, definition.artifact_store, flavors, f"{where}.artifact_store")
+    store = find_component(document, ComponentKind.ARTIFACT_STORE, definition.artifact_store, flavors, f"{where}.artifact_store")
     operators = implicit_components(ComponentKind.STEP_OPERATOR, flavors)
     for op in definition.step_operators:
-        operators[op] = _component(document, ComponentKind.STEP_OPERATOR, op, flavors, f"{where}.step_operators")
+        operators[op] = find_component(document, ComponentKind.STEP_OPERATOR, op, flavors, f"{where}.step_operators")
     builder = registry = None
     if definition.image_builder:
-        builder = _component(document, ComponentKind.IMAGE_BUILDER, definition.image_builder, flavors, f"{where}.image_builder")
+        builder = find_component(document, ComponentKind.IMAGE_BUILDER, definition.image_builder, flavors, f"{where}.image_builder")
     if definition.container_registry:
-        registry = _component(
+        registry = find_component(
             document, ComponentKind.CONTAINER_REGISTRY, definition.container_registry, flavors, f"{where}.container_registry"
         )
     connectors: dict[str, Component] = {}
     for component in (store, builder, registry, *operators.values()):
         if component is not None and component.connector and component.connector not in connectors:
-            connectors[component.connector] = _component(
+            connectors[component.connector] = find_component(
                 document,
                 ComponentKind.CONNECTOR,
                 component.connector,

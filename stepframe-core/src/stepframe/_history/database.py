@@ -94,6 +94,7 @@ class RunRecord:
     project_root: str
     error: str | None
     params: dict[str, Any]
+    source: str | None = None
 
 
 @attrs.frozen
@@ -196,7 +197,8 @@ def _create_v1(conn: sqlite3.Connection) -> None:
             hostname     TEXT NOT NULL,
             project_root TEXT NOT NULL,
             error        TEXT,
-            params       TEXT NOT NULL DEFAULT '{}'
+            params       TEXT NOT NULL DEFAULT '{}',
+            source       TEXT
         )""",
         "CREATE INDEX runs_started_at ON runs (started_at)",
         """CREATE TABLE steps (
@@ -395,6 +397,7 @@ class RunHistory:
         *,
         project_root: str | os.PathLike[str],
         params: Mapping[str, Any] | None = None,
+        source: str | None = None,
     ) -> None:
         """Record a run as started by this process, on this host, now.
 
@@ -404,7 +407,7 @@ class RunHistory:
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO runs (run_id, pipeline, status, started_at, pid, hostname,"
-                " project_root, params) VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+                " project_root, params, source) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     pipeline,
@@ -413,8 +416,20 @@ class RunHistory:
                     socket.gethostname(),
                     os.fspath(project_root),
                     json.dumps(dict(params or {}), sort_keys=True, default=str),
+                    source,
                 ),
             )
+
+    def reopen_run(self, run_id: str) -> None:
+        """Mark a run as running again, in this process: what ``run --resume`` does first."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = 'running', ended_at = NULL, error = NULL, pid = ?,"
+                " hostname = ? WHERE run_id = ?",
+                (os.getpid(), socket.gethostname(), run_id),
+            )
+            if cursor.rowcount == 0:
+                raise self._no_run(run_id)
 
     def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
         """Mark a run as ended with a final status and, when it failed, a summary."""
@@ -468,6 +483,19 @@ class RunHistory:
             f"run id prefix {run_id!r} is ambiguous in {self.path}: it matches {shown}{more};"
             " give more of the id"
         )
+
+    def find_cached(self, cache_key: str) -> tuple[str, str, list[ArtifactRecord]] | None:
+        """The newest step that succeeded with this cache key: run id, step and outputs."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT run_id, step FROM steps WHERE cache_key = ? AND status IN"
+                " ('succeeded', 'cached') ORDER BY ended_at DESC LIMIT 1",
+                (cache_key,),
+            ).fetchone()
+        if row is None:
+            return None
+        run_id, step = row
+        return run_id, step, self.get_artifacts(run_id, step)
 
     def _no_run(self, run_id: str) -> UsageError:
         return UsageError(f"no run {run_id!r} in {self.path}; see `stepframe runs list`")
@@ -660,7 +688,8 @@ class RunHistory:
 
 
 _RUN_COLUMNS = (
-    "run_id, pipeline, status, started_at, ended_at, pid, hostname, project_root, error, params"
+    "run_id, pipeline, status, started_at, ended_at, pid, hostname, project_root, error,"
+    " params, source"
 )
 _STEP_COLUMNS = ", ".join(["run_id", "step", *_STEP_FIELDS])  # the order of StepRecord
 _ARTIFACT_COLUMNS = "run_id, step, output, uri, sha256, size, materializer, type_name"
@@ -671,9 +700,19 @@ _JOB_COLUMNS = (
 
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    run_id, pipeline, status, started_at, ended_at, pid, host, root, error, params = row
+    run_id, pipeline, status, started_at, ended_at, pid, host, root, error, params, source = row
     return RunRecord(
-        run_id, pipeline, status, started_at, ended_at, pid, host, root, error, json.loads(params)
+        run_id,
+        pipeline,
+        status,
+        started_at,
+        ended_at,
+        pid,
+        host,
+        root,
+        error,
+        json.loads(params),
+        source,
     )
 
 

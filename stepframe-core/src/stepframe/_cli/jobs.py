@@ -1,0 +1,147 @@
+"""``stepframe jobs list|stop|attach``: the ledger of every job ever submitted."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from stepframe._cli.errors import reports_errors
+
+__all__ = ["jobs"]
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def _find(history: Any, job: str) -> Any:
+    """A ledger row by backend job id, or by ledger row number."""
+    from stepframe.exceptions import UsageError
+
+    rows = history.list_jobs()
+    matches = [row for row in rows if row.job_id == job] or [
+        row for row in rows if job.isdigit() and row.id == int(job)
+    ]
+    if not matches:
+        raise UsageError(f"no job {job!r} in the ledger; see `stepframe jobs list`")
+    row = matches[-1]
+    if row.handle is None:
+        raise UsageError(
+            f"job {job!r} was never confirmed as submitted (ledger row {row.id}, state "
+            f"{row.state}); check the {row.flavor} backend for it by hand"
+        )
+    return row
+
+
+def _credentials(handle: Any) -> Any:
+    """Credentials through the connector of the operator that submitted the job, if any."""
+    from stepframe._cli.components import config_path
+    from stepframe._config.stacks import find_component
+    from stepframe._config.toml_file import read_toml
+    from stepframe._plugins.manager import get_plugins
+    from stepframe._types import ComponentKind, ResourceRequest
+
+    plugins = get_plugins()
+    document = read_toml(config_path())
+    operator = find_component(
+        document, ComponentKind.STEP_OPERATOR, handle.operator, plugins.flavors, "job operator"
+    )
+    if operator.connector is None:
+        return None
+    connector = find_component(
+        document, ComponentKind.CONNECTOR, operator.connector, plugins.flavors, "operator connector"
+    )
+    return plugins.hooks.authenticate(connector, ResourceRequest("generic"))
+
+
+@click.group(help="Every job stepframe submitted: list them, stop one, follow one.")
+def jobs() -> None:
+    pass
+
+
+@jobs.command(name="list", help="List jobs with their run, step, flavor, id, state and timing.")
+@click.option("--running", is_flag=True, help="Only jobs that may still be running.")
+@click.pass_context
+@reports_errors
+def list_(ctx: click.Context, running: bool) -> None:
+    history = ctx.obj["history"]()
+    rows = history.list_jobs(running_only=running)
+    if not rows:
+        click.echo("no running jobs" if running else "no jobs recorded")
+        return
+    header = ("RUN", "STEP", "FLAVOR", "JOB ID", "STATE", "STARTED", "DURATION")
+    table = [header]
+    for row in rows:
+        end = time.time() if row.is_active else row.updated_at
+        table.append(
+            (
+                row.run_id,
+                row.step,
+                row.flavor,
+                row.job_id or "-",
+                row.state,
+                _when(row.created_at),
+                f"{end - row.created_at:.1f}s",
+            )
+        )
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
+    for r in table:
+        click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(r, widths)).rstrip())
+
+
+@jobs.command(help="Stop a running job through its operator (cancel_step).")
+@click.argument("job")
+@click.pass_context
+@reports_errors
+def stop(ctx: click.Context, job: str) -> None:
+    from stepframe._plugins.manager import get_plugins
+    from stepframe._types import JobState
+
+    history = ctx.obj["history"]()
+    row = _find(history, job)
+    if not row.is_active:
+        click.echo(f"job {row.job_id} already ended ({row.state})")
+        return
+    hooks = get_plugins().hooks
+    credentials = _credentials(row.handle)
+    hooks.cancel_step(row.handle, credentials)
+    status = hooks.poll_step(row.handle, credentials, None)
+    history.update_job_state(row.id, status.state if status.state.is_terminal else JobState.CANCELLED)
+    click.echo(f"asked {row.flavor} job {row.job_id} (step {row.step} of run {row.run_id}) to stop")
+
+
+@jobs.command(help="Follow a job's state and logs until it ends (Ctrl-C stops following).")
+@click.argument("job")
+@click.pass_context
+@reports_errors
+def attach(ctx: click.Context, job: str) -> None:
+    from stepframe._orchestrator.follow import follow_job
+    from stepframe._plugins.manager import get_plugins
+
+    history = ctx.obj["history"]()
+    row = _find(history, job)
+    credentials = _credentials(row.handle)
+    click.echo(f"following {row.flavor} job {row.job_id} (step {row.step} of run {row.run_id})")
+
+    def show(lines: tuple[str, ...]) -> None:
+        for line in lines:
+            click.echo(f"{row.step} | {line}")
+
+    try:
+        status = follow_job(
+            get_plugins().hooks,
+            row.handle,
+            credentials=lambda: credentials.fresh() if credentials else None,
+            on_lines=show,
+            on_detail=lambda detail: click.echo(f"[{row.step}] {detail}"),
+        )
+    except KeyboardInterrupt:
+        click.echo(f"\nstopped following; the job goes on (stop it with `stepframe jobs stop {row.job_id}`)")
+        raise SystemExit(130) from None
+    history.update_job_state(row.id, status.state)
+    reason = f": {status.failure_reason}" if status.failure_reason else ""
+    click.echo(f"job {row.job_id} {status.state.value}{reason}")
