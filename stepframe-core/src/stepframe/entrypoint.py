@@ -132,6 +132,24 @@ def _save_outputs(
     return refs
 
 
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+def _user_traceback(error: BaseException) -> str:
+    """The traceback from the first frame outside stepframe and the import machinery.
+
+    The step's own frames are what the user needs; the entrypoint's are noise.  When
+    no frame is the user's (stepframe could not load an input or store an output),
+    there is no traceback: the error's message says what is wrong.
+    """
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(("<frozen ", _PACKAGE_DIR)):
+        tb = tb.tb_next
+    if tb is None:
+        return ""
+    return "".join(traceback.format_exception(type(error), error, tb))
+
+
 def execute_launch(
     store: ArtifactStore,
     manifest_uri: str,
@@ -159,7 +177,7 @@ def execute_launch(
             error=RemoteError(
                 type=_qualified_name(type(error)),
                 message=str(error),
-                traceback=traceback.format_exc(),
+                traceback=_user_traceback(error),
             ),
             started_at=started,
             ended_at=time.time(),
@@ -193,7 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stepframe entrypoint: {error}", file=sys.stderr)
         return 2
     if result.error is not None:
-        print(result.error.traceback, file=sys.stderr, end="")
+        error = result.error
+        print(error.traceback or f"{error.type}: {error.message}\n", file=sys.stderr, end="")
         return 1
     return 0
 

@@ -193,10 +193,12 @@ def run_pipeline(
     with activated(plugins):
         store = plugins.hooks.open_artifact_store(stack.artifact_store_uri, None)
         registry = MaterializerRegistry(plugins.materializers)
+        run_id = new_run_id()
+        # Before the history is opened: a constant that cannot be stored is a usage
+        # error, and must not leave a database (or a run row) behind.
+        constants = _store_constants(spec, store, registry, run_id)
         project.state_dir.mkdir(parents=True, exist_ok=True)
         history = RunHistory(project.database_path)
-        run_id = new_run_id()
-        constants = _store_constants(spec, store, registry, run_id)
         history.create_run(run_id, spec.name, project_root=str(project.root), params=_printable(spec.params))
         for name in spec.steps:
             history.set_step(run_id, name, status="pending", operator=plan.operators[name].name, flavor=plan.operators[name].flavor)

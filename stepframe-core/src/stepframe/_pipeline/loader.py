@@ -48,13 +48,35 @@ def _import_file(path: Path) -> object:
         del sys.modules[module_name]
         if isinstance(error, KeyboardInterrupt):
             raise
-        frames = traceback.format_exception(type(error), error, error.__traceback__)
-        user_frames = "".join(frames[-6:])
         raise PipelineLoadError(
-            f"pipeline file {path} failed to import: {type(error).__name__}: {error}\n\n"
-            f"{user_frames.rstrip()}"
+            f"pipeline file {path} failed to import: {type(error).__name__}: {error}"
+            + _where(error)
         ) from None
     return module
+
+
+# How many of the user's own frames to show under an import failure.
+_WHERE_FRAMES = 5
+
+
+def _where(error: BaseException) -> str:
+    """Where an import failed, in the user's code only: no importlib or stepframe frames.
+
+    A SyntaxError shows its line and caret; anything else the last few frames outside
+    stepframe and the import machinery, without the "Traceback" header.
+    """
+    if isinstance(error, SyntaxError):
+        lines = traceback.format_exception_only(type(error), error)[:-1]
+        return "\n" + "".join(lines).rstrip() if lines else ""
+    package = str(Path(__file__).resolve().parents[1])
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith(("<frozen ", package))
+    ]
+    if not frames:
+        return ""
+    return "\n" + "".join(traceback.format_list(frames[-_WHERE_FRAMES:])).rstrip()
 
 
 def load_pipeline(target: str) -> Pipeline:
