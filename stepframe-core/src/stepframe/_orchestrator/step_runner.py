@@ -137,7 +137,11 @@ class StepRunner:
             cancel_now = self._cancel_requested
         if cancel_now:
             self._send_cancel()
-        status = self._follow(handle)
+        try:
+            status = self._follow(handle)
+        except BaseException:
+            self._stop_unwatched_job(handle)
+            raise
         ctx.history.update_job_state(self._job_row, status.state)
         if status.state is JobState.CANCELLED or self._cancel_requested:
             raise StepCancelled()
@@ -257,6 +261,21 @@ class StepRunner:
         return StepResult(outputs=manifest.outputs, error=manifest.error)
 
     # ---- cancelling -----------------------------------------------------------------
+
+    def _stop_unwatched_job(self, handle: JobHandle) -> None:
+        """Following a job failed (a plugin broke, the backend went away): stop the job
+        rather than leave it running, and paid for, with nobody watching it."""
+        ctx = self.context
+        try:
+            self._send_cancel()
+        except Exception as error:
+            ctx.console.message(
+                f"step {self.spec.name!r}: could not stop job {handle.job_id!r} "
+                f"({type(error).__name__}: {error}); it may still be running, see `stepframe jobs`"
+            )
+            return
+        if self._job_row is not None:
+            ctx.history.update_job_state(self._job_row, JobState.CANCELLED)
 
     def cancel(self) -> None:
         """Ask the job to stop; safe to call from another thread, at any point."""

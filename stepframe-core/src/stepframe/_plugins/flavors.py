@@ -33,6 +33,11 @@ class FlavorRegistry:
             )
         self._flavors[key] = (flavor, plugin)
 
+    def remove_plugin(self, plugin: str) -> None:
+        """Forget every flavor ``plugin`` registered (when its registration failed)."""
+        for key in [key for key, (_, owner) in self._flavors.items() if owner == plugin]:
+            del self._flavors[key]
+
     def get(self, kind: ComponentKind, name: str) -> Flavor | None:
         entry = self._flavors.get((kind, name))
         return entry[0] if entry else None

@@ -130,6 +130,10 @@ def _entry_point_candidates(
         yield entry_point.name, distribution, version, entry_point.value, plugin
 
 
+def _own_impls(caller: Any, plugin: object) -> list[Any]:
+    return [impl for impl in caller.get_hookimpls() if impl.plugin is plugin]
+
+
 def load_plugins(
     *,
     entry_points: bool = True,
@@ -148,7 +152,10 @@ def load_plugins(
 
     candidates: list[tuple[str, str | None, str | None, str, Any]] = []
     if entry_points:
-        candidates.extend(_entry_point_candidates(env))
+        # The core's own parts first, whatever the order of sys.path: a third-party
+        # plugin that claims the name of a core flavor is the one that gets skipped.
+        found = list(_entry_point_candidates(env))
+        candidates.extend(sorted(found, key=lambda c: c[1] != CORE_DISTRIBUTION))
     for name, plugin in extra:
         module = getattr(plugin, "__name__", type(plugin).__module__)
         candidates.append((name, None, None, str(module), plugin))
@@ -178,37 +185,40 @@ def load_plugins(
         module_name = plugin.__name__ if isinstance(plugin, ModuleType) else target
         infos[name] = PluginInfo(name, distribution, version, module_name, hooks, ())
 
+    # Each plugin registers its flavors and materializers in one go: if any part fails
+    # (a hook raises, a flavor name is taken, a materializer is not one), the plugin is
+    # left out entirely, never half registered.
     flavors = FlavorRegistry()
     materializers: list[Materializer] = []
-    for impl in manager.hook.register_flavors.get_hookimpls():
-        plugin_name = manager.get_name(impl.plugin) or "?"
-        info = infos[plugin_name]
+    for plugin_name, info in list(infos.items()):
+        plugin = manager.get_plugin(plugin_name)
         registered: list[str] = []
+        mine: list[Materializer] = []
 
         def register_flavor(flavor: Flavor, _plugin: str = plugin_name, _out: list[str] = registered) -> None:
             flavors.add(flavor, _plugin)
             _out.append(f"{flavor.kind.value}:{flavor.name}")
 
-        try:
-            impl.function(register=register_flavor)
-        except Exception as error:
-            _warn(plugin_name, info.distribution, info.module, f"register_flavors failed: {error}")
-            continue
-        infos[plugin_name] = attrs.evolve(info, flavors=tuple(registered))
-
-    for impl in manager.hook.register_materializers.get_hookimpls():
-        plugin_name = manager.get_name(impl.plugin) or "?"
-
-        def register_materializer(materializer: Materializer, _plugin: str = plugin_name) -> None:
+        def register_materializer(materializer: Materializer, _out: list[Materializer] = mine) -> None:
             if not isinstance(materializer, Materializer):
                 raise TypeError(f"{materializer!r} is not a stepframe Materializer")
-            materializers.append(materializer)
+            _out.append(materializer)
 
+        hook = "register_flavors"
         try:
-            impl.function(register=register_materializer)
+            for impl in _own_impls(manager.hook.register_flavors, plugin):
+                impl.function(register=register_flavor)
+            hook = "register_materializers"
+            for impl in _own_impls(manager.hook.register_materializers, plugin):
+                impl.function(register=register_materializer)
         except Exception as error:
-            info = infos[plugin_name]
-            _warn(plugin_name, info.distribution, info.module, f"register_materializers failed: {error}")
+            flavors.remove_plugin(plugin_name)
+            manager.unregister(name=plugin_name)
+            del infos[plugin_name]
+            _warn(plugin_name, info.distribution, info.module, f"{hook} failed: {error}")
+            continue
+        materializers.extend(mine)
+        infos[plugin_name] = attrs.evolve(info, flavors=tuple(registered))
 
     return Plugins(
         manager=manager,
