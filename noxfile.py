@@ -35,6 +35,8 @@ def tests(session: nox.Session) -> None:
         # Test files in different folders may share a name (tests/test_imports.py and
         # stepframe-core/tests/test_imports.py); importlib mode keeps them apart.
         "--import-mode=importlib",
+        # Test ids relative to the repository, not to the first package's pyproject.toml.
+        "--rootdir=.",
         "stepframe-core/tests",
         "tests",
         *session.posargs,
