@@ -120,7 +120,8 @@ def main() -> int:
     print(f"ratio wall / limit:           {wall / limit:.2f}  (<= 1 meets the target)")
     # The slowest step includes its own process start-up, which is where 32 processes
     # starting at once on a few cores show: compare with the bare sleep as well.
-    print(f"ratio wall / sleep:           {wall / options.sleep:.2f}")
+    if options.sleep > 0:
+        print(f"ratio wall / sleep:           {wall / options.sleep:.2f}")
     return 0
 
 
