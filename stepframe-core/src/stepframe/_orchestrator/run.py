@@ -199,27 +199,31 @@ def run_pipeline(
         constants = _store_constants(spec, store, registry, run_id)
         project.state_dir.mkdir(parents=True, exist_ok=True)
         history = RunHistory(project.database_path)
-        history.create_run(run_id, spec.name, project_root=str(project.root), params=_printable(spec.params))
-        for name in spec.steps:
-            history.set_step(run_id, name, status="pending", operator=plan.operators[name].name, flavor=plan.operators[name].flavor)
         console = console or make_console()
-        context = RunContext(
-            run_id=run_id,
-            spec=spec,
-            stack=stack,
-            plugins=plugins,
-            store=store,
-            history=history,
-            console=console,
-            cancel_event=threading.Event(),
-            workdir=str(project.jobs_dir),
-        )
-        console.message(f"run {run_id} of pipeline {spec.name!r} ({len(spec.steps)} steps)")
-        with _Interrupts(context.cancel_event, console), _closing(console):
-            outcomes = _Scheduler(context, plan, constants, max_parallel).run()
-        status = _run_status(outcomes, context.cancel_event.is_set())
-        failures = {n: o.error for n, o in outcomes.items() if o.error is not None}
-        history.finish_run(run_id, status, error=_summary_error(failures))
+        cancel_event = threading.Event()
+        # Handle interrupts from before the run row exists: a Ctrl-C at any point from
+        # here on cancels the run instead of leaving it recorded as running.
+        with _Interrupts(cancel_event, console):
+            history.create_run(run_id, spec.name, project_root=str(project.root), params=_printable(spec.params))
+            for name in spec.steps:
+                history.set_step(run_id, name, status="pending", operator=plan.operators[name].name, flavor=plan.operators[name].flavor)
+            context = RunContext(
+                run_id=run_id,
+                spec=spec,
+                stack=stack,
+                plugins=plugins,
+                store=store,
+                history=history,
+                console=console,
+                cancel_event=cancel_event,
+                workdir=str(project.jobs_dir),
+            )
+            console.message(f"run {run_id} of pipeline {spec.name!r} ({len(spec.steps)} steps)")
+            with _closing(console):
+                outcomes = _Scheduler(context, plan, constants, max_parallel).run()
+            status = _run_status(outcomes, cancel_event.is_set())
+            failures = {n: o.error for n, o in outcomes.items() if o.error is not None}
+            history.finish_run(run_id, status, error=_summary_error(failures))
         result = RunResult(run_id, spec.name, status, outcomes, store, registry, project.state_dir / "loaded")
         console.message(_summary(result))
         history.close()
@@ -237,7 +241,8 @@ def _printable(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _run_status(outcomes: Mapping[str, StepOutcome], cancelled: bool) -> str:
-    if cancelled:
+    # An interrupt that came after the last step ended cancelled nothing.
+    if cancelled and any(o.status == "cancelled" for o in outcomes.values()):
         return "cancelled"
     if any(o.status == "failed" for o in outcomes.values()):
         return "failed"

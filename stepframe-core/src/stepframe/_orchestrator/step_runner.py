@@ -248,7 +248,12 @@ class StepRunner:
                     return attrs.evolve(status, state=JobState.CANCELLED)
             wait = status.poll_after if status.poll_after is not None else delay
             delay = min(delay * 1.5, MAX_POLL_SECONDS)
-            ctx.cancel_event.wait(min(wait, 0.2) if self._cancel_requested else wait)
+            if self._cancel_requested or ctx.cancel_event.is_set():
+                # Waiting on the event returns at once once it is set: sleep instead, or
+                # the job is polled in a busy loop until it acknowledges the stop.
+                time.sleep(min(wait, 0.2))
+            else:
+                ctx.cancel_event.wait(wait)  # wakes up at once when the run is cancelled
 
     def _read_result(self, launch: Launch, status: JobStatus) -> StepResult:
         try:
