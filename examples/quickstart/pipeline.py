@@ -32,7 +32,9 @@ def load_data(rows: int = 400, seed: int = 7) -> tuple[Rows, list[float]]:
 
 
 @step(outputs=["train_x", "train_y", "test_x", "test_y"])
-def split(features: Rows, prices: list[float], test_share: float = 0.25) -> tuple[Rows, list[float], Rows, list[float]]:
+def split(
+    features: Rows, prices: list[float], test_share: float = 0.25
+) -> tuple[Rows, list[float], Rows, list[float]]:
     cut = int(len(features) * (1 - test_share))
     return features[:cut], prices[:cut], features[cut:], prices[cut:]
 
@@ -41,7 +43,9 @@ def split(features: Rows, prices: list[float], test_share: float = 0.25) -> tupl
 def fit_scaler(train_x: Rows) -> tuple[list[float], list[float]]:
     columns = list(zip(*train_x))
     means = [sum(c) / len(c) for c in columns]
-    scales = [math.sqrt(sum((v - m) ** 2 for v in c) / len(c)) or 1.0 for c, m in zip(columns, means)]
+    scales = [
+        math.sqrt(sum((v - m) ** 2 for v in c) / len(c)) or 1.0 for c, m in zip(columns, means)
+    ]
     return means, scales
 
 
@@ -50,7 +54,9 @@ def _scale(rows: Rows, means: list[float], scales: list[float]) -> Rows:
 
 
 @step(operator="local")
-def train(train_x: Rows, train_y: list[float], means: list[float], scales: list[float], epochs: int = 300) -> dict[str, list[float]]:
+def train(
+    train_x: Rows, train_y: list[float], means: list[float], scales: list[float], epochs: int = 300
+) -> dict[str, list[float]]:
     """Linear regression by full-batch gradient descent on standardised features."""
     xs = _scale(train_x, means, scales)
     weights, bias, rate = [0.0] * len(xs[0]), 0.0, 0.1
@@ -68,9 +74,17 @@ def train(train_x: Rows, train_y: list[float], means: list[float], scales: list[
 
 
 @step
-def evaluate(model: dict[str, list[float]], test_x: Rows, test_y: list[float], means: list[float], scales: list[float]) -> dict[str, float]:
+def evaluate(
+    model: dict[str, list[float]],
+    test_x: Rows,
+    test_y: list[float],
+    means: list[float],
+    scales: list[float],
+) -> dict[str, float]:
     xs = _scale(test_x, means, scales)
-    predictions = [sum(w * v for w, v in zip(model["weights"], row)) + model["bias"][0] for row in xs]
+    predictions = [
+        sum(w * v for w, v in zip(model["weights"], row)) + model["bias"][0] for row in xs
+    ]
     mean_y = sum(test_y) / len(test_y)
     residual = sum((p - y) ** 2 for p, y in zip(predictions, test_y))
     total = sum((y - mean_y) ** 2 for y in test_y)

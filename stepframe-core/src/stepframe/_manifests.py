@@ -87,7 +87,9 @@ class ResultManifest:
 _ManifestT = TypeVar("_ManifestT", LaunchManifest, ResultManifest)
 
 
-def write_manifest(store: ArtifactStore, uri: str, manifest: LaunchManifest | ResultManifest) -> None:
+def write_manifest(
+    store: ArtifactStore, uri: str, manifest: LaunchManifest | ResultManifest
+) -> None:
     data = json.dumps(_converter.unstructure(manifest), indent=1, sort_keys=True)
     with store.open_write(uri) as stream:
         stream.write(data.encode())
@@ -110,5 +112,9 @@ def read_manifest(store: ArtifactStore, uri: str, kind: type[_ManifestT]) -> _Ma
     try:
         return _converter.structure(data, kind)
     except Exception as error:
-        detail = "; ".join(cattrs.transform_error(error)) if isinstance(error, cattrs.BaseValidationError) else str(error)
+        detail = (
+            "; ".join(cattrs.transform_error(error))
+            if isinstance(error, cattrs.BaseValidationError)
+            else str(error)
+        )
         raise ManifestError(f"{what} {uri} is malformed: {detail}") from None

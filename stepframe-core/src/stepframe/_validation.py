@@ -56,7 +56,11 @@ def _problems(error: BaseException, path: str) -> list[str]:
         found: list[str] = []
         for sub in error.exceptions:
             note = next(
-                (n for n in getattr(sub, "__notes__", []) if hasattr(n, "name") or hasattr(n, "index")),
+                (
+                    n
+                    for n in getattr(sub, "__notes__", [])
+                    if hasattr(n, "name") or hasattr(n, "index")
+                ),
                 None,
             )
             if note is not None and hasattr(note, "name"):

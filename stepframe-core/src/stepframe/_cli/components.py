@@ -47,7 +47,10 @@ def _coerce(raw: str, hint: Any) -> Any:
     if hint is SecretRef:
         return raw
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", ())) and len(args) == 1:
+    if (
+        typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", ()))
+        and len(args) == 1
+    ):
         hint = args[0]
     if hint is bool:
         lowered = raw.lower()
@@ -82,7 +85,9 @@ def parse_options(args: list[str], config_class: type | None) -> dict[str, Any]:
     while index < len(args):
         arg = args[index]
         if not arg.startswith("--") or arg == "--":
-            raise click.UsageError(f"unexpected argument {arg!r}; flavor options look like --key value")
+            raise click.UsageError(
+                f"unexpected argument {arg!r}; flavor options look like --key value"
+            )
         key, sep, value = arg[2:].partition("=")
         if not sep:
             if index + 1 >= len(args):
@@ -120,7 +125,9 @@ def _validate_secrets(config: Any, where: str) -> None:
             )
 
 
-def _save_component(kind: ComponentKind, name: str, table: Mapping[str, Any], *, create: bool) -> None:
+def _save_component(
+    kind: ComponentKind, name: str, table: Mapping[str, Any], *, create: bool
+) -> None:
     import tomlkit
 
     from stepframe._config.stacks import TABLES, build_component, component_tables
@@ -136,10 +143,14 @@ def _save_component(kind: ComponentKind, name: str, table: Mapping[str, Any], *,
                 f"`stepframe {kind.value.replace('_', '-')} update {name} ...`"
             )
         if not create and name not in existing:
-            raise ConfigError(f"there is no {kind.value.replace('_', ' ')} named {name!r} in {config_path()}")
+            raise ConfigError(
+                f"there is no {kind.value.replace('_', ' ')} named {name!r} in {config_path()}"
+            )
         component = build_component(kind, name, table, plugins.flavors)
         _validate_secrets(component.config, f"{TABLES[kind]}.{name}")
-        if component.connector and component.connector not in component_tables(document, ComponentKind.CONNECTOR):
+        if component.connector and component.connector not in component_tables(
+            document, ComponentKind.CONNECTOR
+        ):
             raise ConfigError(
                 f"{TABLES[kind]}.{name}.connector: there is no connector named "
                 f"{component.connector!r}; register it with `stepframe connector register`"
@@ -227,7 +238,13 @@ def _users_of(document: Mapping[str, Any], kind: ComponentKind, name: str) -> li
     users = [
         f"stack {stack.name}"
         for stack in stack_definitions(document).values()
-        if name in (stack.artifact_store, stack.image_builder, stack.container_registry, *stack.step_operators)
+        if name
+        in (
+            stack.artifact_store,
+            stack.image_builder,
+            stack.container_registry,
+            *stack.step_operators,
+        )
     ]
     if kind is ComponentKind.CONNECTOR:
         users += [
@@ -290,14 +307,18 @@ def _make_group(kind: ComponentKind) -> click.Group:
         from stepframe._config.toml_file import read_toml
 
         configured = component_tables(read_toml(config_path()), kind)
-        rows = [(n, str(_plain(t).get("flavor", "?")), "stepframe.toml") for n, t in configured.items()]
+        rows = [
+            (n, str(_plain(t).get("flavor", "?")), "stepframe.toml") for n, t in configured.items()
+        ]
         rows += [
             (n, c.flavor, "built in")
             for n, c in implicit_components(kind, _plugins().flavors).items()
             if n not in configured
         ]
         if not rows:
-            click.echo(f"no {noun}s; register one with `stepframe {command_name} register NAME --flavor F`")
+            click.echo(
+                f"no {noun}s; register one with `stepframe {command_name} register NAME --flavor F`"
+            )
         width = max((len(row[0]) for row in rows), default=0)
         for row_name, row_flavor, origin in sorted(rows):
             click.echo(f"{row_name:<{width}}  {row_flavor:<12}  {origin}")
@@ -332,7 +353,9 @@ def _make_group(kind: ComponentKind) -> click.Group:
                 raise ConfigError(f"there is no {noun} named {name!r} in {config_path()}")
             users = _users_of(document, kind, name)
             if users:
-                raise ConfigError(f"{noun} {name!r} is used by {', '.join(users)}; change those first")
+                raise ConfigError(
+                    f"{noun} {name!r} is used by {', '.join(users)}; change those first"
+                )
             del section[name]
         click.echo(f"deleted {noun} {name!r}")
 

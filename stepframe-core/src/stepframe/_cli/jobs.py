@@ -110,7 +110,9 @@ def stop(ctx: click.Context, job: str) -> None:
     credentials = _credentials(row.handle)
     hooks.cancel_step(row.handle, credentials)
     status = hooks.poll_step(row.handle, credentials, None)
-    history.update_job_state(row.id, status.state if status.state.is_terminal else JobState.CANCELLED)
+    history.update_job_state(
+        row.id, status.state if status.state.is_terminal else JobState.CANCELLED
+    )
     click.echo(f"asked {row.flavor} job {row.job_id} (step {row.step} of run {row.run_id}) to stop")
 
 
@@ -140,7 +142,10 @@ def attach(ctx: click.Context, job: str) -> None:
             on_detail=lambda detail: click.echo(f"[{row.step}] {detail}"),
         )
     except KeyboardInterrupt:
-        click.echo(f"\nstopped following; the job goes on (stop it with `stepframe jobs stop {row.job_id}`)")
+        click.echo(
+            "\nstopped following; the job goes on "
+            f"(stop it with `stepframe jobs stop {row.job_id}`)"
+        )
         raise SystemExit(130) from None
     history.update_job_state(row.id, status.state)
     reason = f": {status.failure_reason}" if status.failure_reason else ""

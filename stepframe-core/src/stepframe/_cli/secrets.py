@@ -23,7 +23,9 @@ def set_(name: str) -> None:
     from stepframe._config.secrets import SecretStore
 
     if sys.stdin.isatty():
-        value = click.prompt(f"value for secret {name!r}", hide_input=True, confirmation_prompt=True)
+        value = click.prompt(
+            f"value for secret {name!r}", hide_input=True, confirmation_prompt=True
+        )
     else:
         value = sys.stdin.read().rstrip("\r\n")
     store = SecretStore()

@@ -60,7 +60,9 @@ def register(
     with edit_toml(config_path()) as document:
         stacks = document.setdefault("stacks", tomlkit.table(is_super_table=True))
         if name in stacks:
-            raise ConfigError(f"stack {name!r} already exists; delete it first or pick another name")
+            raise ConfigError(
+                f"stack {name!r} already exists; delete it first or pick another name"
+            )
         stacks[name] = table
         # Refuses (and so writes nothing) if a component is missing or invalid.
         load_stack(Project(config_path().parent), _plugins().flavors, document, name)
@@ -80,7 +82,10 @@ def list_() -> None:
     for definition in sorted(stack_definitions(document).values(), key=lambda d: d.name):
         mark = "*" if definition.name == active else " "
         operators = ", ".join(definition.step_operators) or "-"
-        click.echo(f"{mark} {definition.name}  (artifact store {definition.artifact_store}; operators {operators})")
+        click.echo(
+            f"{mark} {definition.name}  "
+            f"(artifact store {definition.artifact_store}; operators {operators})"
+        )
 
 
 @stack.command(help="Show a stack's components (the active stack by default).")
@@ -97,7 +102,10 @@ def describe(name: str | None, as_json: bool) -> None:
     rows: list[tuple[str, str, str]] = [
         ("artifact store", loaded.artifact_store.name, loaded.artifact_store.flavor)
     ]
-    for role, component in (("image builder", loaded.image_builder), ("container registry", loaded.container_registry)):
+    for role, component in (
+        ("image builder", loaded.image_builder),
+        ("container registry", loaded.container_registry),
+    ):
         if component is not None:
             rows.append((role, component.name, component.flavor))
     rows += [("step operator", c.name, c.flavor) for c in loaded.step_operators.values()]

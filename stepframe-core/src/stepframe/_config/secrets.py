@@ -76,11 +76,15 @@ class SecretStore:
                 f"(mode {stat.S_IMODE(info.st_mode):o}); run `chmod 600 {self.path}`"
             )
         if info.st_uid != os.getuid():
-            raise ConfigError(f"secrets file {self.path} belongs to another user; refusing to read it")
+            raise ConfigError(
+                f"secrets file {self.path} belongs to another user; refusing to read it"
+            )
         try:
             data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
         except ValueError:
-            raise ConfigError(f"secrets file {self.path} is not valid JSON; fix or delete it") from None
+            raise ConfigError(
+                f"secrets file {self.path} is not valid JSON; fix or delete it"
+            ) from None
         if not isinstance(data, dict):
             raise ConfigError(f"secrets file {self.path} must hold a JSON object")
         return {str(k): str(v) for k, v in data.items()}
@@ -105,7 +109,9 @@ class SecretStore:
     def get(self, name: str) -> str:
         secrets = self._load()
         if name not in secrets:
-            raise ConfigError(f"no secret named {name!r}; create it with `stepframe secret set {name}`")
+            raise ConfigError(
+                f"no secret named {name!r}; create it with `stepframe secret set {name}`"
+            )
         return secrets[name]
 
     def has(self, name: str) -> bool:
@@ -140,6 +146,8 @@ def resolve_secret(reference: SecretRef | str, store: SecretStore | None = None)
         variable = reference[4:]
         value = os.environ.get(variable)
         if not value:
-            raise ConfigError(f"environment variable {variable} (referenced as {reference}) is not set")
+            raise ConfigError(
+                f"environment variable {variable} (referenced as {reference}) is not set"
+            )
         return value
     return (store or SecretStore()).get(reference)

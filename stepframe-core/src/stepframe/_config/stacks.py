@@ -89,7 +89,9 @@ class StackDefinition:
     step_operators: tuple[str, ...] = ()
 
 
-def component_tables(document: Mapping[str, Any], kind: ComponentKind) -> dict[str, Mapping[str, Any]]:
+def component_tables(
+    document: Mapping[str, Any], kind: ComponentKind
+) -> dict[str, Mapping[str, Any]]:
     """The raw tables of every component of ``kind`` written in the file."""
     section = document.get(TABLES[kind], {})
     if not isinstance(section, Mapping):
@@ -117,10 +119,10 @@ def build_component(
     if connector is not None and not isinstance(connector, str):
         raise ConfigError(f"{where}.connector: expected the name of a connector")
     fields = {k: _plain(v) for k, v in table.items() if k not in RESERVED_KEYS}
+    config: Any = None
     if flavor.config_class is None:
         if fields:
             raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(fields))}")
-        config = None
     else:
         config = structure_config(fields, flavor.config_class, where)
     return Component(kind, name, flavor_name, config, connector)
@@ -141,7 +143,11 @@ def implicit_components(kind: ComponentKind, flavors: FlavorRegistry) -> dict[st
         if kind not in (ComponentKind.STEP_OPERATOR, ComponentKind.ARTIFACT_STORE):
             continue
         try:
-            config = structure_config({}, flavor.config_class, flavor.name) if flavor.config_class else None
+            config = (
+                structure_config({}, flavor.config_class, flavor.name)
+                if flavor.config_class
+                else None
+            )
         except ConfigError:
             continue  # needs configuration: the user registers it first
         found[flavor.name] = Component(kind, flavor.name, flavor.name, config)
@@ -209,16 +215,34 @@ def load_stack(
         )
     definition = definitions[name]
     where = f"stacks.{name}"
-    store = find_component(document, ComponentKind.ARTIFACT_STORE, definition.artifact_store, flavors, f"{where}.artifact_store")
+    store = find_component(
+        document,
+        ComponentKind.ARTIFACT_STORE,
+        definition.artifact_store,
+        flavors,
+        f"{where}.artifact_store",
+    )
     operators = implicit_components(ComponentKind.STEP_OPERATOR, flavors)
     for op in definition.step_operators:
-        operators[op] = find_component(document, ComponentKind.STEP_OPERATOR, op, flavors, f"{where}.step_operators")
+        operators[op] = find_component(
+            document, ComponentKind.STEP_OPERATOR, op, flavors, f"{where}.step_operators"
+        )
     builder = registry = None
     if definition.image_builder:
-        builder = find_component(document, ComponentKind.IMAGE_BUILDER, definition.image_builder, flavors, f"{where}.image_builder")
+        builder = find_component(
+            document,
+            ComponentKind.IMAGE_BUILDER,
+            definition.image_builder,
+            flavors,
+            f"{where}.image_builder",
+        )
     if definition.container_registry:
         registry = find_component(
-            document, ComponentKind.CONTAINER_REGISTRY, definition.container_registry, flavors, f"{where}.container_registry"
+            document,
+            ComponentKind.CONTAINER_REGISTRY,
+            definition.container_registry,
+            flavors,
+            f"{where}.container_registry",
         )
     connectors: dict[str, Component] = {}
     for component in (store, builder, registry, *operators.values()):
