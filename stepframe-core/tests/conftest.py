@@ -156,6 +156,12 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
+def subprocess_env() -> Callable[..., dict[str, str]]:
+    """``subprocess_env(**extra)``: the environment tests give the processes they start."""
+    return cli_env
+
+
+@pytest.fixture
 def cli(project: ProjectDir) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``python -m stepframe ARGS`` in the project folder, as a user would."""
 

@@ -3,7 +3,12 @@ stream step logs, and report a step that raises with its traceback from where it
 
 from __future__ import annotations
 
+import json
 import os
+import pty
+import re
+import subprocess
+import sys
 
 import pytest
 
@@ -212,3 +217,131 @@ def test_the_cli_exits_non_zero_and_names_the_failed_step(project, cli) -> None:
     assert "Traceback" not in result.stderr  # the CLI itself did not crash
     rows = project.run_rows()
     assert len(rows) == 1 and rows[0][1] == "failed"
+
+
+PARALLEL = """
+import time
+
+from stepframe import pipeline, step
+
+
+@step
+def nap(i: int) -> list[float]:
+    start = time.time()
+    time.sleep(0.3)
+    return [start, time.time()]
+
+
+@pipeline
+def parallel(operator: str = "inprocess"):
+    for i in range(4):
+        nap.with_options(operator=operator)(i)
+"""
+
+
+def _overlapping(intervals: list[list[float]]) -> int:
+    """The most intervals that were open at the same moment."""
+    events = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
+    most = current = 0
+    for _, change in events:
+        current += change
+        most = max(most, current)
+    return most
+
+
+@pytest.mark.parametrize(("operator", "max_parallel"), [("inprocess", 1), ("inprocess", 2), ("local", 4)])
+def test_independent_steps_run_concurrently_up_to_max_parallel(project, run, operator, max_parallel) -> None:
+    spec = project.module(PARALLEL).parallel.compile(operator)
+    result = run(spec, max_parallel=max_parallel)
+    intervals = [result.output(name) for name in spec.steps]
+    assert _overlapping(intervals) == max_parallel
+
+
+def test_max_parallel_must_be_positive(project, cli) -> None:
+    path = project.write(PARALLEL)
+    result = cli("run", str(path), "--max-parallel", "0")
+    assert result.returncode == 2
+    assert "--max-parallel" in result.stderr and "Traceback" not in result.stderr
+    assert not project.state_dir.exists()
+
+
+def test_a_terminal_gets_a_live_status_block_and_a_pipe_plain_lines(project, cli, subprocess_env) -> None:
+    path = project.write(FAILING.replace('operator: str = "inprocess"', 'operator: str = "local"'))
+    piped = cli("run", str(path))
+    assert "\x1b[" not in piped.stdout
+    assert "[slow_branch] succeeded in 0." in piped.stdout  # state and elapsed time
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stepframe", "run", str(path)],
+        cwd=project.root,
+        env=subprocess_env(TERM="xterm"),
+        stdin=subprocess.DEVNULL,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            data = os.read(controller, 65536)
+        except OSError:  # the terminal closed: the process is gone
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(controller)
+    assert process.wait(timeout=30) == 1
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "\x1b[" in screen  # the status block is redrawn in place
+    assert "[slow_branch] succeeded" not in screen  # no plain lines on a terminal
+    # The last status block: every step with its state and elapsed time.
+    block = screen.rsplit("\x1b[J", 1)[-1]
+    assert re.search(r"\+ slow_branch\s+succeeded\s+0\.\ds", block), block
+    assert re.search(r"x explode\s+failed\s+\d+\.\ds", block), block
+    assert re.search(r"- after_explode\s+skipped", block), block
+    assert "explode | " in screen  # log lines scroll above it
+
+
+SCRIPT = """
+import os
+
+from stepframe import pipeline, step
+
+
+@step(operator="local")
+def pid() -> int:
+    return os.getpid()
+
+
+@step
+def both(child: int) -> list[int]:
+    return [child, os.getpid()]
+
+
+@pipeline
+def script():
+    both(pid())
+
+
+if __name__ == "__main__":
+    print("result", script().output("both"))
+"""
+
+
+def test_a_pipeline_script_run_with_python(project, subprocess_env) -> None:
+    """``python pipeline.py``: steps defined in __main__ still run on ``local``."""
+    path = project.write(SCRIPT)
+    result = subprocess.run(
+        [sys.executable, str(path)],
+        cwd=project.root,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = [line for line in result.stdout.splitlines() if line.startswith("result ")]
+    child, parent = json.loads(line[0].removeprefix("result "))
+    assert child != parent
+    assert "[pid] succeeded" in result.stdout
