@@ -100,9 +100,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
 def make_plugins() -> Callable[..., stepframe.Plugins]:
     """Build an isolated plugin manager: the core's plugins plus ``(name, object)`` extras."""
 
-    def make(
-        *extra: tuple[str, object], env: Mapping[str, str] | None = None
-    ) -> stepframe.Plugins:
+    def make(*extra: tuple[str, object], env: Mapping[str, str] | None = None) -> stepframe.Plugins:
         return stepframe.load_plugins(extra=extra, env=CORE_ONLY if env is None else env)
 
     return make
@@ -205,4 +203,3 @@ def cli_popen(project: ProjectDir) -> Iterator[Callable[..., subprocess.Popen[st
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
-

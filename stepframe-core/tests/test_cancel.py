@@ -7,7 +7,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -178,6 +177,7 @@ def test_a_second_interrupt_exits_at_once(project, started_run) -> None:
     lines.wait_for("cancelling running steps")
     time.sleep(0.2)
     assert process.poll() is None  # still waiting for the step to stop
+    assert not gone(step_pid)  # which ignored SIGTERM
 
     sent = time.monotonic()
     process.send_signal(signal.SIGINT)

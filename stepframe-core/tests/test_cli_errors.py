@@ -154,7 +154,10 @@ def remote():
 def test_a_step_naming_an_operator_no_plugin_provides(project, cli, operator, advice) -> None:
     path = project.write(OPERATOR.format(operator=operator))
     message = assert_one_clear_error(cli("run", str(path)), EXIT_USAGE)
-    assert f"step 'elsewhere' runs on operator '{operator}', which no installed plugin provides" in message
+    assert (
+        f"step 'elsewhere' runs on operator '{operator}', which no installed plugin provides"
+        in message
+    )
     assert advice in message
     assert "Operators available now: inprocess, local" in message
     assert_nothing_written(project)
@@ -263,7 +266,12 @@ def test_plugins_json_lists_the_core_plugins(cli) -> None:
         assert entry["module"] == module
         assert entry["flavors"] == flavors
         assert "register_flavors" in entry["hooks"]
-    assert listed["local"]["hooks"] == ["cancel_step", "poll_step", "register_flavors", "submit_step"]
+    assert listed["local"]["hooks"] == [
+        "cancel_step",
+        "poll_step",
+        "register_flavors",
+        "submit_step",
+    ]
     assert listed["local-artifact-store"]["hooks"] == ["open_artifact_store", "register_flavors"]
 
 

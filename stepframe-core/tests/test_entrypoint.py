@@ -14,7 +14,6 @@ import pytest
 from stepframe._artifacts.io import load_artifact, save_artifact
 from stepframe._artifacts.local import LocalArtifactStore
 from stepframe._artifacts.materializers import MaterializerRegistry
-from stepframe._types import ArtifactRef
 from stepframe._manifests import (
     MANIFEST_VERSION,
     FunctionRef,
@@ -24,6 +23,7 @@ from stepframe._manifests import (
     read_manifest,
     write_manifest,
 )
+from stepframe._types import ArtifactRef
 
 EMPTY = inspect.Parameter.empty
 
@@ -58,7 +58,9 @@ def job(project, subprocess_env):
     def launch(step: str, outputs: list[str], **inputs: object) -> str:
         prefix = ("runs", "r1", step, "attempt-1")
         refs = {
-            name: save_artifact(store, store.uri_for(*prefix, "inputs", name), value, EMPTY, registry)
+            name: save_artifact(
+                store, store.uri_for(*prefix, "inputs", name), value, EMPTY, registry
+            )
             for name, value in inputs.items()
         }
         manifest = LaunchManifest(
@@ -68,7 +70,9 @@ def job(project, subprocess_env):
             attempt=1,
             function=FunctionRef(module, step, f"{module}.py"),
             inputs=refs,
-            outputs=[OutputTarget(name, store.uri_for(*prefix, "outputs", name)) for name in outputs],
+            outputs=[
+                OutputTarget(name, store.uri_for(*prefix, "outputs", name)) for name in outputs
+            ],
             result_uri=store.uri_for(*prefix, "result.json"),
             artifact_store_uri=store.root_uri,
         )

@@ -175,7 +175,14 @@ def test_two_concurrent_runs_in_one_project_are_both_recorded(project, cli_popen
     document = json.loads(cli("runs", "show", run_ids[1], "--json").stdout)
     assert document["run"]["run_id"] == run_ids[1]
     assert {s["step"] for s in document["steps"]} == {
-        "seed", "work", "work_2", "work_3", "work_4", "work_elsewhere", "work_elsewhere_2", "gather"
+        "seed",
+        "work",
+        "work_2",
+        "work_3",
+        "work_4",
+        "work_elsewhere",
+        "work_elsewhere_2",
+        "gather",
     }
     assert all(len(a["sha256"]) == 64 and a["size"] > 0 for a in document["artifacts"])
 

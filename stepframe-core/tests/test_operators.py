@@ -249,8 +249,12 @@ def _overlapping(intervals: list[list[float]]) -> int:
     return most
 
 
-@pytest.mark.parametrize(("operator", "max_parallel"), [("inprocess", 1), ("inprocess", 2), ("local", 4)])
-def test_independent_steps_run_concurrently_up_to_max_parallel(project, run, operator, max_parallel) -> None:
+@pytest.mark.parametrize(
+    ("operator", "max_parallel"), [("inprocess", 1), ("inprocess", 2), ("local", 4)]
+)
+def test_independent_steps_run_concurrently_up_to_max_parallel(
+    project, run, operator, max_parallel
+) -> None:
     spec = project.module(PARALLEL).parallel.compile(operator)
     result = run(spec, max_parallel=max_parallel)
     intervals = [result.output(name) for name in spec.steps]
@@ -265,7 +269,9 @@ def test_max_parallel_must_be_positive(project, cli) -> None:
     assert not project.state_dir.exists()
 
 
-def test_a_terminal_gets_a_live_status_block_and_a_pipe_plain_lines(project, cli, subprocess_env) -> None:
+def test_a_terminal_gets_a_live_status_block_and_a_pipe_plain_lines(
+    project, cli, subprocess_env
+) -> None:
     path = project.write(FAILING.replace('operator: str = "inprocess"', 'operator: str = "local"'))
     piped = cli("run", str(path))
     assert "\x1b[" not in piped.stdout

@@ -21,7 +21,6 @@ import pytest
 
 import stepframe
 from stepframe import (
-    Component,
     ComponentKind,
     Flavor,
     JobHandle,
@@ -57,9 +56,7 @@ class Distribution:
     def install(self, entry_points: dict[str, str]) -> None:
         info = self.site / f"{self.name.replace('-', '_')}-0.3.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {self.name}\nVersion: 0.3\n"
-        )
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {self.name}\nVersion: 0.3\n")
         lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
         (info / "entry_points.txt").write_text(f"[stepframe]\n{lines}")
 
@@ -361,7 +358,9 @@ def test_a_plugin_object_registered_for_one_test_runs_a_step(project, make_plugi
     assert step.operator == "recorder"
 
 
-def test_step_settings_for_a_plugin_flavor_are_validated_before_the_run(project, make_plugins, run) -> None:
+def test_step_settings_for_a_plugin_flavor_are_validated_before_the_run(
+    project, make_plugins, run
+) -> None:
     plugins = make_plugins(("recorder", Recorder()))
     pipe = project.load(RECORDED.replace('"tag": "from-step"', '"tga": "typo"'))
     with pytest.raises(ConfigError) as caught:
@@ -396,7 +395,8 @@ class WrongTypes(Recorder):
 
 
 @pytest.mark.parametrize(
-    ("hook", "returned", "expected"), [("submit_step", "dict", "JobHandle"), ("poll_step", "str", "JobStatus")]
+    ("hook", "returned", "expected"),
+    [("submit_step", "dict", "JobHandle"), ("poll_step", "str", "JobStatus")],
 )
 def test_a_plugin_returning_the_wrong_type_is_a_plugin_error(
     project, make_plugins, run, hook, returned, expected

@@ -40,10 +40,16 @@ def default_stack(project: Project, flavors: FlavorRegistry) -> Stack:
     operators: dict[str, Component] = {}
     for flavor, _plugin in flavors.of_kind(ComponentKind.STEP_OPERATOR):
         try:
-            config = structure_config({}, flavor.config_class, flavor.name) if flavor.config_class else None
+            config = (
+                structure_config({}, flavor.config_class, flavor.name)
+                if flavor.config_class
+                else None
+            )
         except ConfigError:
             continue  # needs configuration: the user must register it first
-        operators[flavor.name] = Component(ComponentKind.STEP_OPERATOR, flavor.name, flavor.name, config)
+        operators[flavor.name] = Component(
+            ComponentKind.STEP_OPERATOR, flavor.name, flavor.name, config
+        )
     store = Component(ComponentKind.ARTIFACT_STORE, "local", "local")
     return Stack(
         name="default",
@@ -53,7 +59,9 @@ def default_stack(project: Project, flavors: FlavorRegistry) -> Stack:
     )
 
 
-def resolve_operator(stack: Stack, flavors: FlavorRegistry, step: str, name: str | None) -> Component:
+def resolve_operator(
+    stack: Stack, flavors: FlavorRegistry, step: str, name: str | None
+) -> Component:
     """The step operator component a step runs with, or an error saying how to get it."""
     wanted = name or DEFAULT_OPERATOR
     component = stack.step_operators.get(wanted)
@@ -106,5 +114,7 @@ def resolve_settings(
     raw = merged.get(operator.flavor, {})
     if flavor is None or flavor.settings_class is None:
         return raw, merged
-    structured = structure_config(raw, flavor.settings_class, f"step {step!r} settings.{operator.flavor}")
+    structured: Any = structure_config(
+        raw, flavor.settings_class, f"step {step!r} settings.{operator.flavor}"
+    )
     return structured, merged

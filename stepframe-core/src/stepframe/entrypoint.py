@@ -211,8 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stepframe entrypoint: {error}", file=sys.stderr)
         return 2
     if result.error is not None:
-        error = result.error
-        print(error.traceback or f"{error.type}: {error.message}\n", file=sys.stderr, end="")
+        remote = result.error
+        print(remote.traceback or f"{remote.type}: {remote.message}\n", file=sys.stderr, end="")
         return 1
     return 0
 

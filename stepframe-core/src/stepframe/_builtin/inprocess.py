@@ -18,8 +18,8 @@ from typing import TextIO
 
 from stepframe._plugins.markers import hookimpl
 from stepframe._types import (
-    ComponentKind,
     Component,
+    ComponentKind,
     Credentials,
     Flavor,
     JobHandle,
@@ -85,9 +85,9 @@ class _ThreadRoutedStream(io.TextIOBase):
 def _route_output() -> None:
     with _router_lock:
         if not isinstance(sys.stdout, _ThreadRoutedStream):
-            sys.stdout = _ThreadRoutedStream(sys.stdout)  # type: ignore[assignment]
+            sys.stdout = _ThreadRoutedStream(sys.stdout)
         if not isinstance(sys.stderr, _ThreadRoutedStream):
-            sys.stderr = _ThreadRoutedStream(sys.stderr)  # type: ignore[assignment]
+            sys.stderr = _ThreadRoutedStream(sys.stderr)
 
 
 def _run(job: _Job, launch: Launch) -> None:
@@ -120,7 +120,9 @@ def register_flavors(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
-def submit_step(launch: Launch, operator: Component, credentials: Credentials | None) -> JobHandle | None:
+def submit_step(
+    launch: Launch, operator: Component, credentials: Credentials | None
+) -> JobHandle | None:
     if operator.flavor != FLAVOR:
         return None
     _route_output()
@@ -133,7 +135,9 @@ def submit_step(launch: Launch, operator: Component, credentials: Credentials | 
 
 
 @hookimpl
-def poll_step(handle: JobHandle, credentials: Credentials | None, cursor: str | None) -> JobStatus | None:
+def poll_step(
+    handle: JobHandle, credentials: Credentials | None, cursor: str | None
+) -> JobStatus | None:
     if handle.flavor != FLAVOR:
         return None
     job = _jobs.get(handle.job_id)

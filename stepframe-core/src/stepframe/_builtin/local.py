@@ -108,10 +108,16 @@ def register_flavors(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
-def submit_step(launch: Launch, operator: Component, credentials: Credentials | None) -> JobHandle | None:
+def submit_step(
+    launch: Launch, operator: Component, credentials: Credentials | None
+) -> JobHandle | None:
     if operator.flavor != FLAVOR:
         return None
-    settings = launch.settings if isinstance(launch.settings, LocalOperatorSettings) else LocalOperatorSettings()
+    settings = (
+        launch.settings
+        if isinstance(launch.settings, LocalOperatorSettings)
+        else LocalOperatorSettings()
+    )
     workdir = Path(launch.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{launch.job_name}.log"
@@ -146,7 +152,9 @@ def submit_step(launch: Launch, operator: Component, credentials: Credentials | 
 
 
 @hookimpl
-def poll_step(handle: JobHandle, credentials: Credentials | None, cursor: str | None) -> JobStatus | None:
+def poll_step(
+    handle: JobHandle, credentials: Credentials | None, cursor: str | None
+) -> JobStatus | None:
     if handle.flavor != FLAVOR:
         return None
     alive, code = _alive(handle)
@@ -155,8 +163,8 @@ def poll_step(handle: JobHandle, credentials: Credentials | None, cursor: str | 
         return JobStatus(JobState.RUNNING, lines, str(offset), poll_after=0.1)
     _children.pop(int(handle.data["pid"]), None)
     if code is not None and code < 0:
-        reason = f"process killed by {signal.Signals(-code).name}"
-        return JobStatus(JobState.FAILED, lines, str(offset), failure_reason=reason)
+        killed = f"process killed by {signal.Signals(-code).name}"
+        return JobStatus(JobState.FAILED, lines, str(offset), failure_reason=killed)
     # A re-attached process's exit code is unknown: the result manifest decides.  On
     # status 1 (the step raised) the result manifest carries the remote traceback.
     state = JobState.SUCCEEDED if code in (0, None) else JobState.FAILED

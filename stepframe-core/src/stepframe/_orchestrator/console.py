@@ -99,9 +99,9 @@ class LiveConsole(PlainConsole):
             elapsed = ""
             if started is not None:
                 elapsed = f"{self._ended.get(name, now) - started:6.1f}s"
-            lines.append(
-                f" {_SYMBOLS.get(state, '?')} {name:<{width}}  {state:<9} {elapsed:>7}  {detail}".rstrip()
-            )
+            symbol = _SYMBOLS.get(state, "?")
+            line = f" {symbol} {name:<{width}}  {state:<9} {elapsed:>7}  {detail}"
+            lines.append(line.rstrip())
         return lines
 
     def _redraw(self, above: str = "") -> None:

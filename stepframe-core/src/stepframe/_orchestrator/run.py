@@ -24,7 +24,7 @@ import attrs
 from stepframe._artifacts.io import load_artifact, save_artifact
 from stepframe._artifacts.materializers import MaterializerRegistry
 from stepframe._artifacts.store import ArtifactStore
-from stepframe._history.database import RunHistory, new_run_id
+from stepframe._history.database import RunHistory, RunStatus, new_run_id
 from stepframe._orchestrator.console import Console, make_console
 from stepframe._orchestrator.step_runner import RunContext, StepCancelled, StepRunner
 from stepframe._pipeline.pipeline import ConstantInput, PipelineSpec, UpstreamInput
@@ -84,7 +84,9 @@ class RunResult:
             if len(outcome.outputs) != 1:
                 raise KeyError(f"step {step!r} has outputs {sorted(outcome.outputs)}; name one")
             name = next(iter(outcome.outputs))
-        return load_artifact(self.store, outcome.outputs[name], EMPTY, self.registry, self.scratch_dir)
+        return load_artifact(
+            self.store, outcome.outputs[name], EMPTY, self.registry, self.scratch_dir
+        )
 
 
 @attrs.define
@@ -204,9 +206,17 @@ def run_pipeline(
         # Handle interrupts from before the run row exists: a Ctrl-C at any point from
         # here on cancels the run instead of leaving it recorded as running.
         with _Interrupts(cancel_event, console):
-            history.create_run(run_id, spec.name, project_root=str(project.root), params=_printable(spec.params))
+            history.create_run(
+                run_id, spec.name, project_root=str(project.root), params=_printable(spec.params)
+            )
             for name in spec.steps:
-                history.set_step(run_id, name, status="pending", operator=plan.operators[name].name, flavor=plan.operators[name].flavor)
+                history.set_step(
+                    run_id,
+                    name,
+                    status="pending",
+                    operator=plan.operators[name].name,
+                    flavor=plan.operators[name].flavor,
+                )
             context = RunContext(
                 run_id=run_id,
                 spec=spec,
@@ -224,7 +234,9 @@ def run_pipeline(
             status = _run_status(outcomes, cancel_event.is_set())
             failures = {n: o.error for n, o in outcomes.items() if o.error is not None}
             history.finish_run(run_id, status, error=_summary_error(failures))
-        result = RunResult(run_id, spec.name, status, outcomes, store, registry, project.state_dir / "loaded")
+        result = RunResult(
+            run_id, spec.name, status, outcomes, store, registry, project.state_dir / "loaded"
+        )
         console.message(_summary(result))
         history.close()
 
@@ -240,7 +252,7 @@ def _printable(params: Mapping[str, Any]) -> dict[str, str]:
     return {key: repr(value)[:200] for key, value in params.items()}
 
 
-def _run_status(outcomes: Mapping[str, StepOutcome], cancelled: bool) -> str:
+def _run_status(outcomes: Mapping[str, StepOutcome], cancelled: bool) -> RunStatus:
     # An interrupt that came after the last step ended cancelled nothing.
     if cancelled and any(o.status == "cancelled" for o in outcomes.values()):
         return "cancelled"
@@ -282,10 +294,13 @@ class _Scheduler:
         self.constants = constants
         self.max_parallel = max_parallel
         self.outcomes: dict[str, StepOutcome] = {
-            name: StepOutcome(name, "pending", plan.operators[name].name) for name in context.spec.steps
+            name: StepOutcome(name, "pending", plan.operators[name].name)
+            for name in context.spec.steps
         }
         self.running: dict[str, StepRunner] = {}
-        self.finished: queue.Queue[tuple[str, dict[str, ArtifactRef] | None, BaseException | None]] = queue.Queue()
+        self.finished: queue.Queue[
+            tuple[str, dict[str, ArtifactRef] | None, BaseException | None]
+        ] = queue.Queue()
 
     def run(self) -> dict[str, StepOutcome]:
         spec = self.context.spec
@@ -313,7 +328,10 @@ class _Scheduler:
             states = [self.outcomes[up].status for up in upstream]
             if any(state in ("failed", "skipped") for state in states):
                 self._mark(name, "skipped", detail="an upstream step failed")
-            elif all(state == "succeeded" for state in states) and len(self.running) < self.max_parallel:
+            elif (
+                all(state == "succeeded" for state in states)
+                and len(self.running) < self.max_parallel
+            ):
                 self._start(name)
             else:
                 still_pending.append(name)
@@ -350,7 +368,9 @@ class _Scheduler:
 
         threading.Thread(target=target, name=f"stepframe-{name}", daemon=True).start()
 
-    def _record_end(self, name: str, outputs: dict[str, ArtifactRef] | None, error: BaseException | None) -> None:
+    def _record_end(
+        self, name: str, outputs: dict[str, ArtifactRef] | None, error: BaseException | None
+    ) -> None:
         self.running.pop(name, None)
         if isinstance(error, StepCancelled):
             self._mark(name, "cancelled")

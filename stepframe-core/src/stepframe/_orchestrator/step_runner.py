@@ -145,9 +145,13 @@ class StepRunner:
         ctx.history.update_job_state(self._job_row, status.state)
         if status.state is JobState.CANCELLED or self._cancel_requested:
             raise StepCancelled()
-        result = ctx.plugins.hooks.fetch_artifacts(handle, launch) or self._read_result(launch, status)
+        result = ctx.plugins.hooks.fetch_artifacts(handle, launch) or self._read_result(
+            launch, status
+        )
         if result.error is not None:
-            raise StepFailed(self.spec.name, result.error.type, result.error.message, result.error.traceback)
+            raise StepFailed(
+                self.spec.name, result.error.type, result.error.message, result.error.traceback
+            )
         missing = set(self.spec.step.output_names) - set(result.outputs)
         if missing:
             raise StepFailed(

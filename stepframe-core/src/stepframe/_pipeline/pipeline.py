@@ -196,10 +196,11 @@ class _Compilation:
                 )
             wanted = step.input_annotations.get(param, EMPTY)
             if _obviously_incompatible(value.annotation, wanted):
+                expected = getattr(wanted, "__name__", wanted)
+                produced = getattr(value.annotation, "__name__", value.annotation)
                 raise PipelineDefinitionError(
-                    f"step {step_name!r} input {param!r} expects {getattr(wanted, '__name__', wanted)}, "
-                    f"but step {value.invocation!r} output {value.name!r} is annotated "
-                    f"{getattr(value.annotation, '__name__', value.annotation)}"
+                    f"step {step_name!r} input {param!r} expects {expected}, but step "
+                    f"{value.invocation!r} output {value.name!r} is annotated {produced}"
                 )
             return UpstreamInput(value.invocation, value.name)
         if isinstance(value, (list, tuple, dict)) and _contains_output_ref(value):

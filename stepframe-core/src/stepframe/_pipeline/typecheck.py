@@ -51,7 +51,9 @@ _SET_ORIGINS = (set, frozenset, collections.abc.Set, collections.abc.MutableSet)
 _MAPPING_ORIGINS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
 
 
-def _items(value: Any, hint: Any, path_of: typing.Callable[[int], str], item_hint: Any) -> list[Any]:
+def _items(
+    value: Any, hint: Any, path_of: typing.Callable[[int], str], item_hint: Any
+) -> list[Any]:
     out = []
     for i, item in enumerate(value):
         try:

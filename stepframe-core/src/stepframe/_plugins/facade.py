@@ -30,12 +30,16 @@ __all__ = ["Hooks"]
 _T = TypeVar("_T")
 
 
+def _wrong_type(hook: str, value: object, expected: type, who: str) -> PluginError:
+    return PluginError(
+        f"the plugin answering {hook} for {who} returned {type(value).__name__}, "
+        f"expected {expected.__name__}; this is a bug in that plugin"
+    )
+
+
 def _checked(hook: str, value: object, expected: type[_T], who: str) -> _T:
     if not isinstance(value, expected):
-        raise PluginError(
-            f"the plugin answering {hook} for {who} returned {type(value).__name__}, "
-            f"expected {expected.__name__}; this is a bug in that plugin"
-        )
+        raise _wrong_type(hook, value, expected, who)
     return value
 
 
@@ -103,4 +107,6 @@ class Hooks:
         value = self._hook.open_artifact_store(uri=uri, credentials=credentials)
         if value is None:
             raise _nobody("open_artifact_store", who)
-        return _checked("open_artifact_store", value, ArtifactStore, who)
+        if not isinstance(value, ArtifactStore):  # an abstract class: _checked cannot take it
+            raise _wrong_type("open_artifact_store", value, ArtifactStore, who)
+        return value

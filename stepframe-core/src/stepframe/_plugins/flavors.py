@@ -29,7 +29,8 @@ class FlavorRegistry:
         if key in self._flavors:
             other = self._flavors[key][1]
             raise ValueError(
-                f"{flavor.kind.value} flavor {flavor.name!r} is already registered by plugin {other!r}"
+                f"{flavor.kind.value} flavor {flavor.name!r} is already registered "
+                f"by plugin {other!r}"
             )
         self._flavors[key] = (flavor, plugin)
 

@@ -195,11 +195,15 @@ def load_plugins(
         registered: list[str] = []
         mine: list[Materializer] = []
 
-        def register_flavor(flavor: Flavor, _plugin: str = plugin_name, _out: list[str] = registered) -> None:
+        def register_flavor(
+            flavor: Flavor, _plugin: str = plugin_name, _out: list[str] = registered
+        ) -> None:
             flavors.add(flavor, _plugin)
             _out.append(f"{flavor.kind.value}:{flavor.name}")
 
-        def register_materializer(materializer: Materializer, _out: list[Materializer] = mine) -> None:
+        def register_materializer(
+            materializer: Materializer, _out: list[Materializer] = mine
+        ) -> None:
             if not isinstance(materializer, Materializer):
                 raise TypeError(f"{materializer!r} is not a stepframe Materializer")
             _out.append(materializer)
