@@ -163,6 +163,38 @@ def test_a_step_naming_an_operator_no_plugin_provides(project, cli, operator, ad
     assert_nothing_written(project)
 
 
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (
+            '{"sagemakr": {"instance_type": "ml.g5.xlarge"}}',
+            "settings for 'sagemakr', which is not",
+        ),
+        ('{"local": {"enviroment": {}}}', "settings.local: unknown key(s) enviroment"),
+        ('{"local": {"environment": {"A": 1}}}', "settings.local.environment"),
+        ('{"local": "fast"}', "settings['local'] must be a table of values, got str"),
+    ],
+)
+def test_step_settings_that_do_not_validate(project, cli, settings, expected) -> None:
+    path = project.write(
+        f"""
+from stepframe import pipeline, step
+
+@step(operator="local", settings={settings})
+def tuned() -> int:
+    return 1
+
+@pipeline
+def tuning():
+    tuned()
+"""
+    )
+    message = assert_one_clear_error(cli("run", str(path)), EXIT_USAGE)
+    assert "step 'tuned'" in message
+    assert expected in message
+    assert_nothing_written(project)
+
+
 def test_an_output_no_materializer_can_store(project, cli) -> None:
     path = project.write(
         """

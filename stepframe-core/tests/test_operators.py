@@ -351,3 +351,70 @@ def test_a_pipeline_script_run_with_python(project, subprocess_env) -> None:
     child, parent = json.loads(line[0].removeprefix("result "))
     assert child != parent
     assert "[pid] succeeded" in result.stdout
+
+
+DYING = """
+import os
+import signal
+
+from stepframe import pipeline, step
+
+
+@step(operator="local")
+def killed() -> int:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 1
+
+
+@step(operator="local")
+def exits() -> int:
+    os._exit(3)
+
+
+@pipeline
+def dying():
+    killed()
+    exits()
+"""
+
+
+def test_a_local_step_whose_process_dies_fails_with_the_reason(project, run) -> None:
+    with pytest.raises(RunFailed) as caught:
+        run(project.load(DYING))
+    failures = caught.value.failures
+    assert (
+        str(failures["killed"])
+        == "step 'killed' failed: JobFailed: job failed: process killed by SIGKILL"
+    )
+    assert (
+        str(failures["exits"])
+        == "step 'exits' failed: JobFailed: job failed: process exited with status 3"
+    )
+
+
+STREAMS = """
+import sys
+
+from stepframe import pipeline, step
+
+
+@step
+def streams() -> list:
+    sys.stdout.buffer.write(b"raw bytes\\n")
+    sys.stdout.buffer.flush()
+    print("routed")
+    return [sys.stdout.encoding, sys.stderr.errors, sys.stdout.isatty()]
+
+
+@pipeline
+def check_streams():
+    streams()
+"""
+
+
+def test_in_process_steps_see_complete_standard_streams(project, run) -> None:
+    """Routing a step's output to its log must not take attributes away from sys.stdout."""
+    expected = [sys.stdout.encoding, sys.stderr.errors, sys.stdout.isatty()]
+    result = run(project.load(STREAMS))
+    assert result.output("streams") == expected
+    assert "streams | routed" in run.output

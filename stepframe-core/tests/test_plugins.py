@@ -32,7 +32,7 @@ from stepframe import (
     StepFailed,
     hookimpl,
 )
-from stepframe.exceptions import ConfigError
+from stepframe.exceptions import ConfigError, UnknownOperatorError
 
 CORE = {"inprocess", "local", "local-artifact-store"}
 
@@ -366,6 +366,30 @@ def test_step_settings_for_a_plugin_flavor_are_validated_before_the_run(
     with pytest.raises(ConfigError) as caught:
         run(pipe, plugins=plugins)
     assert "step 'double' settings.recorder: unknown key(s) tga" in str(caught.value)
+    assert project.run_rows() == []
+
+
+@attrs.frozen
+class ClusterConfig:
+    endpoint: str
+
+
+class NeedsConfig:
+    @hookimpl
+    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+        register(
+            Flavor(kind=ComponentKind.STEP_OPERATOR, name="cluster", config_class=ClusterConfig)
+        )
+
+
+def test_an_installed_operator_that_needs_configuration_says_so(project, make_plugins, run) -> None:
+    plugins = make_plugins(("cluster-plugin", NeedsConfig()))
+    pipe = project.load(RECORDED.replace('"recorder"', '"cluster"'))
+    with pytest.raises(UnknownOperatorError) as caught:
+        run(pipe, plugins=plugins)
+    message = str(caught.value)
+    assert "step 'double' runs on operator 'cluster'" in message
+    assert "flavor is installed (plugin 'cluster-plugin') but needs configuration" in message
     assert project.run_rows() == []
 
 

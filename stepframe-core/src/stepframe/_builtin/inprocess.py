@@ -81,6 +81,20 @@ class _ThreadRoutedStream(io.TextIOBase):
     def fileno(self) -> int:
         return self.original.fileno()
 
+    # Everything else is the original stream's, so code that reads sys.stdout.encoding
+    # or writes to sys.stdout.buffer (bypassing the log) keeps working.
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self.original.encoding
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self.original.errors
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.original, name)
+
 
 def _route_output() -> None:
     with _router_lock:
