@@ -183,7 +183,7 @@ def test_a_second_interrupt_exits_at_once(project, started_run) -> None:
     process.send_signal(signal.SIGINT)
     code = process.wait(timeout=5)
     assert code == EXIT_INTERRUPTED
-    assert time.monotonic() - sent < 1.0
+    assert time.monotonic() - sent < 2.0  # the first one alone would take over 5 s
 
 
 def test_an_interrupt_before_the_run_starts_exits_130_quietly(project, cli_popen) -> None:
