@@ -70,6 +70,10 @@ class LaunchManifest:
     artifact_store_uri: str
     settings: dict[str, Any] = attrs.field(factory=dict)
     versions: dict[str, str] = attrs.field(factory=dict)
+    # Plugins whose materializers the client had; the job loads these (and only these,
+    # besides what its artifact store needs), so a plain job starts without scanning
+    # entry points.
+    materializer_plugins: list[str] = attrs.field(factory=list)
     version: int = MANIFEST_VERSION
 
 

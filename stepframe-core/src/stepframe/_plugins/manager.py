@@ -73,6 +73,8 @@ class Plugins:
     flavors: FlavorRegistry
     materializers: tuple[Materializer, ...]
     infos: dict[str, PluginInfo]
+    # Names of the plugins that registered materializers: a job must load them too.
+    materializer_plugins: tuple[str, ...] = ()
 
     def describe(self) -> list[PluginInfo]:
         return sorted(self.infos.values(), key=lambda info: (info.distribution or "~", info.name))
@@ -190,6 +192,7 @@ def load_plugins(
     # left out entirely, never half registered.
     flavors = FlavorRegistry()
     materializers: list[Materializer] = []
+    materializer_plugins: list[str] = []
     for plugin_name, info in list(infos.items()):
         plugin = manager.get_plugin(plugin_name)
         registered: list[str] = []
@@ -222,6 +225,8 @@ def load_plugins(
             _warn(plugin_name, info.distribution, info.module, f"{hook} failed: {error}")
             continue
         materializers.extend(mine)
+        if mine:
+            materializer_plugins.append(plugin_name)
         infos[plugin_name] = attrs.evolve(info, flavors=tuple(registered))
 
     return Plugins(
@@ -230,6 +235,7 @@ def load_plugins(
         flavors=flavors,
         materializers=tuple(materializers),
         infos=infos,
+        materializer_plugins=tuple(materializer_plugins),
     )
 
 
