@@ -352,7 +352,7 @@ def test_loading_an_artifact_from_a_missing_plugin_fails_clearly(
     store: LocalArtifactStore, scratch: Path
 ) -> None:
     ref = save_artifact(store, store.uri_for("n"), 7, EMPTY, MaterializerRegistry([IntAsText()]))
-    with pytest.raises(ArtifactError, match="(?i)install the plugin") as caught:
+    with pytest.raises(ArtifactError, match=r"(?i)install the plugin") as caught:
         load_artifact(store, ref, EMPTY, MaterializerRegistry(), scratch)
     assert ref.uri in str(caught.value)
 

@@ -134,8 +134,8 @@ def fanout(label: str = "run"):
 def test_two_concurrent_runs_in_one_project_are_both_recorded(project, cli_popen, cli) -> None:
     path = project.write(FANOUT)
     # Started together on a fresh project: both create the database and the store.
-    first = cli_popen("run", f"{path}", "--max-parallel", "8")
-    second = cli_popen("run", f"{path}", "--max-parallel", "8")
+    first = cli_popen("run", f"{path}", "--max-parallel", "8", "--no-cache")
+    second = cli_popen("run", f"{path}", "--max-parallel", "8", "--no-cache")
     outputs = [process.communicate(timeout=60)[0] for process in (first, second)]
     assert [first.returncode, second.returncode] == [0, 0], outputs
     for output in outputs:

@@ -301,7 +301,7 @@ def test_a_terminal_gets_a_live_status_block_and_a_pipe_plain_lines(
 
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "stepframe", "run", str(path)],
+        [sys.executable, "-m", "stepframe", "run", str(path), "--no-cache"],
         cwd=project.root,
         env=subprocess_env(TERM="xterm"),
         stdin=subprocess.DEVNULL,

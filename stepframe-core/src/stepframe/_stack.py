@@ -1,8 +1,8 @@
-"""Stacks: which components a run uses, and how a step's operator and settings resolve.
+"""How a step's operator and settings resolve against the stack a run uses.
 
-With no configuration at all there is a default stack: the local artifact store under
-``.stepframe/artifacts`` and every step operator whose flavor needs no configuration
-(``inprocess``, ``local``), each under its flavor's name.
+The stack comes from ``stepframe.toml`` (see `stepframe._config.stacks`); with no file
+the ``default`` stack holds the local artifact store and the operators that need no
+configuration (``inprocess``, ``local``).
 """
 
 from __future__ import annotations
@@ -12,51 +12,34 @@ from typing import Any
 
 import attrs
 
+from stepframe._config.stacks import Stack, load_stack
 from stepframe._plugins.flavors import FlavorRegistry
-from stepframe._project import Project
+from stepframe._project import CONFIG_FILE, Project
 from stepframe._types import Component, ComponentKind
-from stepframe._validation import structure_config
+from stepframe._validation import structure_config, unstructure_config
 from stepframe.exceptions import ConfigError, UnknownOperatorError
 
-__all__ = ["DEFAULT_OPERATOR", "Stack", "default_stack", "resolve_operator", "resolve_settings"]
+__all__ = [
+    "DEFAULT_OPERATOR",
+    "Stack",
+    "project_stack",
+    "resolve_operator",
+    "resolve_settings",
+]
 
 DEFAULT_OPERATOR = "inprocess"
 
 
-@attrs.frozen
-class Stack:
-    """The components one run uses."""
+def project_stack(project: Project, flavors: FlavorRegistry, name: str | None = None) -> Stack:
+    """The stack a run in ``project`` uses: ``name``, else the active one."""
+    path = project.root / CONFIG_FILE
+    if path.is_file():
+        from stepframe._config.toml_file import read_toml
 
-    name: str
-    artifact_store: Component
-    artifact_store_uri: str
-    step_operators: Mapping[str, Component]
-    image_builder: Component | None = None
-    container_registry: Component | None = None
-    connectors: Mapping[str, Component] = attrs.field(factory=dict)
-
-
-def default_stack(project: Project, flavors: FlavorRegistry) -> Stack:
-    operators: dict[str, Component] = {}
-    for flavor, _plugin in flavors.of_kind(ComponentKind.STEP_OPERATOR):
-        try:
-            config = (
-                structure_config({}, flavor.config_class, flavor.name)
-                if flavor.config_class
-                else None
-            )
-        except ConfigError:
-            continue  # needs configuration: the user must register it first
-        operators[flavor.name] = Component(
-            ComponentKind.STEP_OPERATOR, flavor.name, flavor.name, config
-        )
-    store = Component(ComponentKind.ARTIFACT_STORE, "local", "local")
-    return Stack(
-        name="default",
-        artifact_store=store,
-        artifact_store_uri=project.artifacts_dir.as_uri(),
-        step_operators=operators,
-    )
+        document: Mapping[str, Any] = read_toml(path)
+    else:
+        document = {}  # no file: skip loading a TOML parser at all
+    return load_stack(project, flavors, document, name)
 
 
 def resolve_operator(
@@ -90,7 +73,9 @@ def resolve_settings(
 ) -> tuple[Any, dict[str, dict[str, Any]]]:
     """Merge settings layers (pipeline, then step, then run config), key by key.
 
-    Settings are keyed by flavor name (``{"sagemaker": {...}, "docker": {...}}``).
+    Settings are keyed by flavor name (``{"sagemaker": {...}, "docker": {...}}``).  Below
+    every layer lie the operator component's defaults: config fields that share a name
+    with a settings field (a registered ``instance_type``, say).
 
     :return: the operator flavor's settings, validated into its settings class (or the
         raw mapping when it has none), and every merged layer for the record.
@@ -114,7 +99,19 @@ def resolve_settings(
     raw = merged.get(operator.flavor, {})
     if flavor is None or flavor.settings_class is None:
         return raw, merged
+    defaults = _component_defaults(operator, flavor.settings_class)
+    if defaults:
+        raw = {**defaults, **raw}
+        merged[operator.flavor] = raw
     structured: Any = structure_config(
         raw, flavor.settings_class, f"step {step!r} settings.{operator.flavor}"
     )
     return structured, merged
+
+
+def _component_defaults(operator: Component, settings_class: type) -> dict[str, Any]:
+    if operator.config is None or not attrs.has(type(operator.config)):
+        return {}
+    config = unstructure_config(operator.config)
+    names = {field.name for field in attrs.fields(settings_class)}
+    return {key: value for key, value in config.items() if key in names and value is not None}

@@ -53,6 +53,9 @@ class Flavor:
     :param description: one line shown by ``stepframe flavor list``.
     :param needs_image: for step operators: the step runs in a container image, so the
         core builds one with the stack's image builder before submitting.
+    :param jobs_outlive_client: for step operators: a job keeps running when the
+        orchestrating process dies, so ``run --resume`` re-attaches to it instead of
+        submitting the step again.
     """
 
     kind: ComponentKind
@@ -61,6 +64,7 @@ class Flavor:
     settings_class: type | None = None
     description: str = ""
     needs_image: bool = False
+    jobs_outlive_client: bool = True
 
 
 @attrs.frozen

@@ -129,6 +129,7 @@ def register_flavors(register):  # type: ignore[no-untyped-def]
             kind=ComponentKind.STEP_OPERATOR,
             name=FLAVOR,
             description="runs the step on a thread of the orchestrator's own process",
+            jobs_outlive_client=False,
         )
     )
 

@@ -30,6 +30,11 @@ def reports_errors(func: _F) -> _F:
             return func(*args, **kwargs)
         except RunCancelled:
             sys.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt:
+            # Ctrl-C before a run started (while the pipeline file imports, say):
+            # nothing to cancel, and no traceback to show.
+            click.echo("stepframe: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         except RunFailed:
             sys.exit(EXIT_FAILED)  # the run's summary already showed what failed
         except UsageError as error:

@@ -6,55 +6,26 @@ Only click is imported at start-up; each command imports what it needs, so
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from stepframe._cli.components import component_groups
+from stepframe._cli.errors import reports_errors
+from stepframe._cli.jobs import jobs
 from stepframe._cli.runs import runs
+from stepframe._cli.secrets import secret
+from stepframe._cli.stacks import flavor, stack
+
+if TYPE_CHECKING:
+    from stepframe._history.database import RunHistory
 
 __all__ = ["cli", "main"]
 
-_F = TypeVar("_F", bound=Callable[..., Any])
 
-# Exit codes: 1 a step or the run failed, 2 the input was wrong, 130 interrupted.
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-
-def reports_errors(func: _F) -> _F:
-    """Print stepframe's own errors as one message, without a Python traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from stepframe.exceptions import RunCancelled, RunFailed, StepframeError, UsageError
-
-        try:
-            return func(*args, **kwargs)
-        except RunCancelled:
-            sys.exit(EXIT_INTERRUPTED)
-        except KeyboardInterrupt:
-            # Ctrl-C before a run started (while the pipeline file imports, say):
-            # nothing to cancel, and no traceback to show.
-            click.echo("stepframe: interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        except RunFailed:
-            sys.exit(EXIT_FAILED)  # the run's summary already showed what failed
-        except UsageError as error:
-            click.echo(f"stepframe: error: {error}", err=True)
-            sys.exit(EXIT_USAGE)
-        except StepframeError as error:
-            click.echo(f"stepframe: error: {error}", err=True)
-            sys.exit(EXIT_FAILED)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _history_factory() -> Any:
+def _history_factory() -> RunHistory:
     from stepframe._history.database import RunHistory
     from stepframe._project import Project
 
@@ -67,6 +38,30 @@ def _history_factory() -> Any:
     return RunHistory(project.database_path)
 
 
+def _run_config(path: Path) -> dict[str, Any]:
+    """A run config file: ``[settings.FLAVOR]`` for every step, ``[steps.NAME.settings.FLAVOR]``
+    for one."""
+    from stepframe._config.toml_file import read_toml
+    from stepframe.exceptions import ConfigError
+
+    if not path.is_file():
+        raise ConfigError(f"run config {path} does not exist")
+    data = read_toml(path).unwrap()
+    unknown = sorted(set(data) - {"settings", "steps"})
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; a run config holds [settings.FLAVOR] "
+            "and [steps.STEP.settings.FLAVOR] tables"
+        )
+    steps: dict[str, Any] = {}
+    for step, table in data.get("steps", {}).items():
+        extra = sorted(set(table) - {"settings"})
+        if extra:
+            raise ConfigError(f"{path}: steps.{step}: unknown key(s) {', '.join(extra)}")
+        steps[step] = table.get("settings", {})
+    return {**data.get("settings", {}), "steps": steps}
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="stepframe-core", prog_name="stepframe")
 @click.pass_context
@@ -77,24 +72,90 @@ def cli(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.argument("target", metavar="FILE[:PIPELINE]")
+@click.argument("target", metavar="FILE[:PIPELINE]", required=False)
 @click.option(
     "--max-parallel",
     type=click.IntRange(min=1),
     default=None,
     help="How many steps may run at once (default: 4 per CPU core, at most 32).",
 )
+@click.option("--stack", "stack_name", default=None, help="Run on this stack, not the active one.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A run config (TOML) whose settings override the pipeline's and the steps'.",
+)
+@click.option("--no-cache", is_flag=True, help="Run every step, even unchanged ones.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print each step's operator and settings; run nothing."
+)
+@click.option(
+    "--resume", "resume", metavar="RUN_ID", default=None, help="Continue an interrupted run."
+)
 @reports_errors
-def run(target: str, max_parallel: int | None) -> None:
+def run(
+    target: str | None,
+    max_parallel: int | None,
+    stack_name: str | None,
+    config_path: Path | None,
+    no_cache: bool,
+    dry_run: bool,
+    resume: str | None,
+) -> None:
     """Run a pipeline defined in a Python file.
 
     FILE is a Python file with a @pipeline function; add :NAME when it has several.
+    With --resume, FILE defaults to the one the run started from.
     """
-    from stepframe._orchestrator.run import run_pipeline
-    from stepframe._pipeline.loader import load_pipeline
+    from stepframe._orchestrator.run import plan_rows, run_pipeline
+    from stepframe._pipeline.loader import load_pipeline, split_target
+    from stepframe.exceptions import UsageError
 
+    if target is None:
+        if resume is None:
+            raise UsageError("give the pipeline file to run: stepframe run FILE[:PIPELINE]")
+        target = _source_of(resume)
+    run_settings = _run_config(config_path) if config_path else None
     pipeline = load_pipeline(target)
-    run_pipeline(pipeline.compile(), max_parallel=max_parallel)
+    spec = pipeline.compile()
+    if dry_run:
+        for row in plan_rows(spec, stack=stack_name, run_settings=run_settings):
+            click.echo(f"{row['step']}: operator {row['operator']} (flavor {row['flavor']})")
+            for key, values in row["settings"].items():
+                click.echo(
+                    f"    settings.{key} = {json.dumps(values, sort_keys=True, default=str)}"
+                )
+        return
+    run_pipeline(
+        spec,
+        stack=stack_name,
+        max_parallel=max_parallel,
+        run_settings=run_settings,
+        use_cache=not no_cache,
+        resume=resume,
+        source=_absolute(*split_target(target)),
+    )
+
+
+def _absolute(path: Path, name: str | None) -> str:
+    """The target as an absolute path, so ``--resume`` works from any directory."""
+    return f"{path.resolve()}:{name}" if name else str(path.resolve())
+
+
+def _source_of(run_id: str) -> str:
+    from stepframe.exceptions import UsageError
+
+    history = _history_factory()
+    record = history.get_run(run_id)
+    history.close()
+    if not record.source:
+        raise UsageError(
+            f"run {record.run_id} was not started from a file; give it: "
+            f"stepframe run FILE --resume {run_id}"
+        )
+    return record.source
 
 
 @cli.command()
@@ -117,7 +178,8 @@ def plugins(as_json: bool) -> None:
         click.echo(f"  flavors: {', '.join(info.flavors) or '-'}")
 
 
-cli.add_command(runs)
+for _group in (*component_groups(), stack, flavor, secret, jobs, runs):
+    cli.add_command(_group)
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 The key covers the source of the step function and of the module that defines it (so a
 changed helper in that module counts as a code change), the sha256 of every input
 artifact, the merged settings, the operator component with its configuration, the
-output names and the stepframe version.
+output names, the plugins that provide materializers, and the stepframe version.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def cache_key(
     operator: Component,
     settings: Mapping[str, Mapping[str, Any]],
     outputs: tuple[str, ...],
+    materializer_plugins: tuple[str, ...],
 ) -> str:
     payload = {
         "key_version": 1,
@@ -64,6 +65,8 @@ def cache_key(
         "operator": [operator.name, operator.flavor, unstructure_config(operator.config)],
         "settings": settings,
         "outputs": list(outputs),
+        # Another set of materializer plugins may store the same value differently.
+        "materializer_plugins": list(materializer_plugins),
     }
     encoded = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(encoded).hexdigest()

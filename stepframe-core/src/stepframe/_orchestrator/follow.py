@@ -6,6 +6,7 @@ Shared by the step runner (during a run or a resume) and by ``stepframe jobs att
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import attrs
@@ -61,5 +62,9 @@ def follow_job(
             return attrs.evolve(status, state=JobState.CANCELLED)
         wait = status.poll_after if status.poll_after is not None else delay
         delay = min(delay * 1.5, MAX_POLL_SECONDS)
-        # Once woken (a cancel is under way) keep polling briskly until the job ends.
-        wake.wait(min(wait, 0.2) if wake.is_set() else wait)
+        if wake.is_set():
+            # A cancel is under way: poll briskly until the job ends.  The event returns
+            # at once now that it is set, so sleep instead of busy-polling.
+            time.sleep(min(wait, 0.2))
+        else:
+            wake.wait(wait)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import secrets
 import signal
 import threading
 import time
@@ -24,21 +25,36 @@ import attrs
 from stepframe._artifacts.io import load_artifact, save_artifact
 from stepframe._artifacts.materializers import MaterializerRegistry
 from stepframe._artifacts.store import ArtifactStore
-from stepframe._history.database import RunHistory, RunStatus, new_run_id
+from stepframe._history.database import (
+    SUBMITTING,
+    JobRecord,
+    RunHistory,
+    RunStatus,
+    new_run_id,
+)
+from stepframe._orchestrator.cache import cache_key
 from stepframe._orchestrator.console import Console, make_console
 from stepframe._orchestrator.step_runner import RunContext, StepCancelled, StepRunner
 from stepframe._pipeline.pipeline import ConstantInput, PipelineSpec, UpstreamInput
 from stepframe._pipeline.step import EMPTY
 from stepframe._plugins.manager import Plugins, activated, get_plugins
 from stepframe._project import Project
-from stepframe._stack import Stack, default_stack, resolve_operator, resolve_settings
-from stepframe._types import ArtifactRef, Component
-from stepframe.exceptions import NoMaterializerError, RunCancelled, RunFailed, StepFailed
+from stepframe._stack import Stack, project_stack, resolve_operator, resolve_settings
+from stepframe._types import ArtifactRef, Component, ComponentKind, JobState
+from stepframe.exceptions import (
+    NoMaterializerError,
+    RunCancelled,
+    RunFailed,
+    StepFailed,
+    UsageError,
+)
 
-__all__ = ["RunResult", "StepOutcome", "default_max_parallel", "run_pipeline"]
+__all__ = ["RunResult", "StepOutcome", "default_max_parallel", "plan_rows", "run_pipeline"]
 
 # How long a cancelled run waits for its jobs to confirm they stopped before exiting.
 CANCEL_WAIT_SECONDS = 6.0
+# Step statuses whose outputs later steps can use.
+_DONE = ("succeeded", "cached")
 
 
 def default_max_parallel() -> int:
@@ -102,9 +118,17 @@ def _plan(
     spec: PipelineSpec, stack: Stack, plugins: Plugins, run_settings: Mapping[str, Any]
 ) -> _Plan:
     plan = _Plan({}, {}, {})
+    everywhere = {key: value for key, value in run_settings.items() if key != "steps"}
+    per_step = run_settings.get("steps", {})
+    unknown = sorted(set(per_step) - set(spec.steps))
+    if unknown:
+        raise UsageError(
+            f"the run config has settings for step(s) {', '.join(unknown)}, which pipeline "
+            f"{spec.name!r} does not have (its steps: {', '.join(spec.steps)})"
+        )
     for name, step in spec.steps.items():
         operator = resolve_operator(stack, plugins.flavors, name, step.operator)
-        layers = (spec.settings, step.settings, run_settings)
+        layers = (spec.settings, step.settings, everywhere, per_step.get(name, {}))
         settings, merged = resolve_settings(plugins.flavors, name, operator, layers)
         plan.operators[name] = operator
         plan.settings[name] = settings
@@ -115,12 +139,15 @@ def _plan(
 def _store_constants(
     spec: PipelineSpec, store: ArtifactStore, registry: MaterializerRegistry, run_id: str
 ) -> dict[tuple[str, str], ArtifactRef]:
+    # Artifacts are write-once and a resumed run stores its constants again, so each
+    # orchestrator session gets its own folder.
+    session = secrets.token_hex(4)
     refs = {}
     for name, step in spec.steps.items():
         for param, given in step.inputs.items():
             if not isinstance(given, ConstantInput):
                 continue
-            uri = store.uri_for("runs", run_id, name, "inputs", param)
+            uri = store.uri_for("runs", run_id, name, "inputs", session, param)
             annotation = step.step.input_annotations.get(param, EMPTY)
             try:
                 refs[(name, param)] = save_artifact(store, uri, given.value, annotation, registry)
@@ -165,62 +192,160 @@ def _closing(console: Console) -> Iterator[None]:
         console.close()
 
 
+def plan_rows(
+    spec: PipelineSpec,
+    *,
+    plugins: Plugins | None = None,
+    project: Project | None = None,
+    stack: str | None = None,
+    run_settings: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Each step's resolved operator and settings, checked as a run would: a dry run."""
+    plugins = plugins or get_plugins()
+    project = project or Project.discover()
+    stack_used = project_stack(project, plugins.flavors, stack)
+    plan = _plan(spec, stack_used, plugins, run_settings or {})
+    return [
+        {
+            "step": name,
+            "stack": stack_used.name,
+            "operator": plan.operators[name].name,
+            "flavor": plan.operators[name].flavor,
+            "upstream": list(step.upstream),
+            "settings": plan.merged_settings[name],
+        }
+        for name, step in spec.steps.items()
+    ]
+
+
+@attrs.frozen
+class _Earlier:
+    """What an interrupted orchestrator of the same run left behind, for ``--resume``."""
+
+    statuses: dict[str, str]
+    outputs: dict[str, dict[str, ArtifactRef]]
+    jobs: dict[str, JobRecord]  # the newest ledger row of each step
+
+
+def _open_resumed(history: RunHistory, run_id: str, spec: PipelineSpec) -> str:
+    record = history.get_run(run_id)
+    if record.pipeline != spec.name:
+        raise UsageError(
+            f"run {record.run_id} ran pipeline {record.pipeline!r}, not {spec.name!r}; "
+            "resume it with the pipeline it started with"
+        )
+    if record.status == "succeeded":
+        raise UsageError(f"run {record.run_id} already succeeded; there is nothing to resume")
+    if record.status == "running" and record.pid != os.getpid() and _alive(record.pid):
+        raise UsageError(
+            f"run {record.run_id} is still being run by process {record.pid}; stop that "
+            "process first (or wait for it), then resume"
+        )
+    return record.run_id
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _earlier(history: RunHistory, run_id: str) -> _Earlier:
+    outputs: dict[str, dict[str, ArtifactRef]] = {}
+    for record in history.get_artifacts(run_id):
+        outputs.setdefault(record.step, {})[record.output] = record.ref
+    jobs = {job.step: job for job in history.list_jobs(run_id=run_id)}  # oldest first
+    statuses = {step.step: step.status for step in history.get_steps(run_id)}
+    return _Earlier(statuses, outputs, jobs)
+
+
 def run_pipeline(
     spec: PipelineSpec,
     *,
     plugins: Plugins | None = None,
     project: Project | None = None,
+    stack: str | None = None,
     max_parallel: int | None = None,
     console: Console | None = None,
     run_settings: Mapping[str, Any] | None = None,
+    use_cache: bool = True,
+    resume: str | None = None,
+    source: str | None = None,
     raise_on_failure: bool = True,
 ) -> RunResult:
     """Run a compiled pipeline to the end.
 
     :param plugins: the plugins to use (default: the process-wide ones).
     :param project: where run history and artifacts live (default: discovered from cwd).
+    :param stack: the stack to run on (default: the project's active stack).
     :param max_parallel: how many steps may run at once.
     :param console: where progress goes (default: the terminal, or plain lines).
-    :param run_settings: the last settings layer, from a run config file.
+    :param run_settings: the last settings layer, from a run config file: flavor name to
+        settings for every step, or ``{"steps": {step: {flavor: settings}}}`` for one.
+    :param use_cache: reuse the outputs of unchanged steps from earlier runs.
+    :param resume: the id of an interrupted run to continue instead of starting a new one.
+    :param source: how to load this pipeline again (``file.py:name``), kept for resume.
     :param raise_on_failure: raise `RunFailed`/`RunCancelled` instead of returning.
     """
     plugins = plugins or get_plugins()
     project = project or Project.discover()
-    stack = default_stack(project, plugins.flavors)
-    plan = _plan(spec, stack, plugins, run_settings or {})
+    stack_used = project_stack(project, plugins.flavors, stack)
+    plan = _plan(spec, stack_used, plugins, run_settings or {})
     max_parallel = max_parallel or default_max_parallel()
     if max_parallel < 1:
         raise ValueError("max_parallel must be at least 1")
 
     with activated(plugins):
-        store = plugins.hooks.open_artifact_store(stack.artifact_store_uri, None)
+        store = plugins.hooks.open_artifact_store(stack_used.artifact_store_uri, None)
         registry = MaterializerRegistry(plugins.materializers)
-        run_id = new_run_id()
+        history: RunHistory | None = None
+        if resume is not None:
+            if not project.database_path.exists():
+                raise UsageError(f"no runs recorded in {project.root}; nothing to resume")
+            history = RunHistory(project.database_path)
+            run_id = _open_resumed(history, resume, spec)
+        else:
+            run_id = new_run_id()
         # Before the history is opened: a constant that cannot be stored is a usage
         # error, and must not leave a database (or a run row) behind.
         constants = _store_constants(spec, store, registry, run_id)
-        project.state_dir.mkdir(parents=True, exist_ok=True)
-        history = RunHistory(project.database_path)
+        if history is None:
+            project.state_dir.mkdir(parents=True, exist_ok=True)
+            history = RunHistory(project.database_path)
         console = console or make_console()
         cancel_event = threading.Event()
         # Handle interrupts from before the run row exists: a Ctrl-C at any point from
         # here on cancels the run instead of leaving it recorded as running.
         with _Interrupts(cancel_event, console):
-            history.create_run(
-                run_id, spec.name, project_root=str(project.root), params=_printable(spec.params)
-            )
-            for name in spec.steps:
-                history.set_step(
+            earlier = None
+            if resume is not None:
+                earlier = _earlier(history, run_id)
+                history.reopen_run(run_id)
+            else:
+                history.create_run(
                     run_id,
-                    name,
-                    status="pending",
-                    operator=plan.operators[name].name,
-                    flavor=plan.operators[name].flavor,
+                    spec.name,
+                    project_root=str(project.root),
+                    params=_printable(spec.params),
+                    source=source,
                 )
+            for name in spec.steps:
+                if earlier is None or earlier.statuses.get(name) not in _DONE:
+                    history.set_step(
+                        run_id,
+                        name,
+                        status="pending",
+                        operator=plan.operators[name].name,
+                        flavor=plan.operators[name].flavor,
+                    )
             context = RunContext(
                 run_id=run_id,
                 spec=spec,
-                stack=stack,
+                stack=stack_used,
                 plugins=plugins,
                 store=store,
                 history=history,
@@ -228,9 +353,14 @@ def run_pipeline(
                 cancel_event=cancel_event,
                 workdir=str(project.jobs_dir),
             )
-            console.message(f"run {run_id} of pipeline {spec.name!r} ({len(spec.steps)} steps)")
+            verb = "resuming" if earlier is not None else "run"
+            console.message(
+                f"{verb} {run_id} of pipeline {spec.name!r} ({len(spec.steps)} steps, "
+                f"stack {stack_used.name!r})"
+            )
+            scheduler = _Scheduler(context, plan, constants, max_parallel, use_cache, earlier)
             with _closing(console):
-                outcomes = _Scheduler(context, plan, constants, max_parallel).run()
+                outcomes = scheduler.run()
             status = _run_status(outcomes, cancel_event.is_set())
             failures = {n: o.error for n, o in outcomes.items() if o.error is not None}
             history.finish_run(run_id, status, error=_summary_error(failures))
@@ -288,15 +418,20 @@ class _Scheduler:
         plan: _Plan,
         constants: Mapping[tuple[str, str], ArtifactRef],
         max_parallel: int,
+        use_cache: bool,
+        earlier: _Earlier | None,
     ) -> None:
         self.context = context
         self.plan = plan
         self.constants = constants
         self.max_parallel = max_parallel
+        self.use_cache = use_cache
+        self.earlier = earlier
         self.outcomes: dict[str, StepOutcome] = {
             name: StepOutcome(name, "pending", plan.operators[name].name)
             for name in context.spec.steps
         }
+        self.cache_keys: dict[str, str] = {}
         self.running: dict[str, StepRunner] = {}
         self.finished: queue.Queue[
             tuple[str, dict[str, ArtifactRef] | None, BaseException | None]
@@ -304,7 +439,7 @@ class _Scheduler:
 
     def run(self) -> dict[str, StepOutcome]:
         spec = self.context.spec
-        pending = list(spec.steps)
+        pending = [name for name in spec.steps if not self._done_earlier(name)]
         for name in pending:
             self.context.console.step_state(name, "pending")
         while pending or self.running:
@@ -321,6 +456,26 @@ class _Scheduler:
             self._record_end(*item)
         return self.outcomes
 
+    def _done_earlier(self, name: str) -> bool:
+        """On resume: take a step the interrupted run finished, if its outputs are intact."""
+        if self.earlier is None or self.earlier.statuses.get(name) not in _DONE:
+            return False
+        outputs = self.earlier.outputs.get(name, {})
+        if not self._complete(name, outputs):
+            return False
+        outcome = self.outcomes[name]
+        outcome.status = self.earlier.statuses[name]
+        outcome.outputs = outputs
+        self.context.console.step_state(name, outcome.status, "done before the interruption")
+        return True
+
+    def _complete(self, name: str, outputs: Mapping[str, ArtifactRef]) -> bool:
+        """Whether recorded outputs cover every output of the step and are all stored."""
+        wanted = set(self.context.spec.steps[name].step.output_names)
+        if set(outputs) != wanted:
+            return False
+        return all(self.context.store.exists(ref.uri) for ref in outputs.values())
+
     def _start_ready(self, pending: list[str]) -> list[str]:
         still_pending = []
         for name in pending:
@@ -328,10 +483,7 @@ class _Scheduler:
             states = [self.outcomes[up].status for up in upstream]
             if any(state in ("failed", "skipped") for state in states):
                 self._mark(name, "skipped", detail="an upstream step failed")
-            elif (
-                all(state == "succeeded" for state in states)
-                and len(self.running) < self.max_parallel
-            ):
+            elif all(state in _DONE for state in states) and len(self.running) < self.max_parallel:
                 self._start(name)
             else:
                 still_pending.append(name)
@@ -346,21 +498,77 @@ class _Scheduler:
                 refs[param] = self.constants[(name, param)]
         return refs
 
+    def _from_cache(self, name: str, inputs: Mapping[str, ArtifactRef]) -> bool:
+        step = self.context.spec.steps[name]
+        if not (self.use_cache and step.cache):
+            return False
+        key = cache_key(
+            func=step.step.func,
+            function_id=f"{step.function.module}:{step.function.qualname}",
+            inputs=inputs,
+            operator=self.plan.operators[name],
+            settings=self.plan.merged_settings[name],
+            outputs=step.step.output_names,
+            materializer_plugins=self.context.plugins.materializer_plugins,
+        )
+        self.cache_keys[name] = key
+        found = self.context.history.find_cached(key)
+        if found is None:
+            return False
+        from_run, from_step, records = found
+        outputs = {record.output: record.ref for record in records}
+        if not self._complete(name, outputs):
+            return False
+        self.outcomes[name].outputs = outputs
+        for output, ref in outputs.items():
+            self.context.history.record_artifact(self.context.run_id, name, output, ref)
+        self.context.history.set_step(self.context.run_id, name, cache_key=key)
+        self._mark(name, "cached", detail=f"outputs of run {from_run}, step {from_step}")
+        return True
+
+    def _attempt(self, name: str) -> tuple[int, JobRecord | None]:
+        """The attempt number to use, and the earlier job to re-attach to, if any."""
+        row = self.earlier.jobs.get(name) if self.earlier is not None else None
+        if row is None:
+            return 1, None
+        flavor = self.context.plugins.flavors.get(ComponentKind.STEP_OPERATOR, row.flavor)
+        alive = row.state in (JobState.PENDING.value, JobState.RUNNING.value)
+        if row.handle is not None and alive and (flavor is None or flavor.jobs_outlive_client):
+            return row.attempt, row
+        if row.handle is None and row.state == SUBMITTING:
+            self.context.console.message(
+                f"step {name!r}: the interrupted run died while submitting {row.flavor} job "
+                f"(ledger row {row.id}); if it exists it is not tracked, check the backend. "
+                f"Submitting attempt {row.attempt + 1}."
+            )
+        return row.attempt + 1, None
+
     def _start(self, name: str) -> None:
+        inputs = self._inputs(name)
+        if self._from_cache(name, inputs):
+            return
+        attempt, earlier_job = self._attempt(name)
         runner = StepRunner(
             self.context,
             self.context.spec.steps[name],
             self.plan.operators[name],
             self.plan.settings[name],
             self.plan.merged_settings[name],
-            self._inputs(name),
+            inputs,
+            attempt=attempt,
         )
         self.running[name] = runner
-        self._mark(name, "running", detail=self.plan.operators[name].name)
+        detail = self.plan.operators[name].name
+        if earlier_job is not None:
+            detail = f"re-attached to {earlier_job.flavor} job {earlier_job.job_id}"
+        self._mark(name, "running", detail=detail)
 
         def target() -> None:
             try:
-                outputs = runner.run()
+                if earlier_job is not None and earlier_job.handle is not None:
+                    outputs = runner.reattach(earlier_job.handle, earlier_job.id)
+                else:
+                    outputs = runner.run()
             except BaseException as error:  # reported to the scheduler, never lost
                 self.finished.put((name, None, error))
             else:
@@ -385,6 +593,10 @@ class _Scheduler:
         self.outcomes[name].outputs = outputs
         for output, ref in outputs.items():
             self.context.history.record_artifact(self.context.run_id, name, output, ref)
+        if name in self.cache_keys:
+            self.context.history.set_step(
+                self.context.run_id, name, cache_key=self.cache_keys[name]
+            )
         self._mark(name, "succeeded")
 
     def _mark(self, name: str, status: str, *, detail: str = "", error: str | None = None) -> None:
@@ -392,10 +604,10 @@ class _Scheduler:
         now = time.time()
         outcome.status = status
         fields: dict[str, Any] = {"status": status}
-        if status == "running":
+        if status in ("running", "cached"):
             outcome.started_at = now
             fields["started_at"] = now
-        elif status != "pending":
+        if status not in ("pending", "running"):
             outcome.ended_at = now
             fields["ended_at"] = now
         if error is not None:

@@ -23,6 +23,7 @@ from stepframe._manifests import (
     read_manifest,
     write_manifest,
 )
+from stepframe._orchestrator.follow import follow_job
 from stepframe._types import (
     ArtifactRef,
     Component,
@@ -41,17 +42,14 @@ from stepframe.exceptions import ArtifactNotFoundError, ConfigError, StepFailed
 
 if TYPE_CHECKING:
     from stepframe._artifacts.store import ArtifactStore
+    from stepframe._config.stacks import Stack
     from stepframe._history.database import RunHistory
     from stepframe._orchestrator.console import Console
     from stepframe._pipeline.pipeline import PipelineSpec, StepSpec
     from stepframe._plugins.manager import Plugins
-    from stepframe._stack import Stack
 
 __all__ = ["RunContext", "StepCancelled", "StepRunner", "job_name"]
 
-# Poll quickly at first so short steps finish promptly, then back off to spare the backend.
-FIRST_POLL_SECONDS = 0.2
-MAX_POLL_SECONDS = 5.0
 # After cancel_step, how long to keep polling for the job to acknowledge the stop.
 CANCEL_GRACE_SECONDS = 5.0
 
@@ -113,7 +111,8 @@ class StepRunner:
     def run(self) -> dict[str, ArtifactRef]:
         """Run the step to the end; return its outputs or raise `StepFailed`."""
         ctx = self.context
-        launch = self._write_launch()
+        launch = self._launch()
+        write_manifest(ctx.store, launch.manifest_uri, self._manifest(launch))
         flavor = ctx.plugins.flavors.get(ComponentKind.STEP_OPERATOR, self.operator.flavor)
         if flavor is not None and flavor.needs_image:
             launch = attrs.evolve(launch, image=self._build_image())
@@ -131,7 +130,18 @@ class StepRunner:
             raise StepCancelled()
         handle = ctx.plugins.hooks.submit_step(launch, self.operator, self._credentials)
         ctx.history.record_job_submitted(self._job_row, handle)
-        ctx.history.set_step(ctx.run_id, self.spec.name, job_id=handle.job_id)
+        return self._see_through(launch, handle)
+
+    def reattach(self, handle: JobHandle, job_row: int) -> dict[str, ArtifactRef]:
+        """Follow a job an earlier orchestrator submitted, instead of submitting again."""
+        self._credentials = self._authenticate()
+        self._job_row = job_row
+        return self._see_through(self._launch(), handle)
+
+    def _see_through(self, launch: Launch, handle: JobHandle) -> dict[str, ArtifactRef]:
+        """From a submitted job to the step's outputs."""
+        ctx = self.context
+        ctx.history.set_step(ctx.run_id, self.spec.name, job_id=handle.job_id, attempt=self.attempt)
         with self._lock:
             self.handle = handle
             cancel_now = self._cancel_requested
@@ -142,6 +152,7 @@ class StepRunner:
         except BaseException:
             self._stop_unwatched_job(handle)
             raise
+        assert self._job_row is not None
         ctx.history.update_job_state(self._job_row, status.state)
         if status.state is JobState.CANCELLED or self._cancel_requested:
             raise StepCancelled()
@@ -159,32 +170,16 @@ class StepRunner:
             )
         return dict(result.outputs)
 
-    def _write_launch(self) -> Launch:
+    def _uri(self, *parts: str) -> str:
+        """A URI of this attempt's own objects; attempts never overwrite each other."""
         ctx = self.context
-        store = ctx.store
-        prefix = ("runs", ctx.run_id, self.spec.name, f"attempt-{self.attempt}")
-        manifest_uri = store.uri_for(*prefix, "launch.json")
-        result_uri = store.uri_for(*prefix, "result.json")
-        manifest = LaunchManifest(
-            run_id=ctx.run_id,
-            pipeline=ctx.spec.name,
-            step=self.spec.name,
-            attempt=self.attempt,
-            function=self.spec.function,
-            inputs=self.inputs,
-            outputs=[
-                OutputTarget(name, store.uri_for(*prefix, "outputs", name))
-                for name in self.spec.step.output_names
-            ],
-            result_uri=result_uri,
-            artifact_store_uri=store.root_uri,
-            settings={key: dict(value) for key, value in self.merged_settings.items()},
-            versions={
-                "stepframe": __version__,
-                "python": ".".join(map(str, sys.version_info[:3])),
-            },
+        return ctx.store.uri_for(
+            "runs", ctx.run_id, self.spec.name, f"attempt-{self.attempt}", *parts
         )
-        write_manifest(store, manifest_uri, manifest)
+
+    def _launch(self) -> Launch:
+        ctx = self.context
+        manifest_uri = self._uri("launch.json")
         return Launch(
             run_id=ctx.run_id,
             pipeline=ctx.spec.name,
@@ -192,12 +187,35 @@ class StepRunner:
             attempt=self.attempt,
             job_name=job_name(ctx.spec.name, self.spec.name, ctx.run_id, self.attempt),
             manifest_uri=manifest_uri,
-            result_uri=result_uri,
+            result_uri=self._uri("result.json"),
             command=("python", "-m", "stepframe.entrypoint", manifest_uri),
             environment={"STEPFRAME_LAUNCH_MANIFEST": manifest_uri},
             settings=self.settings,
             code_root=ctx.spec.code_root,
             workdir=ctx.workdir,
+        )
+
+    def _manifest(self, launch: Launch) -> LaunchManifest:
+        ctx = self.context
+        return LaunchManifest(
+            run_id=ctx.run_id,
+            pipeline=ctx.spec.name,
+            step=self.spec.name,
+            attempt=self.attempt,
+            function=self.spec.function,
+            inputs=self.inputs,
+            outputs=[
+                OutputTarget(name, self._uri("outputs", name))
+                for name in self.spec.step.output_names
+            ],
+            result_uri=launch.result_uri,
+            artifact_store_uri=ctx.store.root_uri,
+            settings={key: dict(value) for key, value in self.merged_settings.items()},
+            versions={
+                "stepframe": __version__,
+                "python": ".".join(map(str, sys.version_info[:3])),
+            },
+            materializer_plugins=list(ctx.plugins.materializer_plugins),
         )
 
     def _build_image(self) -> ImageRef:
@@ -231,33 +249,28 @@ class StepRunner:
     def _follow(self, handle: JobHandle) -> JobStatus:
         """Poll until the job ends, streaming its logs; give up shortly after a cancel."""
         ctx = self.context
-        cursor: str | None = None
-        delay = FIRST_POLL_SECONDS
-        shown_detail = ""
-        cancel_deadline: float | None = None
-        while True:
-            credentials = self._credentials.fresh() if self._credentials else None
-            status = ctx.plugins.hooks.poll_step(handle, credentials, cursor)
-            cursor = status.cursor
-            for line in status.log_lines:
+        cancel_deadline: list[float] = []
+
+        def give_up() -> bool:
+            if not self._cancel_requested:
+                return False
+            if not cancel_deadline:
+                cancel_deadline.append(time.monotonic() + CANCEL_GRACE_SECONDS)
+            return time.monotonic() > cancel_deadline[0]
+
+        def show(lines: tuple[str, ...]) -> None:
+            for line in lines:
                 ctx.console.step_log(self.spec.name, line)
-            if status.detail and status.detail != shown_detail:
-                shown_detail = status.detail
-                ctx.console.step_state(self.spec.name, "running", status.detail)
-            if status.state.is_terminal:
-                return status
-            if self._cancel_requested:
-                cancel_deadline = cancel_deadline or time.monotonic() + CANCEL_GRACE_SECONDS
-                if time.monotonic() > cancel_deadline:
-                    return attrs.evolve(status, state=JobState.CANCELLED)
-            wait = status.poll_after if status.poll_after is not None else delay
-            delay = min(delay * 1.5, MAX_POLL_SECONDS)
-            if self._cancel_requested or ctx.cancel_event.is_set():
-                # Waiting on the event returns at once once it is set: sleep instead, or
-                # the job is polled in a busy loop until it acknowledges the stop.
-                time.sleep(min(wait, 0.2))
-            else:
-                ctx.cancel_event.wait(wait)  # wakes up at once when the run is cancelled
+
+        return follow_job(
+            ctx.plugins.hooks,
+            handle,
+            credentials=lambda: self._credentials.fresh() if self._credentials else None,
+            on_lines=show,
+            on_detail=lambda detail: ctx.console.step_state(self.spec.name, "running", detail),
+            wake=ctx.cancel_event,
+            give_up=give_up,
+        )
 
     def _read_result(self, launch: Launch, status: JobStatus) -> StepResult:
         try:
