@@ -32,6 +32,7 @@ def follow_job(
     credentials: Callable[[], Credentials | None],
     on_lines: Callable[[tuple[str, ...]], None],
     on_detail: Callable[[str], None] = lambda detail: None,
+    on_state: Callable[[JobState], None] = lambda state: None,
     wake: threading.Event | None = None,
     give_up: Callable[[], bool] = _never,
 ) -> JobStatus:
@@ -40,6 +41,7 @@ def follow_job(
     :param credentials: called before each poll, so refreshed credentials are used.
     :param on_lines: receives each batch of new log lines.
     :param on_detail: receives the backend's detail status whenever it changes.
+    :param on_state: receives each new state before the final one (pending, running).
     :param wake: set it to cut the current wait short (a cancel was requested).
     :param give_up: polled between waits; when it returns True the job is reported as
         CANCELLED without waiting further.
@@ -48,6 +50,7 @@ def follow_job(
     cursor: str | None = None
     delay = FIRST_POLL_SECONDS
     shown_detail = ""
+    seen_state: JobState | None = None
     while True:
         status = hooks.poll_step(handle, credentials(), cursor)
         cursor = status.cursor
@@ -58,6 +61,9 @@ def follow_job(
             on_detail(status.detail)
         if status.state.is_terminal:
             return status
+        if status.state is not seen_state:
+            seen_state = status.state
+            on_state(status.state)
         if give_up():
             return attrs.evolve(status, state=JobState.CANCELLED)
         wait = status.poll_after if status.poll_after is not None else delay

@@ -245,13 +245,14 @@ def _open_resumed(history: RunHistory, run_id: str, spec: PipelineSpec) -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, killed but not yet reaped, does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    except PermissionError:
-        return True
-    return True
+    except OSError:
+        return True  # no /proc to look at: assume the worst, never resume twice
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _earlier(history: RunHistory, run_id: str) -> _Earlier:

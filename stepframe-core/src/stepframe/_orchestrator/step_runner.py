@@ -268,9 +268,14 @@ class StepRunner:
             credentials=lambda: self._credentials.fresh() if self._credentials else None,
             on_lines=show,
             on_detail=lambda detail: ctx.console.step_state(self.spec.name, "running", detail),
+            on_state=self._record_state,
             wake=ctx.cancel_event,
             give_up=give_up,
         )
+
+    def _record_state(self, state: JobState) -> None:
+        if self._job_row is not None:
+            self.context.history.update_job_state(self._job_row, state)
 
     def _read_result(self, launch: Launch, status: JobStatus) -> StepResult:
         try:
