@@ -5,43 +5,86 @@ The public API.  Everything else lives in private modules and may change.
 Pipeline authors use `step`, `pipeline` and the exceptions.  Plugin authors use
 `hookimpl`, the hook value types and the `ArtifactStore` / `Materializer` base classes;
 `stepframe.hookspecs` documents every hook.
+
+The names are imported on first use (PEP 562), so ``import stepframe`` -- and every job
+process, which imports ``stepframe.entrypoint`` -- pays only for what it touches: a job
+never imports the plugin machinery or the pipeline API unless it needs them.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from stepframe._artifacts.materializer import Materializer
-from stepframe._artifacts.store import ArtifactStore
-from stepframe._pipeline.pipeline import Pipeline, pipeline
-from stepframe._pipeline.step import Step, step
-from stepframe._plugins.manager import PluginLoadWarning, Plugins, load_plugins
-from stepframe._plugins.markers import hookimpl
-from stepframe._types import (
-    ArtifactRef,
-    Component,
-    ComponentKind,
-    Credentials,
-    Flavor,
-    ImageRef,
-    ImageRequest,
-    JobHandle,
-    JobState,
-    JobStatus,
-    Launch,
-    RemoteError,
-    ResourceRequest,
-    StepResult,
-)
-from stepframe.exceptions import (
-    ConfigError,
-    PipelineLoadError,
-    RunCancelled,
-    RunFailed,
-    StepFailed,
-    StepframeError,
-    UnknownOperatorError,
-)
+if TYPE_CHECKING:
+    from stepframe._artifacts.materializer import Materializer
+    from stepframe._artifacts.store import ArtifactStore
+    from stepframe._pipeline.pipeline import Pipeline, pipeline
+    from stepframe._pipeline.step import Step, step
+    from stepframe._plugins.manager import PluginLoadWarning, Plugins, load_plugins
+    from stepframe._plugins.markers import hookimpl
+    from stepframe._types import (
+        ArtifactRef,
+        Component,
+        ComponentKind,
+        Credentials,
+        Flavor,
+        ImageRef,
+        ImageRequest,
+        JobHandle,
+        JobState,
+        JobStatus,
+        Launch,
+        RemoteError,
+        ResourceRequest,
+        StepResult,
+    )
+    from stepframe.exceptions import (
+        ConfigError,
+        PipelineLoadError,
+        RunCancelled,
+        RunFailed,
+        StepFailed,
+        StepframeError,
+        UnknownOperatorError,
+    )
+
+# Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    "ArtifactRef": "stepframe._types",
+    "ArtifactStore": "stepframe._artifacts.store",
+    "Component": "stepframe._types",
+    "ComponentKind": "stepframe._types",
+    "ConfigError": "stepframe.exceptions",
+    "Credentials": "stepframe._types",
+    "Flavor": "stepframe._types",
+    "ImageRef": "stepframe._types",
+    "ImageRequest": "stepframe._types",
+    "JobHandle": "stepframe._types",
+    "JobState": "stepframe._types",
+    "JobStatus": "stepframe._types",
+    "Launch": "stepframe._types",
+    "Materializer": "stepframe._artifacts.materializer",
+    "Pipeline": "stepframe._pipeline.pipeline",
+    "PipelineLoadError": "stepframe.exceptions",
+    "PluginLoadWarning": "stepframe._plugins.manager",
+    "Plugins": "stepframe._plugins.manager",
+    "RemoteError": "stepframe._types",
+    "ResourceRequest": "stepframe._types",
+    "RunCancelled": "stepframe.exceptions",
+    "RunFailed": "stepframe.exceptions",
+    "Step": "stepframe._pipeline.step",
+    "StepFailed": "stepframe.exceptions",
+    "StepResult": "stepframe._types",
+    "StepframeError": "stepframe.exceptions",
+    "UnknownOperatorError": "stepframe.exceptions",
+    "hookimpl": "stepframe._plugins.markers",
+    "load_plugins": "stepframe._plugins.manager",
+    "pipeline": "stepframe._pipeline.pipeline",
+    "step": "stepframe._pipeline.step",
+}
 
 __all__ = [
     "ArtifactRef",
@@ -77,3 +120,16 @@ __all__ = [
     "pipeline",
     "step",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stepframe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

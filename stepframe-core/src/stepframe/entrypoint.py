@@ -5,6 +5,12 @@ type-checks its inputs, runs it, stores its outputs and writes a result manifest
 needs no server: the artifact store is the only meeting point with the client.  It
 exits 0 when the step succeeded and 1 when it raised (the error is in the result
 manifest); 2 when it could not even read its launch manifest.
+
+Every job pays for this module's imports, so it keeps them to what running a step
+needs.  A ``file://`` launch manifest is read through the built-in local store without
+loading any plugin; plugins (and with them pluggy and the entry point scan) are loaded
+only for a store of another scheme, or when the client used plugin materializers -- and
+then only the plugins the manifest names, besides the core's own.
 """
 
 from __future__ import annotations
@@ -17,13 +23,13 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stepframe._artifacts.io import load_artifact, save_artifact
 from stepframe._artifacts.materializers import MaterializerRegistry
-from stepframe._artifacts.store import ArtifactStore
 from stepframe._manifests import (
     FunctionRef,
     LaunchManifest,
@@ -38,6 +44,10 @@ from stepframe.exceptions import (
     StepframeError,
     UsageError,
 )
+
+if TYPE_CHECKING:
+    from stepframe._artifacts.store import ArtifactStore
+    from stepframe._plugins.manager import Plugins
 
 __all__ = ["execute_launch", "main"]
 
@@ -155,13 +165,18 @@ def execute_launch(
     manifest_uri: str,
     registry: MaterializerRegistry,
     code_root: Path,
+    *,
+    manifest: LaunchManifest | None = None,
 ) -> ResultManifest:
     """Run the step a launch manifest describes and write its result manifest.
 
     Step failures are captured in the result, never raised: the client learns about
     them from the result manifest, wherever the step ran.
+
+    :param manifest: the launch manifest at ``manifest_uri``, if the caller read it.
     """
-    manifest = read_manifest(store, manifest_uri, LaunchManifest)
+    if manifest is None:
+        manifest = read_manifest(store, manifest_uri, LaunchManifest)
     started = time.time()
     scratch = Path(tempfile.mkdtemp(prefix=f"stepframe-{manifest.step}-"))
     try:
@@ -188,9 +203,55 @@ def execute_launch(
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from stepframe._plugins.manager import get_plugins
+# The core's plugin that opens file:// stores; disabling it by name sends file:// URIs
+# through the plugins like any other scheme.
+_LOCAL_STORE_PLUGIN = "local-artifact-store"
 
+
+def _plugins_for(materializer_plugins: Sequence[str]) -> Plugins:
+    """The core's plugins plus those named, for a job on a ``file://`` store."""
+    from stepframe._plugins.manager import LOAD_ENV, load_plugins
+
+    return load_plugins(env={**os.environ, LOAD_ENV: ",".join(materializer_plugins)})
+
+
+def _local_store_is_builtin(uri: str) -> bool:
+    if urllib.parse.urlsplit(uri).scheme != "file":
+        return False
+    disabled = os.environ.get("STEPFRAME_DISABLE_PLUGINS", "")
+    return _LOCAL_STORE_PLUGIN not in {name.strip() for name in disabled.split(",")}
+
+
+def _open(manifest_uri: str) -> tuple[ArtifactStore, LaunchManifest, MaterializerRegistry]:
+    """The store, the launch manifest and the materializers a job needs, loading as
+    few plugins as the manifest allows (none for a plain step on a local store)."""
+    if _local_store_is_builtin(manifest_uri):
+        from stepframe._artifacts.local import open_local_store
+
+        store: ArtifactStore = open_local_store(manifest_uri)
+        manifest = read_manifest(store, manifest_uri, LaunchManifest)
+        if not manifest.materializer_plugins:
+            return store, manifest, MaterializerRegistry()
+        plugins = _plugins_for(manifest.materializer_plugins)
+    else:
+        # Which plugin opens this scheme is only known once they are loaded: load them.
+        from stepframe._plugins.manager import get_plugins
+
+        plugins = get_plugins()
+        store = plugins.hooks.open_artifact_store(manifest_uri, None)
+        manifest = read_manifest(store, manifest_uri, LaunchManifest)
+    missing = set(manifest.materializer_plugins) - set(plugins.infos)
+    if missing:
+        print(
+            f"stepframe entrypoint: the client stored artifacts with materializers of "
+            f"plugin(s) {', '.join(sorted(missing))}, which are not installed here; "
+            "steps reading those artifacts will fail",
+            file=sys.stderr,
+        )
+    return store, manifest, MaterializerRegistry(plugins.materializers)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     manifest_uri = args[0] if args else os.environ.get(MANIFEST_ENV)
     if not manifest_uri:
@@ -202,11 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     code_root = Path(os.environ.get(CODE_ROOT_ENV) or os.getcwd()).resolve()
     if str(code_root) not in sys.path:
         sys.path.insert(0, str(code_root))
-    plugins = get_plugins()
     try:
-        store = plugins.hooks.open_artifact_store(manifest_uri, None)
-        registry = MaterializerRegistry(plugins.materializers)
-        result = execute_launch(store, manifest_uri, registry, code_root)
+        store, manifest, registry = _open(manifest_uri)
+        result = execute_launch(store, manifest_uri, registry, code_root, manifest=manifest)
     except (StepframeError, UsageError, OSError) as error:
         print(f"stepframe entrypoint: {error}", file=sys.stderr)
         return 2
