@@ -9,6 +9,7 @@ never the run.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PluginInfo",
     "PluginLoadWarning",
+    "PluginVersionWarning",
     "Plugins",
     "activated",
     "get_plugins",
@@ -46,6 +48,14 @@ DISABLE_ENV = "STEPFRAME_DISABLE_PLUGINS"
 
 class PluginLoadWarning(UserWarning):
     """A plugin could not be loaded or validated; stepframe goes on without it."""
+
+
+class PluginVersionWarning(UserWarning):
+    """A plugin's distribution requires another stepframe-core than the one installed.
+
+    The plugin is still loaded (it may well work); the warning says which versions
+    disagree and what to upgrade.
+    """
 
 
 @attrs.frozen
@@ -110,15 +120,139 @@ def _warn(name: str, distribution: str | None, target: str, cause: str) -> None:
     )
 
 
+# ---- version skew: a plugin built for another core -----------------------------------
+
+_REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*")
+_CLAUSE = re.compile(r"\s*(===|==|!=|~=|<=|>=|<|>)\s*([^\s,;]+)\s*$")
+_RELEASE = re.compile(r"v?(\d+(?:\.\d+)*)")
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def core_requirement(requires: Iterable[str]) -> str | None:
+    """The version specifier a distribution's ``Requires-Dist`` puts on stepframe-core.
+
+    Requirements that only apply with an extra (``; extra == "..."``) are not counted.
+    Returns None when there is no such requirement or it has no version specifier.
+    """
+    for requirement in requires:
+        spec, _, marker = requirement.partition(";")
+        if "extra" in marker:
+            continue
+        match = _REQUIREMENT_NAME.match(spec)
+        if match is None or _normalized(match.group(1)) != CORE_DISTRIBUTION:
+            continue
+        specifier = spec[match.end() :].strip().strip("()").strip()
+        return specifier or None
+    return None
+
+
+def _release(version: str, *, trim: bool = True) -> tuple[int, ...] | None:
+    match = _RELEASE.match(version.strip())
+    if match is None:
+        return None
+    parts = [int(part) for part in match.group(1).split(".")]
+    while trim and len(parts) > 1 and parts[-1] == 0:
+        parts.pop()  # 1.0 == 1.0.0
+    return tuple(parts)
+
+
+def _clause_holds(installed: tuple[int, ...], operator: str, wanted_text: str) -> bool | None:
+    """Whether one specifier clause holds, comparing release numbers only; None if unsure."""
+    if operator in ("==", "!=") and wanted_text.endswith(".*"):
+        prefix = _release(wanted_text[:-2])
+        if prefix is None:
+            return None
+        padded = installed + (0,) * max(0, len(prefix) - len(installed))
+        same = padded[: len(prefix)] == prefix
+        return same if operator == "==" else not same
+    wanted = _release(wanted_text)
+    if wanted is None:
+        return None
+    if operator in ("==", "==="):
+        return installed == wanted
+    if operator == "!=":
+        return installed != wanted
+    if operator == ">=":
+        return installed >= wanted
+    if operator == "<=":
+        return installed <= wanted
+    if operator == ">":
+        return installed > wanted
+    if operator == "<":
+        return installed < wanted
+    # ~=X.Y means >=X.Y and ==X.*
+    written = _release(wanted_text, trim=False) or ()
+    if len(written) < 2:
+        return None
+    prefix = written[:-1]
+    padded = installed + (0,) * max(0, len(prefix) - len(installed))
+    return installed >= wanted and padded[: len(prefix)] == prefix
+
+
+def core_version_mismatch(specifier: str, installed: str) -> str | None:
+    """The first clause of ``specifier`` that version ``installed`` breaks, if any.
+
+    Only release numbers are compared (``0.3.0rc1`` counts as ``0.3.0``), and a clause
+    this cannot read is assumed to hold: the check warns only when it is sure.
+    """
+    release = _release(installed)
+    if release is None:
+        return None
+    for clause in specifier.split(","):
+        match = _CLAUSE.match(clause)
+        if match is None:
+            continue
+        if _clause_holds(release, match.group(1), match.group(2)) is False:
+            return f"{match.group(1)}{match.group(2)}"
+    return None
+
+
+def _warn_version_skew(dist: metadata.Distribution, distribution: str, version: str) -> None:
+    """Warn if a plugin distribution was built for another stepframe-core than this one."""
+    from stepframe import __version__ as installed
+
+    try:
+        specifier = core_requirement(dist.requires or ())
+    except Exception:  # unreadable metadata is not worth failing the load over
+        return
+    broken = None if specifier is None else core_version_mismatch(specifier, installed)
+    if broken is None:
+        return
+    bound = _release(broken.lstrip("=!~<>").removesuffix(".*"))
+    if bound is not None and (_release(installed) or ()) < bound:
+        fix = f"upgrade the core: pip install -U 'stepframe-core{specifier}'"
+    else:  # the core is newer than the plugin was made for
+        fix = f"install a {distribution} release made for stepframe-core {installed}"
+    warnings.warn(
+        f"stepframe: plugin distribution {distribution} {version} requires "
+        f"stepframe-core{specifier}, but stepframe-core {installed} is installed; its "
+        f"plugins are loaded anyway and may fail: {fix}",
+        PluginVersionWarning,
+        stacklevel=4,
+    )
+
+
 def _entry_point_candidates(
     env: Mapping[str, str],
 ) -> Iterable[tuple[str, str | None, str | None, str, Any]]:
+    checked: set[str] = set()  # one version warning per distribution, not per entry point
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = entry_point.dist
         distribution = dist.metadata["Name"] if dist is not None else None
         version = dist.version if dist is not None else None
         if not _is_wanted(entry_point.name, distribution, env):
             continue
+        if (
+            dist is not None
+            and distribution is not None
+            and distribution != CORE_DISTRIBUTION
+            and distribution not in checked
+        ):
+            checked.add(distribution)
+            _warn_version_skew(dist, distribution, version or "(unknown version)")
         try:
             plugin = entry_point.load()
         except Exception as error:  # any import-time failure: warn and go on
