@@ -1,0 +1,93 @@
+"""Talking to the Docker engine: one client per engine address, and errors that say how to
+fix the engine rather than show a connection traceback."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from stepframe_docker._errors import EngineUnavailableError
+
+if TYPE_CHECKING:
+    import docker
+
+__all__ = ["client_for", "engine_error", "forget_clients"]
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+# Builds and pushes stream for minutes; the read timeout is per chunk, not per call.
+API_TIMEOUT_SECONDS = 600
+
+_clients: dict[str, docker.DockerClient] = {}
+_lock = threading.Lock()
+
+
+def _where(docker_host: str | None) -> str:
+    return docker_host or os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+
+
+def engine_error(error: BaseException, docker_host: str | None) -> EngineUnavailableError:
+    """A connection failure as a message that says how to get the engine going."""
+    where = _where(docker_host)
+    text = f"{type(error).__name__}: {error}"
+    socket = where[len("unix://") :] if where.startswith("unix://") else None
+    if "PermissionError" in text or "Permission denied" in text:
+        return EngineUnavailableError(
+            f"not permitted to talk to the Docker engine at {where}: this user may not open "
+            f"{socket or 'its socket'}. Add the user to the docker group "
+            "(`sudo usermod -aG docker $USER`, then log in again) or run as root"
+        )
+    if socket is not None and not os.path.exists(socket):
+        return EngineUnavailableError(
+            f"the Docker engine is not running: there is no socket at {socket}. Start it "
+            "(`sudo systemctl start docker`, or `sudo dockerd &` where there is no systemd; "
+            "on this project's CI machines `bash .ci/services.sh` does it), or point "
+            "DOCKER_HOST or the component's docker_host at a running engine"
+        )
+    return EngineUnavailableError(
+        f"the Docker engine at {where} does not answer ({text}). Start it "
+        "(`sudo systemctl start docker`, or `sudo dockerd &`) or fix DOCKER_HOST / docker_host"
+    )
+
+
+def client_for(docker_host: str | None = None) -> docker.DockerClient:
+    """A connected client for the engine (``DOCKER_HOST`` or the local socket by default)."""
+    key = _where(docker_host)
+    with _lock:
+        client = _clients.get(key)
+        if client is not None:
+            return client
+        import docker
+        from docker.errors import DockerException
+
+        kwargs: dict[str, Any] = {"version": "auto", "timeout": API_TIMEOUT_SECONDS}
+        try:
+            if docker_host:
+                client = docker.DockerClient(base_url=docker_host, **kwargs)
+            else:
+                client = docker.from_env(**kwargs)
+            client.ping()
+        except (DockerException, OSError) as error:
+            raise engine_error(error, docker_host) from None
+        _clients[key] = client
+        return client
+
+
+def forget_clients() -> None:
+    """Drop cached clients (tests that start or stop engines)."""
+    with _lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
+
+
+def inspect_image(client: docker.DockerClient, reference: str) -> dict[str, Any]:
+    """The engine's description of an image (raises ``docker.errors.ImageNotFound``)."""
+    api: Any = client.api  # the stubs leave these calls untyped
+    return dict(api.inspect_image(reference))
+
+
+def inspect_distribution(client: docker.DockerClient, reference: str) -> dict[str, Any]:
+    """What the registry says about ``reference``, asked through the engine."""
+    api: Any = client.api
+    return dict(api.inspect_distribution(reference))
