@@ -167,3 +167,95 @@ def test_a_missing_manifest_or_no_manifest_is_a_clear_error(job) -> None:
     process = job.run()
     assert process.returncode == 2
     assert "usage: python -m stepframe.entrypoint MANIFEST_URI" in process.stderr
+
+
+# ---- what a job imports ---------------------------------------------------------------
+
+# The plugin machinery, the pipeline API and the CLI: a job needs none of them to run a
+# step on a local store, so it must not pay for importing them.
+NOT_FOR_PLAIN_JOBS = (
+    "pluggy",
+    "importlib.metadata",
+    "click",
+    "stepframe._plugins.manager",
+    "stepframe._pipeline.pipeline",
+    "stepframe._orchestrator",
+)
+
+
+def _imported(stderr: str) -> set[str]:
+    """Module names from ``python -X importtime`` output."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+
+
+def _run_importtime(project, subprocess_env, uri: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "stepframe.entrypoint", uri],
+        cwd=project.root,
+        env=subprocess_env(STEPFRAME_CODE_ROOT=str(project.root)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_importing_the_entrypoint_or_the_package_is_lean(subprocess_env) -> None:
+    for module in ("stepframe", "stepframe.entrypoint"):
+        script = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+        process = subprocess.run(
+            [sys.executable, "-c", script],
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert process.returncode == 0, process.stderr
+        loaded = set(json.loads(process.stdout))
+        assert not loaded & set(NOT_FOR_PLAIN_JOBS), (
+            module,
+            sorted(loaded & set(NOT_FOR_PLAIN_JOBS)),
+        )
+
+
+def test_the_public_names_are_there_when_asked_for() -> None:
+    """`stepframe` imports its names lazily; each one in __all__ still resolves."""
+    import stepframe
+
+    for name in stepframe.__all__:
+        assert getattr(stepframe, name) is not None, name
+        assert name in dir(stepframe)
+    from stepframe import Step, pipeline, step
+
+    assert isinstance(step(lambda: 1), Step) and callable(pipeline)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = stepframe.no_such_name
+
+
+def test_a_plain_job_loads_no_plugins(job, project, subprocess_env) -> None:
+    uri = job.launch("summarise", ["total", "label"], values=[1, 2], label="lean")
+    process = _run_importtime(project, subprocess_env, uri)
+    assert process.returncode == 0, process.stderr
+    assert job.load(job.result(uri).outputs["total"]) == 3
+    imported = _imported(process.stderr)
+    assert "stepframe.entrypoint" in imported or "stepframe._manifests" in imported
+    assert not imported & set(NOT_FOR_PLAIN_JOBS), sorted(imported & set(NOT_FOR_PLAIN_JOBS))
+
+
+def test_a_job_loads_the_materializer_plugins_its_manifest_names(
+    job, project, subprocess_env
+) -> None:
+    uri = job.launch("summarise", ["total", "label"], values=[5], label="plugins")
+    data = json.loads(job.store.path_for(uri).read_text())
+    data["materializer_plugins"] = ["not-installed-here"]
+    named = job.store.uri_for("runs", "r1", "summarise", "attempt-1", "launch-plugins.json")
+    with job.store.open_write(named) as stream:
+        stream.write(json.dumps(data).encode())
+    process = _run_importtime(project, subprocess_env, named)
+    assert process.returncode == 0, process.stderr
+    assert "pluggy" in _imported(process.stderr)  # it did load plugins this time
+    assert "not-installed-here" in process.stderr and "not installed here" in process.stderr
+    assert job.load(job.result(named).outputs["total"]) == 5
