@@ -1,12 +1,16 @@
 """Fan-out: 32 independent steps that each sleep 1 s, on the ``local`` operator.
 
-    python bench/fanout.py [--steps 32] [--sleep 1.0] [--runs 3]
+    python bench/fanout.py [--steps 32] [--sleep 1.0] [--runs 3] [--fresh-interpreter]
 
 Writes the pipeline into a temporary project, runs ``stepframe run FILE --max-parallel
-N`` and times the whole command; the steps' own durations come from ``stepframe runs
-show RUN --json``.  Target: wall time at most 1.5 x the slowest step + 1 s.  Each step is
-a fresh Python process (``python -m stepframe.entrypoint``), so its duration includes
-that process's start-up.
+N`` and times the whole command.  Target: wall time at most 1.5 x the slowest step's own
+work (the sleep) + 1 s, i.e. 2.5 s for the default 1 s sleep; the ratio printed last is
+wall / that limit (<= 1 meets the target).  The steps' recorded durations (from
+``stepframe runs show RUN --json``) are printed too; they include each job process's
+start-up, which is what the target is about, so they are not the yardstick.
+
+``--fresh-interpreter`` gives every step a new interpreter instead of a fork of the
+local operator's pre-warmed parent, for comparison.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import time
 from stepframe import pipeline, step
 
 
-@step(operator="local")
+@step(operator="local", settings={{"local": {{"fresh_interpreter": {fresh}}}}})
 def nap(index: int, seconds: float) -> int:
     time.sleep(seconds)
     return index
@@ -55,7 +59,14 @@ def stepframe_command() -> list[str]:
 def run_once(project: Path, steps: int) -> tuple[float, float, float]:
     """(wall time of the CLI, slowest step, first start to last end of the steps)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEPFRAME_")}
-    command = [*stepframe_command(), "run", "fanout_pipeline.py", "--max-parallel", str(steps)]
+    command = [
+        *stepframe_command(),
+        "run",
+        "fanout_pipeline.py",
+        "--max-parallel",
+        str(steps),
+        "--no-cache",  # every run must really run its steps
+    ]
     start = time.perf_counter()
     result = subprocess.run(
         command, cwd=project, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
@@ -87,41 +98,45 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--sleep", type=float, default=1.0, help="seconds each step sleeps")
     parser.add_argument("--runs", type=int, default=3, help="runs; the figures are medians")
+    parser.add_argument(
+        "--fresh-interpreter",
+        action="store_true",
+        help="start a new interpreter for each step (fresh_interpreter=True)",
+    )
     options = parser.parse_args()
 
     print(
         f"{options.steps} steps x sleep {options.sleep} s, local operator, "
         f"--max-parallel {options.steps}, {options.runs} runs, {os.cpu_count()} CPUs"
+        + (", a fresh interpreter per step" if options.fresh_interpreter else "")
     )
     results = []
     with tempfile.TemporaryDirectory(prefix="stepframe-bench-fanout-") as folder:
         project = Path(folder)
-        source = PIPELINE.format(steps=options.steps, sleep=options.sleep)
+        source = PIPELINE.format(
+            steps=options.steps, sleep=options.sleep, fresh=options.fresh_interpreter
+        )
         (project / "fanout_pipeline.py").write_text(source)
         for number in range(1, options.runs + 1):
             wall, slowest, span = run_once(project, options.steps)
-            limit = 1.5 * slowest + 1.0
             print(
-                f"  run {number}: wall {wall:.2f} s, slowest step {slowest:.2f} s, "
-                f"steps span {span:.2f} s, limit {limit:.2f} s"
+                f"  run {number}: wall {wall:.2f} s, slowest recorded step {slowest:.2f} s, "
+                f"steps span {span:.2f} s"
             )
             results.append((wall, slowest, span))
 
     wall = statistics.median(r[0] for r in results)
     slowest = statistics.median(r[1] for r in results)
     span = statistics.median(r[2] for r in results)
-    limit = 1.5 * slowest + 1.0
+    # The yardstick is the step's own work, the sleep: a recorded duration includes the
+    # job process's start-up, the very overhead the target bounds.
+    limit = 1.5 * options.sleep + 1.0
     verdict = "meets" if wall <= limit else "MISSES"
-    print(f"median wall time:             {wall:.2f} s")
-    print(f"median slowest step:          {slowest:.2f} s  (sleep {options.sleep} s)")
-    print(f"median steps span:            {span:.2f} s")
-    print(f"limit = 1.5 x slowest + 1 s:  {limit:.2f} s  -> {verdict}")
-    print(f"ratio wall / slowest:         {wall / slowest:.2f}")
-    print(f"ratio wall / limit:           {wall / limit:.2f}  (<= 1 meets the target)")
-    # The slowest step includes its own process start-up, which is where 32 processes
-    # starting at once on a few cores show: compare with the bare sleep as well.
-    if options.sleep > 0:
-        print(f"ratio wall / sleep:           {wall / options.sleep:.2f}")
+    print(f"median wall time:               {wall:.2f} s")
+    print(f"median slowest recorded step:   {slowest:.2f} s  (its work: sleep {options.sleep} s)")
+    print(f"median steps span:              {span:.2f} s")
+    print(f"limit = 1.5 x sleep + 1 s:      {limit:.2f} s  -> {verdict}")
+    print(f"ratio wall / (1.5 x sleep + 1): {wall / limit:.2f}  (<= 1 meets the target)")
     return 0
 
 
