@@ -164,12 +164,18 @@ def cli(project: ProjectDir) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``python -m stepframe ARGS`` in the project folder, as a user would."""
 
     def invoke(
-        *args: str, timeout: float = 60, env: Mapping[str, str] | None = None
+        *args: str,
+        timeout: float = 60,
+        env: Mapping[str, str] | None = None,
+        input: str | None = None,
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "stepframe", *args],
-            cwd=project.root,
+            cwd=cwd or project.root,
             env=cli_env(**(env or {})),
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -203,3 +209,189 @@ def cli_popen(project: ProjectDir) -> Iterator[Callable[..., subprocess.Popen[st
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+# ---- third-party distributions ---------------------------------------------------------
+
+
+class Distribution:
+    """A distribution on disk: its dist-info and modules in one ``sys.path`` folder."""
+
+    def __init__(self, site: Path, name: str) -> None:
+        self.site = site
+        self.name = name
+        self.tag = uuid.uuid4().hex[:8]  # keeps module names unique across tests
+        self.modules: list[str] = []
+
+    def module(self, source: str) -> str:
+        """Write a plugin module; return its (unique) import name."""
+        name = f"{self.name.replace('-', '_')}_{len(self.modules)}_{self.tag}"
+        (self.site / f"{name}.py").write_text(textwrap.dedent(source))
+        self.modules.append(name)
+        return name
+
+    def install(self, entry_points: dict[str, str]) -> None:
+        info = self.site / f"{self.name.replace('-', '_')}-0.3.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {self.name}\nVersion: 0.3\n")
+        lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[stepframe]\n{lines}")
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder on ``sys.path`` that distributions are installed into."""
+    folder = tmp_path / "site-packages"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    before = set(sys.modules)
+    yield folder
+    for name in set(sys.modules) - before:
+        if getattr(sys.modules[name], "__file__", "") and str(folder) in sys.modules[name].__file__:
+            del sys.modules[name]
+
+
+@pytest.fixture
+def dist(site: Path) -> Callable[[str], Distribution]:
+    """``dist(name)``: a new distribution to write modules into and install."""
+    return lambda name: Distribution(site, name)
+
+
+@pytest.fixture(autouse=True)
+def _user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep every test (and the processes it starts) away from the user's own secrets and
+    active stack."""
+    secrets_file = tmp_path / "user-config" / "stepframe" / "secrets.json"
+    monkeypatch.setenv("STEPFRAME_SECRETS_FILE", str(secrets_file))
+    monkeypatch.delenv("STEPFRAME_STACK", raising=False)
+    return secrets_file
+
+
+# A third-party plugin, installed through a dist-info entry point like a wheel would be:
+# a connector flavor that authenticates with a secret, and a step operator flavor (with a
+# config class of every field type) that runs steps in a local process by delegating to
+# the core's ``local`` operator.
+ACME_PLUGIN = """
+from __future__ import annotations
+
+import hashlib
+
+import attrs
+
+from stepframe import Component, ComponentKind, Credentials, Flavor, JobHandle, hookimpl
+
+# Not in stepframe's public API yet: a plugin has no other way to declare a secret field.
+from stepframe._config.secrets import SecretRef, resolve_secret
+
+
+@attrs.frozen
+class VaultConfig:
+    token: SecretRef
+    region: str = "eu-west-1"
+
+
+@attrs.frozen
+class AcmeConfig:
+    project: str
+    max_workers: int = 2
+    spot: bool = False
+    zones: list[str] = attrs.field(factory=list)
+    api_key: SecretRef | None = None
+    environment: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class AcmeSettings:
+    environment: dict[str, str] = attrs.field(factory=dict)
+    spot: bool = False
+
+
+@hookimpl
+def register_flavors(register):
+    register(
+        Flavor(
+            kind=ComponentKind.CONNECTOR,
+            name="acme-vault",
+            config_class=VaultConfig,
+            description="acme tokens from a secret",
+        )
+    )
+    register(
+        Flavor(
+            kind=ComponentKind.STEP_OPERATOR,
+            name="acme",
+            config_class=AcmeConfig,
+            settings_class=AcmeSettings,
+            description="acme batch jobs (here: local processes)",
+        )
+    )
+
+
+@hookimpl
+def authenticate(connector, resource):
+    if connector.flavor != "acme-vault":
+        return None
+    token = resolve_secret(connector.config.token)
+    return Credentials(connector=connector.name, resource=resource, values={"token": token})
+
+
+@hookimpl
+def submit_step(launch, operator, credentials):
+    if operator.flavor != "acme":
+        return None
+    from stepframe._builtin import local
+
+    if operator.connector and (credentials is None or not credentials.values.get("token")):
+        raise RuntimeError("acme jobs need a token from their connector")
+    environment = dict(launch.settings.environment)
+    environment["ACME_SPOT"] = str(launch.settings.spot).lower()
+    handle = local.submit_step(
+        launch=attrs.evolve(
+            launch, settings=local.LocalOperatorSettings(environment=environment)
+        ),
+        operator=Component(ComponentKind.STEP_OPERATOR, operator.name, "local"),
+        credentials=None,
+    )
+    # Proof that the job was submitted with the secret, without the secret itself.
+    proof = hashlib.sha256(credentials.values["token"].encode()).hexdigest() if credentials else ""
+    return JobHandle("acme", operator.name, handle.job_id, {**handle.data, "token_sha256": proof})
+
+
+@hookimpl
+def poll_step(handle, credentials, cursor):
+    if handle.flavor != "acme":
+        return None
+    from stepframe._builtin import local
+
+    return local.poll_step(
+        handle=attrs.evolve(handle, flavor="local"), credentials=None, cursor=cursor
+    )
+
+
+@hookimpl
+def cancel_step(handle, credentials):
+    if handle.flavor != "acme":
+        return None
+    from stepframe._builtin import local
+
+    return local.cancel_step(handle=attrs.evolve(handle, flavor="local"), credentials=None)
+"""
+
+
+class Acme:
+    """The installed ``stepframe-acme`` distribution and how to make processes see it."""
+
+    def __init__(self, site: Path, module: str) -> None:
+        self.site = site
+        self.module = module
+        # What a CLI process needs to load it (the core's plugins always load).
+        self.env = {"PYTHONPATH": str(site), "STEPFRAME_LOAD_PLUGINS": "acme"}
+
+
+@pytest.fixture
+def acme(dist: Callable[[str], Distribution], site: Path) -> Acme:
+    """The third-party ``stepframe-acme`` plugin, installed through an entry point."""
+    distribution = dist("stepframe-acme")
+    module = distribution.module(ACME_PLUGIN)
+    distribution.install({"acme": module})
+    return Acme(site, module)

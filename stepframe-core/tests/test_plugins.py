@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
-import uuid
 import warnings
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -35,48 +32,6 @@ from stepframe import (
 from stepframe.exceptions import ConfigError, UnknownOperatorError
 
 CORE = {"inprocess", "local", "local-artifact-store"}
-
-
-class Distribution:
-    """A distribution on disk: its dist-info and modules in one ``sys.path`` folder."""
-
-    def __init__(self, site: Path, name: str) -> None:
-        self.site = site
-        self.name = name
-        self.tag = uuid.uuid4().hex[:8]  # keeps module names unique across tests
-        self.modules: list[str] = []
-
-    def module(self, source: str) -> str:
-        """Write a plugin module; return its (unique) import name."""
-        name = f"{self.name.replace('-', '_')}_{len(self.modules)}_{self.tag}"
-        (self.site / f"{name}.py").write_text(textwrap.dedent(source))
-        self.modules.append(name)
-        return name
-
-    def install(self, entry_points: dict[str, str]) -> None:
-        info = self.site / f"{self.name.replace('-', '_')}-0.3.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {self.name}\nVersion: 0.3\n")
-        lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
-        (info / "entry_points.txt").write_text(f"[stepframe]\n{lines}")
-
-
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A folder on ``sys.path`` that distributions are installed into."""
-    folder = tmp_path / "site-packages"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    before = set(sys.modules)
-    yield folder
-    for name in set(sys.modules) - before:
-        if getattr(sys.modules[name], "__file__", "") and str(folder) in sys.modules[name].__file__:
-            del sys.modules[name]
-
-
-@pytest.fixture
-def dist(site: Path) -> Callable[[str], Distribution]:
-    return lambda name: Distribution(site, name)
 
 
 GOOD_PLUGIN = """

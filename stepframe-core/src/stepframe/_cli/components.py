@@ -44,14 +44,14 @@ def _coerce(raw: str, hint: Any) -> Any:
     """A command-line string as the value a config field of type ``hint`` wants."""
     from stepframe._config.secrets import SecretRef
 
-    if hint is SecretRef:
-        return raw
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if (
         typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", ()))
         and len(args) == 1
     ):
         hint = args[0]
+    if hint is SecretRef:  # a name, even one that looks like a number
+        return raw
     if hint is bool:
         lowered = raw.lower()
         if lowered in ("true", "yes", "1", "on"):
@@ -128,10 +128,8 @@ def _validate_secrets(config: Any, where: str) -> None:
 def _save_component(
     kind: ComponentKind, name: str, table: Mapping[str, Any], *, create: bool
 ) -> None:
-    import tomlkit
-
     from stepframe._config.stacks import TABLES, build_component, component_tables
-    from stepframe._config.toml_file import edit_toml
+    from stepframe._config.toml_file import add_table, edit_toml, update_table
     from stepframe.exceptions import ConfigError
 
     plugins = _plugins()
@@ -155,20 +153,10 @@ def _save_component(
                 f"{TABLES[kind]}.{name}.connector: there is no connector named "
                 f"{component.connector!r}; register it with `stepframe connector register`"
             )
-        section = document.setdefault(TABLES[kind], tomlkit.table(is_super_table=True))
-        if name in section:
-            target = section[name]
-            for key in list(target.keys()):
-                if key not in table:
-                    del target[key]
-            for key, value in table.items():
-                if key not in target or _plain(target[key]) != value:
-                    target[key] = value
+        if name in existing:
+            update_table(document[TABLES[kind]][name], dict(table))
         else:
-            new = tomlkit.table()
-            for key, value in table.items():
-                new[key] = value
-            section[name] = new
+            add_table(document, TABLES[kind], name, dict(table))
 
 
 def _plain(value: Any) -> Any:
@@ -344,7 +332,7 @@ def _make_group(kind: ComponentKind) -> click.Group:
     @reports_errors
     def delete(name: str) -> None:
         from stepframe._config.stacks import TABLES
-        from stepframe._config.toml_file import edit_toml
+        from stepframe._config.toml_file import edit_toml, remove_table
         from stepframe.exceptions import ConfigError
 
         with edit_toml(config_path()) as document:
@@ -356,7 +344,7 @@ def _make_group(kind: ComponentKind) -> click.Group:
                 raise ConfigError(
                     f"{noun} {name!r} is used by {', '.join(users)}; change those first"
                 )
-            del section[name]
+            remove_table(document, TABLES[kind], name)
         click.echo(f"deleted {noun} {name!r}")
 
     if kind is not ComponentKind.CONNECTOR:

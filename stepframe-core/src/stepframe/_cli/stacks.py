@@ -41,29 +41,25 @@ def register(
     step_operators: tuple[str, ...],
     make_active: bool,
 ) -> None:
-    import tomlkit
-
     from stepframe._config.stacks import DEFAULT_STACK, load_stack
-    from stepframe._config.toml_file import edit_toml
+    from stepframe._config.toml_file import add_table, edit_toml
     from stepframe._project import Project
     from stepframe.exceptions import ConfigError
 
     if name == DEFAULT_STACK:
         raise ConfigError(f"{DEFAULT_STACK!r} is the built-in stack; choose another name")
-    table = tomlkit.table()
-    table["artifact_store"] = artifact_store
+    table: dict[str, Any] = {"artifact_store": artifact_store}
     if image_builder:
         table["image_builder"] = image_builder
     if container_registry:
         table["container_registry"] = container_registry
     table["step_operators"] = list(step_operators)
     with edit_toml(config_path()) as document:
-        stacks = document.setdefault("stacks", tomlkit.table(is_super_table=True))
-        if name in stacks:
+        if name in document.get("stacks", {}):
             raise ConfigError(
                 f"stack {name!r} already exists; delete it first or pick another name"
             )
-        stacks[name] = table
+        add_table(document, "stacks", name, table)
         # Refuses (and so writes nothing) if a component is missing or invalid.
         load_stack(Project(config_path().parent), _plugins().flavors, document, name)
         if make_active:
@@ -139,16 +135,15 @@ def set_(name: str) -> None:
 @reports_errors
 def delete(name: str) -> None:
     from stepframe._config.stacks import active_stack_name
-    from stepframe._config.toml_file import edit_toml
+    from stepframe._config.toml_file import edit_toml, remove_table
     from stepframe.exceptions import ConfigError
 
     with edit_toml(config_path()) as document:
-        stacks = document.get("stacks", {})
-        if name not in stacks:
+        if name not in document.get("stacks", {}):
             raise ConfigError(f"there is no stack named {name!r} in {config_path()}")
         if active_stack_name(document) == name:
             raise ConfigError(f"stack {name!r} is active; `stepframe stack set` another one first")
-        del stacks[name]
+        remove_table(document, "stacks", name)
     click.echo(f"deleted stack {name!r}")
 
 

@@ -272,5 +272,5 @@ def _store_uri(store: Component, project: Project) -> str:
         text = str(path)
         if "://" in text:
             return text
-        return (project.root / text).resolve().as_uri()
+        return (project.root / os.path.expanduser(text)).resolve().as_uri()
     return project.artifacts_dir.as_uri()
