@@ -213,14 +213,15 @@ def _parse_cursor(cursor: str | None) -> tuple[tuple[int, int], int]:
 def _read_logs(container: Container, cursor: str | None) -> tuple[tuple[str, ...], str | None]:
     """Log lines after the cursor, and the next cursor: ``SECONDS.NANOS:N``, the time of
     the last line seen and how many lines at exactly that time were seen."""
-    last, seen_at_last = _parse_cursor(cursor)
-    since = last[0] if last[0] > 0 else None
+    start, seen_at_start = _parse_cursor(cursor)
+    since = start[0] if start[0] > 0 else None
     try:
         raw = container.logs(stdout=True, stderr=True, timestamps=True, since=since)
     except Exception:  # a log driver without reading support: no lines, no failure
         return (), cursor
     lines: list[str] = []
     skipped = 0
+    last, seen_at_last = start, seen_at_start
     for entry in raw.decode("utf-8", errors="replace").splitlines():
         stamp, _, text = entry.partition(" ")
         try:
@@ -228,10 +229,10 @@ def _read_logs(container: Container, cursor: str | None) -> tuple[tuple[str, ...
         except (ValueError, IndexError):
             lines.append(entry)
             continue
-        if key < last:
+        if key < start:
             continue
-        if key == last and skipped < seen_at_last:
-            skipped += 1
+        if key == start and skipped < seen_at_start:
+            skipped += 1  # delivered by an earlier poll
             continue
         if key == last:
             seen_at_last += 1

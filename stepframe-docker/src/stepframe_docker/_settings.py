@@ -162,7 +162,10 @@ def structure_settings(raw: Any, where: str, defaults: Mapping[str, Any] | None 
 
 
 def structure(data: Mapping[str, Any], cls: type[_T], where: str) -> _T:
-    """Strict cattrs structuring with errors that name the key."""
+    """Strict cattrs structuring (a string is not a list, an int not a str) with errors
+    that name the key."""
+    import typing
+
     import cattrs
     from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
@@ -177,8 +180,26 @@ def structure(data: Mapping[str, Any], cls: type[_T], where: str) -> _T:
             raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
         return value
 
+    def strict_list(value: Any, kind: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"expected a list, got {type(value).__name__} {value!r}")
+        (item,) = typing.get_args(kind) or (Any,)
+        return [converter.structure(v, item) for v in value]
+
+    def strict_dict(value: Any, kind: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a table, got {type(value).__name__} {value!r}")
+        key, item = typing.get_args(kind) or (Any, Any)
+        return {converter.structure(k, key): converter.structure(v, item) for k, v in value.items()}
+
     for scalar in (str, int, float, bool):
         converter.register_structure_hook(scalar, strict_scalar)
+
+    def origin_is(kind: type) -> Any:
+        return lambda t: bool(typing.get_origin(t) == kind)  # type: ignore[comparison-overlap]
+
+    converter.register_structure_hook_func(origin_is(list), strict_list)
+    converter.register_structure_hook_func(origin_is(dict), strict_dict)
     try:
         return converter.structure(dict(data), cls)
     except ForbiddenExtraKeysError as error:
@@ -187,12 +208,11 @@ def structure(data: Mapping[str, Any], cls: type[_T], where: str) -> _T:
             f"known: {', '.join(f.name for f in attrs.fields(cast(Any, cls)))}"
         ) from None
     except ClassValidationError as error:
-        problems = [
-            f"{where}.{'.'.join(_path(note))}: {exc}" for exc, note in error.group_exceptions()
-        ]
+        for inner in error.exceptions:
+            if isinstance(inner, ForbiddenExtraKeysError):
+                raise ConfigError(
+                    f"{where}: unknown key(s) {', '.join(sorted(inner.extra_fields))}; known: "
+                    f"{', '.join(f.name for f in attrs.fields(cast(Any, cls)))}"
+                ) from None
+        problems = [line.replace("@ $", f"at {where}", 1) for line in cattrs.transform_error(error)]
         raise ConfigError("; ".join(problems) or f"{where}: {error}") from None
-
-
-def _path(note: Any) -> list[str]:
-    name = getattr(note, "name", None)
-    return [str(name)] if name is not None else []

@@ -1,0 +1,138 @@
+"""The image tag: a hash of everything that goes into the image, and nothing else.
+
+No engine here: the parent image's id is faked, everything else is real.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stepframe import Component, ComponentKind, ConfigError, ImageRequest
+from stepframe_docker import ContainerRegistryConfig, DockerBuilderConfig, _builder
+
+REGISTRY = Component(
+    ComponentKind.CONTAINER_REGISTRY, "reg", "default", ContainerRegistryConfig("127.0.0.1:5000/t")
+)
+BUILDER = Component(
+    ComponentKind.IMAGE_BUILDER, "docker", "docker", DockerBuilderConfig(parent_image="base:1")
+)
+
+
+@pytest.fixture
+def parents(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    ids = {"base:1": "sha256:" + "1" * 64, "base:2": "sha256:" + "2" * 64}
+    monkeypatch.setattr(_builder, "client_for", lambda host=None: object())
+    monkeypatch.setattr(_builder, "_parent_id", lambda client, parent, pull: ids[parent])
+    return ids
+
+
+@pytest.fixture
+def code(tmp_path: Path) -> Path:
+    root = tmp_path / "My Project"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pipeline.py").write_text("print('hi')\n")
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "requirements.txt").write_text("# pinned\nrequests==2.32.0\n")
+    return root
+
+
+def _tag(code: Path, **settings: Any) -> str:
+    request = ImageRequest(code_root=str(code), target_registry=REGISTRY, settings=settings)
+    return _builder.plan(request, BUILDER).tag
+
+
+def test_same_inputs_same_tag(parents: dict[str, str], code: Path) -> None:
+    first = _tag(code)
+    os.utime(code / "pipeline.py", (1, 1))
+    (code / ".stepframe").mkdir()
+    (code / ".stepframe" / "runs.db").write_text("state changes every run")
+    (code / "pkg" / "__pycache__").mkdir()
+    (code / "pkg" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    assert _tag(code) == first
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"requirements": ["numpy==2.0"]}, id="requirements"),
+        pytest.param({"requirements_file": "requirements.txt"}, id="requirements file"),
+        pytest.param({"apt_packages": ["libgomp1"]}, id="apt packages"),
+        pytest.param({"environment": {"A": "1"}}, id="environment"),
+        pytest.param({"build_args": {"X": "1"}}, id="build args"),
+        pytest.param({"parent_image": "base:2"}, id="parent image"),
+        pytest.param({"platform": "linux/arm64"}, id="platform"),
+    ],
+)
+def test_each_input_changes_the_tag(
+    parents: dict[str, str], code: Path, change: dict[str, Any]
+) -> None:
+    assert _tag(code, **change) != _tag(code)
+
+
+def test_settings_that_do_not_go_into_the_image_keep_the_tag(
+    parents: dict[str, str], code: Path
+) -> None:
+    base = _tag(code)
+    assert _tag(code, mem_limit="1g", cpus=2, gpus=1, network_mode="host") == base
+
+
+def test_code_and_requirements_file_contents(parents: dict[str, str], code: Path) -> None:
+    base = _tag(code, requirements_file="requirements.txt")
+    (code / "requirements.txt").write_text("requests==2.32.1\n")
+    changed_requirements = _tag(code, requirements_file="requirements.txt")
+    assert changed_requirements != base
+    (code / "pkg" / "model.py").write_text("x = 1\n")
+    assert _tag(code, requirements_file="requirements.txt") != changed_requirements
+
+
+def test_ignored_files_do_not_change_the_tag(parents: dict[str, str], code: Path) -> None:
+    (code / ".dockerignore").write_text("scratch\n")
+    base = _tag(code)
+    (code / "scratch").mkdir()
+    (code / "scratch" / "notes.txt").write_text("anything")
+    assert _tag(code) == base
+
+
+def test_repository_and_tag_shape(parents: dict[str, str], code: Path) -> None:
+    request = ImageRequest(code_root=str(code), target_registry=REGISTRY)
+    plan = _builder.plan(request, BUILDER)
+    assert plan.repository == "127.0.0.1:5000/t/my-project"
+    assert len(plan.tag) == _builder.TAG_LENGTH and int(plan.tag, 16) >= 0
+    unregistered = _builder.plan(ImageRequest(code_root=str(code)), BUILDER)
+    assert unregistered.repository == "stepframe-local/my-project"
+    assert unregistered.tag == plan.tag
+
+
+def test_the_checkouts_stepframe_goes_in_as_a_wheel(parents: dict[str, str], code: Path) -> None:
+    request = ImageRequest(code_root=str(code), target_registry=REGISTRY)
+    plan = _builder.plan(request, BUILDER)
+    core = next(p for p in plan.packages if p.name == "stepframe-core")
+    from importlib.metadata import distribution
+
+    direct_url = distribution("stepframe-core").read_text("direct_url.json")
+    if direct_url and '"file:' in direct_url:
+        assert core.wheel is not None and core.wheel.suffix == ".whl"
+        assert core.wheel.name in plan.dockerfile
+    else:  # installed from an index: pinned, never a floating name
+        assert core.wheel is None and "stepframe-core==" in plan.dockerfile
+    assert "stepframe-docker" not in {p.name for p in plan.packages}
+
+
+def test_wrong_settings_name_the_key(parents: dict[str, str], code: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown key.*parent_imag\b"):
+        _tag(code, parent_imag="x")
+    with pytest.raises(ConfigError, match="apt_packages"):
+        _tag(code, apt_packages="libgomp1")
+    with pytest.raises(ConfigError, match=r"requirements_file.*cannot read"):
+        _tag(code, requirements_file="missing.txt")
+
+
+def test_other_flavors_are_not_ours(code: Path) -> None:
+    from stepframe_docker import plugin
+
+    other = Component(ComponentKind.IMAGE_BUILDER, "kaniko", "kaniko")
+    assert plugin.build_image(request=ImageRequest(code_root=str(code)), builder=other) is None
