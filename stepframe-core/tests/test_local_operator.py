@@ -397,3 +397,59 @@ def test_ctrl_c_in_the_terminal_does_not_reach_the_zygote(project, run) -> None:
     assert not gone(zygote)
     again = run(project.load(WHO.format(steps=1, fresh=False)))
     assert again.output("who")["ppid"] == zygote  # the same zygote serves later runs
+
+
+def test_without_a_zygote_steps_get_a_fresh_interpreter(project, run, monkeypatch) -> None:
+    # One that cannot start: the operator says nothing and starts interpreters instead.
+    monkeypatch.setattr(local, "_zygote", local._Zygote(module="stepframe_no_such_module"))
+    pipe = project.load(WHO.format(steps=2, fresh=False))
+    result = run(pipe)
+    assert {result.output(name)["ppid"] for name in ("who", "who_2")} == {os.getpid()}
+
+    # One that dies after a while: later steps get interpreters too.
+    zygote = local._Zygote()
+    monkeypatch.setattr(local, "_zygote", zygote)
+    assert run(pipe, use_cache=False).output("who")["ppid"] == zygote.pid
+    assert zygote.pid is not None
+    os.kill(zygote.pid, signal.SIGKILL)
+    assert wait_gone(zygote.pid, timeout=5)
+    result = run(pipe, use_cache=False)
+    assert {result.output(name)["ppid"] for name in ("who", "who_2")} == {os.getpid()}
+
+
+FORKING = """
+import os
+import time
+
+from stepframe import pipeline, step
+
+
+@step
+def fork() -> int:
+    child = os.fork()
+    if child == 0:
+        time.sleep(30)
+        os._exit(0)
+    return child
+
+
+@pipeline
+def forking():
+    fork()
+"""
+
+
+def test_a_fork_of_the_orchestrator_does_not_hold_the_zygote(project, run, monkeypatch) -> None:
+    zygote = local._Zygote()
+    monkeypatch.setattr(local, "_zygote", zygote)
+    assert run(project.load(WHO.format(steps=1, fresh=False))).output("who")["ppid"] == zygote.pid
+    # An in-process step forks the orchestrator; the fork lets go of the zygote's pipes...
+    fork = run(project.load(FORKING)).output("fork")
+    try:
+        # ...so while it lives on, closing ours is still the end of the zygote's input.
+        zygote.close()
+        assert zygote.pid is not None and wait_gone(zygote.pid, timeout=5)
+        assert not gone(fork)
+    finally:
+        os.kill(fork, signal.SIGKILL)
+        os.waitpid(fork, 0)

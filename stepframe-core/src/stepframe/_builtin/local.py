@@ -104,7 +104,8 @@ def _startup_environment(env: Mapping[str, str]) -> dict[str, str]:
 class _Zygote:
     """The client side of the pre-warmed parent; one per orchestrator process."""
 
-    def __init__(self) -> None:
+    def __init__(self, module: str = "stepframe._builtin.local_zygote") -> None:
+        self.module = module
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._broken = False
@@ -137,7 +138,7 @@ class _Zygote:
         env = dict(os.environ)
         with open(workdir / "local-zygote.log", "ab") as errors:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "stepframe._builtin.local_zygote"],
+                [sys.executable, "-m", self.module],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errors,
@@ -205,8 +206,38 @@ class _Zygote:
                 return None  # it could not fork this time; nothing was started
             return reply
 
+    def disown(self) -> None:
+        """In a fork of the orchestrator: let go of the parent's pipes without a word.
+
+        The fork must not keep the parent alive (it exits when nobody holds its input
+        open any more) nor write into a request another thread had half sent.
+        """
+        process = self._process
+        if process is None:
+            return
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            for stream in (process.stdin, process.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        os.dup2(null, stream.fileno())
+        finally:
+            os.close(null)
+
 
 _zygote = _Zygote()
+# Forks of the orchestrator (user code's multiprocessing) start their own if they need one.
+_disowned: list[_Zygote] = []
+
+
+def _after_fork_in_child() -> None:
+    global _zygote
+    _zygote.disown()
+    _disowned.append(_zygote)  # never collected: closing its files would close others' fds
+    _zygote = _Zygote()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _process_state(pid: int) -> tuple[str, str] | None:
