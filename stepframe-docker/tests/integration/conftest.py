@@ -1,0 +1,169 @@
+"""Fixtures for tests against a real Docker engine and registry (see .ci/services.sh).
+
+Without an engine these tests skip -- unless ``STEPFRAME_REQUIRE_DOCKER=1`` (the nox
+``integration`` session sets it), where a missing engine, registry or base image fails
+every test instead of letting a green run hide that nothing was tested.
+
+Every build and container uses the host network.  Images are pushed under a registry
+namespace of their own per test session; containers made here are removed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pytest
+
+import stepframe_docker
+from stepframe import Component, ComponentKind, ImageRef, ImageRequest
+from stepframe_docker import ContainerRegistryConfig, DockerBuilderConfig, EngineUnavailableError
+
+if TYPE_CHECKING:
+    import docker
+
+REQUIRE = os.environ.get("STEPFRAME_REQUIRE_DOCKER") == "1"
+REGISTRY = os.environ.get("STEPFRAME_TEST_REGISTRY", "127.0.0.1:5000")
+BASE_IMAGE = os.environ.get("STEPFRAME_TEST_BASE_IMAGE", "stepframe-test-base:bookworm")
+HOW = "start them with `bash .ci/services.sh` (engine, registry on 127.0.0.1:5000, base image)"
+
+
+def _unavailable(what: str) -> None:
+    if REQUIRE:
+        pytest.fail(f"STEPFRAME_REQUIRE_DOCKER=1 but {what}; {HOW}", pytrace=False)
+    pytest.skip(f"{what} (set STEPFRAME_REQUIRE_DOCKER=1 to fail instead)")
+
+
+@pytest.fixture(scope="session")
+def engine() -> docker.DockerClient:
+    from stepframe_docker._engine import client_for
+
+    try:
+        return client_for()
+    except EngineUnavailableError as error:
+        _unavailable(f"no Docker engine answers: {error}")
+        raise
+
+
+@pytest.fixture(scope="session")
+def registry(engine: docker.DockerClient) -> str:
+    """A registry namespace of this test session's own."""
+    try:
+        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5).close()
+    except (urllib.error.URLError, OSError) as error:
+        _unavailable(f"no container registry answers on {REGISTRY} ({error})")
+    return f"{REGISTRY}/sftest-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def base_image(engine: docker.DockerClient) -> str:
+    from docker.errors import ImageNotFound
+
+    try:
+        engine.images.get(BASE_IMAGE)
+    except ImageNotFound:
+        _unavailable(f"the base image {BASE_IMAGE} does not exist")
+    return BASE_IMAGE
+
+
+def _job_containers() -> set[str]:
+    try:
+        from stepframe_docker._engine import client_for
+
+        client = client_for()
+        return {
+            str(c.id) for c in client.containers.list(all=True, filters={"label": "stepframe.job"})
+        }
+    except Exception:  # no engine: nothing to clean up
+        return set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cleanup() -> Iterator[None]:
+    """Remove the step containers and the pushed images' local tags this session made."""
+    before = _job_containers()
+    yield
+    new = _job_containers() - before
+    if not new and not REQUIRE and not os.path.exists("/var/run/docker.sock"):
+        return
+    try:
+        from stepframe_docker._engine import client_for
+
+        client = client_for()
+    except Exception:
+        return
+    for container_id in new:
+        client.containers.get(container_id).remove(force=True)
+    for image in client.images.list():
+        for tag in image.tags:
+            if "/sftest-" in tag or tag.startswith("stepframe-local/proj-"):
+                client.images.remove(tag, noprune=True)
+
+
+@attrs.frozen
+class Builder:
+    """Calls the plugin's build_image hook the way the core does."""
+
+    registry: str
+    base_image: str
+
+    def component(self, **config: Any) -> Component:
+        return Component(
+            ComponentKind.IMAGE_BUILDER,
+            "docker",
+            "docker",
+            DockerBuilderConfig(parent_image=self.base_image, **config),
+        )
+
+    def registry_component(self, uri: str | None = None) -> Component:
+        return Component(
+            ComponentKind.CONTAINER_REGISTRY,
+            "local",
+            "default",
+            ContainerRegistryConfig(uri or self.registry),
+        )
+
+    def __call__(
+        self, code_root: Path, settings: dict[str, Any] | None = None, registry: str | None = None
+    ) -> tuple[ImageRef, stepframe_docker.BuildReport]:
+        from stepframe_docker import plugin
+
+        request = ImageRequest(
+            code_root=str(code_root),
+            target_registry=self.registry_component(registry),
+            settings=settings,
+        )
+        ref = plugin.build_image(request=request, builder=self.component())
+        assert ref is not None
+        return ref, stepframe_docker.build_reports()[-1]
+
+
+@pytest.fixture
+def build(registry: str, base_image: str) -> Iterator[Builder]:
+    stepframe_docker.forget_builds()  # every test asks the registry afresh
+    yield Builder(registry, base_image)
+    stepframe_docker.forget_builds()
+
+
+@pytest.fixture
+def code(tmp_path: Path) -> Callable[..., Path]:
+    """A project folder with a module; each call writes more files into it."""
+    root = tmp_path / f"proj-{uuid.uuid4().hex[:6]}"
+    root.mkdir()
+
+    def write(**files: str) -> Path:
+        for name, text in files.items():
+            path = root / name.replace("__", "/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text))
+        return root
+
+    write(**{"steps.py": "def f():\n    return 1\n"})
+    return write

@@ -1,0 +1,182 @@
+"""The docker image builder against a real engine and registry."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import stepframe
+from stepframe import ImageRef
+from stepframe_docker import (
+    BuildReport,
+    ImageBuildStepError,
+    ParentImageError,
+    RegistryError,
+)
+
+if TYPE_CHECKING:
+    import docker
+
+
+Build = Callable[..., tuple[ImageRef, BuildReport]]
+
+
+def _inspect(engine: docker.DockerClient, reference: str) -> dict[str, Any]:
+    api: Any = engine.api
+    return dict(api.inspect_image(reference))
+
+
+def _layers(engine: docker.DockerClient, reference: str) -> list[str]:
+    return list(_inspect(engine, reference)["RootFS"]["Layers"])
+
+
+def _events(engine: docker.DockerClient, since: float, until: float) -> list[dict[str, Any]]:
+    return list(engine.events(since=int(since), until=int(until) + 1, decode=True))
+
+
+def _run(engine: docker.DockerClient, image: str, *command: str) -> str:
+    output = engine.containers.run(
+        image, list(command), network_mode="host", remove=True, stdout=True, stderr=True
+    )
+    return bytes(output).decode()
+
+
+def test_build_push_and_pull_by_digest(
+    build: Build, registry: str, code: Callable[..., Path], engine: docker.DockerClient
+) -> None:
+    ref, report = build(code())
+    assert report.action == "built"
+    assert ref.digest is not None and ref.digest.startswith("sha256:")
+    assert ref.uri.startswith(registry + "/")
+    by_digest = f"{ref.uri.rsplit(':', 1)[0]}@{ref.digest}"
+    image_id = _inspect(engine, ref.uri)["Id"]
+    # Forget the local copy entirely, then pull it back by digest.
+    engine.images.remove(ref.uri, force=True)
+    engine.api.pull(by_digest.split("@")[0], tag=ref.digest)
+    assert _inspect(engine, by_digest)["Id"] == image_id
+    # The image runs the client's stepframe and Python, as `python` on PATH.
+    out = _run(
+        engine,
+        by_digest,
+        "python",
+        "-c",
+        "import sys, stepframe; print(stepframe.__version__, '%d.%d' % sys.version_info[:2])",
+    )
+    import sys
+
+    assert out.split() == [stepframe.__version__, "{}.{}".format(*sys.version_info[:2])]
+    assert _run(engine, by_digest, "python", "-c", "import steps; print(steps.f())").strip() == "1"
+
+
+def test_unchanged_rebuild_builds_and_pushes_nothing(
+    build: Build, code: Callable[..., Path], engine: docker.DockerClient
+) -> None:
+    root = code()
+    first, _ = build(root)
+    import stepframe_docker
+
+    stepframe_docker.forget_builds()  # as if in a new process: ask the registry
+    # Engine events have whole-second filters: start on a fresh second.
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)
+    started = time.time()
+    second, report = build(root)
+    ended = time.time()
+    assert second == first
+    assert report.action == "in-registry"
+    assert report.steps == 0 and report.pushed_bytes == 0
+    assert report.seconds < 2.0, report
+    kinds = {
+        (event.get("Type"), event.get("Action"))
+        for event in _events(engine, started, ended)
+        if event.get("Type") in ("image", "container")
+    }
+    assert not {k for k in kinds if k[1] in ("push", "tag", "create", "commit")}, kinds
+    # Within one process an identical request is answered without asking anyone.
+    third, report = build(root)
+    assert third == first and report.action == "in-process"
+
+
+def test_code_only_change_rebuilds_and_pushes_one_layer(
+    build: Build, code: Callable[..., Path], engine: docker.DockerClient
+) -> None:
+    root = code()
+    before, _ = build(root)
+    # Unique content: an identical layer pushed by an earlier session would already exist.
+    unique = uuid.uuid4().hex
+    code(**{"steps.py": f"def f():\n    return {unique!r}\n", "pkg__util.py": "X = 1\n"})
+    after, report = build(root)
+    assert after.digest != before.digest
+    assert report.action == "built"
+    old, new = _layers(engine, before.uri), _layers(engine, after.uri)
+    assert len(old) == len(new)
+    assert old[:-1] == new[:-1] and old[-1] != new[-1]
+    assert report.pushed_layers == 1, report
+    assert report.existing_layers == len(new) - 1
+    assert report.pushed_bytes < 64 * 1024, report
+
+
+def test_requirements_change_rebuilds_from_the_requirements_layer(
+    build: Build, code: Callable[..., Path], engine: docker.DockerClient
+) -> None:
+    root = code()
+    before, _ = build(root)
+    after, report = build(root, {"requirements": ["six==1.16.0"]})
+    assert report.action == "built"
+    old, new = _layers(engine, before.uri), _layers(engine, after.uri)
+    # The parent's and the venv's layers are kept; two come in (the requirements file and
+    # their install) before the stepframe layers, which are rebuilt on top.
+    assert new[:2] == old[:2]
+    assert len(new) == len(old) + 2
+    assert new[2] not in old and new[3] not in old
+    assert _run(
+        engine, after.uri, "python", "-c", "import six; print(six.__version__)"
+    ).strip() == ("1.16.0")
+
+
+def test_failing_build_step_shows_the_step_and_its_output(
+    build: Build, code: Callable[..., Path], base_image: str
+) -> None:
+    root = code(
+        Dockerfile=f"""\
+        FROM {base_image}
+        RUN echo preparing && echo "the thing broke" >&2 && exit 3
+        """
+    )
+    with pytest.raises(ImageBuildStepError) as caught:
+        build(root, {"dockerfile": "Dockerfile"})
+    message = str(caught.value)
+    assert "Step 2/2 : RUN echo preparing" in message
+    assert "the thing broke" in message
+    assert "returned a non-zero code: 3" in message
+    assert "Traceback" not in message
+
+
+def test_user_dockerfile_is_the_parent(
+    build: Build, code: Callable[..., Path], engine: docker.DockerClient, base_image: str
+) -> None:
+    root = code(
+        Dockerfile=f"""\
+        FROM {base_image}
+        COPY steps.py /opt/copied-by-user.py
+        """
+    )
+    ref, _ = build(root, {"dockerfile": "Dockerfile"})
+    assert "copied-by-user" in _run(engine, ref.uri, "ls", "/opt")
+
+
+def test_registry_unreachable_is_named(build: Build, code: Callable[..., Path]) -> None:
+    with pytest.raises(RegistryError, match=r"127\.0\.0\.1:5999.*unreachable"):
+        build(code(), registry="127.0.0.1:5999/nowhere")
+
+
+def test_parent_image_that_cannot_be_pulled(
+    build: Build, code: Callable[..., Path], registry: str
+) -> None:
+    missing = f"{registry.split('/')[0]}/sftest-missing/parent:1"
+    with pytest.raises(ParentImageError, match=r"sftest-missing/parent:1.*cannot be pulled"):
+        build(code(), {"parent_image": missing})
