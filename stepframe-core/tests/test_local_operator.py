@@ -453,3 +453,17 @@ def test_a_fork_of_the_orchestrator_does_not_hold_the_zygote(project, run, monke
     finally:
         os.kill(fork, signal.SIGKILL)
         os.waitpid(fork, 0)
+
+
+def test_prestart_starts_the_zygote_ahead_of_the_first_step(project, run, monkeypatch) -> None:
+    zygote = local._Zygote()
+    monkeypatch.setattr(local, "_zygote", zygote)
+    local.prestart(project.state_dir / "jobs")  # returns at once; the zygote starts behind
+    deadline = time.monotonic() + 30
+    while zygote.pid is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert zygote.pid is not None and ZYGOTE_MODULE in cmdline(zygote.pid)
+    result = run(project.load(WHO.format(steps=1, fresh=False)))
+    assert result.output("who")["ppid"] == zygote.pid  # the first step found it ready
+    zygote.close()
+    assert wait_gone(zygote.pid, timeout=5)

@@ -176,20 +176,30 @@ class _Zygote:
             with contextlib.suppress(OSError, ValueError):
                 process.stdin.close()
 
+    def ensure_started(self, workdir: Path) -> bool:
+        """Start the parent unless it runs (or cannot run); whether it is usable."""
+        with self._lock:
+            return self._ensure_started(workdir)
+
+    def _ensure_started(self, workdir: Path) -> bool:
+        if self._broken:
+            return False
+        if self._process is None:
+            try:
+                self._start(workdir)
+            except (OSError, EOFError, TimeoutError, ValueError):
+                self._break()
+                return False
+        return True
+
     def spawn(
         self, argv: Sequence[str], cwd: str, env: Mapping[str, str], log: str, workdir: Path
     ) -> dict[str, Any] | None:
         """Start a job through the parent: its reply (pid, start ticks), or None when the
         parent cannot run it and the caller must start a new interpreter instead."""
         with self._lock:
-            if self._broken:
+            if not self._ensure_started(workdir):
                 return None
-            if self._process is None:
-                try:
-                    self._start(workdir)
-                except (OSError, EOFError, TimeoutError, ValueError):
-                    self._break()
-                    return None
             if _startup_environment(env) != self._startup_env:
                 return None
             process = self._process
@@ -238,6 +248,22 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def prestart(workdir: str | os.PathLike[str]) -> None:
+    """Start the pre-warmed parent now, in the background, rather than at the first submit.
+
+    For an orchestrator that knows a run has ``local`` steps: the parent's start-up
+    (a Python interpreter and the entrypoint's imports) then overlaps the run's own
+    preparations instead of delaying its first jobs.  Returns at once.
+    """
+    path = Path(workdir)
+
+    def start() -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        _zygote.ensure_started(path)
+
+    threading.Thread(target=start, name="stepframe-local-prestart", daemon=True).start()
 
 
 def _process_state(pid: int) -> tuple[str, str] | None:

@@ -45,16 +45,20 @@ from typing import Any, NoReturn
 
 __all__ = ["EXIT_SUFFIX", "PRELOAD", "main", "read_exit_status", "write_exit_status"]
 
-# What a job process imports anyway: the entrypoint and its dependencies, the public API
-# that step modules import, and the plugin machinery for jobs that need plugins.
+# What a job process imports anyway: the entrypoint and its dependencies, and the public
+# API that step modules import.  Imported before the zygote says it is ready.
 PRELOAD = (
     "stepframe.entrypoint",
     "stepframe._artifacts.local",
     "stepframe._pipeline.step",
     "stepframe._pipeline.typecheck",
     "stepframe._pipeline.pipeline",
-    "stepframe._plugins.manager",
 )
+# What only some jobs need (those that load plugins): imported once the zygote is idle,
+# so that it does not delay the first jobs of a run.
+PRELOAD_WHEN_IDLE = ("stepframe._plugins.manager",)
+# How long without a request counts as idle.
+IDLE_SECONDS = 0.25
 
 EXIT_SUFFIX = ".exit"
 
@@ -289,12 +293,16 @@ class _Zygote:
         signal.set_wakeup_fd(self.wake_write)
         self.reply({"ready": True, "pid": os.getpid()})
         pending = b""
+        idle_preload = list(PRELOAD_WHEN_IDLE)
         while True:
             self.reap()
+            timeout = IDLE_SECONDS if idle_preload else 5.0
             try:
-                readable, _, _ = select.select([self.requests, self.wake_read], [], [], 5.0)
+                readable, _, _ = select.select([self.requests, self.wake_read], [], [], timeout)
             except InterruptedError:  # pragma: no cover - PEP 475 retries select
                 continue
+            if not readable and idle_preload:
+                importlib.import_module(idle_preload.pop(0))
             if self.wake_read in readable:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(self.wake_read, 512):
