@@ -21,6 +21,7 @@ nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).resolve().parent
 CORE = "./stepframe-core"
+DOCKER = "./stepframe-docker"
 BENCHMARKS = ["cli_startup.py", "fanout.py", "big_artifact.py"]
 
 
@@ -40,6 +41,25 @@ def tests(session: nox.Session) -> None:
         "stepframe-core/tests",
         "tests",
         *session.posargs,
+    )
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """The docker plugin's tests against a real Docker engine and registry.
+
+    Not a default session: it needs the engine, the registry on 127.0.0.1:5000 and the
+    local base image that ``bash .ci/services.sh`` starts and builds.  With
+    STEPFRAME_REQUIRE_DOCKER=1 a missing engine fails the tests instead of skipping them.
+    """
+    session.install(CORE, DOCKER, "pytest")
+    session.run(
+        "pytest",
+        "--import-mode=importlib",
+        "--rootdir=.",
+        "stepframe-docker/tests",
+        *session.posargs,
+        env={"STEPFRAME_REQUIRE_DOCKER": "1"},
     )
 
 

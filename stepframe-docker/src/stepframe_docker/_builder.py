@@ -361,7 +361,7 @@ def build(request: ImageRequest, builder: Component) -> ImageRef:
             return ref
         report = BuildReport(reference, None, "built", context_bytes=the_plan.context_bytes)
         build_started = time.monotonic()
-        _build(client, the_plan, reference, report)
+        _build(client, the_plan, reference, report, no_cache=_no_cache(builder))
         report.build_seconds = time.monotonic() - build_started
         digest = None
         if the_plan.registry is not None:
@@ -374,6 +374,10 @@ def build(request: ImageRequest, builder: Component) -> ImageRef:
         _done[reference] = ref
         _reports.append(report)
         return ref
+
+
+def _no_cache(builder: Component) -> bool:
+    return bool(getattr(builder.config, "no_cache", False))
 
 
 def _lock_for(key: str) -> threading.Lock:
@@ -440,7 +444,12 @@ def _context_archive(the_plan: BuildPlan, stream: Any) -> None:
 
 
 def _build(
-    client: docker.DockerClient, the_plan: BuildPlan, reference: str, report: BuildReport
+    client: docker.DockerClient,
+    the_plan: BuildPlan,
+    reference: str,
+    report: BuildReport,
+    *,
+    no_cache: bool = False,
 ) -> None:
     with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as stream:
         _context_archive(the_plan, stream)
@@ -452,6 +461,7 @@ def _build(
             tag=reference,
             settings=the_plan.settings,
             what=f"the image for {the_plan.code_root}",
+            no_cache=no_cache,
         )
     report.steps, report.cached_steps = stats
 
@@ -467,6 +477,7 @@ def _run_build(
     tag: str,
     settings: DockerSettings,
     what: str,
+    no_cache: bool = False,
 ) -> tuple[str, tuple[int, int]]:
     """Run one build; return the image id and (steps, cached steps).
 
@@ -484,6 +495,7 @@ def _run_build(
         "decode": True,
         "network_mode": settings.network_mode,
         "buildargs": dict(settings.build_args),
+        "nocache": no_cache,
     }
     if settings.platform:
         kwargs["platform"] = settings.platform

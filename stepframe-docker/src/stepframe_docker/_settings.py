@@ -105,6 +105,8 @@ class DockerBuilderConfig:
     :param platform: default target platform.
     :param network_mode: default network for ``RUN`` steps.
     :param pull_parent: default for pulling the parent image every time.
+    :param no_cache: build without the engine's layer cache (every step runs again);
+        an image the registry already has is still not rebuilt.
     """
 
     docker_host: str | None = None
@@ -112,6 +114,7 @@ class DockerBuilderConfig:
     platform: str | None = None
     network_mode: str | None = None
     pull_parent: bool | None = None
+    no_cache: bool = False
 
 
 @attrs.frozen
