@@ -160,6 +160,9 @@ class _Zygote:
         process, self._process = self._process, None
         if process is None:
             return
+        if self.pid is None:  # it never said it was ready, so it has no jobs: stop it
+            with contextlib.suppress(OSError):
+                process.kill()
         with contextlib.suppress(OSError):
             if process.stdin is not None:
                 process.stdin.close()  # it exits at end of input, leaving its jobs alone
