@@ -29,6 +29,30 @@ def failed(result: subprocess.CompletedProcess[str]) -> str:
     return result.stderr
 
 
+@pytest.fixture
+def cli_here(project, acme):
+    """The same commands run in this process (click's test runner, the real code and the
+    real entry points) -- for the many short commands of the error tests."""
+    from click.testing import CliRunner
+
+    import stepframe
+    from stepframe._cli.main import cli
+    from stepframe._plugins.manager import activated
+
+    plugins = stepframe.load_plugins(env={"STEPFRAME_LOAD_PLUGINS": "acme"})
+    try:
+        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2
+    except TypeError:
+        runner = CliRunner()
+
+    def invoke(*args: str, env=None) -> subprocess.CompletedProcess[str]:
+        with activated(plugins):
+            result = runner.invoke(cli, list(args), catch_exceptions=False)
+        return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+    return invoke
+
+
 def config(project) -> dict:
     return tomlkit.parse((project.root / "stepframe.toml").read_text()).unwrap()
 
@@ -56,7 +80,8 @@ def test_the_default_stack_exists_without_a_file(project, cli) -> None:
     assert sorted(p.name for p in project.root.iterdir()) == []
 
 
-def test_core_flavors_register_describe_update_and_delete(project, cli) -> None:
+def test_core_flavors_register_describe_update_and_delete(project, cli_here) -> None:
+    cli = cli_here
     # The local artifact store has a config class (path); the local operator has none.
     out = ok(cli("artifact-store", "register", "scratch", "--flavor", "local", "--path", "store"))
     assert "registered artifact store 'scratch' (flavor local)" in out
@@ -255,8 +280,9 @@ step_operators = [ "batch" ]
     ids=lambda value: "-".join(value[:3]) if isinstance(value, list) else "",
 )
 def test_a_refused_edit_says_where_and_leaves_the_file_untouched(
-    project, cli, acme, args, error
+    project, cli_here, acme, args, error
 ) -> None:
+    cli = cli_here
     path = project.root / "stepframe.toml"
     path.write_text(ORIGINAL)
     before = path.read_bytes()
@@ -271,7 +297,10 @@ def test_a_refused_edit_says_where_and_leaves_the_file_untouched(
     assert {p.name for p in project.root.iterdir()} - {".stepframe.toml.lock"} == {path.name}
 
 
-def test_a_hand_edited_file_with_a_bad_value_is_reported_with_its_path(project, cli, acme) -> None:
+def test_a_hand_edited_file_with_a_bad_value_is_reported_with_its_path(
+    project, cli_here, acme
+) -> None:
+    cli = cli_here
     path = project.root / "stepframe.toml"
     path.write_text(ORIGINAL.replace("max_workers = 4", 'max_workers = "4"\nregion = "x"'))
     for args in (["stack", "describe", "team"], ["step-operator", "describe", "batch"]):
@@ -281,6 +310,7 @@ def test_a_hand_edited_file_with_a_bad_value_is_reported_with_its_path(project, 
 
 
 def test_a_toml_syntax_error_is_reported_with_line_and_column(project, cli) -> None:
+    # (In a real process: this is what users see.)
     path = project.root / "stepframe.toml"
     broken = ORIGINAL.replace('flavor = "local"', 'flavor = "local', 1)
     path.write_text(broken)

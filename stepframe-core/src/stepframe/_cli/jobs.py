@@ -11,6 +11,9 @@ from stepframe._cli.errors import reports_errors
 
 __all__ = ["jobs"]
 
+# How long `jobs stop` waits for a job to confirm it stopped.
+STOP_WAIT_SECONDS = 10.0
+
 
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
@@ -103,17 +106,36 @@ def stop(ctx: click.Context, job: str) -> None:
 
     history = ctx.obj["history"]()
     row = _find(history, job)
+    what = f"{row.flavor} job {row.job_id} (step {row.step} of run {row.run_id})"
     if not row.is_active:
         click.echo(f"job {row.job_id} already ended ({row.state})")
         return
     hooks = get_plugins().hooks
     credentials = _credentials(row.handle)
-    hooks.cancel_step(row.handle, credentials)
+    # The ledger may be behind (nobody followed the job): ask the backend first.
     status = hooks.poll_step(row.handle, credentials, None)
-    history.update_job_state(
-        row.id, status.state if status.state.is_terminal else JobState.CANCELLED
+    if status.state.is_terminal:
+        history.update_job_state(row.id, status.state)
+        click.echo(f"job {row.job_id} already ended ({status.state.value})")
+        return
+    hooks.cancel_step(row.handle, credentials)
+    # Wait (briefly) for the backend to confirm, so the ledger says what happened; an
+    # operator may also be stopping the job from this process (a thread that sends
+    # SIGKILL after a grace period), which must not be cut short by exiting.
+    deadline = time.monotonic() + STOP_WAIT_SECONDS
+    cursor = status.cursor
+    while time.monotonic() < deadline:
+        status = hooks.poll_step(row.handle, credentials, cursor)
+        cursor = status.cursor
+        if status.state.is_terminal:
+            history.update_job_state(row.id, JobState.CANCELLED)
+            click.echo(f"stopped {what}")
+            return
+        time.sleep(min(status.poll_after or 0.5, 1.0))
+    click.echo(
+        f"asked {what} to stop; it has not stopped yet (`stepframe jobs list` shows it "
+        "until it does)"
     )
-    click.echo(f"asked {row.flavor} job {row.job_id} (step {row.step} of run {row.run_id}) to stop")
 
 
 @jobs.command(help="Follow a job's state and logs until it ends (Ctrl-C stops following).")

@@ -51,7 +51,7 @@ __all__ = [
     "new_run_id",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_SECONDS = 30.0
 
 RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
@@ -95,6 +95,8 @@ class RunRecord:
     error: str | None
     params: dict[str, Any]
     source: str | None = None
+    stack: str | None = None
+    run_settings: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -256,7 +258,17 @@ def _create_v1(conn: sqlite3.Connection) -> None:
 
 #: ``_MIGRATIONS[n]`` brings a version ``n - 1`` database to version ``n``.  A later schema
 #: change appends a function here and bumps ``SCHEMA_VERSION``; never edit a shipped one.
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
+def _add_run_options_v2(conn: sqlite3.Connection) -> None:
+    """What ``run --resume`` needs to continue a run as it started: its stack and the
+    settings of its run config (JSON)."""
+    conn.execute("ALTER TABLE runs ADD COLUMN stack TEXT")
+    conn.execute("ALTER TABLE runs ADD COLUMN run_settings TEXT")
+
+
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _create_v1,
+    2: _add_run_options_v2,
+}
 
 
 @functools.cache
@@ -398,16 +410,22 @@ class RunHistory:
         project_root: str | os.PathLike[str],
         params: Mapping[str, Any] | None = None,
         source: str | None = None,
+        stack: str | None = None,
+        run_settings: Mapping[str, Any] | None = None,
     ) -> None:
         """Record a run as started by this process, on this host, now.
 
         Params that are not JSON values are stored as their ``str()``: the history is for
         people and resumes, and must never be the reason a run fails to start.
+
+        :param stack: the stack the run uses, and ``run_settings`` the settings of its run
+            config: a resumed run continues with both.
         """
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO runs (run_id, pipeline, status, started_at, pid, hostname,"
-                " project_root, params, source) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                " project_root, params, source, stack, run_settings)"
+                " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     pipeline,
@@ -417,6 +435,10 @@ class RunHistory:
                     os.fspath(project_root),
                     json.dumps(dict(params or {}), sort_keys=True, default=str),
                     source,
+                    stack,
+                    None
+                    if run_settings is None
+                    else json.dumps(run_settings, sort_keys=True, default=str),
                 ),
             )
 
@@ -689,7 +711,7 @@ class RunHistory:
 
 _RUN_COLUMNS = (
     "run_id, pipeline, status, started_at, ended_at, pid, hostname, project_root, error,"
-    " params, source"
+    " params, source, stack, run_settings"
 )
 _STEP_COLUMNS = ", ".join(["run_id", "step", *_STEP_FIELDS])  # the order of StepRecord
 _ARTIFACT_COLUMNS = "run_id, step, output, uri, sha256, size, materializer, type_name"
@@ -700,7 +722,21 @@ _JOB_COLUMNS = (
 
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    run_id, pipeline, status, started_at, ended_at, pid, host, root, error, params, source = row
+    (
+        run_id,
+        pipeline,
+        status,
+        started_at,
+        ended_at,
+        pid,
+        host,
+        root,
+        error,
+        params,
+        source,
+        stack,
+        run_settings,
+    ) = row
     return RunRecord(
         run_id,
         pipeline,
@@ -713,6 +749,8 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
         error,
         json.loads(params),
         source,
+        stack,
+        None if run_settings is None else json.loads(run_settings),
     )
 
 

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import inspect
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,8 +25,18 @@ from stepframe._validation import unstructure_config
 __all__ = ["cache_key", "source_hash"]
 
 
-@functools.lru_cache(maxsize=256)
 def _module_source(filename: str) -> bytes:
+    """A module file's bytes, read again whenever the file changed: a long-lived process
+    (a notebook, a test session) may run a pipeline, edit a module, and run it again."""
+    try:
+        info = os.stat(filename)
+    except OSError:
+        return b""
+    return _read(filename, info.st_mtime_ns, info.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _read(filename: str, mtime_ns: int, size: int) -> bytes:
     try:
         return Path(filename).read_bytes()
     except OSError:

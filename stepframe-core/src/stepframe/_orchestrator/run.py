@@ -29,6 +29,7 @@ from stepframe._history.database import (
     SUBMITTING,
     JobRecord,
     RunHistory,
+    RunRecord,
     RunStatus,
     new_run_id,
 )
@@ -227,7 +228,7 @@ class _Earlier:
     jobs: dict[str, JobRecord]  # the newest ledger row of each step
 
 
-def _open_resumed(history: RunHistory, run_id: str, spec: PipelineSpec) -> str:
+def _open_resumed(history: RunHistory, run_id: str, spec: PipelineSpec) -> RunRecord:
     record = history.get_run(run_id)
     if record.pipeline != spec.name:
         raise UsageError(
@@ -241,7 +242,7 @@ def _open_resumed(history: RunHistory, run_id: str, spec: PipelineSpec) -> str:
             f"run {record.run_id} is still being run by process {record.pid}; stop that "
             "process first (or wait for it), then resume"
         )
-    return record.run_id
+    return record
 
 
 def _alive(pid: int) -> bool:
@@ -253,6 +254,16 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True  # no /proc to look at: assume the worst, never resume twice
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _bury_dead_jobs(history: RunHistory, run_id: str, plugins: Plugins) -> None:
+    """Jobs of flavors whose jobs die with their orchestrator (``inprocess``) and that the
+    killed orchestrator left as running: record them as failed, or the ledger would show
+    them running forever."""
+    for job in history.list_jobs(running_only=True, run_id=run_id):
+        flavor = plugins.flavors.get(ComponentKind.STEP_OPERATOR, job.flavor)
+        if flavor is not None and not flavor.jobs_outlive_client:
+            history.update_job_state(job.id, JobState.FAILED)
 
 
 def _earlier(history: RunHistory, run_id: str) -> _Earlier:
@@ -282,11 +293,13 @@ def run_pipeline(
 
     :param plugins: the plugins to use (default: the process-wide ones).
     :param project: where run history and artifacts live (default: discovered from cwd).
-    :param stack: the stack to run on (default: the project's active stack).
+    :param stack: the stack to run on (default: the project's active stack; on resume, the
+        stack the run started on).
     :param max_parallel: how many steps may run at once.
     :param console: where progress goes (default: the terminal, or plain lines).
     :param run_settings: the last settings layer, from a run config file: flavor name to
-        settings for every step, or ``{"steps": {step: {flavor: settings}}}`` for one.
+        settings for every step, or ``{"steps": {step: {flavor: settings}}}`` for one (on
+        resume, by default, those the run started with).
     :param use_cache: reuse the outputs of unchanged steps from earlier runs.
     :param resume: the id of an interrupted run to continue instead of starting a new one.
     :param source: how to load this pipeline again (``file.py:name``), kept for resume.
@@ -294,23 +307,36 @@ def run_pipeline(
     """
     plugins = plugins or get_plugins()
     project = project or Project.discover()
-    stack_used = project_stack(project, plugins.flavors, stack)
-    plan = _plan(spec, stack_used, plugins, run_settings or {})
     max_parallel = max_parallel or default_max_parallel()
     if max_parallel < 1:
         raise ValueError("max_parallel must be at least 1")
+    history: RunHistory | None = None
+    if resume is not None:
+        if not project.database_path.exists():
+            raise UsageError(f"no runs recorded in {project.root}; nothing to resume")
+        history = RunHistory(project.database_path)
+        try:
+            record = _open_resumed(history, resume, spec)
+        except BaseException:
+            history.close()
+            raise
+        run_id = record.run_id
+        # Continue as the run started: on its stack, with its run config.
+        stack = stack or record.stack
+        run_settings = record.run_settings if run_settings is None else run_settings
+    else:
+        run_id = new_run_id()
+    try:
+        stack_used = project_stack(project, plugins.flavors, stack)
+        plan = _plan(spec, stack_used, plugins, run_settings or {})
+    except BaseException:
+        if history is not None:
+            history.close()
+        raise
 
     with activated(plugins):
         store = plugins.hooks.open_artifact_store(stack_used.artifact_store_uri, None)
         registry = MaterializerRegistry(plugins.materializers)
-        history: RunHistory | None = None
-        if resume is not None:
-            if not project.database_path.exists():
-                raise UsageError(f"no runs recorded in {project.root}; nothing to resume")
-            history = RunHistory(project.database_path)
-            run_id = _open_resumed(history, resume, spec)
-        else:
-            run_id = new_run_id()
         # Before the history is opened: a constant that cannot be stored is a usage
         # error, and must not leave a database (or a run row) behind.
         constants = _store_constants(spec, store, registry, run_id)
@@ -324,6 +350,7 @@ def run_pipeline(
         with _Interrupts(cancel_event, console):
             earlier = None
             if resume is not None:
+                _bury_dead_jobs(history, run_id, plugins)
                 earlier = _earlier(history, run_id)
                 history.reopen_run(run_id)
             else:
@@ -333,6 +360,8 @@ def run_pipeline(
                     project_root=str(project.root),
                     params=_printable(spec.params),
                     source=source,
+                    stack=stack_used.name,
+                    run_settings=run_settings,
                 )
             for name in spec.steps:
                 if earlier is None or earlier.statuses.get(name) not in _DONE:
@@ -501,7 +530,7 @@ class _Scheduler:
 
     def _from_cache(self, name: str, inputs: Mapping[str, ArtifactRef]) -> bool:
         step = self.context.spec.steps[name]
-        if not (self.use_cache and step.cache):
+        if not step.cache:
             return False
         key = cache_key(
             func=step.step.func,
@@ -512,7 +541,11 @@ class _Scheduler:
             outputs=step.step.output_names,
             materializer_plugins=self.context.plugins.materializer_plugins,
         )
+        # Recorded even when not looked up: after `run --no-cache` (say, because the step
+        # reads something the key cannot see), later runs reuse the fresh outputs.
         self.cache_keys[name] = key
+        if not self.use_cache:
+            return False
         found = self.context.history.find_cached(key)
         if found is None:
             return False
