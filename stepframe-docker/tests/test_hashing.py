@@ -136,3 +136,18 @@ def test_other_flavors_are_not_ours(code: Path) -> None:
 
     other = Component(ComponentKind.IMAGE_BUILDER, "kaniko", "kaniko")
     assert plugin.build_image(request=ImageRequest(code_root=str(code)), builder=other) is None
+
+
+def test_extra_files_go_in_and_count(parents: dict[str, str], code: Path) -> None:
+    (code / "conf").mkdir()
+    (code / "conf" / "app.toml").write_text("a = 1\n")
+    settings = {"extra_files": {"conf": "/etc/app", "requirements.txt": "/opt/req.txt"}}
+    request = ImageRequest(code_root=str(code), target_registry=REGISTRY, settings=settings)
+    plan = _builder.plan(request, BUILDER)
+    assert 'COPY ["extra/0/", "/etc/app"]' in plan.dockerfile
+    assert 'COPY ["extra/1", "/opt/req.txt"]' in plan.dockerfile
+    before = plan.tag
+    (code / "conf" / "app.toml").write_text("a = 2\n")
+    assert _builder.plan(request, BUILDER).tag != before
+    with pytest.raises(ConfigError, match="does not exist"):
+        _tag(code, extra_files={"missing": "/x"})
