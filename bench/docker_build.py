@@ -89,11 +89,24 @@ def main() -> int:
         except stepframe_docker.DockerError as error:
             print(f"docker_build: {error}")
             return 1
+        finally:
+            _untag(namespace)
     ratio = cold.seconds / code_only.seconds
     print(f"no change:        {unchanged.seconds:.3f} s (target < 0.5 s)")
     print(f"code-only change: {code_only.seconds:.3f} s (target < 3 s)")
     print(f"cache disabled:   {cold.seconds:.3f} s; ratio {ratio:.1f}x (target >= 5x)")
     return 0
+
+
+def _untag(namespace: str) -> None:
+    """Remove the local tags the benchmark made (the layers stay as build cache)."""
+    import docker
+
+    client = docker.from_env()
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith(namespace + "/"):
+                client.images.remove(tag, noprune=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ namespace of their own per test session; containers made here are removed at the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import textwrap
 import urllib.error
@@ -102,9 +103,12 @@ def _cleanup() -> Iterator[None]:
     for container_id in new:
         client.containers.get(container_id).remove(force=True)
     for image in client.images.list():
-        for tag in image.tags:
-            if "/sftest-" in tag or tag.startswith("stepframe-local/proj-"):
-                client.images.remove(tag, noprune=True)
+        names = [*image.tags, *image.attrs.get("RepoDigests", [])]
+        ours = [n for n in names if "/sftest-" in n or n.startswith("stepframe-local/proj-")]
+        for name in ours:
+            # noprune: the untagged layers below stay, as the next session's build cache.
+            with contextlib.suppress(Exception):
+                client.images.remove(name, noprune=True)
 
 
 @attrs.frozen
