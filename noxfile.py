@@ -22,7 +22,7 @@ nox.options.error_on_missing_interpreters = True
 ROOT = Path(__file__).resolve().parent
 CORE = "./stepframe-core"
 DOCKER = "./stepframe-docker"
-BENCHMARKS = ["cli_startup.py", "fanout.py", "big_artifact.py"]
+BENCHMARKS = ["cli_startup.py", "cli_config.py", "cached_rerun.py", "fanout.py", "big_artifact.py"]
 
 
 @nox.session
@@ -81,7 +81,9 @@ def types(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run the benchmarks in bench/; each prints its figures (not a pass/fail test)."""
-    session.install(CORE)
+    # With the first-party plugins installed, as the targets are stated.
+    plugins = [f"./{p}" for p in ("stepframe-docker", "stepframe-aws") if (ROOT / p).is_dir()]
+    session.install(CORE, *plugins)
     names = session.posargs or BENCHMARKS
     for name in names:
         session.run("python", str(Path("bench") / name))
