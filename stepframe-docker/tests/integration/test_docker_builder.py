@@ -184,3 +184,20 @@ def test_parent_image_that_cannot_be_pulled(
     missing = f"{registry.split('/')[0]}/sftest-missing/parent:1"
     with pytest.raises(ParentImageError, match=r"sftest-missing/parent:1.*cannot be pulled"):
         build(code(), {"parent_image": missing})
+
+
+def test_identical_concurrent_requests_build_once(build: Build, code: Callable[..., Path]) -> None:
+    import threading
+
+    root = code(**{"unique.py": f"ID = {uuid.uuid4().hex!r}\n"})
+    results: list[ImageRef] = []
+    threads = [threading.Thread(target=lambda: results.append(build(root)[0])) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 3 and len(set(results)) == 1
+    import stepframe_docker
+
+    actions = sorted(r.action for r in stepframe_docker.build_reports()[-3:])
+    assert actions == ["built", "in-process", "in-process"]

@@ -203,6 +203,7 @@ def test_cancel_stops_and_removes_the_container(
     assert plugin.cancel_step(handle=handle, credentials=None) is True
     status, _ = _poll_until(handle, lambda s, _: s.state.is_terminal, timeout=30)
     assert status.state is JobState.CANCELLED
-    assert time.monotonic() - started < 15
+    # SIGTERM reaches the step (no waiting out the 10 s stop timeout).
+    assert time.monotonic() - started < 8
     with pytest.raises(NotFound):
         engine.containers.get(handle.job_id)
