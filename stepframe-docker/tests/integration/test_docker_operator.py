@@ -121,6 +121,66 @@ def test_pipeline_with_a_middle_step_in_docker(
     assert sorted(p.name for p in outputs) == ["output_0", "output_1"]
 
 
+SLEEPER = """\
+import time
+
+from stepframe import pipeline, step
+
+
+@step(operator="docker")
+def sleepy(seconds: int = 120) -> int:
+    print("sleeping", flush=True)
+    time.sleep(seconds)
+    return seconds
+
+
+@pipeline
+def nap() -> None:
+    sleepy()
+"""
+
+
+def test_interrupted_run_leaves_no_container(
+    tmp_path: Path, registry: str, base_image: str, engine: docker.DockerClient
+) -> None:
+    import signal
+
+    project = tmp_path / "napproj"
+    project.mkdir()
+    (project / "stepframe.toml").write_text(STACK.format(base_image=base_image, registry=registry))
+    (project / "nap.py").write_text(SLEEPER)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEPFRAME_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stepframe", "run", "nap.py"],
+        cwd=project,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    try:
+        for line in process.stdout:
+            seen.append(line)
+            if "sleepy | sleeping" in line:
+                break
+        else:
+            pytest.fail("the step never started:\n" + "".join(seen))
+        run_id = re.search(r"run (\S+) of pipeline 'nap'", "".join(seen))
+        assert run_id is not None, seen
+        label = {"label": f"stepframe.run={run_id.group(1)}"}
+        assert len(engine.containers.list(filters=label)) == 1
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, "".join(seen) + rest
+    assert engine.containers.list(all=True, filters=label) == []
+
+
 def _operator() -> Component:
     return Component(ComponentKind.STEP_OPERATOR, "docker", "docker", DockerOperatorConfig())
 
