@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -170,7 +170,7 @@ def test_interrupted_run_leaves_no_container(
             pytest.fail("the step never started:\n" + "".join(seen))
         run_id = re.search(r"run (\S+) of pipeline 'nap'", "".join(seen))
         assert run_id is not None, seen
-        label = {"label": f"stepframe.run={run_id.group(1)}"}
+        label: dict[str, Any] = {"label": f"stepframe.run={run_id.group(1)}"}
         assert len(engine.containers.list(filters=label)) == 1
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
