@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -319,20 +320,25 @@ def test_a_secret_used_by_a_run_appears_nowhere(project, cli, acme, _user_config
     assert "failing on purpose" in out
     out = run("run", str(path), expect=1)  # again: cached steps, a failing one re-run
     assert "[remote] cached" in out
-    for args in (
-        ["runs", "list"],
-        ["jobs", "list"],
-        ["stack", "describe"],
-        ["connector", "describe", "vault", "--json"],
-        ["step-operator", "describe", "batch"],
-        ["secret", "list"],
-        ["plugins"],
-    ):
-        run(*args)
     with project.history() as history:
         (first, _) = history.list_runs()[::-1]
-        run("runs", "show", first.run_id)
         remote_jobs = [j for j in history.list_jobs() if j.flavor == "acme" and j.step == "remote"]
+    with ThreadPoolExecutor(4) as pool:  # independent commands: at once
+        list(
+            pool.map(
+                lambda args: run(*args),
+                [
+                    ["runs", "list"],
+                    ["runs", "show", first.run_id],
+                    ["jobs", "list"],
+                    ["stack", "describe"],
+                    ["connector", "describe", "vault", "--json"],
+                    ["step-operator", "describe", "batch"],
+                    ["secret", "list"],
+                    ["plugins"],
+                ],
+            )
+        )
 
     # The secret was used: the operator got it from the connector (it records a hash).
     assert remote_jobs[0].handle.data["token_sha256"] == hashlib.sha256(value.encode()).hexdigest()
