@@ -281,7 +281,7 @@ import attrs
 from stepframe import Component, ComponentKind, Credentials, Flavor, JobHandle, hookimpl
 
 # Not in stepframe's public API yet: a plugin has no other way to declare a secret field.
-from stepframe._config.secrets import SecretRef, resolve_secret
+from stepframe import SecretRef, resolve_secret
 
 
 @attrs.frozen

@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from stepframe._artifacts.materializer import Materializer
     from stepframe._artifacts.store import ArtifactStore
+    from stepframe._config.secrets import SecretRef, resolve_secret
     from stepframe._pipeline.pipeline import Pipeline, pipeline
     from stepframe._pipeline.step import Step, step
     from stepframe._plugins.manager import PluginLoadWarning, Plugins, load_plugins
@@ -77,12 +78,14 @@ _EXPORTS: dict[str, str] = {
     "RunFailed": "stepframe.exceptions",
     "Step": "stepframe._pipeline.step",
     "StepFailed": "stepframe.exceptions",
+    "SecretRef": "stepframe._config.secrets",
     "StepResult": "stepframe._types",
     "StepframeError": "stepframe.exceptions",
     "UnknownOperatorError": "stepframe.exceptions",
     "hookimpl": "stepframe._plugins.markers",
     "load_plugins": "stepframe._plugins.manager",
     "pipeline": "stepframe._pipeline.pipeline",
+    "resolve_secret": "stepframe._config.secrets",
     "step": "stepframe._pipeline.step",
 }
 
@@ -109,6 +112,7 @@ __all__ = [
     "ResourceRequest",
     "RunCancelled",
     "RunFailed",
+    "SecretRef",
     "Step",
     "StepFailed",
     "StepResult",
@@ -118,6 +122,7 @@ __all__ = [
     "hookimpl",
     "load_plugins",
     "pipeline",
+    "resolve_secret",
     "step",
 ]
 
