@@ -17,7 +17,7 @@ import pytest
 import tomlkit
 
 from stepframe import hookspecs
-from stepframe.testing import StepOperatorSuite
+from stepframe.testing import ImageBuilderSuite, StepOperatorSuite
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "plugins.md"
@@ -133,6 +133,13 @@ def test_every_hook_has_a_test(hook: str) -> None:
     assert found["calls"] or found["implementations"], (
         f"no test calls hook {hook} or implements it in a test plugin"
     )
+
+
+@pytest.mark.parametrize("suite", [StepOperatorSuite, ImageBuilderSuite], ids=lambda s: s.__name__)
+def test_the_page_lists_each_test_of_the_suites(suite: type) -> None:
+    text = DOCS.read_text()
+    missing = [name for name in dir(suite) if name.startswith("test_") and name not in text]
+    assert not missing, f"docs/plugins.md does not list {suite.__name__}'s {missing}"
 
 
 # ---- the Python on the page ----------------------------------------------------------------
