@@ -36,10 +36,11 @@ from stepframe import (
     JobState,
     JobStatus,
     RemoteError,
+    SecretRef,
     StepResult,
     hookimpl,
+    resolve_secret,
 )
-from stepframe._config.secrets import SecretRef, resolve_secret
 from stepframe.exceptions import ArtifactExistsError, ArtifactNotFoundError
 
 # ==== step operators ======================================================================

@@ -52,7 +52,7 @@ import pytest
 
 import kit_backends as kb
 from stepframe import Component, ComponentKind
-from stepframe._config.secrets import SecretRef
+from stepframe import SecretRef
 from stepframe.testing import (
     ArtifactStoreSuite,
     ConnectorSuite,
