@@ -2,18 +2,15 @@
 
 Everything that can be checked is checked before the run is recorded (operators exist,
 settings validate, constants can be stored), so a bad pipeline leaves nothing behind.
-Steps run on daemon threads, one per running step and at most ``max_parallel`` at once;
-the main thread only schedules, so Ctrl-C is handled promptly.
+The pieces: `plan` (operators, settings, constants), `resume` (an interrupted run read
+back), `scheduler` (dispatching steps), `step_runner` (one step's life).
 """
 
 from __future__ import annotations
 
 import os
-import queue
-import secrets
 import signal
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,64 +19,28 @@ from typing import Any
 
 import attrs
 
-from stepframe._artifacts.io import load_artifact, save_artifact
+from stepframe._artifacts.io import load_artifact
 from stepframe._artifacts.materializers import MaterializerRegistry
 from stepframe._artifacts.store import ArtifactStore
-from stepframe._history.database import (
-    SUBMITTING,
-    JobRecord,
-    RunHistory,
-    RunRecord,
-    RunStatus,
-    new_run_id,
-)
-from stepframe._orchestrator.cache import cache_key
+from stepframe._history.database import RunHistory, RunStatus, new_run_id
 from stepframe._orchestrator.console import Console, make_console
-from stepframe._orchestrator.step_runner import RunContext, StepCancelled, StepRunner
-from stepframe._pipeline.pipeline import ConstantInput, PipelineSpec, UpstreamInput
+from stepframe._orchestrator.plan import make_plan, plan_rows, store_constants
+from stepframe._orchestrator.resume import bury_dead_jobs, earlier_run, open_resumed
+from stepframe._orchestrator.scheduler import DONE, Scheduler, StepOutcome
+from stepframe._orchestrator.step_runner import RunContext
+from stepframe._pipeline.pipeline import PipelineSpec
 from stepframe._pipeline.step import EMPTY
 from stepframe._plugins.manager import Plugins, activated, get_plugins
 from stepframe._project import Project
-from stepframe._stack import Stack, project_stack, resolve_operator, resolve_settings
-from stepframe._types import ArtifactRef, Component, ComponentKind, JobState
-from stepframe.exceptions import (
-    NoMaterializerError,
-    RunCancelled,
-    RunFailed,
-    StepFailed,
-    UsageError,
-)
+from stepframe._stack import project_stack
+from stepframe.exceptions import RunCancelled, RunFailed, UsageError
 
 __all__ = ["RunResult", "StepOutcome", "default_max_parallel", "plan_rows", "run_pipeline"]
-
-# How long a cancelled run waits for its jobs to confirm they stopped before exiting.
-CANCEL_WAIT_SECONDS = 6.0
-# Step statuses whose outputs later steps can use.
-_DONE = ("succeeded", "cached")
 
 
 def default_max_parallel() -> int:
     """Steps mostly wait on jobs elsewhere, so allow more than one per core."""
     return min(32, (os.cpu_count() or 1) * 4)
-
-
-@attrs.define
-class StepOutcome:
-    """How one step of a run ended."""
-
-    name: str
-    status: str
-    operator: str | None = None
-    outputs: dict[str, ArtifactRef] = attrs.field(factory=dict)
-    error: BaseException | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
-
-    @property
-    def duration(self) -> float | None:
-        if self.started_at is None or self.ended_at is None:
-            return None
-        return self.ended_at - self.started_at
 
 
 @attrs.define
@@ -104,57 +65,6 @@ class RunResult:
         return load_artifact(
             self.store, outcome.outputs[name], EMPTY, self.registry, self.scratch_dir
         )
-
-
-@attrs.define
-class _Plan:
-    """A pipeline with every step's operator and settings resolved."""
-
-    operators: dict[str, Component]
-    settings: dict[str, Any]
-    merged_settings: dict[str, dict[str, dict[str, Any]]]
-
-
-def _plan(
-    spec: PipelineSpec, stack: Stack, plugins: Plugins, run_settings: Mapping[str, Any]
-) -> _Plan:
-    plan = _Plan({}, {}, {})
-    everywhere = {key: value for key, value in run_settings.items() if key != "steps"}
-    per_step = run_settings.get("steps", {})
-    unknown = sorted(set(per_step) - set(spec.steps))
-    if unknown:
-        raise UsageError(
-            f"the run config has settings for step(s) {', '.join(unknown)}, which pipeline "
-            f"{spec.name!r} does not have (its steps: {', '.join(spec.steps)})"
-        )
-    for name, step in spec.steps.items():
-        operator = resolve_operator(stack, plugins.flavors, name, step.operator)
-        layers = (spec.settings, step.settings, everywhere, per_step.get(name, {}))
-        settings, merged = resolve_settings(plugins.flavors, name, operator, layers)
-        plan.operators[name] = operator
-        plan.settings[name] = settings
-        plan.merged_settings[name] = merged
-    return plan
-
-
-def _store_constants(
-    spec: PipelineSpec, store: ArtifactStore, registry: MaterializerRegistry, run_id: str
-) -> dict[tuple[str, str], ArtifactRef]:
-    # Artifacts are write-once and a resumed run stores its constants again, so each
-    # orchestrator session gets its own folder.
-    session = secrets.token_hex(4)
-    refs = {}
-    for name, step in spec.steps.items():
-        for param, given in step.inputs.items():
-            if not isinstance(given, ConstantInput):
-                continue
-            uri = store.uri_for("runs", run_id, name, "inputs", session, param)
-            annotation = step.step.input_annotations.get(param, EMPTY)
-            try:
-                refs[(name, param)] = save_artifact(store, uri, given.value, annotation, registry)
-            except NoMaterializerError as error:
-                raise NoMaterializerError(f"step {name!r} input {param!r}: {error}") from None
-    return refs
 
 
 class _Interrupts:
@@ -191,88 +101,6 @@ def _closing(console: Console) -> Iterator[None]:
         yield
     finally:
         console.close()
-
-
-def plan_rows(
-    spec: PipelineSpec,
-    *,
-    plugins: Plugins | None = None,
-    project: Project | None = None,
-    stack: str | None = None,
-    run_settings: Mapping[str, Any] | None = None,
-) -> list[dict[str, Any]]:
-    """Each step's resolved operator and settings, checked as a run would: a dry run."""
-    plugins = plugins or get_plugins()
-    project = project or Project.discover()
-    stack_used = project_stack(project, plugins.flavors, stack)
-    plan = _plan(spec, stack_used, plugins, run_settings or {})
-    return [
-        {
-            "step": name,
-            "stack": stack_used.name,
-            "operator": plan.operators[name].name,
-            "flavor": plan.operators[name].flavor,
-            "upstream": list(step.upstream),
-            "settings": plan.merged_settings[name],
-        }
-        for name, step in spec.steps.items()
-    ]
-
-
-@attrs.frozen
-class _Earlier:
-    """What an interrupted orchestrator of the same run left behind, for ``--resume``."""
-
-    statuses: dict[str, str]
-    outputs: dict[str, dict[str, ArtifactRef]]
-    jobs: dict[str, JobRecord]  # the newest ledger row of each step
-
-
-def _open_resumed(history: RunHistory, run_id: str, spec: PipelineSpec) -> RunRecord:
-    record = history.get_run(run_id)
-    if record.pipeline != spec.name:
-        raise UsageError(
-            f"run {record.run_id} ran pipeline {record.pipeline!r}, not {spec.name!r}; "
-            "resume it with the pipeline it started with"
-        )
-    if record.status == "succeeded":
-        raise UsageError(f"run {record.run_id} already succeeded; there is nothing to resume")
-    if record.status == "running" and record.pid != os.getpid() and _alive(record.pid):
-        raise UsageError(
-            f"run {record.run_id} is still being run by process {record.pid}; stop that "
-            "process first (or wait for it), then resume"
-        )
-    return record
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process runs (a zombie, killed but not yet reaped, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True  # no /proc to look at: assume the worst, never resume twice
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _bury_dead_jobs(history: RunHistory, run_id: str, plugins: Plugins) -> None:
-    """Jobs of flavors whose jobs die with their orchestrator (``inprocess``) and that the
-    killed orchestrator left as running: record them as failed, or the ledger would show
-    them running forever."""
-    for job in history.list_jobs(running_only=True, run_id=run_id):
-        flavor = plugins.flavors.get(ComponentKind.STEP_OPERATOR, job.flavor)
-        if flavor is not None and not flavor.jobs_outlive_client:
-            history.update_job_state(job.id, JobState.FAILED)
-
-
-def _earlier(history: RunHistory, run_id: str) -> _Earlier:
-    outputs: dict[str, dict[str, ArtifactRef]] = {}
-    for record in history.get_artifacts(run_id):
-        outputs.setdefault(record.step, {})[record.output] = record.ref
-    jobs = {job.step: job for job in history.list_jobs(run_id=run_id)}  # oldest first
-    statuses = {step.step: step.status for step in history.get_steps(run_id)}
-    return _Earlier(statuses, outputs, jobs)
 
 
 def run_pipeline(
@@ -316,7 +144,7 @@ def run_pipeline(
             raise UsageError(f"no runs recorded in {project.root}; nothing to resume")
         history = RunHistory(project.database_path)
         try:
-            record = _open_resumed(history, resume, spec)
+            record = open_resumed(history, resume, spec)
         except BaseException:
             history.close()
             raise
@@ -328,7 +156,7 @@ def run_pipeline(
         run_id = new_run_id()
     try:
         stack_used = project_stack(project, plugins.flavors, stack)
-        plan = _plan(spec, stack_used, plugins, run_settings or {})
+        plan = make_plan(spec, stack_used, plugins, run_settings or {})
     except BaseException:
         if history is not None:
             history.close()
@@ -339,7 +167,7 @@ def run_pipeline(
         registry = MaterializerRegistry(plugins.materializers)
         # Before the history is opened: a constant that cannot be stored is a usage
         # error, and must not leave a database (or a run row) behind.
-        constants = _store_constants(spec, store, registry, run_id)
+        constants = store_constants(spec, store, registry, run_id)
         if history is None:
             project.state_dir.mkdir(parents=True, exist_ok=True)
             history = RunHistory(project.database_path)
@@ -350,8 +178,8 @@ def run_pipeline(
         with _Interrupts(cancel_event, console):
             earlier = None
             if resume is not None:
-                _bury_dead_jobs(history, run_id, plugins)
-                earlier = _earlier(history, run_id)
+                bury_dead_jobs(history, run_id, plugins)
+                earlier = earlier_run(history, run_id)
                 history.reopen_run(run_id)
             else:
                 history.create_run(
@@ -364,7 +192,7 @@ def run_pipeline(
                     run_settings=run_settings,
                 )
             for name in spec.steps:
-                if earlier is None or earlier.statuses.get(name) not in _DONE:
+                if earlier is None or earlier.statuses.get(name) not in DONE:
                     history.set_step(
                         run_id,
                         name,
@@ -388,7 +216,7 @@ def run_pipeline(
                 f"{verb} {run_id} of pipeline {spec.name!r} ({len(spec.steps)} steps, "
                 f"stack {stack_used.name!r})"
             )
-            scheduler = _Scheduler(context, plan, constants, max_parallel, use_cache, earlier)
+            scheduler = Scheduler(context, plan, constants, max_parallel, use_cache, earlier)
             with _closing(console):
                 outcomes = scheduler.run()
             status = _run_status(outcomes, cancel_event.is_set())
@@ -437,238 +265,3 @@ def _summary(result: RunResult) -> str:
         if outcome.error is not None:
             lines.append(f"\n--- step {outcome.name!r} failed ---\n{outcome.error}")
     return "\n".join(lines)
-
-
-class _Scheduler:
-    """Starts steps whose inputs are ready, collects their ends, and handles cancel."""
-
-    def __init__(
-        self,
-        context: RunContext,
-        plan: _Plan,
-        constants: Mapping[tuple[str, str], ArtifactRef],
-        max_parallel: int,
-        use_cache: bool,
-        earlier: _Earlier | None,
-    ) -> None:
-        self.context = context
-        self.plan = plan
-        self.constants = constants
-        self.max_parallel = max_parallel
-        self.use_cache = use_cache
-        self.earlier = earlier
-        self.outcomes: dict[str, StepOutcome] = {
-            name: StepOutcome(name, "pending", plan.operators[name].name)
-            for name in context.spec.steps
-        }
-        self.cache_keys: dict[str, str] = {}
-        self.running: dict[str, StepRunner] = {}
-        self.finished: queue.Queue[
-            tuple[str, dict[str, ArtifactRef] | None, BaseException | None]
-        ] = queue.Queue()
-
-    def run(self) -> dict[str, StepOutcome]:
-        spec = self.context.spec
-        pending = [name for name in spec.steps if not self._done_earlier(name)]
-        for name in pending:
-            self.context.console.step_state(name, "pending")
-        while pending or self.running:
-            if self.context.cancel_event.is_set():
-                self._cancel_all(pending)
-                break
-            pending = self._start_ready(pending)
-            if not self.running:
-                continue
-            try:
-                item = self.finished.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            self._record_end(*item)
-        return self.outcomes
-
-    def _done_earlier(self, name: str) -> bool:
-        """On resume: take a step the interrupted run finished, if its outputs are intact."""
-        if self.earlier is None or self.earlier.statuses.get(name) not in _DONE:
-            return False
-        outputs = self.earlier.outputs.get(name, {})
-        if not self._complete(name, outputs):
-            return False
-        outcome = self.outcomes[name]
-        outcome.status = self.earlier.statuses[name]
-        outcome.outputs = outputs
-        self.context.console.step_state(name, outcome.status, "done before the interruption")
-        return True
-
-    def _complete(self, name: str, outputs: Mapping[str, ArtifactRef]) -> bool:
-        """Whether recorded outputs cover every output of the step and are all stored."""
-        wanted = set(self.context.spec.steps[name].step.output_names)
-        if set(outputs) != wanted:
-            return False
-        return all(self.context.store.exists(ref.uri) for ref in outputs.values())
-
-    def _start_ready(self, pending: list[str]) -> list[str]:
-        still_pending = []
-        for name in pending:
-            upstream = self.context.spec.steps[name].upstream
-            states = [self.outcomes[up].status for up in upstream]
-            if any(state in ("failed", "skipped") for state in states):
-                self._mark(name, "skipped", detail="an upstream step failed")
-            elif all(state in _DONE for state in states) and len(self.running) < self.max_parallel:
-                self._start(name)
-            else:
-                still_pending.append(name)
-        return still_pending
-
-    def _inputs(self, name: str) -> dict[str, ArtifactRef]:
-        refs = {}
-        for param, given in self.context.spec.steps[name].inputs.items():
-            if isinstance(given, UpstreamInput):
-                refs[param] = self.outcomes[given.step].outputs[given.output]
-            else:
-                refs[param] = self.constants[(name, param)]
-        return refs
-
-    def _from_cache(self, name: str, inputs: Mapping[str, ArtifactRef]) -> bool:
-        step = self.context.spec.steps[name]
-        if not step.cache:
-            return False
-        key = cache_key(
-            func=step.step.func,
-            function_id=f"{step.function.module}:{step.function.qualname}",
-            inputs=inputs,
-            operator=self.plan.operators[name],
-            settings=self.plan.merged_settings[name],
-            outputs=step.step.output_names,
-            materializer_plugins=self.context.plugins.materializer_plugins,
-        )
-        # Recorded even when not looked up: after `run --no-cache` (say, because the step
-        # reads something the key cannot see), later runs reuse the fresh outputs.
-        self.cache_keys[name] = key
-        if not self.use_cache:
-            return False
-        found = self.context.history.find_cached(key)
-        if found is None:
-            return False
-        from_run, from_step, records = found
-        outputs = {record.output: record.ref for record in records}
-        if not self._complete(name, outputs):
-            return False
-        self.outcomes[name].outputs = outputs
-        for output, ref in outputs.items():
-            self.context.history.record_artifact(self.context.run_id, name, output, ref)
-        self.context.history.set_step(self.context.run_id, name, cache_key=key)
-        self._mark(name, "cached", detail=f"outputs of run {from_run}, step {from_step}")
-        return True
-
-    def _attempt(self, name: str) -> tuple[int, JobRecord | None]:
-        """The attempt number to use, and the earlier job to re-attach to, if any."""
-        row = self.earlier.jobs.get(name) if self.earlier is not None else None
-        if row is None:
-            return 1, None
-        flavor = self.context.plugins.flavors.get(ComponentKind.STEP_OPERATOR, row.flavor)
-        alive = row.state in (JobState.PENDING.value, JobState.RUNNING.value)
-        if row.handle is not None and alive and (flavor is None or flavor.jobs_outlive_client):
-            return row.attempt, row
-        if row.handle is None and row.state == SUBMITTING:
-            self.context.console.message(
-                f"step {name!r}: the interrupted run died while submitting {row.flavor} job "
-                f"(ledger row {row.id}); if it exists it is not tracked, check the backend. "
-                f"Submitting attempt {row.attempt + 1}."
-            )
-        return row.attempt + 1, None
-
-    def _start(self, name: str) -> None:
-        inputs = self._inputs(name)
-        if self._from_cache(name, inputs):
-            return
-        attempt, earlier_job = self._attempt(name)
-        runner = StepRunner(
-            self.context,
-            self.context.spec.steps[name],
-            self.plan.operators[name],
-            self.plan.settings[name],
-            self.plan.merged_settings[name],
-            inputs,
-            attempt=attempt,
-        )
-        self.running[name] = runner
-        detail = self.plan.operators[name].name
-        if earlier_job is not None:
-            detail = f"re-attached to {earlier_job.flavor} job {earlier_job.job_id}"
-        self._mark(name, "running", detail=detail)
-
-        def target() -> None:
-            try:
-                if earlier_job is not None and earlier_job.handle is not None:
-                    outputs = runner.reattach(earlier_job.handle, earlier_job.id)
-                else:
-                    outputs = runner.run()
-            except BaseException as error:  # reported to the scheduler, never lost
-                self.finished.put((name, None, error))
-            else:
-                self.finished.put((name, outputs, None))
-
-        threading.Thread(target=target, name=f"stepframe-{name}", daemon=True).start()
-
-    def _record_end(
-        self, name: str, outputs: dict[str, ArtifactRef] | None, error: BaseException | None
-    ) -> None:
-        self.running.pop(name, None)
-        if isinstance(error, StepCancelled):
-            self._mark(name, "cancelled")
-            return
-        if error is not None:
-            if not isinstance(error, StepFailed):
-                error = _as_step_failure(name, error)
-            self.outcomes[name].error = error
-            self._mark(name, "failed", error=str(error))
-            return
-        assert outputs is not None
-        self.outcomes[name].outputs = outputs
-        for output, ref in outputs.items():
-            self.context.history.record_artifact(self.context.run_id, name, output, ref)
-        if name in self.cache_keys:
-            self.context.history.set_step(
-                self.context.run_id, name, cache_key=self.cache_keys[name]
-            )
-        self._mark(name, "succeeded")
-
-    def _mark(self, name: str, status: str, *, detail: str = "", error: str | None = None) -> None:
-        outcome = self.outcomes[name]
-        now = time.time()
-        outcome.status = status
-        fields: dict[str, Any] = {"status": status}
-        if status in ("running", "cached"):
-            outcome.started_at = now
-            fields["started_at"] = now
-        if status not in ("pending", "running"):
-            outcome.ended_at = now
-            fields["ended_at"] = now
-        if error is not None:
-            fields["error"] = error
-        self.context.history.set_step(self.context.run_id, name, **fields)
-        self.context.console.step_state(name, status, detail)
-
-    def _cancel_all(self, pending: list[str]) -> None:
-        runners = list(self.running.values())
-        threads = [threading.Thread(target=r.cancel, daemon=True) for r in runners]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
-        while self.running and time.monotonic() < deadline:
-            try:
-                name, _outputs, _error = self.finished.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            self.running.pop(name, None)
-            self._mark(name, "cancelled")
-        for name in [*self.running, *pending]:
-            self._mark(name, "cancelled")
-        self.running.clear()
-
-
-def _as_step_failure(name: str, error: BaseException) -> StepFailed:
-    """A failure of the machinery around a step (submit, poll, config) as a step failure."""
-    failure = StepFailed(name, type(error).__name__, str(error))
-    failure.__cause__ = error
-    return failure
