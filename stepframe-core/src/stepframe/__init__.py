@@ -24,7 +24,12 @@ if TYPE_CHECKING:
     from stepframe._config.secrets import SecretRef, resolve_secret
     from stepframe._pipeline.pipeline import Pipeline, pipeline
     from stepframe._pipeline.step import Step, step
-    from stepframe._plugins.manager import PluginLoadWarning, Plugins, load_plugins
+    from stepframe._plugins.manager import (
+        PluginLoadWarning,
+        Plugins,
+        PluginVersionWarning,
+        load_plugins,
+    )
     from stepframe._plugins.markers import hookimpl
     from stepframe._types import (
         ArtifactRef,
@@ -71,6 +76,7 @@ _EXPORTS: dict[str, str] = {
     "Pipeline": "stepframe._pipeline.pipeline",
     "PipelineLoadError": "stepframe.exceptions",
     "PluginLoadWarning": "stepframe._plugins.manager",
+    "PluginVersionWarning": "stepframe._plugins.manager",
     "Plugins": "stepframe._plugins.manager",
     "RemoteError": "stepframe._types",
     "ResourceRequest": "stepframe._types",
@@ -107,6 +113,7 @@ __all__ = [
     "Pipeline",
     "PipelineLoadError",
     "PluginLoadWarning",
+    "PluginVersionWarning",
     "Plugins",
     "RemoteError",
     "ResourceRequest",

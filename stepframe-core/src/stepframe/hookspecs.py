@@ -103,6 +103,9 @@ def submit_step(
     :param operator: the step operator component; return None unless its flavor is yours.
     :param credentials: from the operator's connector, or None when it has none.
     :return: a handle from which the job can be found again, even by another process.
+    :raises StepframeError: to refuse the launch before anything reached the backend (the
+        job ledger records it as failed); any other exception leaves the job recorded as
+        possibly submitted, for the user to check.
     """
 
 

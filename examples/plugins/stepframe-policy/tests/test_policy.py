@@ -289,11 +289,6 @@ def test_the_installed_entry_point_loads(stepframe_plugins) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: when submit_step raises, the step runner leaves the job's ledger row "
-    "'submitting', so `stepframe jobs` lists a job that was never submitted",
-)
 def test_a_refused_job_is_not_left_in_the_job_ledger(
     stepframe_plugins, stepframe_project, monkeypatch
 ) -> None:

@@ -38,7 +38,7 @@ from stepframe._types import (
     ResourceRequest,
     StepResult,
 )
-from stepframe.exceptions import ArtifactNotFoundError, ConfigError, StepFailed
+from stepframe.exceptions import ArtifactNotFoundError, ConfigError, StepFailed, StepframeError
 
 if TYPE_CHECKING:
     from stepframe._artifacts.store import ArtifactStore
@@ -128,7 +128,14 @@ class StepRunner:
         if self._cancel_requested:
             ctx.history.update_job_state(self._job_row, JobState.CANCELLED)
             raise StepCancelled()
-        handle = ctx.plugins.hooks.submit_step(launch, self.operator, self._credentials)
+        try:
+            handle = ctx.plugins.hooks.submit_step(launch, self.operator, self._credentials)
+        except StepframeError:
+            # A refusal (a policy, a check before the backend is called): no job exists.
+            # Anything else (a timeout, a dropped connection) leaves the row "submitting":
+            # the job may exist, and the ledger must not claim otherwise.
+            ctx.history.update_job_state(self._job_row, JobState.FAILED)
+            raise
         ctx.history.record_job_submitted(self._job_row, handle)
         return self._see_through(launch, handle)
 
