@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from _support import stepframe_command
+
 TARGET_MIB = 200
 CHUNK = 1 << 20
 
@@ -67,16 +69,6 @@ def hash_file(path: Path) -> str:
 def big_artifact(folder: str = {folder!r}, size_mib: int = {size_mib}) -> None:
     hash_file(write_file(folder, size_mib))
 """
-
-
-def stepframe_command() -> list[str]:
-    script = Path(sys.executable).with_name("stepframe")
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("stepframe")
-    if found is None:
-        sys.exit("bench: the `stepframe` command is not installed; pip install ./stepframe-core")
-    return [found]
 
 
 class TreeSampler(threading.Thread):

@@ -13,27 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
+
+from _support import stepframe_command
 
 TARGET_SECONDS = 0.25
 HEAVY = ("boto3", "botocore", "docker", "sagemaker", "numpy", "rich")
-
-
-def stepframe_command() -> list[str]:
-    """The ``stepframe`` script installed next to this Python, else the one on PATH."""
-    script = Path(sys.executable).with_name("stepframe")
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("stepframe")
-    if found is None:
-        sys.exit("bench: the `stepframe` command is not installed; pip install ./stepframe-core")
-    return [found]
 
 
 def clean_env() -> dict[str, str]:

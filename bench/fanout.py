@@ -19,13 +19,14 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _support import stepframe_command
 
 PIPELINE = """\
 import time
@@ -44,16 +45,6 @@ def fanout(steps: int = {steps}, seconds: float = {sleep}) -> None:
     for index in range(steps):
         nap(index, seconds)
 """
-
-
-def stepframe_command() -> list[str]:
-    script = Path(sys.executable).with_name("stepframe")
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("stepframe")
-    if found is None:
-        sys.exit("bench: the `stepframe` command is not installed; pip install ./stepframe-core")
-    return [found]
 
 
 def run_once(project: Path, steps: int) -> tuple[float, float, float]:
