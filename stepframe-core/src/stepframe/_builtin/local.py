@@ -41,6 +41,7 @@ import attrs
 
 from stepframe._builtin.local_zygote import EXIT_SUFFIX, read_exit_status, start_ticks
 from stepframe._plugins.markers import hookimpl
+from stepframe._processes import is_running
 from stepframe._types import (
     Component,
     ComponentKind,
@@ -269,33 +270,6 @@ def prestart(workdir: str | os.PathLike[str]) -> None:
     threading.Thread(target=start, name="stepframe-local-prestart", daemon=True).start()
 
 
-def _process_state(pid: int) -> tuple[str, str] | None:
-    """(state letter, start ticks) of a process, from /proc; None if there is none."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return fields[0], fields[19]
-
-
-def _running(pid: int, ticks: str | None) -> bool:
-    """Whether the process is there and not a zombie (and is the one started then)."""
-    state = _process_state(pid)
-    if state is None:
-        try:
-            os.kill(pid, 0)  # no /proc: all we can tell is whether the PID exists
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    letter, started = state
-    if ticks is not None and started != ticks:
-        return False  # the PID now belongs to another process
-    return letter not in ("Z", "X")
-
-
 def _outcome(handle: JobHandle) -> tuple[bool, int | None]:
     """Whether the job's process has ended, and its status when known (minus a signal
     number when a signal killed it)."""
@@ -308,10 +282,10 @@ def _outcome(handle: JobHandle) -> tuple[bool, int | None]:
         code = child.poll()
         return code is not None, code
     ticks = handle.data.get("start_ticks")
-    if _running(pid, ticks):
+    if is_running(pid, ticks):
         return False, None
     parent = handle.data.get("zygote")
-    if parent is not None and _running(int(parent), handle.data.get("zygote_ticks")):
+    if parent is not None and is_running(int(parent), handle.data.get("zygote_ticks")):
         # The parent writes the status the moment it reaps the job: give it a moment.
         first = _gone_since.setdefault((pid, ticks), time.monotonic())
         if time.monotonic() - first < EXIT_STATUS_GRACE_SECONDS:

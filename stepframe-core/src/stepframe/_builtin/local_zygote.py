@@ -43,6 +43,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from stepframe._processes import process_stat
+
 __all__ = ["EXIT_SUFFIX", "PRELOAD", "main", "read_exit_status", "write_exit_status"]
 
 # What a job process imports anyway: the entrypoint and its dependencies, and the public
@@ -90,11 +92,8 @@ def read_exit_status(log_path: str) -> int | None:
 
 def start_ticks(pid: int) -> str | None:
     """The process start time, to tell a process from a later one with the same PID."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    stat = process_stat(pid)
+    return stat[1] if stat else None
 
 
 def _pythonpath(env: Mapping[str, str]) -> list[str]:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import attrs
 
 from stepframe._history.database import JobRecord, RunHistory, RunRecord
 from stepframe._pipeline.pipeline import PipelineSpec
 from stepframe._plugins.manager import Plugins
+from stepframe._processes import is_running
 from stepframe._types import ArtifactRef, ComponentKind, JobState
 from stepframe.exceptions import UsageError
 
-__all__ = ["EarlierRun", "bury_dead_jobs", "earlier_run", "open_resumed", "process_alive"]
+__all__ = ["EarlierRun", "bury_dead_jobs", "earlier_run", "open_resumed"]
 
 
 @attrs.frozen
@@ -34,23 +34,12 @@ def open_resumed(history: RunHistory, run_id: str, spec: PipelineSpec) -> RunRec
         )
     if record.status == "succeeded":
         raise UsageError(f"run {record.run_id} already succeeded; there is nothing to resume")
-    if record.status == "running" and record.pid != os.getpid() and process_alive(record.pid):
+    if record.status == "running" and record.pid != os.getpid() and is_running(record.pid):
         raise UsageError(
             f"run {record.run_id} is still being run by process {record.pid}; stop that "
             "process first (or wait for it), then resume"
         )
     return record
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process runs (a zombie, killed but not yet reaped, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True  # no /proc to look at: assume the worst, never resume twice
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def bury_dead_jobs(history: RunHistory, run_id: str, plugins: Plugins) -> None:
