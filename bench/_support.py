@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -16,3 +20,38 @@ def stepframe_command() -> list[str]:
     if found is None:
         sys.exit("bench: the `stepframe` command is not installed; pip install ./stepframe-core")
     return [found]
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("STEPFRAME_")}
+
+
+def time_command(args: list[str], runs: int, cwd: str) -> list[float]:
+    times = []
+    for i in range(runs + 1):
+        start = time.perf_counter()
+        subprocess.run(
+            args,
+            cwd=cwd,
+            env=clean_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+        )
+        elapsed = time.perf_counter() - start
+        if i:  # the first run warms the file system cache and is not counted
+            times.append(elapsed)
+    return times
+
+
+def timing_line(label: str, times: list[float], target_seconds: float) -> str:
+    """One benchmark figure: median, spread, and how it stands against its target."""
+    median = statistics.median(times)
+    verdict = "meets" if median < target_seconds else "MISSES"
+    return (
+        f"{label} median {median:.3f} s  "
+        f"(min {min(times):.3f}, max {max(times):.3f}, {len(times)} runs)  "
+        f"target < {target_seconds} s: {verdict}  "
+        f"ratio {median / target_seconds:.2f} of target"
+    )

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cli_startup import clean_env, stepframe_command
+from _support import clean_env, stepframe_command
 
 TARGET_SECONDS = 0.5
 QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart" / "pipeline.py"

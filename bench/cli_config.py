@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 
-from cli_startup import clean_env, stepframe_command, time_command
+from _support import clean_env, stepframe_command, time_command, timing_line
 
 TARGET_SECONDS = 0.3
 
@@ -65,14 +64,7 @@ def main() -> int:
         print("stepframe.toml: " + "; ".join(configure(command, project)))
         for args in (["stack", "describe"], ["step-operator", "list"]):
             times = time_command([*command, *args], options.runs, project)
-            median = statistics.median(times)
-            verdict = "meets" if median < TARGET_SECONDS else "MISSES"
-            print(
-                f"stepframe {' '.join(args):<18} median {median:.3f} s  "
-                f"(min {min(times):.3f}, max {max(times):.3f}, {len(times)} runs)  "
-                f"target < {TARGET_SECONDS} s: {verdict}  "
-                f"ratio {median / TARGET_SECONDS:.2f} of target"
-            )
+            print(timing_line(f"stepframe {' '.join(args):<18}", times, TARGET_SECONDS))
     return 0
 
 

@@ -17,35 +17,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-from _support import stepframe_command
+from _support import clean_env, stepframe_command, time_command, timing_line
 
 TARGET_SECONDS = 0.25
 HEAVY = ("boto3", "botocore", "docker", "sagemaker", "numpy", "rich")
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("STEPFRAME_")}
-
-
-def time_command(args: list[str], runs: int, cwd: str) -> list[float]:
-    times = []
-    for i in range(runs + 1):
-        start = time.perf_counter()
-        subprocess.run(
-            args,
-            cwd=cwd,
-            env=clean_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=True,
-        )
-        elapsed = time.perf_counter() - start
-        if i:  # the first run warms the file system cache and is not counted
-            times.append(elapsed)
-    return times
 
 
 def import_time_ms() -> float:
@@ -84,14 +60,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="stepframe-bench-") as project:
         for args in (["--help"], ["plugins"]):
             times = time_command([*command, *args], options.runs, project)
-            median = statistics.median(times)
-            verdict = "meets" if median < TARGET_SECONDS else "MISSES"
-            print(
-                f"stepframe {' '.join(args):<8} median {median:.3f} s  "
-                f"(min {min(times):.3f}, max {max(times):.3f}, {len(times)} runs)  "
-                f"target < {TARGET_SECONDS} s: {verdict}  "
-                f"ratio {median / TARGET_SECONDS:.2f} of target"
-            )
+            print(timing_line(f"stepframe {' '.join(args):<8}", times, TARGET_SECONDS))
 
     imports = statistics.median(import_time_ms() for _ in range(5))
     print(f"import stepframe (python -X importtime, cumulative): median {imports:.1f} ms")
