@@ -12,13 +12,17 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import click
 
-from stepframe._history.database import RunHistory, RunRecord
 from stepframe.exceptions import UsageError
+
+if TYPE_CHECKING:
+    # Only for annotations: the database module (and sqlite3) loads when a command runs,
+    # not when `stepframe` starts.
+    from stepframe._history.database import RunHistory, RunRecord
 
 __all__ = ["runs"]
 
