@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         ArtifactRef,
         Component,
         ComponentKind,
+        ConnectorReport,
         Credentials,
         Flavor,
         ImageRef,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     )
     from stepframe.exceptions import (
         ConfigError,
+        ConnectorError,
         PipelineLoadError,
         RunCancelled,
         RunFailed,
@@ -64,6 +66,8 @@ _EXPORTS: dict[str, str] = {
     "Component": "stepframe._types",
     "ComponentKind": "stepframe._types",
     "ConfigError": "stepframe.exceptions",
+    "ConnectorError": "stepframe.exceptions",
+    "ConnectorReport": "stepframe._types",
     "Credentials": "stepframe._types",
     "Flavor": "stepframe._types",
     "ImageRef": "stepframe._types",
@@ -101,6 +105,8 @@ __all__ = [
     "Component",
     "ComponentKind",
     "ConfigError",
+    "ConnectorError",
+    "ConnectorReport",
     "Credentials",
     "Flavor",
     "ImageRef",

@@ -8,20 +8,24 @@ configuration (``inprocess``, ``local``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from stepframe._config.stacks import Stack, load_stack
 from stepframe._plugins.flavors import FlavorRegistry
 from stepframe._project import CONFIG_FILE, Project
-from stepframe._types import Component, ComponentKind
+from stepframe._types import Component, ComponentKind, Credentials, ResourceRequest
 from stepframe._validation import structure_config, unstructure_config
 from stepframe.exceptions import ConfigError, UnknownOperatorError
+
+if TYPE_CHECKING:
+    from stepframe._plugins.facade import Hooks
 
 __all__ = [
     "DEFAULT_OPERATOR",
     "Stack",
+    "connector_credentials",
     "project_stack",
     "resolve_operator",
     "resolve_settings",
@@ -40,6 +44,22 @@ def project_stack(project: Project, flavors: FlavorRegistry, name: str | None = 
     else:
         document = {}  # no file: skip loading a TOML parser at all
     return load_stack(project, flavors, document, name)
+
+
+def connector_credentials(
+    stack: Stack, component: Component, resource: ResourceRequest, hooks: Hooks
+) -> Credentials | None:
+    """Credentials for ``component`` through its connector, or None when it has none."""
+    if component.connector is None:
+        return None
+    connector = stack.connectors.get(component.connector)
+    if connector is None:
+        raise ConfigError(
+            f"{component.kind.value.replace('_', ' ')} {component.name!r} uses connector "
+            f"{component.connector!r}, which stack {stack.name!r} does not define; register "
+            f"it with `stepframe connector register {component.connector} --flavor ...`"
+        )
+    return hooks.authenticate(connector, resource)
 
 
 def resolve_operator(

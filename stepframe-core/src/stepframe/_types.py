@@ -18,6 +18,7 @@ __all__ = [
     "ArtifactRef",
     "Component",
     "ComponentKind",
+    "ConnectorReport",
     "Credentials",
     "Flavor",
     "ImageRef",
@@ -95,6 +96,13 @@ class ImageRequest:
     :param environment: variables baked into the image.
     :param target_registry: the container registry component to push to, if any.
     :param settings: the builder flavor's per-step settings instance, if any.
+    :param registry_credentials: login for ``target_registry`` from its connector, or None
+        to push with the engine's own login.  ``values`` holds ``username``, ``password``
+        and ``registry`` (the server to log in to).
+    :param prepare_repository: builders call it with the repository they are about to
+        check or push to (``HOST/NAME``), before touching the registry; it runs the
+        ``prepare_repository`` hook, which creates the repository where the registry's
+        flavor needs that (ECR).  None when there is no target registry.
     """
 
     code_root: str
@@ -103,6 +111,10 @@ class ImageRequest:
     environment: Mapping[str, str] = attrs.field(factory=dict)
     target_registry: Component | None = None
     settings: Any = None
+    registry_credentials: Credentials | None = attrs.field(default=None, repr=False)
+    prepare_repository: Callable[[str], None] | None = attrs.field(
+        default=None, repr=False, eq=False
+    )
 
 
 @attrs.frozen
@@ -149,6 +161,18 @@ class Credentials:
         if self.expires_at - time.time() > margin_seconds:
             return self
         return self.refresh()
+
+
+@attrs.frozen
+class ConnectorReport:
+    """What ``stepframe connector verify`` prints: who the connector is, what it reached.
+
+    :param identity: who the credentials authenticate as (an ARN, a user name).
+    :param checks: one line per resource checked (``s3 bucket my-bucket: readable``).
+    """
+
+    identity: str
+    checks: tuple[str, ...] = ()
 
 
 @attrs.frozen

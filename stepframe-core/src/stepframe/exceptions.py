@@ -9,6 +9,8 @@ The tree, so callers can catch as broadly or narrowly as they need::
     │   ├── UnknownOperatorError    a step names an operator no installed plugin provides
     │   └── ConfigError             a component's config or a step's settings do not validate
     ├── PluginError                 a plugin broke the hook contract (returned the wrong thing)
+    ├── ConnectorError              a connector cannot authenticate, or its credentials do not
+    │                               reach a resource (wrong key, expired token, denied role)
     ├── ArtifactError               storing or loading an artifact failed
     │   ├── ArtifactNotFoundError   nothing stored at that URI
     │   ├── ArtifactCorruptedError  stored bytes do not match the recorded sha256 or size
@@ -34,6 +36,7 @@ __all__ = [
     "ArtifactExistsError",
     "ArtifactNotFoundError",
     "ConfigError",
+    "ConnectorError",
     "InputTypeError",
     "ManifestError",
     "NoMaterializerError",
@@ -75,6 +78,14 @@ class ConfigError(UsageError):
 
 class PluginError(StepframeError):
     """A plugin broke the hook contract, for example by returning the wrong type."""
+
+
+class ConnectorError(StepframeError):
+    """A connector cannot authenticate, or the credentials it gives do not reach a resource.
+
+    Plugins raise it instead of their SDK's own errors, with a message that says which
+    credential is wrong and how to fix it (never the secret itself).
+    """
 
 
 class ArtifactError(StepframeError):

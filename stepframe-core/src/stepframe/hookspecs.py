@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from stepframe._artifacts.store import ArtifactStore
     from stepframe._types import (
         Component,
+        ConnectorReport,
         Credentials,
         Flavor,
         ImageRef,
@@ -82,6 +83,42 @@ def authenticate(connector: Component, resource: ResourceRequest) -> Credentials
     :param connector: the connector component; return None unless its flavor is yours.
     :param resource: what the credentials are for (generic, object store, registry).
     :return: credentials, short-lived and refreshable where the method allows.
+    """
+
+
+@hookspec(firstresult=True)
+def prepare_repository(
+    registry: Component, repository: str, credentials: Credentials | None
+) -> bool | None:
+    """Make a container registry ready to receive a push to ``repository``.
+
+    Image builders reach this hook through ``ImageRequest.prepare_repository`` before they
+    check or push a tag.  Registries that create repositories on the first push need no
+    implementation; ECR, where a push to a missing repository fails, creates it here.
+
+    :param registry: the container registry component; return None unless its flavor
+        is yours.
+    :param repository: the repository without a tag, ``HOST/NAME``.
+    :param credentials: from the registry's connector (resource kind ``generic``), or None.
+    :return: True once the repository exists.
+    """
+
+
+@hookspec(firstresult=True)
+def verify_connector(
+    connector: Component, resources: list[ResourceRequest]
+) -> ConnectorReport | None:
+    """Check that a connector authenticates and reaches what it is used for.
+
+    ``stepframe connector verify NAME`` calls it with the resources of every component
+    that uses the connector.  Each check should be cheap and read-only.
+
+    :param connector: the connector component; return None unless its flavor is yours.
+    :param resources: what the components using the connector need it for (always at
+        least one ``generic`` request).
+    :return: who the connector authenticated as, and a line per resource checked.
+    :raises ConnectorError: with a message naming what is wrong (the key, the token's
+        expiry, the role that cannot be assumed, the bucket that cannot be read).
     """
 
 

@@ -345,8 +345,11 @@ def build(request: ImageRequest, builder: Component) -> ImageRef:
             )
             return done
         client = client_for(_docker_host(builder))
+        auth = _auth_config(request)
         if the_plan.registry is not None:
-            digest = _registry_digest(client, the_plan.registry, reference)
+            if request.prepare_repository is not None:
+                request.prepare_repository(the_plan.repository)
+            digest = _registry_digest(client, the_plan.registry, reference, auth)
             if digest is not None:
                 ref = ImageRef(reference, digest)
                 _done[reference] = ref
@@ -366,7 +369,7 @@ def build(request: ImageRequest, builder: Component) -> ImageRef:
         digest = None
         if the_plan.registry is not None:
             push_started = time.monotonic()
-            digest = _push(client, the_plan.registry, the_plan.repository, tag, report)
+            digest = _push(client, the_plan.registry, the_plan.repository, tag, report, auth)
             report.push_seconds = time.monotonic() - push_started
         ref = ImageRef(reference, digest)
         report.digest = digest
@@ -374,6 +377,18 @@ def build(request: ImageRequest, builder: Component) -> ImageRef:
         _done[reference] = ref
         _reports.append(report)
         return ref
+
+
+def _auth_config(request: ImageRequest) -> dict[str, str] | None:
+    """The registry login from the registry's connector; None to use the engine's own."""
+    credentials = request.registry_credentials
+    if credentials is None:
+        return None
+    values = credentials.fresh().values
+    auth = {"username": values["username"], "password": values["password"]}
+    if values.get("registry"):
+        auth["serveraddress"] = values["registry"]
+    return auth
 
 
 def _no_cache(builder: Component) -> bool:
@@ -395,12 +410,17 @@ def _local_image(client: docker.DockerClient, reference: str) -> bool:
     return True
 
 
-def _registry_digest(client: docker.DockerClient, registry: str, reference: str) -> str | None:
+def _registry_digest(
+    client: docker.DockerClient,
+    registry: str,
+    reference: str,
+    auth: dict[str, str] | None = None,
+) -> str | None:
     """The digest the registry has for ``reference``, or None when it lacks the tag."""
     from docker.errors import APIError, NotFound
 
     try:
-        data = inspect_distribution(client, reference)
+        data = inspect_distribution(client, reference, auth)
     except NotFound:
         return None
     except APIError as error:
@@ -573,7 +593,12 @@ def _step_error(what: str, step: str, output: list[str], message: str) -> Docker
 
 
 def _push(
-    client: docker.DockerClient, registry: str, repository: str, tag: str, report: BuildReport
+    client: docker.DockerClient,
+    registry: str,
+    repository: str,
+    tag: str,
+    report: BuildReport,
+    auth: dict[str, str] | None = None,
 ) -> str:
     """Push ``repository:tag``; return the digest the registry gives it."""
     from docker.errors import APIError
@@ -583,7 +608,8 @@ def _push(
     existing: set[str] = set()
     digest: str | None = None
     try:
-        for chunk in _chunks(client.api.push(repository, tag=tag, stream=True, decode=True)):
+        pushing = client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth)
+        for chunk in _chunks(pushing):
             if "error" in chunk or "errorDetail" in chunk:
                 detail = chunk.get("errorDetail") or {}
                 raise _registry_error(registry, str(detail.get("message") or chunk.get("error")))

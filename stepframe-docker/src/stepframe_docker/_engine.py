@@ -87,7 +87,9 @@ def inspect_image(client: docker.DockerClient, reference: str) -> dict[str, Any]
     return dict(api.inspect_image(reference))
 
 
-def inspect_distribution(client: docker.DockerClient, reference: str) -> dict[str, Any]:
+def inspect_distribution(
+    client: docker.DockerClient, reference: str, auth_config: dict[str, str] | None = None
+) -> dict[str, Any]:
     """What the registry says about ``reference``, asked through the engine."""
     api: Any = client.api
-    return dict(api.inspect_distribution(reference))
+    return dict(api.inspect_distribution(reference, auth_config=auth_config))

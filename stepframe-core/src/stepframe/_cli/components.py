@@ -3,7 +3,7 @@
 The commands are generic: a flavor's options come from its attrs config class, so a
 third-party flavor gets the whole CLI without writing any.  ``--instance-type X`` sets
 the config field ``instance_type``; values are parsed by the field's type (numbers,
-booleans, JSON for lists and tables).
+booleans, JSON for lists and tables).  Connectors get ``verify`` instead of ``connect``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from stepframe._cli.errors import reports_errors
-from stepframe._types import ComponentKind
+from stepframe._types import ComponentKind, ResourceRequest
 
 __all__ = ["component_groups", "config_path", "parse_options"]
 
@@ -244,6 +244,29 @@ def _users_of(document: Mapping[str, Any], kind: ComponentKind, name: str) -> li
     return users
 
 
+def _resources_using(
+    document: Mapping[str, Any], connector: str, flavors: Any
+) -> list[ResourceRequest]:
+    """What the components that authenticate through ``connector`` need it for."""
+    from stepframe._config.stacks import TABLES, build_component
+
+    resources = [ResourceRequest("generic")]
+    kinds = {
+        ComponentKind.ARTIFACT_STORE: ("object_store", "path"),
+        ComponentKind.CONTAINER_REGISTRY: ("container_registry", "uri"),
+    }
+    for kind, (resource_kind, field) in kinds.items():
+        for name, table in document.get(TABLES[kind], {}).items():
+            if _plain(table).get("connector") != connector:
+                continue
+            component = build_component(kind, name, table, flavors)
+            resource_id = getattr(component.config, field, None)
+            request = ResourceRequest(resource_kind, str(resource_id) if resource_id else None)
+            if request not in resources:
+                resources.append(request)
+    return resources
+
+
 _FLAVOR_OPTIONS = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
@@ -347,7 +370,28 @@ def _make_group(kind: ComponentKind) -> click.Group:
             remove_table(document, TABLES[kind], name)
         click.echo(f"deleted {noun} {name!r}")
 
-    if kind is not ComponentKind.CONNECTOR:
+    if kind is ComponentKind.CONNECTOR:
+
+        @group.command(
+            help="Authenticate through a connector and check, read-only, every resource the "
+            "components using it need; print who it authenticated as."
+        )
+        @click.argument("name")
+        @reports_errors
+        def verify(name: str) -> None:
+            from stepframe._config.stacks import find_component
+            from stepframe._config.toml_file import read_toml
+
+            document = read_toml(config_path())
+            plugins = _plugins()
+            connector = find_component(document, kind, name, plugins.flavors, "connector verify")
+            resources = _resources_using(document, name, plugins.flavors)
+            report = plugins.hooks.verify_connector(connector, resources)
+            click.echo(f"connector {name!r} authenticated as {report.identity}")
+            for line in report.checks:
+                click.echo(f"  {line}")
+
+    else:
 
         @group.command(help=f"Make a {noun} authenticate through a connector.")
         @click.argument("name")

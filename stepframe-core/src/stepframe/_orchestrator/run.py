@@ -32,7 +32,8 @@ from stepframe._pipeline.pipeline import PipelineSpec
 from stepframe._pipeline.step import EMPTY
 from stepframe._plugins.manager import Plugins, activated, get_plugins
 from stepframe._project import Project
-from stepframe._stack import project_stack
+from stepframe._stack import connector_credentials, project_stack
+from stepframe._types import ResourceRequest
 from stepframe.exceptions import RunCancelled, RunFailed, UsageError
 
 __all__ = ["RunResult", "StepOutcome", "default_max_parallel", "plan_rows", "run_pipeline"]
@@ -163,7 +164,13 @@ def run_pipeline(
         raise
 
     with activated(plugins):
-        store = plugins.hooks.open_artifact_store(stack_used.artifact_store_uri, None)
+        store_credentials = connector_credentials(
+            stack_used,
+            stack_used.artifact_store,
+            ResourceRequest("object_store", stack_used.artifact_store_uri),
+            plugins.hooks,
+        )
+        store = plugins.hooks.open_artifact_store(stack_used.artifact_store_uri, store_credentials)
         registry = MaterializerRegistry(plugins.materializers)
         # Before the history is opened: a constant that cannot be stored is a usage
         # error, and must not leave a database (or a run row) behind.

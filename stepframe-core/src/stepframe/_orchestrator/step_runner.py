@@ -24,6 +24,7 @@ from stepframe._manifests import (
     write_manifest,
 )
 from stepframe._orchestrator.follow import follow_job
+from stepframe._stack import connector_credentials
 from stepframe._types import (
     ArtifactRef,
     Component,
@@ -234,24 +235,31 @@ class StepRunner:
                 f"container image, but stack {ctx.stack.name!r} has no image builder; add one "
                 "(`stepframe stack register ... -i BUILDER`)"
             )
+        registry = ctx.stack.container_registry
         request = ImageRequest(
             code_root=ctx.spec.code_root,
-            target_registry=ctx.stack.container_registry,
+            target_registry=registry,
             settings=self.merged_settings.get(builder.flavor),
         )
+        if registry is not None:
+            hooks = ctx.plugins.hooks
+            address = getattr(registry.config, "uri", None)
+            login = connector_credentials(
+                ctx.stack, registry, ResourceRequest("container_registry", address), hooks
+            )
+            generic = connector_credentials(ctx.stack, registry, ResourceRequest("generic"), hooks)
+
+            def prepare(repository: str) -> None:
+                hooks.prepare_repository(registry, repository, generic)
+
+            request = attrs.evolve(request, registry_credentials=login, prepare_repository=prepare)
         return ctx.plugins.hooks.build_image(request, builder)
 
     def _authenticate(self) -> Credentials | None:
-        name = self.operator.connector
-        if name is None:
-            return None
-        connector = self.context.stack.connectors.get(name)
-        if connector is None:
-            raise ConfigError(
-                f"step operator {self.operator.name!r} uses connector {name!r}, which stack "
-                f"{self.context.stack.name!r} does not define"
-            )
-        return self.context.plugins.hooks.authenticate(connector, ResourceRequest("generic"))
+        ctx = self.context
+        return connector_credentials(
+            ctx.stack, self.operator, ResourceRequest("generic"), ctx.plugins.hooks
+        )
 
     def _follow(self, handle: JobHandle) -> JobStatus:
         """Poll until the job ends, streaming its logs; give up shortly after a cancel."""

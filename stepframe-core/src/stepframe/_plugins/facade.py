@@ -14,6 +14,7 @@ import pluggy
 from stepframe._artifacts.store import ArtifactStore
 from stepframe._types import (
     Component,
+    ConnectorReport,
     Credentials,
     ImageRef,
     ImageRequest,
@@ -69,6 +70,26 @@ class Hooks:
         if value is None:
             raise _nobody("authenticate", who)
         return _checked("authenticate", value, Credentials, who)
+
+    def prepare_repository(
+        self, registry: Component, repository: str, credentials: Credentials | None
+    ) -> None:
+        """Let the registry's flavor create ``repository``; no answer means nothing to do."""
+        self._hook.prepare_repository(
+            registry=registry, repository=repository, credentials=credentials
+        )
+
+    def verify_connector(
+        self, connector: Component, resources: list[ResourceRequest]
+    ) -> ConnectorReport:
+        who = f"connector {connector.name!r} (flavor {connector.flavor!r})"
+        value = self._hook.verify_connector(connector=connector, resources=resources)
+        if value is None:
+            raise PluginError(
+                f"no installed plugin can verify {who}; its plugin does not implement "
+                "verify_connector"
+            )
+        return _checked("verify_connector", value, ConnectorReport, who)
 
     def submit_step(
         self, launch: Launch, operator: Component, credentials: Credentials | None

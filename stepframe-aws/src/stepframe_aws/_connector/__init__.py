@@ -1,0 +1,1 @@
+"""The ``aws`` connector: credentials for boto3, S3 and ECR from one configured identity."""

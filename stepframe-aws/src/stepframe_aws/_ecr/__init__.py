@@ -1,0 +1,1 @@
+"""The ``ecr`` container registry: repositories created on demand, logins from the connector."""

@@ -1,0 +1,1 @@
+"""The ``sagemaker`` step operator: one SageMaker training job per step attempt."""
