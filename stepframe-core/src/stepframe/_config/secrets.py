@@ -13,7 +13,6 @@ import re
 import stat
 from pathlib import Path
 
-from stepframe._config.toml_file import _locked
 from stepframe.exceptions import ConfigError
 
 __all__ = [
@@ -126,12 +125,18 @@ class SecretStore:
         if not value:
             raise ConfigError(f"secret {name!r}: refusing to store an empty value")
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Imported here: SecretRef (this module) is imported by every plugin config that
+        # holds a credential, and the TOML machinery would cost each `stepframe` command.
+        from stepframe._config.toml_file import _locked
+
         with _locked(self.path):
             secrets = self._load()
             secrets[name] = value
             self._save(secrets)
 
     def delete(self, name: str) -> None:
+        from stepframe._config.toml_file import _locked
+
         with _locked(self.path):
             secrets = self._load()
             if name not in secrets:
