@@ -2,13 +2,66 @@
 
 from __future__ import annotations
 
+import re
+
 import attrs
 
 from stepframe import SecretRef
 
-__all__ = ["AUTH_METHODS", "AwsConnectorConfig"]
+__all__ = [
+    "AUTH_METHODS",
+    "MAX_SESSION_SECONDS",
+    "MIN_SESSION_SECONDS",
+    "AwsConnectorConfig",
+]
 
 AUTH_METHODS = ("implicit", "secret-key", "sts-token", "iam-role", "session-token")
+
+# STS's own limits for DurationSeconds: checked here so a typo fails at `register`, not
+# in the middle of a run.
+MIN_SESSION_SECONDS = 900
+MAX_SESSION_SECONDS = 43200
+
+# What each method needs, and what it cannot use: a field set for a method that ignores
+# it is almost always a mistake (keys under `implicit`, a role under `secret-key`).
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "implicit": (),
+    "secret-key": ("aws_access_key_id", "aws_secret_access_key"),
+    "sts-token": ("aws_access_key_id", "aws_secret_access_key"),
+    "iam-role": ("aws_access_key_id", "aws_secret_access_key", "role_arn"),
+    "session-token": ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"),
+}
+_KEYS = ("aws_access_key_id", "aws_secret_access_key")
+_REFUSES: dict[str, tuple[str, ...]] = {
+    "implicit": (*_KEYS, "aws_session_token"),
+    "secret-key": ("aws_session_token", "role_arn", "profile"),
+    "sts-token": ("aws_session_token", "role_arn", "profile"),
+    "iam-role": ("aws_session_token", "profile"),
+    "session-token": ("role_arn", "profile"),
+}
+_ROLE_ONLY = ("external_id", "session_policy")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
+
+
+def _duration(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not MIN_SESSION_SECONDS <= value <= MAX_SESSION_SECONDS:
+        raise ValueError(
+            f"must be between {MIN_SESSION_SECONDS} and {MAX_SESSION_SECONDS} seconds "
+            f"(STS's limits), not {value}"
+        )
+
+
+def _session_name(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not _SESSION_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a role session name: 2-64 characters of letters, digits and +=,.@-_"
+        )
+
+
+def _role_arn(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None and not _ROLE_ARN.match(value):
+        raise ValueError(f"{value!r} is not a role ARN; expected arn:aws:iam::ACCOUNT:role/NAME")
 
 
 @attrs.frozen
@@ -37,11 +90,48 @@ class AwsConnectorConfig:
     region: str | None = None
     endpoint_url: str | None = None
     profile: str | None = None
-    role_arn: str | None = None
-    role_session_name: str = "stepframe"
+    role_arn: str | None = attrs.field(default=None, validator=_role_arn)
+    role_session_name: str = attrs.field(default="stepframe", validator=_session_name)
     external_id: str | None = None
-    session_duration_seconds: int = 3600
+    session_duration_seconds: int = attrs.field(default=3600, validator=_duration)
     session_policy: str | None = None
     aws_access_key_id: SecretRef | None = None
     aws_secret_access_key: SecretRef | None = None
     aws_session_token: SecretRef | None = None
+
+    def __attrs_post_init__(self) -> None:
+        # Cross-field rules: each names the method, the field and what to do instead.
+        method = self.auth_method
+        missing = [name for name in _NEEDS[method] if getattr(self, name) is None]
+        if missing:
+            raise ValueError(
+                f"auth_method {method!r} needs {', '.join(missing)} (secrets by name: "
+                "`stepframe secret set NAME`, then --aws-access-key-id NAME ...)"
+            )
+        refused = [name for name in _REFUSES[method] if getattr(self, name) is not None]
+        if self.role_arn is None:
+            refused += [name for name in _ROLE_ONLY if getattr(self, name) is not None]
+        if refused:
+            raise ValueError(
+                f"auth_method {method!r} does not use {', '.join(refused)}; "
+                + _instead(method, refused)
+            )
+        if self.session_policy is not None and not self.session_policy.lstrip().startswith("{"):
+            raise ValueError("session_policy must be a JSON policy document ({...})")
+
+    @property
+    def assumes_role(self) -> bool:
+        """Whether this connector assumes ``role_arn`` on top of its base credentials."""
+        return self.role_arn is not None
+
+
+def _instead(method: str, refused: list[str]) -> str:
+    if "role_arn" in refused:
+        return "to assume a role from keys use auth_method 'iam-role'"
+    if method == "implicit":
+        return "to authenticate with stored keys use auth_method 'secret-key' (or 'iam-role')"
+    if "aws_session_token" in refused:
+        return "temporary keys with a token use auth_method 'session-token'"
+    if "profile" in refused:
+        return "a named profile is read by auth_method 'implicit'"
+    return "external_id and session_policy apply only when role_arn is set"
