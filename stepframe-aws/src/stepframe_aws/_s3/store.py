@@ -1,0 +1,249 @@
+"""The ``s3`` artifact store: write-once objects below an ``s3://BUCKET/PREFIX`` root.
+
+Like the local store it only moves bytes: `stepframe._artifacts.io` hashes everything
+written and read, records the sha256 in the `ArtifactRef` and checks it on every load,
+on top of any store.  On the wire, botocore adds its own checksums (CRC32 on uploads).
+
+A store's root holds a marker object, ``PREFIX/.stepframe-artifact-store``, written when
+the root is first opened.  A job opens the store by its launch manifest's URI, deep
+below the root; the nearest marker above that URI says where the root is, the same way
+the local store finds its root directory.
+
+Works on the client, with the connector's (possibly refreshable) credentials, and inside
+job containers with none: boto3's default chain then finds the job's role, and
+``AWS_ENDPOINT_URL`` (boto3 reads it itself) points it at another endpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+from stepframe import ArtifactStore, ConnectorError
+from stepframe.exceptions import ArtifactError, ArtifactNotFoundError
+from stepframe_aws._errors import error_code
+from stepframe_aws._s3.errors import client_error, missing_bucket, s3_errors
+from stepframe_aws._s3.streams import (
+    DEFAULT_PART_SIZE,
+    MultipartWriter,
+    ObjectReader,
+    exists_error,
+)
+from stepframe_aws._s3.uri import RESERVED_PREFIX, S3Location, parse_s3_uri
+
+if TYPE_CHECKING:
+    from stepframe import Credentials
+
+__all__ = ["STORE_MARKER", "S3ArtifactStore", "s3_client"]
+
+#: The object at a store's root that tells where object URIs' store starts.
+STORE_MARKER = f"{RESERVED_PREFIX}artifact-store"
+_MARKER_TEXT = b"This prefix is a stepframe artifact store.\n"
+# What S3 answers a HEAD of a key that is not there: 404, or 403 when the caller may
+# read objects but not list the bucket (S3 then hides whether the key exists).
+_ABSENT = frozenset({"404", "NoSuchKey", "NotFound"})
+_HIDDEN = "403"
+
+
+def s3_client(credentials: Credentials | None) -> Any:
+    """A boto3 S3 client: the connector's credentials, or the default chain if None."""
+    from stepframe_aws._session import client
+
+    config = importlib.import_module("botocore.config").Config(
+        # Adaptive back-off on throttling (503 SlowDown) and 5xx, a few more tries than
+        # the legacy default, and keep-alive for long multipart uploads.
+        retries={"mode": "standard", "max_attempts": 6},
+        tcp_keepalive=True,
+        connect_timeout=15,
+        read_timeout=120,
+    )
+    return client("s3", credentials, config=config)
+
+
+class S3ArtifactStore(ArtifactStore):
+    """Write-once objects in S3 below a root ``s3://BUCKET[/PREFIX]``.
+
+    :param root_uri: the store's root.
+    :param client: the boto3 S3 client to use (`s3_client`); made from ``credentials``
+        when None.
+    :param credentials: from the store's connector, or None for boto3's default chain.
+    :param part_size: bytes per upload part, and so roughly the memory one write needs;
+        at least 5 MiB (S3's minimum).  Objects up to one part go up in a single PUT.
+    """
+
+    def __init__(
+        self,
+        root_uri: str,
+        *,
+        client: Any = None,
+        credentials: Credentials | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+    ) -> None:
+        self.root = parse_s3_uri(root_uri)
+        super().__init__(self.root.uri)
+        self.client = client if client is not None else s3_client(credentials)
+        self.part_size = part_size
+
+    @classmethod
+    def open(
+        cls, uri: str, credentials: Credentials | None, *, part_size: int = DEFAULT_PART_SIZE
+    ) -> S3ArtifactStore:
+        """The store that ``uri``, a store root or an object in one, belongs to.
+
+        The nearest marker at or above ``uri`` gives the root.  Failing that, an existing
+        object belongs to a store rooted at its bucket, and anything else becomes a root
+        itself: its marker is written, so that object URIs below it find it later.
+
+        :raises ConfigError: the bucket does not exist.
+        """
+        location = parse_s3_uri(uri)
+        client = s3_client(credentials)
+        root = _find_root(client, location)
+        return cls(root.uri, client=client, part_size=part_size)
+
+    # ---- addressing -----------------------------------------------------------------
+
+    def location_for(self, uri: str) -> S3Location:
+        """The bucket and key of an object URI; refuses URIs outside this store."""
+        location = parse_s3_uri(uri)
+        root = self.root
+        inside = location.bucket == root.bucket and (
+            location.key.startswith(f"{root.key}/") if root.key else bool(location.key)
+        )
+        if not inside:
+            raise ArtifactError(
+                f"{uri} is outside the artifact store at {self.root_uri}; open the store "
+                "that URI belongs to, or build URIs with store.uri_for()"
+            )
+        if location.key.rpartition("/")[2].startswith(RESERVED_PREFIX):
+            raise ArtifactError(
+                f"{uri}: names starting with {RESERVED_PREFIX!r} are reserved for "
+                "stepframe's own objects; choose another object name"
+            )
+        return location
+
+    # ---- the ArtifactStore interface ------------------------------------------------
+
+    def open_write(self, uri: str) -> AbstractContextManager[BinaryIO]:
+        return self._write(self.location_for(uri))
+
+    @contextlib.contextmanager
+    def _write(self, location: S3Location) -> Iterator[BinaryIO]:
+        # Fail before the caller produces anything; the conditional write at the end
+        # settles races between two writers of the same key.
+        if self._head(location) is not None:
+            raise exists_error(location.uri)
+        writer = MultipartWriter(self.client, location, self.part_size)
+        try:
+            yield cast(BinaryIO, writer)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def open_read(self, uri: str) -> AbstractContextManager[BinaryIO]:
+        location = self.location_for(uri)
+        doing = f"reading {uri}"
+        with s3_errors(doing, location.bucket):
+            try:
+                response = self.client.get_object(Bucket=location.bucket, Key=location.key)
+            except client_error() as error:
+                code = error_code(error)
+                if code == "NoSuchBucket":  # reads promise ArtifactNotFoundError
+                    message = str(missing_bucket(location.bucket, doing))
+                    raise ArtifactNotFoundError(message) from None
+                if code in _ABSENT:
+                    raise ArtifactNotFoundError(
+                        f"no artifact is stored at {uri}; it was never written or was "
+                        "deleted (re-run the step that produces it)"
+                    ) from None
+                raise
+        return cast(BinaryIO, ObjectReader(self.client, location, response))
+
+    def exists(self, uri: str) -> bool:
+        return self._head(self.location_for(uri)) is not None
+
+    def list(self, prefix_uri: str) -> Iterator[str]:
+        """Object URIs whose key starts with ``prefix_uri``'s, in S3's (sorted) order.
+
+        As in S3, the prefix need not end at a "folder": ``.../runs/ab`` lists
+        ``.../runs/abc/out`` too.
+        """
+        location = parse_s3_uri(prefix_uri)
+        if location != self.root:
+            self.location_for(prefix_uri)  # refuses prefixes outside the store
+        prefix = location.key
+        if prefix and (location == self.root or prefix_uri.endswith("/")):
+            prefix += "/"
+        paginator = self.client.get_paginator("list_objects_v2")
+        with s3_errors(f"listing {prefix_uri}", location.bucket):
+            for page in paginator.paginate(Bucket=location.bucket, Prefix=prefix):
+                for item in page.get("Contents", ()):
+                    key = str(item["Key"])
+                    if not any(part.startswith(RESERVED_PREFIX) for part in key.split("/")):
+                        yield S3Location(location.bucket, key).uri
+
+    # ---- helpers --------------------------------------------------------------------
+
+    def _head(self, location: S3Location) -> dict[str, Any] | None:
+        """HeadObject's answer, or None when nothing is stored at ``location``."""
+        with s3_errors(f"checking {location.uri}", location.bucket):
+            try:
+                return cast(
+                    "dict[str, Any]",
+                    self.client.head_object(Bucket=location.bucket, Key=location.key),
+                )
+            except client_error() as error:
+                code = error_code(error)
+                if code in _ABSENT:
+                    return None
+                if code == _HIDDEN:
+                    raise ConnectorError(
+                        f"checking {location.uri}: S3 answered 403 Forbidden. The "
+                        "credentials need s3:GetObject on the store's prefix and "
+                        f"s3:ListBucket on bucket {location.bucket!r} (without it, S3 "
+                        "answers 403 for missing objects too)"
+                    ) from None
+                raise
+
+
+def _find_root(client: Any, location: S3Location) -> S3Location:
+    """The root of the store ``location`` is in; see `S3ArtifactStore.open`."""
+    for candidate in location.ancestors():
+        if _has_object(client, candidate.child(STORE_MARKER)):
+            return candidate
+    if location.key and _has_object(client, location):
+        return S3Location(location.bucket)
+    _create_marker(client, location)
+    return location
+
+
+def _has_object(client: Any, location: S3Location) -> bool:
+    """Whether an object is at ``location``; a hidden (403) answer counts as no."""
+    with s3_errors(f"checking {location.uri}", location.bucket):
+        try:
+            client.head_object(Bucket=location.bucket, Key=location.key)
+        except client_error() as error:
+            if error_code(error) in _ABSENT or error_code(error) == _HIDDEN:
+                return False
+            raise
+    return True
+
+
+def _create_marker(client: Any, root: S3Location) -> None:
+    """Mark ``root`` as a store's root.  Credentials that may not write there (a read-only
+    user looking at runs) still get the store: the marker only helps jobs find it."""
+    marker = root.child(STORE_MARKER)
+    with s3_errors(f"opening the artifact store {root.uri}", root.bucket):
+        try:
+            client.put_object(
+                Bucket=marker.bucket, Key=marker.key, Body=_MARKER_TEXT, IfNoneMatch="*"
+            )
+        except client_error() as error:
+            code = error_code(error)
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "AccessDenied"):
+                return  # another process marked it first, or we may only read
+            raise

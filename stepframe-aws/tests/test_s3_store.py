@@ -1,0 +1,290 @@
+"""The ``s3`` artifact store against moto's S3: the conformance kit, then what S3 adds.
+
+moto runs in its own process here, not in the test process like the other AWS tests:
+moto keeps every object in memory and joins multipart uploads in one buffer, so in the
+test process tracemalloc would count moto's copy of a 64 MiB artifact, not the store's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import subprocess
+import sys
+import time
+import tracemalloc
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from stepframe import ArtifactStore, ConfigError
+from stepframe.exceptions import ArtifactError, ArtifactExistsError, ArtifactNotFoundError
+from stepframe.testing import ArtifactStoreSuite
+from stepframe_aws._s3.store import STORE_MARKER, S3ArtifactStore
+from stepframe_aws._s3.streams import MIN_PART_SIZE, part_size_for
+
+MIB = 1 << 20
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server in a child process (overrides conftest's in-process one)."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with opener.open(f"{endpoint}/moto-api/", timeout=1):
+                break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError("moto's server did not start") from None
+            time.sleep(0.1)
+    try:
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def s3() -> Any:
+    """A plain boto3 client of moto's S3, for setting up and inspecting behind the store."""
+    import boto3
+
+    return boto3.client("s3")
+
+
+@pytest.fixture
+def bucket() -> str:
+    name = f"stepframe-test-{uuid.uuid4().hex[:12]}"
+    s3().create_bucket(Bucket=name)
+    return name
+
+
+def _key(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+class TestS3StoreConformance(ArtifactStoreSuite):
+    scheme = "s3"
+    plugin_names = ("aws",)
+    # The kit's 16 MiB holds: one 8 MiB part buffer on the way up, a 1 MiB read chunk
+    # on the way down, and the materializers' own chunks (measured below, about 10 MiB).
+    max_stream_memory_bytes: ClassVar[int] = 16 * MIB
+
+    def store_uri(self, tmp_path: Path) -> str:
+        name = f"kit-{uuid.uuid4().hex[:12]}"
+        s3().create_bucket(Bucket=name)
+        return f"s3://{name}/team/artifacts"
+
+    def corrupt(self, store: ArtifactStore, uri: str) -> None:
+        bucket, key = _key(uri)
+        client = s3()
+        data = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        data[len(data) // 2] ^= 0xFF
+        client.put_object(Bucket=bucket, Key=key, Body=bytes(data))
+
+
+# ---- streaming: parts and memory ------------------------------------------------------
+
+
+def _pattern(number: int, block: bytes) -> bytes:
+    """1 MiB block ``number`` of a large artifact: distinct, so a misplaced part shows."""
+    return number.to_bytes(8, "big") + block[8:]
+
+
+def _parts_count(bucket: str, key: str) -> int:
+    """How many parts S3 assembled the object from (1 for a single PUT).
+
+    Read from S3 itself two ways: the ETag of a multipart object ends in ``-N``, and
+    HeadObject with a part number reports the object's part count.
+    """
+    client = s3()
+    etag = client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+    from_etag = int(etag.rpartition("-")[2]) if "-" in etag else 1
+    from_head = client.head_object(Bucket=bucket, Key=key, PartNumber=1).get("PartsCount", 1)
+    assert from_etag == from_head, (etag, from_head)
+    return from_etag
+
+
+def test_a_large_artifact_goes_up_in_parts_and_down_in_bounded_memory(bucket: str) -> None:
+    size_mib = 96
+    store = S3ArtifactStore.open(f"s3://{bucket}/big", None)
+    uri = store.uri_for("runs", "r1", "model.bin")
+    block = random.Random(7).randbytes(MIB)
+    written = hashlib.sha256()
+
+    tracemalloc.start()
+    try:
+        with store.open_write(uri) as stream:
+            for number in range(size_mib):
+                chunk = _pattern(number, block)
+                written.update(chunk)
+                stream.write(chunk)
+                del chunk
+        _, write_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        read = hashlib.sha256()
+        total = 0
+        with store.open_read(uri) as stream:
+            while chunk := stream.read(MIB):
+                read.update(chunk)
+                total += len(chunk)
+        _, read_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert total == size_mib * MIB
+    assert read.hexdigest() == written.hexdigest(), "the artifact came back different"
+    # 96 MiB in 8 MiB parts: 12 parts, assembled by S3.
+    assert _parts_count(*_key(uri)) == size_mib * MIB // store.part_size == 12
+    # Writing holds one part (plus the caller's 1 MiB blocks); reading, the chunks asked for.
+    assert write_peak < store.part_size + 3 * MIB, f"write peaked at {write_peak / MIB:.1f} MiB"
+    assert read_peak < 4 * MIB, f"read peaked at {read_peak / MIB:.1f} MiB"
+    print(
+        f"\n96 MiB artifact: 12 parts; peak Python memory writing {write_peak / MIB:.1f} MiB, "
+        f"reading {read_peak / MIB:.1f} MiB"
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "parts"),
+    [
+        (0, 1),
+        (100, 1),
+        (MIN_PART_SIZE, 1),  # exactly one part: a single PUT, no multipart upload
+        (MIN_PART_SIZE + 1, 2),  # one byte more: two parts, the last one byte long
+        (3 * MIN_PART_SIZE, 3),
+    ],
+)
+def test_objects_around_the_part_size(bucket: str, size: int, parts: int) -> None:
+    store = S3ArtifactStore(f"s3://{bucket}/edges", part_size=MIN_PART_SIZE)
+    uri = store.uri_for(f"object-{size}")
+    data = random.Random(size).randbytes(size)
+    with store.open_write(uri) as stream:
+        # Odd-sized writes, so parts never line up with them.
+        for start in range(0, size, 1_000_003):
+            stream.write(data[start : start + 1_000_003])
+    with store.open_read(uri) as stream:
+        assert stream.read() == data
+    assert _parts_count(*_key(uri)) == parts
+
+
+def test_part_sizes_grow_so_any_s3_object_fits_in_10000_parts() -> None:
+    base = 8 * MIB
+    sizes = [part_size_for(number, base) for number in range(1, 10_001)]
+    assert sizes[0] == sizes[999] == base and sizes[1000] == 2 * base
+    assert sum(sizes) >= 5 * (1 << 40), "S3's largest object (5 TiB) would not fit"
+
+
+# ---- write-once, failures, missing things ---------------------------------------------
+
+
+def _uploads_in_progress(bucket: str) -> list[Any]:
+    return list(s3().list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+
+
+@pytest.mark.parametrize("size", [10, 2 * MIN_PART_SIZE + 1], ids=["put", "multipart"])
+def test_of_two_racing_writers_exactly_one_wins(bucket: str, size: int) -> None:
+    """Both pass the early existence check; the conditional PUT or Complete decides."""
+    store = S3ArtifactStore(f"s3://{bucket}/race", part_size=MIN_PART_SIZE)
+    uri = store.uri_for("out")
+    slow, fast = store.open_write(uri), store.open_write(uri)
+    slow.__enter__().write(b"s" * size)
+    fast.__enter__().write(b"f" * size)
+    fast.__exit__(None, None, None)  # commits first: wins
+    with pytest.raises(ArtifactExistsError, match="write-once"):
+        slow.__exit__(None, None, None)
+    with store.open_read(uri) as stream:
+        assert stream.read() == b"f" * size
+    assert _uploads_in_progress(bucket) == [], "the loser's multipart upload was not aborted"
+
+
+def test_a_failed_multipart_write_is_aborted(bucket: str) -> None:
+    store = S3ArtifactStore(f"s3://{bucket}/fail", part_size=MIN_PART_SIZE)
+    uri = store.uri_for("out")
+    with pytest.raises(RuntimeError, match="producer broke"), store.open_write(uri) as stream:
+        stream.write(b"x" * (2 * MIN_PART_SIZE + 1))  # two parts are already in S3
+        assert _uploads_in_progress(bucket), "expected a multipart upload in progress"
+        raise RuntimeError("producer broke")
+    assert not store.exists(uri)
+    assert _uploads_in_progress(bucket) == [], "the multipart upload was left behind"
+
+
+def test_a_missing_bucket_is_named_with_the_fix() -> None:
+    with pytest.raises(ConfigError) as caught:
+        S3ArtifactStore.open("s3://no-such-bucket-here/artifacts", None)
+    message = str(caught.value)
+    assert "'no-such-bucket-here' does not exist" in message
+    assert "aws s3 mb s3://no-such-bucket-here" in message
+    assert "stepframe artifact-store update" in message
+
+
+def test_reading_from_a_bucket_deleted_since_the_store_opened(bucket: str) -> None:
+    store = S3ArtifactStore.open(f"s3://{bucket}", None)
+    client = s3()
+    client.delete_object(Bucket=bucket, Key=STORE_MARKER)
+    client.delete_bucket(Bucket=bucket)
+    with pytest.raises(ArtifactNotFoundError, match=f"bucket '{bucket}' does not exist"):
+        store.open_read(store.uri_for("anything")).__enter__()
+    with pytest.raises(ConfigError, match=f"bucket '{bucket}' does not exist"):
+        with store.open_write(store.uri_for("anything")) as stream:
+            stream.write(b"data")
+
+
+# ---- finding the root -------------------------------------------------------------------
+
+
+def test_a_job_finds_the_root_from_a_deep_object_uri(bucket: str) -> None:
+    root = S3ArtifactStore.open(f"s3://{bucket}/team/artifacts", None)
+    assert s3().head_object(Bucket=bucket, Key=f"team/artifacts/{STORE_MARKER}")
+    manifest = root.uri_for("runs", "r1", "train", "attempt-1", "launch.json")
+    with root.open_write(manifest) as stream:
+        stream.write(b"{}")
+    job = S3ArtifactStore.open(manifest, None)
+    assert job.root_uri == root.root_uri == f"s3://{bucket}/team/artifacts"
+    # The job reaches its siblings: another step's outputs, its own result.
+    sibling = root.uri_for("runs", "r1", "prepare", "attempt-1", "outputs", "data")
+    with root.open_write(sibling) as stream:
+        stream.write(b"data")
+    with job.open_read(sibling) as stream:
+        assert stream.read() == b"data"
+    assert list(job.list(job.root_uri)) == [sibling, manifest]  # the marker is not listed
+
+
+def test_an_object_outside_any_marked_store_opens_its_bucket(bucket: str) -> None:
+    s3().put_object(Bucket=bucket, Key="elsewhere/launch.json", Body=b"{}")
+    store = S3ArtifactStore.open(f"s3://{bucket}/elsewhere/launch.json", None)
+    assert store.root_uri == f"s3://{bucket}"
+    assert store.exists(f"s3://{bucket}/elsewhere/launch.json")
+
+
+def test_uris_outside_the_store_and_reserved_names_are_refused(bucket: str) -> None:
+    store = S3ArtifactStore.open(f"s3://{bucket}/team", None)
+    for uri in (f"s3://{bucket}/other/x", f"s3://{bucket}/teamx/y", "s3://another-bucket/team/x"):
+        with pytest.raises(ArtifactError, match="outside the artifact store"):
+            store.exists(uri)
+    with pytest.raises(ArtifactError, match="reserved"):
+        store.open_write(store.uri_for("runs", STORE_MARKER))
+    with pytest.raises(ArtifactError, match="not an s3:// URI"):
+        S3ArtifactStore.open("gs://bucket/x", None)
