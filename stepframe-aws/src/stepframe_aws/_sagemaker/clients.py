@@ -23,7 +23,8 @@ __all__ = ["RETRIES", "Use", "cached_client", "clear_clients"]
 Use = Literal["submit", "poll", "logs", "stop"]
 
 # botocore's "standard" retry mode: exponential backoff with jitter on throttling,
-# 5xx and connection errors.  max_attempts counts the first try.
+# 5xx and connection errors.  These are total attempts, the first try included
+# (botocore's ``total_max_attempts``; its ``max_attempts`` would count retries only).
 RETRIES: dict[str, int] = {
     # CreateTrainingJob with a unique name: a retry after a lost answer meets
     # ResourceInUse, which submit() handles, so a few attempts are safe.
@@ -66,7 +67,7 @@ def cached_client(use: Use, credentials: Credentials | None, region: str | None)
             return found
     from botocore.config import Config
 
-    config = Config(retries={"mode": "standard", "max_attempts": RETRIES[use]})
+    config = Config(retries={"mode": "standard", "total_max_attempts": RETRIES[use]})
     made = make_client(_SERVICES.get(use, "logs"), credentials, region=region, config=config)
     with _lock:
         # Another thread may have made one meanwhile; keep the first so that event

@@ -1,0 +1,480 @@
+"""The ``sagemaker`` operator's submit, poll and cancel against moto's SageMaker, S3 and
+CloudWatch Logs (real botocore, real HTTP; moto never runs the container, so the tests
+move each training job through its states through moto's own backend objects)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from stepframe import (
+    Component,
+    ComponentKind,
+    Credentials,
+    ImageRef,
+    JobHandle,
+    JobState,
+    JobStatus,
+    Launch,
+    ResourceRequest,
+    StepframeError,
+)
+from stepframe_aws._sagemaker import jobs
+from stepframe_aws._sagemaker.clients import cached_client, clear_clients
+from stepframe_aws._sagemaker.config import SageMakerOperatorConfig, SageMakerSettings
+from stepframe_aws._sagemaker.status import MAX_DESCRIBES_PER_MINUTE
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/stepframe-sagemaker"
+BUCKET = "stepframe-jobs"
+DIGEST = "sha256:" + "cd" * 32
+RUN = "20260101-000000-abcdef"
+MANIFEST = f"s3://{BUCKET}/store/runs/{RUN}/train/attempt-1/launch.json"
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+
+# ---- moto helpers ------------------------------------------------------------------------
+
+
+def _moto(endpoint: str, path: str, method: str = "GET") -> bytes:
+    request = urllib.request.Request(f"{endpoint}{path}", method=method)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request) as answer:
+        return bytes(answer.read())
+
+
+class Recording:
+    """moto's request recorder: every request the server got while it ran."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+    def requests(self, target: str) -> list[dict[str, Any]]:
+        """JSON bodies of the requests whose ``X-Amz-Target`` ends in ``target``."""
+        found = []
+        for line in _moto(self.endpoint, "/moto-api/recorder/download-recording").splitlines():
+            entry = json.loads(line)
+            headers = {k.lower(): v for k, v in entry["headers"].items()}
+            if not headers.get("x-amz-target", "").endswith(f".{target}"):
+                continue
+            body = entry["body"]
+            raw = base64.b64decode(body) if entry["body_encoded"] else body.encode()
+            found.append(json.loads(raw))
+        return found
+
+
+@pytest.fixture
+def recording(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Recording]:
+    from moto.moto_api import recorder
+
+    # The recorder writes to a file named relative to the working directory by default.
+    monkeypatch.setattr(recorder, "_location", str(tmp_path / "moto-recording.jsonl"))
+    _moto(moto_endpoint, "/moto-api/recorder/reset-recording", "POST")
+    _moto(moto_endpoint, "/moto-api/recorder/start-recording", "POST")
+    yield Recording(moto_endpoint)
+    _moto(moto_endpoint, "/moto-api/recorder/stop-recording", "POST")
+
+
+@pytest.fixture(autouse=True)
+def fresh_clients() -> Iterator[None]:
+    """Kept clients carry the event hooks a test registers: none outlives its test."""
+    clear_clients()
+    yield
+    clear_clients()
+
+
+def training_job(name: str) -> Any:
+    """moto's in-process object for a training job, to move it through its states."""
+    from moto.backends import get_backend
+
+    return get_backend("sagemaker")[ACCOUNT][REGION].training_jobs[name]
+
+
+def set_status(name: str, primary: str, secondary: str, message: str = "", **extra: Any) -> None:
+    job = training_job(name)
+    job.training_job_status = primary
+    job.secondary_status = secondary
+    job.secondary_status_transitions = [
+        *[t for t in job.secondary_status_transitions if t["Status"] != secondary],
+        {"Status": secondary, "StartTime": time.time(), "StatusMessage": message},
+    ]
+    for key, value in extra.items():
+        setattr(job, key, value)
+
+
+def write_logs(stream: str, *messages: str) -> None:
+    import boto3
+
+    logs = boto3.client("logs", region_name=REGION)
+    try:
+        logs.create_log_group(logGroupName=LOG_GROUP)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    try:
+        logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    now = int(time.time() * 1000)
+    logs.put_log_events(
+        logGroupName=LOG_GROUP,
+        logStreamName=stream,
+        logEvents=[{"timestamp": now + i, "message": text} for i, text in enumerate(messages)],
+    )
+
+
+class FakeClock:
+    """UNIX time that moves only when told, for the polling schedule."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def throttle_first(client: Any, operation: str, times: int) -> list[str]:
+    """Make ``operation`` answer ThrottlingException ``times`` times, through botocore's
+    event hooks: the retries that follow are botocore's own."""
+    from botocore.awsrequest import AWSResponse
+
+    seen: list[str] = []
+
+    def answer(request: Any, **kwargs: Any) -> Any:
+        seen.append("throttled" if len(seen) < times else "sent")
+        if seen[-1] == "sent":
+            return None
+        body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"})
+        return AWSResponse(
+            request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, _Raw(body.encode())
+        )
+
+    client.meta.events.register(
+        f"before-send.{client.meta.service_model.service_name}.{operation}", answer
+    )
+    return seen
+
+
+class _Raw:
+    """The raw body an AWSResponse reads its content from."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **kwargs: Any) -> Iterator[bytes]:
+        yield self.data
+
+
+# ---- submitting --------------------------------------------------------------------------
+
+
+OPERATOR = Component(
+    kind=ComponentKind.STEP_OPERATOR,
+    name="sm",
+    flavor="sagemaker",
+    config=SageMakerOperatorConfig(execution_role=ROLE, environment={"OWNER": "ops"}),
+)
+
+
+def make_launch(settings: SageMakerSettings | None = None, **changes: Any) -> Launch:
+    launch = Launch(
+        run_id=RUN,
+        pipeline="fit",
+        step="train",
+        attempt=1,
+        job_name=f"fit-train-{RUN}-1",
+        manifest_uri=MANIFEST,
+        result_uri=MANIFEST.replace("launch.json", "result.json"),
+        command=("python", "-m", "stepframe.entrypoint", MANIFEST),
+        environment={"STEPFRAME_LAUNCH_MANIFEST": MANIFEST},
+        settings=settings or SageMakerSettings(),
+        image=ImageRef(f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/fit:abc123", DIGEST),
+    )
+    return attrs.evolve(launch, **changes)
+
+
+@pytest.fixture
+def submitted() -> JobHandle:
+    handle = jobs.submit(make_launch(), OPERATOR, None)
+    set_status(handle.job_id, "InProgress", "Starting", "Preparing the instances for training")
+    return handle
+
+
+def test_submit_sends_the_checked_request(recording: Recording) -> None:
+    settings = SageMakerSettings(instance_type="ml.c5.xlarge", environment={"LEVEL": "debug"})
+    handle = jobs.submit(make_launch(settings), OPERATOR, None)
+
+    assert handle.flavor == "sagemaker" and handle.operator == "sm"
+    assert handle.job_id == f"fit-train-{RUN}-1"
+    assert handle.data["region"] == REGION
+    assert handle.data["mode"] == "remote"
+    json.dumps(dict(handle.data))  # the run history stores it as JSON
+    (sent,) = recording.requests("CreateTrainingJob")
+    assert sent["AlgorithmSpecification"] == {
+        "TrainingImage": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/fit@{DIGEST}",
+        "TrainingInputMode": "File",
+        "ContainerEntrypoint": ["python", "-m", "stepframe.entrypoint"],
+    }
+    assert sent["Environment"] == {
+        "OWNER": "ops",
+        "LEVEL": "debug",
+        "STEPFRAME_LAUNCH_MANIFEST": MANIFEST,
+    }
+    assert sent["ResourceConfig"]["InstanceType"] == "ml.c5.xlarge"
+    assert sent["OutputDataConfig"] == {"S3OutputPath": f"s3://{BUCKET}/store/sagemaker-output/"}
+    assert sent["RoleArn"] == ROLE
+    # moto stored the job where DescribeTrainingJob finds it.
+    assert training_job(handle.job_id).role_arn == ROLE
+
+
+def test_submit_with_the_connectors_keys(moto_endpoint: str, recording: Recording) -> None:
+    credentials = Credentials(
+        connector="aws",
+        resource=ResourceRequest(),
+        values={
+            "aws_access_key_id": "AKIACONNECTOR",
+            "aws_secret_access_key": "connector-secret",
+            "region": "eu-west-1",
+            "endpoint_url": moto_endpoint,
+        },
+    )
+    handle = jobs.submit(make_launch(), OPERATOR, credentials)
+    assert handle.data["region"] == "eu-west-1"
+    assert recording.requests("CreateTrainingJob")
+    assert "connector-secret" not in json.dumps(recording.requests("CreateTrainingJob"))
+
+
+def test_a_refused_request_sends_nothing(recording: Recording) -> None:
+    from stepframe import ConfigError
+
+    settings = SageMakerSettings(environment={"AWS_ACCESS_KEY_ID": "AKIA"})
+    with pytest.raises(ConfigError, match="client credentials never go into a job"):
+        jobs.submit(make_launch(settings), OPERATOR, None)
+    assert recording.requests("CreateTrainingJob") == []
+
+
+def test_a_retried_create_finds_the_job_its_first_try_made() -> None:
+    launch = make_launch()
+    first = jobs.submit(launch, OPERATOR, None)
+    client = cached_client("submit", None, None)
+    # The first try got through but its answer was lost; AWS answers the retry so:
+    from botocore.awsrequest import AWSResponse
+
+    def in_use(request: Any, **kwargs: Any) -> Any:
+        body = json.dumps({"__type": "ResourceInUse", "Message": "job name in use"})
+        return AWSResponse(request.url, 400, {}, _Raw(body.encode()))
+
+    client.meta.events.register("before-send.sagemaker.CreateTrainingJob", in_use)
+    again = jobs.submit(launch, OPERATOR, None)
+    assert again.job_id == first.job_id
+    assert again.data["arn"] == first.data["arn"]
+
+
+# ---- polling -----------------------------------------------------------------------------
+
+
+def poll_at(
+    handle: JobHandle, cursor: str | None, clock: FakeClock, *, after: float | None = None
+) -> JobStatus:
+    """Poll once the previous status's poll_after has passed on the fake clock."""
+    if after is not None:
+        clock.now += after
+    return jobs.poll(handle, None, cursor, clock=clock)
+
+
+def test_a_job_is_followed_from_start_to_completion(submitted: JobHandle) -> None:
+    name = submitted.job_id
+    clock = FakeClock()
+
+    first = poll_at(submitted, None, clock)
+    assert first.state is JobState.PENDING
+    assert first.detail == "InProgress/Starting: Preparing the instances for training"
+    assert "sagemaker: Starting - Preparing the instances for training" in first.log_lines
+    assert f"sagemaker: training job {name} is InProgress" in first.log_lines
+    assert first.poll_after == pytest.approx(2.0)
+
+    set_status(name, "InProgress", "Training", "Training image download completed.")
+    write_logs(f"{name}/algo-1-1700000000", "loading data", "epoch 1")
+    second = poll_at(submitted, first.cursor, clock, after=first.poll_after)
+    assert second.state is JobState.RUNNING
+    assert second.detail == "InProgress/Training: Training image download completed."
+    assert second.log_lines == (
+        "sagemaker: Training - Training image download completed.",
+        "loading data",
+        "epoch 1",
+    )
+    assert second.poll_after == pytest.approx(3.0)  # backing off
+
+    write_logs(f"{name}/algo-1-1700000000", "epoch 2")
+    third = poll_at(submitted, second.cursor, clock, after=second.poll_after)
+    assert third.log_lines == ("epoch 2",)  # each line once
+
+    write_logs(f"{name}/algo-1-1700000000", "saved")
+    set_status(name, "Completed", "Completed", "Training job completed")
+    last = poll_at(submitted, third.cursor, clock, after=third.poll_after)
+    assert last.state is JobState.SUCCEEDED
+    assert last.poll_after is None
+    assert last.log_lines == (
+        "sagemaker: Completed - Training job completed",
+        "saved",
+        f"sagemaker: training job {name} is Completed",
+    )
+
+
+def test_several_instances_mark_their_lines(submitted: JobHandle) -> None:
+    name = submitted.job_id
+    set_status(name, "InProgress", "Training")
+    write_logs(f"{name}/algo-1-1700000000", "one")
+    write_logs(f"{name}/algo-2-1700000000", "two")
+    status = jobs.poll(submitted, None, None)
+    assert "[algo-1] one" in status.log_lines and "[algo-2] two" in status.log_lines
+
+
+def test_a_failed_job_reports_sagemakers_reason(submitted: JobHandle) -> None:
+    name = submitted.job_id
+    reason = "AlgorithmError: ExecuteUserScriptError: exit code 1"
+    set_status(name, "Failed", "Failed", "Training job failed", failure_reason=reason)
+    status = jobs.poll(submitted, None, None)
+    assert status.state is JobState.FAILED
+    assert status.failure_reason == reason
+    assert f"sagemaker: training job {name} is Failed: {reason}" in status.log_lines
+
+
+def test_a_job_stopped_at_its_time_limit_failed(submitted: JobHandle) -> None:
+    set_status(submitted.job_id, "Stopped", "MaxRuntimeExceeded")
+    status = jobs.poll(submitted, None, None)
+    assert status.state is JobState.FAILED
+    assert status.failure_reason is not None and "max_runtime_seconds" in status.failure_reason
+
+
+def test_throttling_is_retried_and_survived(submitted: JobHandle) -> None:
+    client = cached_client("poll", None, submitted.data["region"])
+    seen = throttle_first(client, "DescribeTrainingJob", times=2)
+    status = jobs.poll(submitted, None, None)
+    assert status.state is JobState.PENDING
+    assert seen == ["throttled", "throttled", "sent"]
+
+
+def test_server_errors_are_retried_too(submitted: JobHandle) -> None:
+    from botocore.awsrequest import AWSResponse
+
+    client = cached_client("poll", None, submitted.data["region"])
+    answers: list[int] = []
+
+    def unavailable(request: Any, **kwargs: Any) -> Any:
+        answers.append(503 if not answers else 200)
+        if answers[-1] == 200:
+            return None
+        return AWSResponse(request.url, 503, {}, _Raw(b"{}"))
+
+    client.meta.events.register("before-send.sagemaker.DescribeTrainingJob", unavailable)
+    assert jobs.poll(submitted, None, None).state is JobState.PENDING
+    assert answers == [503, 200]
+
+
+def test_unreadable_logs_do_not_stop_the_job_being_followed(submitted: JobHandle) -> None:
+    from botocore.awsrequest import AWSResponse
+
+    client = cached_client("logs", None, submitted.data["region"])
+
+    def denied(request: Any, **kwargs: Any) -> Any:
+        body = json.dumps({"__type": "AccessDeniedException", "message": "not allowed"})
+        return AWSResponse(request.url, 400, {}, _Raw(body.encode()))
+
+    client.meta.events.register("before-send.cloudwatch-logs.DescribeLogStreams", denied)
+    clock = FakeClock()
+    first = poll_at(submitted, None, clock)
+    assert first.state is JobState.PENDING
+    problems = [line for line in first.log_lines if "cannot read the job's CloudWatch logs" in line]
+    assert len(problems) == 1 and "logs:DescribeLogStreams" in problems[0]
+    second = poll_at(submitted, first.cursor, clock, after=first.poll_after)
+    assert not any("CloudWatch" in line for line in second.log_lines)  # said once
+
+
+def test_polls_stay_within_the_describe_budget(submitted: JobHandle) -> None:
+    """However often the caller polls (a cancel polls every 0.2 s), DescribeTrainingJob
+    is called at most 12 times a minute; the schedule itself asks for fewer."""
+    set_status(submitted.job_id, "InProgress", "Training")
+    client = cached_client("poll", None, submitted.data["region"])
+    calls: list[float] = []
+    clock = FakeClock()
+    start = clock.now
+    client.meta.events.register(
+        "before-send.sagemaker.DescribeTrainingJob", lambda **kwargs: calls.append(clock.now)
+    )
+    cursor = None
+    while clock.now - start < 180:
+        status = jobs.poll(submitted, None, cursor, clock=clock)
+        cursor = status.cursor
+        assert status.state is JobState.RUNNING
+        assert status.poll_after is not None and status.poll_after > 0
+        clock.now += 0.5  # an impatient caller, ignoring poll_after
+    for minute_start in range(0, 180 - 59, 10):
+        window = [t for t in calls if 0 <= t - start - minute_start < 60]
+        assert len(window) <= MAX_DESCRIBES_PER_MINUTE, (minute_start, len(window))
+    after_first_minute = [t for t in calls if 60 <= t - start < 120]
+    assert len(after_first_minute) == 10  # the 6 s cap
+
+
+# ---- cancelling --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def moto_stops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Teach moto's SageMaker StopTrainingJob (it answers 500, not implemented): the job
+    goes to Stopped, and a job that has ended is refused the way SageMaker refuses it."""
+    from moto.core.responses import EmptyResult
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.responses import SageMakerResponse
+
+    stopped: list[str] = []
+
+    def stop_training_job(self: Any) -> Any:
+        name = self._get_param("TrainingJobName")
+        job = self.sagemaker_backend.training_jobs[name]
+        if job.training_job_status in ("Completed", "Failed", "Stopped"):
+            raise ValidationError(
+                f"The request was rejected because the training job is in status "
+                f"{job.training_job_status}."
+            )
+        job.training_job_status = "Stopped"
+        job.secondary_status = "Stopped"
+        stopped.append(name)
+        return EmptyResult()
+
+    monkeypatch.setattr(SageMakerResponse, "stop_training_job", stop_training_job, raising=False)
+    return stopped
+
+
+def test_cancel_stops_the_job(submitted: JobHandle, moto_stops: list[str]) -> None:
+    assert jobs.cancel(submitted, None) is True
+    assert moto_stops == [submitted.job_id]
+    assert jobs.poll(submitted, None, None).state is JobState.CANCELLED
+
+
+def test_cancelling_an_ended_job_is_fine(submitted: JobHandle, moto_stops: list[str]) -> None:
+    set_status(submitted.job_id, "Completed", "Completed")
+    assert jobs.cancel(submitted, None) is True
+    assert moto_stops == []
+
+
+def test_a_stop_that_cannot_get_through_says_so_within_seconds(
+    submitted: JobHandle, recording: Recording
+) -> None:
+    # moto's own StopTrainingJob answers HTTP 500: one retry, then a clear error.
+    started = time.monotonic()
+    with pytest.raises(StepframeError, match=f"stopping SageMaker training job {submitted.job_id}"):
+        jobs.cancel(submitted, None)
+    assert time.monotonic() - started < 5
+    sent = recording.requests("StopTrainingJob")
+    assert sent == [{"TrainingJobName": submitted.job_id}] * 2
