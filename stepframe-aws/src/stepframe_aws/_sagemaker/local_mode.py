@@ -1,0 +1,385 @@
+"""``instance_type = "local"``: a step as a SageMaker training job in the SDK's local mode.
+
+The SageMaker SDK (v2, the ``local`` extra) runs the step's image on this machine's
+Docker engine through Docker Compose, the way SageMaker would run it: the same entry
+point (``python -m stepframe.entrypoint MANIFEST_URI``), ``/opt/ml`` laid out the same,
+input channels downloaded, and the session's credentials passed to the container the
+way a training job gets its role's (stepframe adds no client credentials to the job's
+environment; the SDK does, from the session, because there is no job role locally).
+
+`submit_local` returns at once: it writes a spec and starts `local_runner` as a
+detached process in a session of its own, whose output is the job's log and which
+writes ``status.json`` when the job ends.  The SDK is imported in that process only.
+Everything of one job lives in ``WORKDIR/sagemaker-local/JOB_NAME/``:
+
+- ``spec.json``: what the runner runs (no secrets);
+- ``runner.log``: the SDK's and the container's output, which `poll_local` tails from
+  a byte offset (the cursor);
+- ``runner.json``: the runner's PID and start time, for a later submit of the same job;
+- ``status.json``: the outcome (``succeeded``, ``failed`` with a reason, ``cancelled``);
+- ``cancelled``: a cancel was asked for;
+- ``output/``: SageMaker's job output (``model.tar.gz``), unless the operator sets
+  ``output_path``; ``containers/``: the SDK's container root while the job runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from stepframe import (
+    Component,
+    Credentials,
+    JobHandle,
+    JobState,
+    JobStatus,
+    Launch,
+    StepframeError,
+)
+from stepframe_aws._sagemaker.config import SageMakerOperatorConfig, SageMakerSettings
+
+__all__ = ["SDK_MISSING", "cancel_local", "job_dir_of", "poll_local", "submit_local"]
+
+FLAVOR = "sagemaker"
+MODE = "local"
+RUNNER_MODULE = "stepframe_aws._sagemaker.local_runner"
+SDK_MISSING = "instance_type local needs the SageMaker SDK: pip install 'stepframe-aws[local]'"
+COMPOSE_MISSING = (
+    "instance_type local needs Docker Compose to run the job's container: install the "
+    "`docker compose` plugin (Compose v2) or `docker-compose`"
+)
+# Containers of the job carry JOB_LABEL=<launch.job_name> (see local_runner).
+JOB_LABEL = "stepframe.job"
+MODE_LABEL = "stepframe.sagemaker-local"
+# SageMaker's rule for training job names.
+_NAME_LIMIT = 63
+_RUNNER_GONE_GRACE_SECONDS = 2.0
+# Runners started by this process, so their exit is collected (no zombies).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class LocalModeError(StepframeError):
+    """SageMaker local mode cannot run here (no SDK, no Compose, no image)."""
+
+
+def sagemaker_job_name(job_name: str) -> str:
+    """A valid SageMaker training job name (``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}``) for
+    ``job_name``: the same when it already is one, else shortened with a hash."""
+    name = re.sub(r"[^a-zA-Z0-9-]+", "-", job_name).strip("-") or "stepframe"
+    if len(name) <= _NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(job_name.encode()).hexdigest()[:8]
+    return f"{name[: _NAME_LIMIT - 9].rstrip('-')}-{digest}"
+
+
+def job_dir_of(launch: Launch) -> Path:
+    return Path(launch.workdir).resolve() / "sagemaker-local" / launch.job_name
+
+
+def _image_references(launch: Launch) -> list[str]:
+    if launch.image is None:
+        raise LocalModeError(
+            f"step {launch.step!r}: the sagemaker operator needs an image, and none was built; "
+            "add an image builder to the stack"
+        )
+    image = launch.image
+    references = []
+    if image.digest and image.digest.startswith("sha256:"):
+        repository = image.uri.split("@", 1)[0]
+        if ":" in repository.rsplit("/", 1)[-1]:
+            repository = repository.rsplit(":", 1)[0]
+        references.append(f"{repository}@{image.digest}")
+    if image.uri not in references:
+        references.append(image.uri)
+    return references
+
+
+def _check_tools() -> None:
+    """Fail at submit, with the fix, when the runner could not work."""
+    if importlib.util.find_spec("sagemaker") is None:
+        raise LocalModeError(SDK_MISSING)
+    if shutil.which("docker-compose") is not None:
+        return
+    try:
+        output = subprocess.run(
+            ["docker", "compose", "version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        output = ""
+    if "v2" not in output:
+        raise LocalModeError(COMPOSE_MISSING)
+
+
+def _region(config: SageMakerOperatorConfig, credentials: Credentials | None) -> str | None:
+    values = credentials.values if credentials is not None else {}
+    return (
+        config.region
+        or values.get("region")
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or None
+    )
+
+
+def _s3_endpoint(credentials: Credentials | None) -> str | None:
+    values = credentials.values if credentials is not None else {}
+    return (
+        values.get("endpoint_url")
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or None
+    )
+
+
+def _runner_environment(credentials: Credentials | None) -> dict[str, str]:
+    """This process's environment, with the connector's credentials when there are some
+    (the runner's boto3 session, and so the SDK, signs with them)."""
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    if credentials is None:
+        return env
+    values = credentials.fresh().values
+    if "aws_access_key_id" not in values:
+        return env
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN"):
+        env.pop(name, None)
+    env["AWS_ACCESS_KEY_ID"] = values["aws_access_key_id"]
+    env["AWS_SECRET_ACCESS_KEY"] = values["aws_secret_access_key"]
+    if values.get("aws_session_token"):
+        env["AWS_SESSION_TOKEN"] = values["aws_session_token"]
+    return env
+
+
+def _start_ticks(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _alive(pid: int, start_ticks: str | None) -> bool:
+    child = _children.get(pid)
+    if child is not None and child.poll() is not None:
+        _children.pop(pid, None)
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    fields = stat.rsplit(")", 1)[1].split()
+    if start_ticks is not None and fields[19] != start_ticks:
+        return False  # the PID belongs to a later process
+    return fields[0] not in ("Z", "X")
+
+
+def _handle(operator: Component, name: str, folder: Path, runner: Mapping[str, Any]) -> JobHandle:
+    return JobHandle(
+        flavor=FLAVOR,
+        operator=operator.name,
+        job_id=name,
+        data={
+            "mode": MODE,
+            "job": str(runner["job"]),
+            "dir": str(folder),
+            "log": str(folder / "runner.log"),
+            "status": str(folder / "status.json"),
+            "pid": int(runner["pid"]),
+            "start_ticks": runner.get("start_ticks"),
+            "started_at": runner.get("started_at"),
+        },
+    )
+
+
+def submit_local(
+    launch: Launch,
+    operator: Component,
+    settings: SageMakerSettings,
+    credentials: Credentials | None,
+) -> JobHandle:
+    """Start the job in the SDK's local mode and return its handle at once."""
+    config: SageMakerOperatorConfig = operator.config
+    _check_tools()
+    references = _image_references(launch)
+    name = sagemaker_job_name(launch.job_name)
+    folder = job_dir_of(launch)
+    runner_file = folder / "runner.json"
+    # The same job submitted again while its runner still runs: that one is the job.
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        runner = json.loads(runner_file.read_text())
+        if _alive(int(runner["pid"]), runner.get("start_ticks")) and not (
+            folder / "status.json"
+        ).exists():
+            return _handle(operator, name, folder, runner)
+    if folder.exists():  # an earlier attempt of this very job name: start afresh
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, mode=0o700)
+    if config.local_container_root:
+        container_root = Path(config.local_container_root).resolve() / launch.job_name
+    else:
+        container_root = folder / "containers"
+    output_path = config.output_path or (folder / "output").as_uri()
+    environment = {
+        **(config.environment or {}),
+        **settings.environment,
+        **launch.environment,
+        "PYTHONUNBUFFERED": "1",
+    }
+    spec = {
+        "job_name": name,
+        "stepframe_job": launch.job_name,
+        "images": references,
+        "role": config.execution_role,
+        "region": _region(config, credentials),
+        "s3_endpoint_url": _s3_endpoint(credentials),
+        "environment": environment,
+        "entry_point": list(launch.command),
+        "inputs": dict(settings.input_channels) or None,
+        "output_path": output_path,
+        "container_root": str(container_root),
+        "labels": {
+            JOB_LABEL: launch.job_name,
+            MODE_LABEL: name,
+            "stepframe.run": launch.run_id,
+            "stepframe.step": launch.step,
+        },
+        "status_path": str(folder / "status.json"),
+    }
+    spec_path = folder / "spec.json"
+    spec_path.write_text(json.dumps(spec, indent=2))
+    with open(folder / "runner.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", RUNNER_MODULE, str(spec_path)],
+            cwd=str(folder),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_runner_environment(credentials),
+            # Its own session: Ctrl-C in the terminal is not for it, it outlives this
+            # process (a resumed run finds it), and a cancel stops its process group.
+            start_new_session=True,
+        )
+    _children[process.pid] = process
+    runner = {
+        "pid": process.pid,
+        "start_ticks": _start_ticks(process.pid),
+        "started_at": time.time(),
+        "job": launch.job_name,
+    }
+    runner_file.write_text(json.dumps(runner))
+    return _handle(operator, name, folder, runner)
+
+
+def _read_lines(path: str, offset: int, final: bool) -> tuple[tuple[str, ...], int]:
+    """Complete lines from ``offset`` on (and a trailing partial one once ``final``)."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(offset)
+            data = log.read()
+    except FileNotFoundError:
+        return (), offset
+    if not final:
+        data = data[: data.rfind(b"\n") + 1]
+    lines = data.decode("utf-8", errors="replace").replace("\r\n", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return tuple(lines), offset + len(data)
+
+
+def _status(handle: JobHandle) -> dict[str, Any] | None:
+    try:
+        record = json.loads(Path(str(handle.data["status"])).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def poll_local(handle: JobHandle, cursor: str | None) -> JobStatus:
+    """The job's state, from the runner's status file or whether it still runs, and the
+    log lines after ``cursor`` (a byte offset into the runner's log)."""
+    data = handle.data
+    record = _status(handle)
+    running = record is None and _alive(int(data["pid"]), data.get("start_ticks"))
+    if record is None and not running:
+        # The status is written just before the runner exits: read it once more.
+        record = _status(handle)
+    ended = not running
+    lines, offset = _read_lines(str(data["log"]), int(cursor or 0), final=ended)
+    if running:
+        return JobStatus(
+            JobState.RUNNING, lines, str(offset), detail="local mode", poll_after=0.5
+        )
+    cancelled = Path(str(data["dir"]), "cancelled").exists()
+    if record is None:
+        if cancelled:
+            return JobStatus(JobState.CANCELLED, lines, str(offset), detail="local mode")
+        return JobStatus(
+            JobState.FAILED,
+            lines,
+            str(offset),
+            detail="local mode",
+            failure_reason=(
+                f"the SageMaker local-mode runner (PID {data['pid']}) ended without a status; "
+                f"see {data['log']}"
+            ),
+        )
+    state = {
+        "succeeded": JobState.SUCCEEDED,
+        "cancelled": JobState.CANCELLED,
+    }.get(str(record.get("state")), JobState.FAILED)
+    if cancelled and state is not JobState.SUCCEEDED:
+        state = JobState.CANCELLED
+    reason = None if state is JobState.SUCCEEDED else record.get("reason")
+    return JobStatus(state, lines, str(offset), detail="local mode", failure_reason=reason)
+
+
+def cancel_local(handle: JobHandle) -> bool:
+    """Stop the runner's process group (the SDK and Compose) and the job's containers."""
+    data = handle.data
+    if _status(handle) is not None:
+        return True  # it has ended already
+    with contextlib.suppress(OSError):
+        Path(str(data["dir"]), "cancelled").write_text(f"{time.time()}\n")
+    pid = int(data["pid"])
+    if _alive(pid, data.get("start_ticks")):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+    _remove_containers(str(data.get("job") or handle.job_id))
+    return True
+
+
+def _remove_containers(job: str) -> None:
+    """Kill and remove the job's containers (they run under the engine, not the runner)."""
+    try:
+        import docker
+
+        client = docker.from_env()
+        containers = client.containers.list(all=True, filters={"label": f"{JOB_LABEL}={job}"})
+    except Exception:  # no engine, or none of them: nothing to stop
+        return
+    for container in containers:
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
