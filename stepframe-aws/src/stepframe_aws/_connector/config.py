@@ -126,6 +126,8 @@ class AwsConnectorConfig:
 
 
 def _instead(method: str, refused: list[str]) -> str:
+    if set(refused) <= set(_ROLE_ONLY):
+        return "external_id and session_policy apply only when role_arn is set"
     if "role_arn" in refused:
         return "to assume a role from keys use auth_method 'iam-role'"
     if method == "implicit":
@@ -134,4 +136,4 @@ def _instead(method: str, refused: list[str]) -> str:
         return "temporary keys with a token use auth_method 'session-token'"
     if "profile" in refused:
         return "a named profile is read by auth_method 'implicit'"
-    return "external_id and session_policy apply only when role_arn is set"
+    return "remove them"
