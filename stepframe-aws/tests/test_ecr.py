@@ -118,7 +118,7 @@ def test_the_registry_uri_may_carry_a_scheme_and_slash() -> None:
 
 @pytest.mark.parametrize("name", ["App", "app:latest", "app@sha256:abc", "a", "team//app"])
 def test_invalid_repository_names_are_refused_before_calling_aws(name: str) -> None:
-    with pytest.raises(ConfigError, match="not a valid ECR repository name|expected HOST/NAME"):
+    with pytest.raises(ConfigError, match=r"not a valid ECR repository name|expected HOST/NAME"):
         ensure_repository(registry(), f"{HOST}/{name}", None)
 
 
@@ -209,9 +209,10 @@ class TinyContainerBackend:
 
 
 def test_a_pipeline_step_needing_an_image_gets_its_ecr_repository_created(
-    stepframe_project: TempProject,
-    stepframe_plugin: Callable[..., Any],
-    small_pipeline: Callable[..., SmallPipeline],
+    # The kit's fixtures, imported above: the names must match.
+    stepframe_project: TempProject,  # noqa: F811
+    stepframe_plugin: Callable[..., Any],  # noqa: F811
+    small_pipeline: Callable[..., SmallPipeline],  # noqa: F811
 ) -> None:
     backend = TinyContainerBackend()
     backend.plugins = stepframe_plugin(backend, "tiny-container", load=("aws",))
