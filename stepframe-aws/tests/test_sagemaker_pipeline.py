@@ -1,0 +1,402 @@
+"""Real pipelines with a step on the ``sagemaker`` operator, against moto.
+
+The stack is a tmp project's ``stepframe.toml``: an ``aws`` connector with keys from
+``env:`` references, an ``s3`` artifact store in a moto bucket, the ``sagemaker``
+operator, and a test image builder that answers a fixed image by digest (the operator is
+under test, not the builder).  moto never runs the container, so a driver thread plays
+SageMaker's part: once the job exists it runs the real entrypoint in this process,
+against the launch manifest in moto's S3 and with the environment the request gave the
+job, then marks the job Completed or Failed in moto's backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import stepframe
+from stepframe import ComponentKind, Flavor, ImageRef, RunCancelled, RunFailed, StepFailed, hookimpl
+from stepframe._orchestrator.console import PlainConsole
+from stepframe._orchestrator.run import RunResult, run_pipeline
+from stepframe._pipeline.loader import load_pipeline
+from stepframe._project import Project
+from stepframe_aws._sagemaker.clients import clear_clients
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/stepframe-sagemaker"
+BUCKET = "stepframe-pipeline"
+DIGEST = "sha256:" + "ef" * 32
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/fit:0123abcd"
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+STACK = """\
+active_stack = "aws"
+
+[connectors.aws]
+flavor = "aws"
+auth_method = "secret-key"
+aws_access_key_id = "env:AWS_ACCESS_KEY_ID"
+aws_secret_access_key = "env:AWS_SECRET_ACCESS_KEY"
+region = "{region}"
+endpoint_url = "{endpoint}"
+
+[artifact_stores.s3]
+flavor = "s3"
+connector = "aws"
+path = "s3://{bucket}/store"
+
+[image_builders.fixed]
+flavor = "fixed-image"
+
+[step_operators.sagemaker]
+flavor = "sagemaker"
+connector = "aws"
+execution_role = "{role}"
+environment = {{ OWNER = "ops" }}
+
+[stacks.aws]
+artifact_store = "s3"
+image_builder = "fixed"
+step_operators = ["sagemaker"]
+"""
+
+PIPELINE = """\
+from stepframe import pipeline, step
+
+
+@step(operator="inprocess")
+def make(n: int = 5) -> list[float]:
+    return [float(i) for i in range(n)]
+
+
+@step(
+    operator="sagemaker",
+    settings={{"sagemaker": {{"max_runtime_seconds": 3600, "environment": {{"SCALE": "3"}}}}}},
+)
+def train(xs: list[float]) -> float:
+    import os
+
+    {body}
+    print("training on", len(xs), "values", flush=True)
+    return sum(xs) * float(os.environ.get("SCALE", "1"))
+
+
+@step(operator="inprocess")
+def report(total: float) -> str:
+    return f"total={{total}}"
+
+
+@pipeline
+def fit() -> None:
+    report(train(make()))
+"""
+
+
+class FixedImage:
+    """An image builder flavor that "builds" a fixed, already pushed image."""
+
+    @hookimpl
+    def register_flavors(self, register: Callable[[Flavor], None]) -> None:
+        register(Flavor(kind=ComponentKind.IMAGE_BUILDER, name="fixed-image"))
+
+    @hookimpl
+    def build_image(self, request: Any, builder: Any) -> ImageRef | None:
+        if builder.flavor != "fixed-image":
+            return None
+        return ImageRef(IMAGE, DIGEST)
+
+
+# ---- moto helpers ------------------------------------------------------------------------
+
+
+def _moto(endpoint: str, path: str, method: str = "GET") -> bytes:
+    request = urllib.request.Request(f"{endpoint}{path}", method=method)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request) as answer:
+        return bytes(answer.read())
+
+
+def recorded(endpoint: str, target: str) -> list[dict[str, Any]]:
+    """JSON bodies of the recorded requests whose ``X-Amz-Target`` ends in ``target``."""
+    found = []
+    for line in _moto(endpoint, "/moto-api/recorder/download-recording").splitlines():
+        entry = json.loads(line)
+        headers = {k.lower(): v for k, v in entry["headers"].items()}
+        if headers.get("x-amz-target", "").endswith(f".{target}"):
+            body = entry["body"]
+            found.append(json.loads(base64.b64decode(body) if entry["body_encoded"] else body))
+    return found
+
+
+def backend() -> Any:
+    from moto.backends import get_backend
+
+    return get_backend("sagemaker")[ACCOUNT][REGION]
+
+
+@pytest.fixture
+def recording(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from moto.moto_api import recorder
+
+    monkeypatch.setattr(recorder, "_location", str(tmp_path / "moto-recording.jsonl"))
+    _moto(moto_endpoint, "/moto-api/recorder/reset-recording", "POST")
+    _moto(moto_endpoint, "/moto-api/recorder/start-recording", "POST")
+    yield moto_endpoint
+    _moto(moto_endpoint, "/moto-api/recorder/stop-recording", "POST")
+
+
+@pytest.fixture
+def sagemaker_like(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """moto's SageMaker, closer to the real one: a new job starts InProgress (moto's is
+    Completed at once), and StopTrainingJob (moto answers 500) stops it."""
+    from moto.core.responses import EmptyResult
+    from moto.sagemaker.models import SageMakerModelBackend
+    from moto.sagemaker.responses import SageMakerResponse
+
+    create = SageMakerModelBackend.create_training_job
+    stopped: list[str] = []
+
+    def create_in_progress(self: Any, *args: Any, **kwargs: Any) -> Any:
+        job = create(self, *args, **kwargs)
+        job.training_job_status = "InProgress"
+        job.secondary_status = "Starting"
+        return job
+
+    def stop_training_job(self: Any) -> Any:
+        name = self._get_param("TrainingJobName")
+        job = self.sagemaker_backend.training_jobs[name]
+        job.training_job_status = "Stopped"
+        job.secondary_status = "Stopped"
+        stopped.append(name)
+        return EmptyResult()
+
+    monkeypatch.setattr(SageMakerModelBackend, "create_training_job", create_in_progress)
+    monkeypatch.setattr(SageMakerResponse, "stop_training_job", stop_training_job, raising=False)
+    return stopped
+
+
+# ---- the project and the driver ----------------------------------------------------------
+
+
+class Project_:
+    def __init__(self, root: Path, endpoint: str) -> None:
+        self.root = root
+        self.endpoint = endpoint
+        self.output = ""
+
+    def run(self, body: str = "pass") -> RunResult:
+        module = f"fitpipe_{uuid.uuid4().hex[:8]}"
+        path = self.root / f"{module}.py"
+        path.write_text(PIPELINE.format(body=body))
+        spec = load_pipeline(str(path)).compile()
+        plugins = stepframe.load_plugins(
+            extra=[("fixed-image", FixedImage())], env={"STEPFRAME_LOAD_PLUGINS": "aws"}
+        )
+        stream = io.StringIO()
+        try:
+            return run_pipeline(
+                spec, plugins=plugins, project=Project(self.root), console=PlainConsole(stream)
+            )
+        finally:
+            self.output = stream.getvalue()
+
+
+@pytest.fixture
+def project(
+    tmp_path: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Project_]:
+    import boto3
+
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "stepframe.toml").write_text(
+        STACK.format(region=REGION, endpoint=moto_endpoint, bucket=BUCKET, role=ROLE)
+    )
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delenv("STEPFRAME_STACK", raising=False)
+    monkeypatch.setenv("STEPFRAME_SECRETS_FILE", str(tmp_path / "secrets.json"))
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    clear_clients()
+    before = set(sys.modules)
+    yield Project_(root, moto_endpoint)
+    clear_clients()
+    for name in set(sys.modules) - before:
+        if name.startswith("fitpipe_"):
+            del sys.modules[name]
+
+
+def wait_for_job(timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(backend().training_jobs.values())
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError("no training job was created")
+
+
+def log(stream: str, *messages: str) -> None:
+    import boto3
+
+    logs = boto3.client("logs", region_name=REGION)
+    try:
+        logs.create_log_group(logGroupName=LOG_GROUP)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    try:
+        logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    now = int(time.time() * 1000)
+    events = [{"timestamp": now + i, "message": text} for i, text in enumerate(messages)]
+    logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events)
+
+
+def play_sagemaker(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> threading.Thread:
+    """SageMaker's part: start the job's container (the real entrypoint, in process, with
+    the environment the request gave it) and record how it ended."""
+    from stepframe.entrypoint import main
+
+    errors: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            job = wait_for_job()
+            (request,) = recorded(endpoint, "CreateTrainingJob")
+            job.secondary_status = "Training"
+            job.secondary_status_transitions.append(
+                {"Status": "Training", "StartTime": time.time(), "StatusMessage": "running"}
+            )
+            # The container's environment, as SageMaker would set it.
+            for key, value in request["Environment"].items():
+                monkeypatch.setenv(key, value)
+            code = main([])
+            log(f"{job.training_job_name}/algo-1-1700000000", f"entrypoint exited {code}")
+            if code == 0:
+                job.secondary_status = job.training_job_status = "Completed"
+            else:
+                job.failure_reason = f"AlgorithmError: ExecuteUserScriptError: exit code {code}"
+                job.secondary_status = job.training_job_status = "Failed"
+        except BaseException as error:  # reported by the test, not lost in the thread
+            errors.append(error)
+
+    thread = threading.Thread(target=drive, daemon=True)
+    thread.errors = errors  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+# ---- tests -------------------------------------------------------------------------------
+
+
+def test_a_pipeline_sends_this_exact_request(
+    project: Project_, recording: str, sagemaker_like: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = play_sagemaker(recording, monkeypatch)
+    result = project.run()
+    driver.join(10)
+    assert driver.errors == []  # type: ignore[attr-defined]
+
+    run_id = result.run_id
+    name = f"fit-train-{run_id}-1"
+    manifest = f"s3://{BUCKET}/store/runs/{run_id}/train/attempt-1/launch.json"
+    (sent,) = recorded(recording, "CreateTrainingJob")
+    assert sent == {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {
+            "TrainingImage": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/fit@{DIGEST}",
+            "TrainingInputMode": "File",
+            "ContainerEntrypoint": ["python", "-m", "stepframe.entrypoint"],
+        },
+        "RoleArn": ROLE,
+        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/store/sagemaker-output/"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+        "Environment": {"OWNER": "ops", "SCALE": "3", "STEPFRAME_LAUNCH_MANIFEST": manifest},
+        "Tags": [
+            {"Key": "stepframe:run", "Value": run_id},
+            {"Key": "stepframe:pipeline", "Value": "fit"},
+            {"Key": "stepframe:step", "Value": "train"},
+            {"Key": "stepframe:attempt", "Value": "1"},
+        ],
+    }
+    # The job's output came back through S3 to the next step.
+    assert result.status == "succeeded"
+    assert result.output("train") == 30.0
+    assert result.output("report") == "total=30.0"
+    output = project.output
+    assert "train | sagemaker: Training - running" in output, output
+    assert "train | entrypoint exited 0" in output, output
+    assert f"train | sagemaker: training job {name} is Completed" in output, output
+    with _history(project.root) as history:
+        (job,) = [j for j in history.list_jobs(run_id=run_id) if j.step == "train"]
+    assert job.state == "succeeded"
+    assert job.job_id == name
+    assert job.handle is not None and job.handle.data["region"] == REGION
+
+
+def test_a_failed_job_brings_back_its_reason_and_traceback(
+    project: Project_, recording: str, sagemaker_like: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = play_sagemaker(recording, monkeypatch)
+    with pytest.raises(RunFailed) as caught:
+        project.run(body='raise ValueError("bad data in the job")')
+    driver.join(10)
+    assert driver.errors == []  # type: ignore[attr-defined]
+    failure = caught.value.failures["train"]
+    assert isinstance(failure, StepFailed)
+    assert failure.error_type == "ValueError"
+    assert "bad data in the job" in failure.message
+    assert 'raise ValueError("bad data in the job")' in failure.remote_traceback
+    # SageMaker's own reason is in the step's log.
+    assert "AlgorithmError: ExecuteUserScriptError: exit code 1" in project.output, project.output
+    with _history(project.root) as history:
+        (job,) = [j for j in history.list_jobs(run_id=caught.value.run_id) if j.step == "train"]
+    assert job.state == "failed"
+
+
+def test_ctrl_c_stops_the_training_job(
+    project: Project_, recording: str, sagemaker_like: list[str]
+) -> None:
+    def interrupt_once_running() -> None:
+        job = wait_for_job()
+        job.secondary_status = "Training"
+        time.sleep(0.5)  # the run is polling the job now
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_running, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(RunCancelled) as caught:
+        project.run()
+    assert time.monotonic() - started < 30
+    (job,) = backend().training_jobs.values()
+    assert sagemaker_like == [job.training_job_name]
+    assert recorded(recording, "StopTrainingJob") == [{"TrainingJobName": job.training_job_name}]
+    assert job.training_job_status == "Stopped"
+    with _history(project.root) as history:
+        steps = {s.step: s.status for s in history.get_steps(caught.value.run_id)}
+        jobs = history.list_jobs(run_id=caught.value.run_id)
+        (record,) = [j for j in jobs if j.step == "train"]
+    assert steps["train"] == "cancelled"
+    assert record.state == "cancelled"
+
+
+def _history(root: Path) -> Any:
+    from stepframe._history.database import RunHistory
+
+    return RunHistory(root / ".stepframe" / "runs.db")
