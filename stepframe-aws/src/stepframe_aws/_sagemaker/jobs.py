@@ -124,7 +124,7 @@ def submit(launch: Launch, operator: Component, credentials: Credentials | None)
 
 def _create(client: Any, request: dict[str, Any]) -> str:
     """CreateTrainingJob; a retry whose first try did get through finds its own job."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
 
     try:
         return str(client.create_training_job(**request)["TrainingJobArn"])
@@ -234,7 +234,7 @@ def cancel(handle: JobHandle, credentials: Credentials | None) -> bool:
         from stepframe_aws._sagemaker.local_mode import cancel_local
 
         return cancel_local(handle)
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
 
     name = handle.job_id
     client = cached_client("stop", credentials, handle.data.get("region"))

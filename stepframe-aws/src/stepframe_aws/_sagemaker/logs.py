@@ -50,7 +50,7 @@ def read_new_lines(
     :return: never raises for a missing group or a denied permission: the job's state
         matters more than its logs, so those come back as ``problem``.
     """
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
 
     tokens = dict(tokens)
     try:

@@ -394,8 +394,8 @@ def build_request(
 def _validate_against_model(step: str, request: dict[str, Any], extra: Mapping[str, Any]) -> None:
     """Check the request with botocore's own validator and SageMaker's API model, the
     checks boto3 would make on send, so a mistake is reported as a setting to fix."""
-    import botocore.session
-    from botocore.validate import ParamValidator
+    import botocore.session  # type: ignore[import-untyped,unused-ignore]
+    from botocore.validate import ParamValidator  # type: ignore[import-untyped,unused-ignore]
 
     model = botocore.session.get_session().get_service_model("sagemaker")
     shape = model.operation_model("CreateTrainingJob").input_shape
