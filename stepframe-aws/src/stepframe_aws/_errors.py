@@ -196,6 +196,33 @@ def _message(error: BaseException) -> str:
     return str(error)
 
 
+_XML_CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
+_XML_MESSAGE = re.compile(r"<Message>([^<]{0,500})</Message>")
+_MAX_MESSAGE = 400
+
+
+def _explained(error: BaseException) -> tuple[str, str]:
+    """The error's code and message, also when botocore could not parse the answer.
+
+    An answer in a format the service's protocol does not expect (an XML error from a JSON
+    service, a proxy's HTML page) leaves botocore with only the HTTP status as the code and
+    the raw body as the message.  Read the code out of the body where there is one, and
+    take a bare 403 for what it is, so the message still says what to fix.
+    """
+    code, message = error_code(error), _message(error)
+    if code.isdigit():
+        found_code, found_message = _XML_CODE.search(message), _XML_MESSAGE.search(message)
+        if found_code is not None:
+            code = found_code.group(1).strip()
+            message = found_message.group(1).strip() if found_message is not None else ""
+        elif code == "403":
+            code = "AccessDenied"
+    message = " ".join(message.split())
+    if len(message) > _MAX_MESSAGE:
+        message = message[:_MAX_MESSAGE] + "..."
+    return code, message
+
+
 @contextmanager
 def aws_errors(doing: str, *, source: CredentialSource | None = None) -> Iterator[None]:
     """Turn botocore errors raised in the block into stepframe errors.
@@ -215,16 +242,16 @@ def aws_errors(doing: str, *, source: CredentialSource | None = None) -> Iterato
     try:
         yield
     except ClientError as error:
-        code = error_code(error)
+        code, message = _explained(error)
         if code in AUTH_ERROR_CODES or code == "RequestExpired":
             if source is not None:
                 operation = str(getattr(error, "operation_name", "") or "")
-                raise source.refused(doing, code, _message(error), operation) from None
+                raise source.refused(doing, code, message, operation) from None
             raise ConnectorError(
-                f"{doing}: AWS refused the credentials ({code}: {scrub(_message(error))}); "
+                f"{doing}: AWS refused the credentials ({code}: {scrub(message)}); "
                 "check the connector's keys or role (`stepframe connector verify NAME`)"
             ) from None
-        raise StepframeError(f"{doing}: AWS answered {code}: {scrub(_message(error))}") from None
+        raise StepframeError(f"{doing}: AWS answered {code}: {scrub(message)}") from None
     except NoCredentialsError:
         raise ConnectorError(
             f"{doing}: no AWS credentials found; give the component a connector "
