@@ -15,7 +15,7 @@ import time
 import tracemalloc
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,7 +23,14 @@ import pytest
 
 from stepframe import ArtifactStore, ConfigError
 from stepframe.exceptions import ArtifactError, ArtifactExistsError, ArtifactNotFoundError
-from stepframe.testing import ArtifactStoreSuite
+from stepframe.testing import (  # noqa: F401 - fixtures
+    ArtifactStoreSuite,
+    SmallPipeline,
+    TempProject,
+    make_plugins,
+    small_pipeline,
+    stepframe_project,
+)
 from stepframe_aws._s3.store import STORE_MARKER, S3ArtifactStore
 from stepframe_aws._s3.streams import MIN_PART_SIZE, part_size_for
 
@@ -288,3 +295,175 @@ def test_uris_outside_the_store_and_reserved_names_are_refused(bucket: str) -> N
         store.open_write(store.uri_for("runs", STORE_MARKER))
     with pytest.raises(ArtifactError, match="not an s3:// URI"):
         S3ArtifactStore.open("gs://bucket/x", None)
+
+
+# ---- dropped connections ------------------------------------------------------------------
+
+
+class CuttingProxy:
+    """A TCP proxy to moto that can drop one connection mid-response, as networks do.
+
+    ``cut_after(n)``: the connection carrying the n-th byte sent back from now on is
+    closed after that byte, once.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        import socket
+        import threading
+
+        host, _, port = upstream.removeprefix("http://").partition(":")
+        self._upstream = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._budget: int | None = None
+        self.cuts = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut_after(self, count: int) -> None:
+        with self._lock:
+            self._budget = count
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                downstream, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._upstream)
+            for source, target, counted in (
+                (downstream, upstream, False),
+                (upstream, downstream, True),
+            ):
+                threading.Thread(
+                    target=self._pump, args=(source, target, counted), daemon=True
+                ).start()
+
+    def _pump(self, source: Any, target: Any, counted: bool) -> None:
+        import socket
+
+        try:
+            while data := source.recv(65536):
+                cut = False
+                if counted:
+                    with self._lock:
+                        if self._budget is not None and len(data) >= self._budget:
+                            data, cut = data[: self._budget], True
+                            self._budget = None
+                            self.cuts += 1
+                        elif self._budget is not None:
+                            self._budget -= len(data)
+                target.sendall(data)
+                if cut:
+                    break
+        except OSError:
+            pass
+        for sock in (source, target):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
+@pytest.fixture
+def proxy(aws_environment: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CuttingProxy]:
+    """Stores made in the test reach moto through a `CuttingProxy`."""
+    server = CuttingProxy(aws_environment)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    yield server
+    server.close()
+
+
+def test_a_dropped_download_resumes_where_it_broke(bucket: str, proxy: CuttingProxy) -> None:
+    data = random.Random(11).randbytes(3 * MIB + 5)
+    store = S3ArtifactStore.open(f"s3://{bucket}/resume", None)
+    uri = store.uri_for("blob")
+    with store.open_write(uri) as stream:
+        stream.write(data)
+    proxy.cut_after(MIB)
+    with store.open_read(uri) as stream:
+        read = stream.read()
+        resumed = stream.resumed  # type: ignore[attr-defined]
+    assert proxy.cuts == 1, "the proxy did not drop the connection"
+    assert read == data, "the resumed download is not the object"
+    assert resumed == 1
+
+
+def test_a_resumed_download_never_splices_another_version(bucket: str, proxy: CuttingProxy) -> None:
+    """If the object changed behind the store's back, the resume says so."""
+    store = S3ArtifactStore.open(f"s3://{bucket}/resume", None)
+    uri = store.uri_for("blob")
+    with store.open_write(uri) as stream:
+        stream.write(b"a" * (3 * MIB))
+    proxy.cut_after(2 * MIB)
+    with store.open_read(uri) as stream:
+        assert stream.read(MIB) == b"a" * MIB
+        s3().put_object(Bucket=bucket, Key="resume/blob", Body=b"b" * (3 * MIB))
+        with pytest.raises(ArtifactError, match="changed while it was being read"):
+            stream.read()
+
+
+# ---- credentials and whole runs -------------------------------------------------------------
+
+
+def test_the_store_signs_with_refreshable_connector_credentials(bucket: str) -> None:
+    """Connector credentials that expire soon are refreshed by botocore during the work."""
+    from stepframe import Credentials, ResourceRequest
+
+    refreshed: list[float] = []
+
+    def issue(lifetime: float) -> Credentials:
+        return Credentials(
+            connector="aws",
+            resource=ResourceRequest("object_store", bucket),
+            values={"aws_access_key_id": "testing", "aws_secret_access_key": "testing"},
+            expires_at=time.time() + lifetime,
+            refresh=lambda: refreshed.append(time.time()) or issue(3600),
+        )
+
+    store = S3ArtifactStore.open(f"s3://{bucket}/signed", issue(60))  # due for refresh
+    uri = store.uri_for("x")
+    with store.open_write(uri) as stream:
+        stream.write(b"signed")
+    with store.open_read(uri) as stream:
+        assert stream.read() == b"signed"
+    assert refreshed, "the connector's refresh was never called"
+
+
+def test_a_pipeline_runs_on_an_s3_artifact_store(
+    bucket: str,
+    stepframe_project: TempProject,  # noqa: F811
+    small_pipeline: Callable[..., SmallPipeline],  # noqa: F811
+) -> None:
+    """The client writes inputs and reads outputs; the step's job (on the in-process
+    operator, with no credentials) opens the store by its launch manifest's URI."""
+    stepframe_project.write_config(
+        f"""
+        [artifact_stores.s3]
+        flavor = "s3"
+        path = "s3://{bucket}/project"
+
+        [stacks.cloud]
+        artifact_store = "s3"
+        step_operators = ["inprocess"]
+        """
+    )
+    small = small_pipeline(operator="inprocess", count=7)
+    stepframe_project.plugins = make_plugins(load=("aws",))
+    result = stepframe_project.run(small.pipeline, stack="cloud")
+    assert result.output(small.step) == small.expected
+    keys = [
+        item["Key"]
+        for page in s3().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for item in page.get("Contents", [])
+    ]
+    assert f"project/{STORE_MARKER}" in keys
+    assert any(key.endswith("/launch.json") for key in keys), keys
+    assert any("/total/" in key and "/outputs/" in key for key in keys), keys

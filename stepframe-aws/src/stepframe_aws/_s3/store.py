@@ -134,7 +134,9 @@ class S3ArtifactStore(ArtifactStore):
     def _write(self, location: S3Location) -> Iterator[BinaryIO]:
         # Fail before the caller produces anything; the conditional write at the end
         # settles races between two writers of the same key.
-        if self._head(location) is not None:
+        # A 403 there (no s3:ListBucket, as least-privilege job roles often have) hides
+        # whether the key exists; the conditional commit still refuses an overwrite.
+        if self._head(location, hidden_is_absent=True) is not None:
             raise exists_error(location.uri)
         writer = MultipartWriter(self.client, location, self.part_size)
         try:
@@ -188,8 +190,14 @@ class S3ArtifactStore(ArtifactStore):
 
     # ---- helpers --------------------------------------------------------------------
 
-    def _head(self, location: S3Location) -> dict[str, Any] | None:
-        """HeadObject's answer, or None when nothing is stored at ``location``."""
+    def _head(
+        self, location: S3Location, *, hidden_is_absent: bool = False
+    ) -> dict[str, Any] | None:
+        """HeadObject's answer, or None when nothing is stored at ``location``.
+
+        :param hidden_is_absent: take a 403 (which S3 gives for missing keys when the
+            caller may not list the bucket) as "absent" instead of raising.
+        """
         with s3_errors(f"checking {location.uri}", location.bucket):
             try:
                 return cast(
@@ -198,7 +206,7 @@ class S3ArtifactStore(ArtifactStore):
                 )
             except client_error() as error:
                 code = error_code(error)
-                if code in _ABSENT:
+                if code in _ABSENT or (code == _HIDDEN and hidden_is_absent):
                     return None
                 if code == _HIDDEN:
                     raise ConnectorError(
