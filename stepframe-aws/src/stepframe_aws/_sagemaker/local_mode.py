@@ -65,7 +65,8 @@ JOB_LABEL = "stepframe.job"
 MODE_LABEL = "stepframe.sagemaker-local"
 # SageMaker's rule for training job names.
 _NAME_LIMIT = 63
-_RUNNER_GONE_GRACE_SECONDS = 2.0
+# Compose colours each container's lines, even into a file.
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Runners started by this process, so their exit is collected (no zombies).
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -153,6 +154,8 @@ def _runner_environment(credentials: Credentials | None) -> dict[str, str]:
     (the runner's boto3 session, and so the SDK, signs with them)."""
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    # stepframe chose the 2.x line on purpose (3.x has no container entry point).
+    env.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     if credentials is None:
         return env
     values = credentials.fresh().values
@@ -303,7 +306,8 @@ def _read_lines(path: str, offset: int, final: bool) -> tuple[tuple[str, ...], i
         return (), offset
     if not final:
         data = data[: data.rfind(b"\n") + 1]
-    lines = data.decode("utf-8", errors="replace").replace("\r\n", "\n").split("\n")
+    text = _ANSI.sub("", data.decode("utf-8", errors="replace"))
+    lines = text.replace("\r\n", "\n").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return tuple(lines), offset + len(data)

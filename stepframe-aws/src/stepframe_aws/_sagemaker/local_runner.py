@@ -81,7 +81,13 @@ def remove_job_containers(job: str) -> list[str]:
     return removed
 
 
+# Set by SIGTERM (a cancel).  The SDK's telemetry wrapper around `fit` returns from a
+# `finally`, which swallows the SystemExit the handler raises, so `main` checks this too.
+_stopped: list[int] = []
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
+    _stopped.append(signum)
     raise SystemExit(128 + signum)
 
 
@@ -172,13 +178,25 @@ def main(argv: list[str]) -> int:
         stream=sys.stdout,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "docker"):
+    noisy_loggers = (
+        "botocore",
+        "boto3",
+        "urllib3",
+        "s3transfer",
+        "docker",
+        "sagemaker.config",
+        "sagemaker.telemetry",
+        "sagemaker.deprecations",
+    )
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     started = time.time()
     outcome: tuple[str, str | None] = ("succeeded", None)
     code = 0
     try:
         _run(spec)
+        if _stopped:
+            raise SystemExit(128 + _stopped[0])
     except _Refused as error:
         print(f"stepframe: {error}", flush=True)
         outcome, code = ("failed", str(error)), 2
@@ -189,9 +207,12 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         outcome, code = ("cancelled", "interrupted"), 130
     except BaseException as error:
-        traceback.print_exc(file=sys.stdout)
-        reason = str(error).strip() or type(error).__name__
-        outcome, code = ("failed", f"SageMaker local mode: {reason}"), 1
+        if _stopped:  # the SDK turned the stop into another error on its way out
+            outcome, code = ("cancelled", "stopped by a cancel"), 128 + _stopped[0]
+        else:
+            traceback.print_exc(file=sys.stdout)
+            reason = str(error).strip() or type(error).__name__
+            outcome, code = ("failed", f"SageMaker local mode: {reason}"), 1
     # Clean up before the status says the job ended, so nothing of it is left by then.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     removed = remove_job_containers(spec["stepframe_job"])
