@@ -28,6 +28,7 @@ from stepframe_aws._errors import error_code
 from stepframe_aws._s3.errors import client_error, missing_bucket, s3_errors
 from stepframe_aws._s3.streams import (
     DEFAULT_PART_SIZE,
+    MIN_PART_SIZE,
     MultipartWriter,
     ObjectReader,
     exists_error,
@@ -53,8 +54,8 @@ def s3_client(credentials: Credentials | None) -> Any:
     from stepframe_aws._session import client
 
     config = importlib.import_module("botocore.config").Config(
-        # Adaptive back-off on throttling (503 SlowDown) and 5xx, a few more tries than
-        # the legacy default, and keep-alive for long multipart uploads.
+        # Standard mode backs off with jitter on throttling (503 SlowDown) and 5xx, a few
+        # more tries than the legacy default; keep-alive for long multipart uploads.
         retries={"mode": "standard", "max_attempts": 6},
         tcp_keepalive=True,
         connect_timeout=15,
@@ -82,6 +83,8 @@ class S3ArtifactStore(ArtifactStore):
         credentials: Credentials | None = None,
         part_size: int = DEFAULT_PART_SIZE,
     ) -> None:
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size {part_size} is below S3's minimum of {MIN_PART_SIZE}")
         self.root = parse_s3_uri(root_uri)
         super().__init__(self.root.uri)
         self.client = client if client is not None else s3_client(credentials)
