@@ -29,6 +29,9 @@ nox.options.error_on_missing_interpreters = True
 ROOT = Path(__file__).resolve().parent
 CORE = "./stepframe-core"
 DOCKER = "./stepframe-docker"
+AWS = "./stepframe-aws"
+# Put first on PATH for SageMaker local mode's tests: runs Compose on the host network.
+COMPOSE_WRAPPER = ROOT / "stepframe-aws" / "tests" / "integration" / "bin"
 BENCHMARKS = ["cli_startup.py", "cli_config.py", "cached_rerun.py", "fanout.py", "big_artifact.py"]
 
 
@@ -53,20 +56,29 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def integration(session: nox.Session) -> None:
-    """The docker plugin's tests against a real Docker engine and registry.
+    """The plugins' tests against real services: the docker plugin's against a Docker
+    engine and registry, and SageMaker local mode (stepframe-aws with the SageMaker SDK)
+    running a pipeline step in a container stepframe-docker built, on moto's S3.
 
-    Not a default session: it needs the engine, the registry on 127.0.0.1:5000 and the
-    local base image that ``bash .ci/services.sh`` starts and builds.  With
-    STEPFRAME_REQUIRE_DOCKER=1 a missing engine fails the tests instead of skipping them.
+    Not a default session: it needs the engine, the registry on 127.0.0.1:5000, the local
+    base image and docker-compose that ``bash .ci/services.sh`` installs, starts and
+    builds.  With STEPFRAME_REQUIRE_DOCKER=1 anything missing fails the tests instead of
+    skipping them.
     """
-    session.install(CORE, DOCKER, "pytest")
+    # hatchling: the image builder builds the plugins' wheels without an isolated build
+    # environment, so no index is needed (the AWS tests set a dead proxy).
+    session.install(
+        f"{CORE}[testing]", DOCKER, f"{AWS}[local]", "moto[server]", "hatchling", "pytest"
+    )
+    path = os.pathsep.join([str(COMPOSE_WRAPPER), os.environ.get("PATH", "")])
     session.run(
         "pytest",
         "--import-mode=importlib",
         "--rootdir=.",
         "stepframe-docker/tests",
+        "stepframe-aws/tests/integration",
         *session.posargs,
-        env={"STEPFRAME_REQUIRE_DOCKER": "1"},
+        env={"STEPFRAME_REQUIRE_DOCKER": "1", "PATH": path},
     )
 
 
@@ -79,11 +91,19 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def types(session: nox.Session) -> None:
-    """mypy --strict over the core's public API (settings in mypy.ini)."""
+    """mypy --strict over the core's public API and stepframe-aws (settings in mypy.ini)."""
     # The core and its optional numpy dependency bring the libraries whose types it uses;
     # `testing` brings pytest, which the conformance kit (stepframe.testing) imports.
-    session.install(f"{CORE}[numpy,testing]", "mypy")
-    session.run("mypy", "--strict", "stepframe-core/src/stepframe", *session.posargs)
+    # stepframe-aws brings stepframe-docker, boto3 and docker (typed by types-docker);
+    # its `local` extra (the SageMaker SDK) is left out: imported in one module only.
+    session.install(f"{CORE}[numpy,testing]", AWS, "mypy", "types-docker")
+    session.run(
+        "mypy",
+        "--strict",
+        "stepframe-core/src/stepframe",
+        "stepframe-aws/src/stepframe_aws",
+        *session.posargs,
+    )
 
 
 @nox.session
@@ -113,7 +133,11 @@ PLUGIN_DISTRIBUTIONS: dict[str, tuple[str, str]] = {
     "core": (f"{CORE}[numpy,testing]", "stepframe-core/tests"),
     "policy": ("./examples/plugins/stepframe-policy", "examples/plugins/stepframe-policy/tests"),
     "docker": (DOCKER, "stepframe-docker/tests"),
-    "aws": ("./stepframe-aws", "stepframe-aws/tests"),
+    "aws": (AWS, "stepframe-aws/tests"),
+}
+# What a distribution's tests need beyond the distribution: AWS is moto's server.
+TEST_REQUIREMENTS: dict[str, tuple[str, ...]] = {
+    "aws": ("moto[server]",),
 }
 COMBINATIONS: dict[str, tuple[str, ...]] = {
     "core": ("core",),
@@ -138,7 +162,10 @@ def _run_combination(session: nox.Session, name: str) -> None:
     if missing:
         session.log(f"{name}: leaving out {', '.join(missing)} (no pyproject.toml yet)")
         wanted = tuple(part for part in wanted if part not in missing)
-    session.install(*(PLUGIN_DISTRIBUTIONS[part][0] for part in wanted), "pytest")
+    test_requirements = [r for part in wanted for r in TEST_REQUIREMENTS.get(part, ())]
+    session.install(
+        *(PLUGIN_DISTRIBUTIONS[part][0] for part in wanted), *test_requirements, "pytest"
+    )
     session.run("stepframe", "plugins")
     folders = [PLUGIN_DISTRIBUTIONS[part][1] for part in wanted]
     # Tests that need outside services (a Docker engine and registry) have sessions of

@@ -4,7 +4,8 @@
 #   - a Docker engine (dockerd), host network only: no bridge, no iptables;
 #   - a container registry (Distribution) on 127.0.0.1:5000;
 #   - the local base image stepframe-test-base:bookworm (Docker Hub is unreachable here),
-#     made with debootstrap: Debian's python3, pip and venv, and the host's CA bundle.
+#     made with debootstrap: Debian's python3, pip and venv, and the host's CA bundle;
+#   - docker-compose (Debian's, 1.29), which the SageMaker SDK's local mode runs jobs with.
 #
 # Whatever already runs or exists is left alone, so running this twice is cheap.  The
 # engine and the registry keep running in the background after the script ends; their
@@ -27,6 +28,7 @@ missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 if ((${#missing[@]})); then
     [[ $(id -u) -eq 0 ]] || die "need root to install ${missing[*]} (apt-get)"
     say "installing ${missing[*]}"

@@ -58,7 +58,9 @@ def _engine() -> Any:
 
 def _real_compose() -> str | None:
     rest = [
-        d for d in os.environ.get("PATH", "").split(os.pathsep) if Path(d or ".").resolve() != WRAPPER_DIR
+        d
+        for d in os.environ.get("PATH", "").split(os.pathsep)
+        if Path(d or ".").resolve() != WRAPPER_DIR
     ]
     return shutil.which("docker-compose", path=os.pathsep.join(rest))
 
@@ -132,4 +134,3 @@ def _cleanup() -> Iterator[None]:
             # noprune: the layers below stay, as the next session's build cache.
             with contextlib.suppress(Exception):
                 client.images.remove(name, noprune=True)
-

@@ -83,8 +83,12 @@ def project(
             "container-registry", "register", "local", "--flavor", "default",
             "--uri", local_mode_host["registry"],
         ],
-        ["step-operator", "register", "sagemaker", "--flavor", "sagemaker", "--execution-role", ROLE],
-        ["stack", "register", "aws", "-a", "s3", "-i", "docker", "-c", "local", "-s", "sagemaker", "--set"],
+        [
+            "step-operator", "register", "sagemaker", "--flavor", "sagemaker",
+            "--execution-role", ROLE,
+        ],
+        ["stack", "register", "aws", "-a", "s3", "-i", "docker", "-c", "local", "-s", "sagemaker"],
+        ["stack", "set", "aws"],
     ]  # fmt: skip
     for command in commands:
         _ok(_stepframe(root, *command))

@@ -233,9 +233,10 @@ def submit_local(
     # The same job submitted again while its runner still runs: that one is the job.
     with contextlib.suppress(OSError, ValueError, KeyError):
         runner = json.loads(runner_file.read_text())
-        if _alive(int(runner["pid"]), runner.get("start_ticks")) and not (
-            folder / "status.json"
-        ).exists():
+        if (
+            _alive(int(runner["pid"]), runner.get("start_ticks"))
+            and not (folder / "status.json").exists()
+        ):
             return _handle(operator, name, folder, runner)
     if folder.exists():  # an earlier attempt of this very job name: start afresh
         shutil.rmtree(folder)
@@ -333,9 +334,7 @@ def poll_local(handle: JobHandle, cursor: str | None) -> JobStatus:
     ended = not running
     lines, offset = _read_lines(str(data["log"]), int(cursor or 0), final=ended)
     if running:
-        return JobStatus(
-            JobState.RUNNING, lines, str(offset), detail="local mode", poll_after=0.5
-        )
+        return JobStatus(JobState.RUNNING, lines, str(offset), detail="local mode", poll_after=0.5)
     cancelled = Path(str(data["dir"]), "cancelled").exists()
     if record is None:
         if cancelled:

@@ -93,9 +93,13 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def _run(spec: dict[str, Any]) -> None:
     try:
-        import boto3
-        from sagemaker.estimator import Estimator
-        from sagemaker.local import LocalSession
+        import boto3  # type: ignore[import-untyped,unused-ignore]
+        from sagemaker.estimator import (  # type: ignore[import-not-found,import-untyped,unused-ignore]
+            Estimator,
+        )
+        from sagemaker.local.local_session import (  # type: ignore[import-not-found,import-untyped,unused-ignore]
+            LocalSession,
+        )
     except ImportError as error:
         raise _Refused(f"{SDK_MISSING} ({error})") from None
 
@@ -144,7 +148,9 @@ def _run(spec: dict[str, Any]) -> None:
     # Blocks until the container ends; the container's output is copied to stdout.
     # With the SDK, the container gets the session's credentials in its environment,
     # the way a training job gets its role's: stepframe itself adds none.
-    estimator.fit(inputs=spec.get("inputs") or None, job_name=spec["job_name"], wait=True, logs=True)
+    estimator.fit(
+        inputs=spec.get("inputs") or None, job_name=spec["job_name"], wait=True, logs=True
+    )
 
 
 def _compose_plugin() -> bool:
@@ -211,8 +217,8 @@ def main(argv: list[str]) -> int:
             outcome, code = ("cancelled", "stopped by a cancel"), 128 + _stopped[0]
         else:
             traceback.print_exc(file=sys.stdout)
-            reason = str(error).strip() or type(error).__name__
-            outcome, code = ("failed", f"SageMaker local mode: {reason}"), 1
+            message = str(error).strip() or type(error).__name__
+            outcome, code = ("failed", f"SageMaker local mode: {message}"), 1
     # Clean up before the status says the job ended, so nothing of it is left by then.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     removed = remove_job_containers(spec["stepframe_job"])
