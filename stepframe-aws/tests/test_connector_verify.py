@@ -10,6 +10,7 @@ botocore's event system, and still goes through botocore's real parsing.
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,6 +271,23 @@ def test_a_session_token_that_does_not_belong_to_the_key(
     assert "key id or its session token is wrong, or the session ended" in message
     assert "`stepframe secret set token`" in message
     assert_no_secret(message, session["SessionToken"], session["SecretAccessKey"])
+
+
+def test_implicit_keys_that_aws_does_not_know_are_named_by_their_end(
+    moto_iam: MotoIam, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFROMTHESHELL00K9")
+    aws = Component(ComponentKind.CONNECTOR, "aws", "aws", AwsConnectorConfig())
+    moto_iam.enforce()
+
+    message = refused(aws)
+
+    assert message.startswith(
+        "connector 'aws' (auth method 'implicit'): checking the credentials "
+        "(sts:GetCallerIdentity): AWS does not accept access key id ...00K9"
+    )
+    assert "check the keys boto3's default chain" in message
+    assert_no_secret(message, "AKIAFROMTHESHELL00K9", os.environ["AWS_SECRET_ACCESS_KEY"])
 
 
 def test_a_role_whose_trust_policy_names_someone_else(

@@ -233,6 +233,8 @@ def _aws_credentials(
     expires_at: float | None = None
     if method == "implicit":
         keys, region, expires_at = _default_chain(config, source)
+        # Which of the user's keys the chain picked is the first thing to know when refused.
+        source = attrs.evolve(source, key_hint=key_hint(keys["aws_access_key_id"]))
     else:
         keys = {name: secrets[name] for name in _SECRET_FIELDS if name in secrets}
     if method == "sts-token":

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import attrs
+
 from stepframe import (
     Component,
     ConnectorError,
@@ -25,7 +27,7 @@ from stepframe_aws._connector.auth import (
     registry_account_region,
     registry_host,
 )
-from stepframe_aws._errors import CredentialSource, aws_errors, error_code
+from stepframe_aws._errors import CredentialSource, aws_errors, error_code, key_hint
 
 __all__ = ["verify"]
 
@@ -44,6 +46,9 @@ def verify(
     """
     source = credential_source(connector)
     generic = authenticate(connector, ResourceRequest("generic"), clock=clock)
+    if source.method == "implicit" and source.role_arn is None:
+        # The keys boto3's chain found: say which, should AWS refuse them.
+        source = attrs.evolve(source, key_hint=key_hint(generic.values["aws_access_key_id"]))
     arn, account = _identity(generic, source)
     checks = [_credentials_line(source, account, generic)]
     failures = []
