@@ -51,6 +51,11 @@ def aws_environment(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iter
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     yield moto_endpoint
+    from stepframe_aws._connector.auth import clear_cache
+
+    # Temporary credentials cached by the connector must not outlive the moto state
+    # (users, keys, roles) that issued them.
+    clear_cache()
     request = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
     with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request) as answer:
         answer.read()
