@@ -56,14 +56,37 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def integration(session: nox.Session) -> None:
-    """The plugins' tests against real services: the docker plugin's against a Docker
-    engine and registry, and SageMaker local mode (stepframe-aws with the SageMaker SDK)
-    running a pipeline step in a container stepframe-docker built, on moto's S3.
+    """The docker plugin's tests against a real Docker engine and registry; then integration_aws.
 
     Not a default session: it needs the engine, the registry on 127.0.0.1:5000, the local
     base image and docker-compose that ``bash .ci/services.sh`` installs, starts and
     builds.  With STEPFRAME_REQUIRE_DOCKER=1 anything missing fails the tests instead of
     skipping them.
+    """
+    # Queued first, so it runs even when these tests fail.
+    session.notify("integration_aws", session.posargs)
+    session.install(CORE, DOCKER, "pytest")
+    session.run(
+        "pytest",
+        "--import-mode=importlib",
+        "--rootdir=.",
+        "stepframe-docker/tests",
+        *session.posargs,
+        env={"STEPFRAME_REQUIRE_DOCKER": "1"},
+    )
+
+
+@nox.session
+def integration_aws(session: nox.Session) -> None:
+    """SageMaker local mode: steps in stepframe-docker images, run by the SDK, on moto's S3.
+
+    stepframe-aws with the SageMaker SDK (the ``local`` extra) runs steps in containers
+    stepframe-docker built, through Docker Compose, with artifacts on moto's S3.  A session
+    of its own: with stepframe-aws installed, the docker plugin's images would hold it too,
+    and the docker tests test the docker plugin alone (today those images would not even
+    build: stepframe-aws requires stepframe-docker, which the builder leaves out of
+    images; the tests here name the image's packages).  Same services as `integration`
+    (which queues this one); the compose wrapper goes first on PATH.
     """
     # hatchling: the image builder builds the plugins' wheels without an isolated build
     # environment, so no index is needed (the AWS tests set a dead proxy).
@@ -75,7 +98,6 @@ def integration(session: nox.Session) -> None:
         "pytest",
         "--import-mode=importlib",
         "--rootdir=.",
-        "stepframe-docker/tests",
         "stepframe-aws/tests/integration",
         *session.posargs,
         env={"STEPFRAME_REQUIRE_DOCKER": "1", "PATH": path},
