@@ -31,7 +31,7 @@ from stepframe_aws._sagemaker.config import (
     SageMakerSettings,
 )
 from stepframe_aws._sagemaker.logs import LOG_GROUP, read_new_lines
-from stepframe_aws._sagemaker.request import build_request
+from stepframe_aws._sagemaker.request import build_request, input_shape_of
 from stepframe_aws._sagemaker.status import (
     BUDGET_WINDOW,
     MAX_DESCRIBES_PER_MINUTE,
@@ -102,9 +102,10 @@ def submit(launch: Launch, operator: Component, credentials: Credentials | None)
 
         merged = _with_component_defaults(settings, config)
         return submit_local(launch, operator, merged, credentials)
-    request = build_request(launch, config, settings, credentials)
+    with aws_errors(f"connecting to SageMaker for step {launch.step!r}"):
+        client = cached_client("submit", credentials, config.region)
+    request = build_request(launch, config, settings, credentials, input_shape_of(client))
     name = request["TrainingJobName"]
-    client = cached_client("submit", credentials, config.region)
     with aws_errors(f"creating SageMaker training job {name}"):
         arn = _create(client, request)
     return JobHandle(
@@ -179,8 +180,8 @@ def poll(
         )
     region = handle.data.get("region")
     name = handle.job_id
-    client = cached_client("poll", credentials, region)
     with aws_errors(f"following SageMaker training job {name}"):
+        client = cached_client("poll", credentials, region)
         answer = client.describe_training_job(TrainingJobName=name)
     state.describes += 1
     state.recent.append(now)
@@ -212,8 +213,8 @@ def _new_log_lines(
 ) -> tuple[str, ...]:
     if state.logs_off is not None:
         return ()
-    client = cached_client("logs", credentials, region)
     with aws_errors(f"reading the CloudWatch logs of SageMaker training job {name}"):
+        client = cached_client("logs", credentials, region)
         batch = read_new_lines(client, name, state.logs, drain=drain)
     state.logs = batch.tokens
     if batch.problem is None:
@@ -237,8 +238,8 @@ def cancel(handle: JobHandle, credentials: Credentials | None) -> bool:
     from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
 
     name = handle.job_id
-    client = cached_client("stop", credentials, handle.data.get("region"))
     with aws_errors(f"stopping SageMaker training job {name}"):
+        client = cached_client("stop", credentials, handle.data.get("region"))
         try:
             client.stop_training_job(TrainingJobName=name)
         except ClientError as error:

@@ -22,6 +22,7 @@ __all__ = [
     "MANAGED_FIELDS",
     "build_request",
     "image_by_digest",
+    "input_shape_of",
     "output_path",
     "training_job_name",
 ]
@@ -303,6 +304,7 @@ def build_request(
     config: SageMakerOperatorConfig,
     settings: SageMakerSettings,
     credentials: Credentials | None,
+    input_shape: Any = None,
 ) -> dict[str, Any]:
     """The CreateTrainingJob request for ``launch``, checked against SageMaker's rules
     and its API model.
@@ -311,6 +313,8 @@ def build_request(
     :param config: the operator component's configuration.
     :param settings: the step's merged ``sagemaker`` settings.
     :param credentials: the connector's, only to make sure none leaks into the job.
+    :param input_shape: CreateTrainingJob's input shape from the client about to send
+        the request (``client.meta.service_model``); loaded from botocore when None.
     :raises ConfigError: for anything AWS would refuse, naming the setting to change.
     """
     instance_type = settings.instance_type or config.instance_type
@@ -386,19 +390,31 @@ def build_request(
         request["ExperimentConfig"] = dict(settings.experiment_config)
     if settings.retry_attempts is not None:
         request["RetryStrategy"] = {"MaximumRetryAttempts": settings.retry_attempts}
-    _validate_against_model(launch.step, request, settings.extra_request)
+    _validate_against_model(launch.step, request, settings.extra_request, input_shape)
     request.update(settings.extra_request)
     return request
 
 
-def _validate_against_model(step: str, request: dict[str, Any], extra: Mapping[str, Any]) -> None:
+def input_shape_of(client: Any = None) -> Any:
+    """CreateTrainingJob's input shape: from ``client``'s model (already loaded, free),
+    else loaded from botocore's data (about 0.1 s)."""
+    if client is not None:
+        model = client.meta.service_model
+    else:
+        import botocore.session  # type: ignore[import-untyped,unused-ignore]
+
+        model = botocore.session.get_session().get_service_model("sagemaker")
+    return model.operation_model("CreateTrainingJob").input_shape
+
+
+def _validate_against_model(
+    step: str, request: dict[str, Any], extra: Mapping[str, Any], shape: Any
+) -> None:
     """Check the request with botocore's own validator and SageMaker's API model, the
     checks boto3 would make on send, so a mistake is reported as a setting to fix."""
-    import botocore.session  # type: ignore[import-untyped,unused-ignore]
     from botocore.validate import ParamValidator  # type: ignore[import-untyped,unused-ignore]
 
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    shape = model.operation_model("CreateTrainingJob").input_shape
+    shape = shape if shape is not None else input_shape_of()
     _check_extra(step, extra, shape.members)
     report = ParamValidator().validate({**request, **extra}, shape)
     if report.has_errors():
