@@ -118,7 +118,7 @@ def types(session: nox.Session) -> None:
     # `testing` brings pytest, which the conformance kit (stepframe.testing) imports.
     # stepframe-aws brings stepframe-docker, boto3 and docker (typed by types-docker);
     # its `local` extra (the SageMaker SDK) is left out: imported in one module only.
-    session.install(f"{CORE}[numpy,testing]", AWS, "mypy", "types-docker")
+    session.install(f"{CORE}[numpy,testing]", DOCKER, AWS, "mypy", "types-docker")
     session.run(
         "mypy",
         "--strict",
@@ -157,9 +157,10 @@ PLUGIN_DISTRIBUTIONS: dict[str, tuple[str, str]] = {
     "docker": (DOCKER, "stepframe-docker/tests"),
     "aws": (AWS, "stepframe-aws/tests"),
 }
-# What a distribution's tests need beyond the distribution: AWS is moto's server.
-TEST_REQUIREMENTS: dict[str, tuple[str, ...]] = {
-    "aws": ("moto[server]",),
+# What else a distribution needs installed: stepframe-aws requires stepframe-docker, which
+# comes from this checkout (it is on no index); its tests take AWS to be moto's server.
+ALSO_INSTALL: dict[str, tuple[str, ...]] = {
+    "aws": (DOCKER, "moto[server]"),
 }
 COMBINATIONS: dict[str, tuple[str, ...]] = {
     "core": ("core",),
@@ -184,10 +185,9 @@ def _run_combination(session: nox.Session, name: str) -> None:
     if missing:
         session.log(f"{name}: leaving out {', '.join(missing)} (no pyproject.toml yet)")
         wanted = tuple(part for part in wanted if part not in missing)
-    test_requirements = [r for part in wanted for r in TEST_REQUIREMENTS.get(part, ())]
-    session.install(
-        *(PLUGIN_DISTRIBUTIONS[part][0] for part in wanted), *test_requirements, "pytest"
-    )
+    also = [r for part in wanted for r in ALSO_INSTALL.get(part, ())]
+    installs = [PLUGIN_DISTRIBUTIONS[part][0] for part in wanted]
+    session.install(*installs, *(r for r in dict.fromkeys(also) if r not in installs), "pytest")
     session.run("stepframe", "plugins")
     folders = [PLUGIN_DISTRIBUTIONS[part][1] for part in wanted]
     # Tests that need outside services (a Docker engine and registry) have sessions of
