@@ -478,3 +478,21 @@ def test_a_stop_that_cannot_get_through_says_so_within_seconds(
     assert time.monotonic() - started < 5
     sent = recording.requests("StopTrainingJob")
     assert sent == [{"TrainingJobName": submitted.job_id}] * 2
+
+
+# ---- local mode --------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("sagemaker") is not None,
+    reason="the SageMaker SDK is installed: local mode itself runs in its own tests",
+)
+def test_instance_type_local_goes_to_the_sdks_local_mode(recording: Recording) -> None:
+    from stepframe import StepframeError
+
+    operator = attrs.evolve(
+        OPERATOR, config=SageMakerOperatorConfig(execution_role=ROLE, instance_type="local")
+    )
+    with pytest.raises(StepframeError, match=r"(?i)sagemaker sdk"):
+        jobs.submit(make_launch(), operator, None)
+    assert recording.requests("CreateTrainingJob") == []
