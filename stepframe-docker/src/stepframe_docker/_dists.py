@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -89,14 +90,38 @@ def wheel_cache_dir() -> Path:
 
 def default_packages() -> list[str]:
     """``stepframe-core`` and every distribution with a ``stepframe`` entry point, except
-    this builder."""
-    names = {CORE}
+    this builder, unless one of the others requires it (stepframe-aws does)."""
+    plugins = {CORE}
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = entry_point.dist
         if dist is not None:
-            names.add(_canonical(dist.metadata["Name"]))
-    names.discard(BUILDER_DISTRIBUTION)
+            plugins.add(_canonical(dist.metadata["Name"]))
+    names = plugins - {BUILDER_DISTRIBUTION}
+    # A first-party requirement must come from the client's own copy too: pip in the
+    # image would look for it on an index, where a checkout's version does not exist.
+    pending = sorted(names)
+    while pending:
+        for required in _requirement_names(pending.pop()):
+            if required in plugins and required not in names:
+                names.add(required)
+                pending.append(required)
     return sorted(names)
+
+
+def _requirement_names(name: str) -> list[str]:
+    """The distributions ``name`` requires unconditionally (no extras, no markers)."""
+    try:
+        requirements = metadata.requires(name) or []
+    except metadata.PackageNotFoundError:
+        return []
+    found = []
+    for requirement in requirements:
+        if ";" in requirement:
+            continue
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+        if match:
+            found.append(_canonical(match.group(1)))
+    return found
 
 
 def _canonical(name: str) -> str:

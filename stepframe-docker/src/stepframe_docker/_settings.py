@@ -60,7 +60,8 @@ class DockerSettings:
     :param image_name: the repository name below the registry; default the code root's
         folder name.
     :param stepframe_packages: distributions of stepframe to install in the image; default
-        ``stepframe-core`` and every installed plugin except this builder.
+        ``stepframe-core`` and every installed plugin except this builder (which goes in
+        when an installed plugin requires it, as stepframe-aws does).
 
     How the ``docker`` operator runs the container:
 
