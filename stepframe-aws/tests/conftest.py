@@ -23,9 +23,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto's server, in this process, for the whole session: ``http://127.0.0.1:PORT``."""
+    from moto.moto_api import recorder
     from moto.server import ThreadedMotoServer
+
+    # The recorder's default file is ./moto_recording, in whatever folder pytest runs from.
+    recorder._location = str(tmp_path_factory.mktemp("moto") / "recording.jsonl")
 
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -56,6 +60,8 @@ def aws_environment(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iter
     # Temporary credentials cached by the connector must not outlive the moto state
     # (users, keys, roles) that issued them.
     clear_cache()
-    request = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request) as answer:
-        answer.read()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for path in ("/moto-api/recorder/stop-recording", "/moto-api/reset"):
+        request = urllib.request.Request(f"{moto_endpoint}{path}", method="POST")
+        with opener.open(request) as answer:
+            answer.read()

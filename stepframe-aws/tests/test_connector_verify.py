@@ -482,3 +482,20 @@ def expire_sts_answers(monkeypatch: pytest.MonkeyPatch) -> None:
         return session
 
     monkeypatch.setattr(botocore.session, "get_session", get_session)
+
+
+def test_the_verify_connector_hook_answers_for_aws_connectors_only(
+    moto_iam: MotoIam, secrets: dict[str, str]
+) -> None:
+    from stepframe import load_plugins
+
+    arn, key_id, secret_key = moto_iam.user("carol")
+    aws = keyed(secrets, key_id, secret_key, region="us-east-1")
+    plugins = load_plugins()
+
+    report = plugins.hooks.verify_connector(aws, [GENERIC])
+    other = Component(ComponentKind.CONNECTOR, "gcp", "gcp")
+    answer = plugins.manager.hook.verify_connector(connector=other, resources=[GENERIC])
+
+    assert report.identity == arn
+    assert answer is None

@@ -158,7 +158,7 @@ class StepRunner:
         try:
             status = self._follow(handle)
         except BaseException:
-            self._stop_unwatched_job(handle)
+            self._stop_unwatched_job()
             raise
         assert self._job_row is not None
         ctx.history.update_job_state(self._job_row, status.state)
@@ -304,20 +304,11 @@ class StepRunner:
 
     # ---- cancelling -----------------------------------------------------------------
 
-    def _stop_unwatched_job(self, handle: JobHandle) -> None:
+    def _stop_unwatched_job(self) -> None:
         """Following a job failed (a plugin broke, the backend went away): stop the job
         rather than leave it running, and paid for, with nobody watching it."""
-        ctx = self.context
-        try:
-            self._send_cancel()
-        except Exception as error:
-            ctx.console.message(
-                f"step {self.spec.name!r}: could not stop job {handle.job_id!r} "
-                f"({type(error).__name__}: {error}); it may still be running, see `stepframe jobs`"
-            )
-            return
-        if self._job_row is not None:
-            ctx.history.update_job_state(self._job_row, JobState.CANCELLED)
+        if self._try_cancel() and self._job_row is not None:
+            self.context.history.update_job_state(self._job_row, JobState.CANCELLED)
 
     def cancel(self) -> None:
         """Ask the job to stop; safe to call from another thread, at any point."""
@@ -325,7 +316,21 @@ class StepRunner:
             self._cancel_requested = True
             has_job = self.handle is not None
         if has_job:
+            self._try_cancel()
+
+    def _try_cancel(self) -> bool:
+        """Send the cancel; a backend that cannot be reached is reported, not raised, so
+        an interrupted run still stops its other jobs and says which one may live on."""
+        try:
             self._send_cancel()
+        except Exception as error:
+            job = self.handle.job_id if self.handle is not None else "?"
+            self.context.console.message(
+                f"step {self.spec.name!r}: could not stop job {job!r} "
+                f"({type(error).__name__}: {error}); it may still be running, see `stepframe jobs`"
+            )
+            return False
+        return True
 
     def _send_cancel(self) -> None:
         with self._lock:
