@@ -83,9 +83,7 @@ def integration_aws(session: nox.Session) -> None:
     stepframe-aws with the SageMaker SDK (the ``local`` extra) runs steps in containers
     stepframe-docker built, through Docker Compose, with artifacts on moto's S3.  A session
     of its own: with stepframe-aws installed, the docker plugin's images would hold it too,
-    and the docker tests test the docker plugin alone (today those images would not even
-    build: stepframe-aws requires stepframe-docker, which the builder leaves out of
-    images; the tests here name the image's packages).  Same services as `integration`
+    and the docker tests test the docker plugin alone.  Same services as `integration`
     (which queues this one); the compose wrapper goes first on PATH.
     """
     # hatchling: the image builder builds the plugins' wheels without an isolated build

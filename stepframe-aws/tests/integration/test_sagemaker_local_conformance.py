@@ -24,9 +24,6 @@ from stepframe_aws._sagemaker.config import SageMakerOperatorConfig
 from stepframe_docker import ContainerRegistryConfig, DockerBuilderConfig, DockerSettings
 
 ROLE = "arn:aws:iam::123456789012:role/stepframe-sagemaker"
-# stepframe-aws requires stepframe-docker, which the builder leaves out of images by
-# default; name every distribution so the image gets them all from local wheels.
-PACKAGES = ["stepframe-core", "stepframe-docker", "stepframe-aws"]
 
 
 class TestSageMakerLocalMode(StepOperatorSuite):
@@ -35,8 +32,8 @@ class TestSageMakerLocalMode(StepOperatorSuite):
     max_job_name_length = 63
     # The SDK's import (~3 s) and Compose come before the step's first line.
     job_timeout = 180.0
-    # The kit's pipeline run cannot give the image builder settings, so its image would
-    # lack stepframe-docker (see PACKAGES); test_sagemaker_local_e2e.py runs a pipeline.
+    # test_sagemaker_local_e2e.py runs a whole pipeline (through the CLI, as a user
+    # would); the kit's own pipeline run would build and run a second image for nothing.
     supports_pipeline_run = False
 
     registry_uri = ""
@@ -85,6 +82,6 @@ class TestSageMakerLocalMode(StepOperatorSuite):
         request = ImageRequest(
             code_root=str(code_root),
             target_registry=registry,
-            settings=DockerSettings(parent_image=self.base_image_name, stepframe_packages=PACKAGES),
+            settings=DockerSettings(parent_image=self.base_image_name),
         )
         return plugins.hooks.build_image(request, builder)

@@ -26,9 +26,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "sagemaker"
 ROLE = "arn:aws:iam::123456789012:role/stepframe-sagemaker"
-# stepframe-aws requires stepframe-docker, which the builder leaves out of images by
-# default; name every distribution so the image gets them all from local wheels.
-PACKAGES = ["stepframe-core", "stepframe-docker", "stepframe-aws"]
 
 
 def _containers(label: str) -> list[str]:
@@ -93,12 +90,10 @@ def project(
     for command in commands:
         _ok(_stepframe(root, *command))
     # examples/sagemaker/local.toml, plus what this machine needs: the job reaches moto's
-    # S3 (the SDK also passes AWS_ENDPOINT_URL_S3), and the image gets every distribution.
+    # S3 (the SDK also passes AWS_ENDPOINT_URL_S3).
     (root / "run.toml").write_text(
         (EXAMPLE / "local.toml").read_text()
         + f'environment = {{ AWS_ENDPOINT_URL = "{aws_environment}" }}\n'
-        + "\n[steps.train.settings.docker]\n"
-        + f"stepframe_packages = {json.dumps(PACKAGES)}\n"
     )
     return root, bucket
 
