@@ -106,13 +106,18 @@ def _route_output() -> None:
 
 def _run(job: _Job, launch: Launch) -> None:
     from stepframe._artifacts.materializers import MaterializerRegistry
+    from stepframe._artifacts.shared import shared_store_for
     from stepframe._plugins.manager import get_plugins
     from stepframe.entrypoint import execute_launch
 
     _job_of_thread[threading.get_ident()] = job
     try:
         plugins = get_plugins()
-        store = plugins.hooks.open_artifact_store(launch.manifest_uri, None)
+        # The run's own store carries its connector's credentials; opening it again from
+        # the URI would not.
+        store = shared_store_for(launch.manifest_uri) or plugins.hooks.open_artifact_store(
+            launch.manifest_uri, None
+        )
         registry = MaterializerRegistry(plugins.materializers)
         execute_launch(store, launch.manifest_uri, registry, Path(launch.code_root))
     except BaseException:  # the machinery failed, not the step: report, never hang

@@ -21,6 +21,7 @@ import attrs
 
 from stepframe._artifacts.io import load_artifact
 from stepframe._artifacts.materializers import MaterializerRegistry
+from stepframe._artifacts.shared import sharing
 from stepframe._artifacts.store import ArtifactStore
 from stepframe._history.database import RunHistory, RunStatus, new_run_id
 from stepframe._orchestrator.console import Console, make_console
@@ -224,7 +225,7 @@ def run_pipeline(
                 f"stack {stack_used.name!r})"
             )
             scheduler = Scheduler(context, plan, constants, max_parallel, use_cache, earlier)
-            with _closing(console):
+            with _closing(console), sharing(store):
                 outcomes = scheduler.run()
             status = _run_status(outcomes, cancel_event.is_set())
             failures = {n: o.error for n, o in outcomes.items() if o.error is not None}
