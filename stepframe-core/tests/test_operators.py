@@ -175,6 +175,10 @@ def test_a_raising_step_fails_with_its_remote_traceback(project, run, operator) 
     assert "Traceback from where the step ran" in text
     assert "in explode" in text and "in deep_helper" in text
     assert "DataProblem: value 1 is cursed" in text
+    # The backend's own reason comes with the traceback where the job failed as a whole
+    # (an in-process thread ends normally either way).
+    backend_reason = "The job's backend reported: process exited with status 1"
+    assert (backend_reason in text) == (operator == "local"), text
     assert "explode" in str(error) and "value 1 is cursed" in str(error)
     assert error.skipped == ("after_explode", "after_that")
     assert isinstance(error.__cause__, StepFailed)

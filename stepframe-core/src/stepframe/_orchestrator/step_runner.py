@@ -300,7 +300,16 @@ class StepRunner:
             raise StepFailed(
                 self.spec.name, "JobFailed", f"job {status.state.value}: {reason}"
             ) from None
-        return StepResult(outputs=manifest.outputs, error=manifest.error)
+        error = manifest.error
+        if error is not None and status.state is JobState.FAILED and status.failure_reason:
+            # The backend's own reason (SageMaker's FailureReason) tells what a traceback
+            # cannot: out of memory, a lost spot instance, the runtime limit.
+            error = attrs.evolve(
+                error,
+                traceback=f"{error.traceback.rstrip()}\n\nThe job's backend reported: "
+                f"{status.failure_reason}\n",
+            )
+        return StepResult(outputs=manifest.outputs, error=error)
 
     # ---- cancelling -----------------------------------------------------------------
 
@@ -339,4 +348,9 @@ class StepRunner:
             self._cancel_sent = True
             handle = self.handle
         credentials = self._credentials.fresh() if self._credentials else None
-        self.context.plugins.hooks.cancel_step(handle, credentials)
+        try:
+            self.context.plugins.hooks.cancel_step(handle, credentials)
+        except BaseException:
+            with self._lock:
+                self._cancel_sent = False  # not sent: a later Ctrl-C must try again
+            raise
