@@ -32,7 +32,14 @@ DOCKER = "./stepframe-docker"
 AWS = "./stepframe-aws"
 # Put first on PATH for SageMaker local mode's tests: runs Compose on the host network.
 COMPOSE_WRAPPER = ROOT / "stepframe-aws" / "tests" / "integration" / "bin"
-BENCHMARKS = ["cli_startup.py", "cli_config.py", "cached_rerun.py", "fanout.py", "big_artifact.py"]
+BENCHMARKS = [
+    "cli_startup.py",
+    "cli_config.py",
+    "cached_rerun.py",
+    "fanout.py",
+    "big_artifact.py",
+    "sagemaker_dispatch.py",
+]
 
 
 @nox.session
@@ -131,7 +138,8 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks in bench/; each prints its figures (not a pass/fail test)."""
     # With the first-party plugins installed, as the targets are stated.
     plugins = [f"./{p}" for p in ("stepframe-docker", "stepframe-aws") if (ROOT / p).is_dir()]
-    session.install(CORE, *plugins)
+    # moto's server stands in for AWS in sagemaker_dispatch.py.
+    session.install(CORE, *plugins, "moto[server]")
     names = session.posargs or BENCHMARKS
     for name in names:
         session.run("python", str(Path("bench") / name))
