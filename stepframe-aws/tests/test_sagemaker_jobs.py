@@ -28,7 +28,7 @@ from stepframe import (
     StepframeError,
 )
 from stepframe_aws._sagemaker import jobs
-from stepframe_aws._sagemaker.clients import cached_client, clear_clients
+from stepframe_aws._sagemaker.clients import RETRIES, cached_client, clear_clients
 from stepframe_aws._sagemaker.config import SageMakerOperatorConfig, SageMakerSettings
 from stepframe_aws._sagemaker.status import MAX_DESCRIBES_PER_MINUTE
 
@@ -380,6 +380,117 @@ def test_server_errors_are_retried_too(submitted: JobHandle) -> None:
     client.meta.events.register("before-send.sagemaker.DescribeTrainingJob", unavailable)
     assert jobs.poll(submitted, None, None).state is JobState.PENDING
     assert answers == [503, 200]
+
+
+@pytest.fixture
+def instant_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's retries without their backoff sleeps (up to 31 s over six attempts)."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+
+
+def test_a_poll_throttled_past_its_retries_leaves_the_job_running(
+    submitted: JobHandle, instant_retries: None, recording: Recording
+) -> None:
+    """The core stops a job whose poll raises: AWS throttling must not cost the job."""
+    name = submitted.job_id
+    set_status(name, "InProgress", "Training", "Training image download completed.")
+    clock = FakeClock()
+    first = poll_at(submitted, None, clock)
+    assert first.state is JobState.RUNNING
+
+    client = cached_client("poll", None, submitted.data["region"])
+    seen = throttle_first(client, "DescribeTrainingJob", times=10)
+    second = poll_at(submitted, first.cursor, clock, after=first.poll_after)
+    assert seen == ["throttled"] * RETRIES["poll"]  # botocore gave up on this poll
+    assert second.state is JobState.RUNNING
+    assert second.detail == first.detail
+    (line,) = second.log_lines
+    assert "AWS is throttling DescribeTrainingJob" in line and "retrying" in line
+    assert second.poll_after is not None and second.poll_after > (first.poll_after or 0)
+
+    third = poll_at(submitted, second.cursor, clock, after=second.poll_after)
+    assert seen == ["throttled"] * 10 + ["sent"]
+    assert third.state is JobState.RUNNING
+    assert not any("throttling" in line for line in third.log_lines)
+    assert training_job(name).training_job_status == "InProgress"
+    assert recording.requests("StopTrainingJob") == []
+
+
+def test_a_poll_that_cannot_reach_aws_leaves_the_job_running(
+    submitted: JobHandle, instant_retries: None
+) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    client = cached_client("poll", None, submitted.data["region"])
+    tries: list[int] = []
+
+    def unreachable(request: Any, **kwargs: Any) -> Any:
+        tries.append(1)
+        raise EndpointConnectionError(endpoint_url=request.url)
+
+    client.meta.events.register("before-send.sagemaker.DescribeTrainingJob", unreachable)
+    clock = FakeClock()
+    first = poll_at(submitted, None, clock)
+    assert len(tries) == RETRIES["poll"]
+    assert first.state is JobState.PENDING  # nothing seen yet: the state a job starts in
+    (line,) = first.log_lines
+    assert "AWS cannot be reached for DescribeTrainingJob" in line
+    second = poll_at(submitted, first.cursor, clock, after=first.poll_after)
+    assert second.poll_after is not None and first.poll_after is not None
+    assert second.poll_after > first.poll_after  # backing off while it lasts
+
+
+def test_a_job_that_does_not_exist_still_raises(submitted: JobHandle) -> None:
+    gone = attrs.evolve(submitted, job_id="fit-train-no-such-job")
+    with pytest.raises(StepframeError, match="fit-train-no-such-job"):
+        jobs.poll(gone, None, None)
+
+
+def test_throttled_logs_are_read_at_the_next_poll(
+    submitted: JobHandle, instant_retries: None
+) -> None:
+    name = submitted.job_id
+    set_status(name, "InProgress", "Training")
+    write_logs(f"{name}/algo-1-1700000000", "epoch 1")
+    client = cached_client("logs", None, submitted.data["region"])
+    # One poll's GetLogEvents throttled through all of botocore's attempts.
+    throttle_first(client, "GetLogEvents", times=RETRIES["logs"])
+    clock = FakeClock()
+    first = poll_at(submitted, None, clock)
+    assert first.state is JobState.RUNNING
+    assert "epoch 1" not in first.log_lines
+    assert not any("logs:GetLogEvents" in line for line in first.log_lines)  # no blame
+    second = poll_at(submitted, first.cursor, clock, after=first.poll_after)
+    assert "epoch 1" in second.log_lines
+    write_logs(f"{name}/algo-1-1700000000", "epoch 2")
+    third = poll_at(submitted, second.cursor, clock, after=second.poll_after)
+    assert third.log_lines == ("epoch 2",)
+
+
+def test_unreachable_logs_do_not_fail_the_poll(submitted: JobHandle, instant_retries: None) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    name = submitted.job_id
+    set_status(name, "InProgress", "Training")
+    write_logs(f"{name}/algo-1-1700000000", "epoch 1")
+    client = cached_client("logs", None, submitted.data["region"])
+    failures: list[int] = []
+
+    def timeout(request: Any, **kwargs: Any) -> Any:
+        if len(failures) >= RETRIES["logs"]:
+            return None
+        failures.append(1)
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    client.meta.events.register("before-send.cloudwatch-logs.DescribeLogStreams", timeout)
+    clock = FakeClock()
+    first = poll_at(submitted, None, clock)
+    assert first.state is JobState.RUNNING
+    assert "epoch 1" not in first.log_lines
+    second = poll_at(submitted, first.cursor, clock, after=first.poll_after)
+    assert "epoch 1" in second.log_lines
 
 
 def test_unreadable_logs_do_not_stop_the_job_being_followed(submitted: JobHandle) -> None:

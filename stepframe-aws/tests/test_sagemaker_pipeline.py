@@ -396,6 +396,39 @@ def test_ctrl_c_stops_the_training_job(
     assert record.state == "cancelled"
 
 
+def test_a_job_outlives_aws_throttling_its_polls(
+    project: Project_, recording: str, sagemaker_like: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DescribeTrainingJob throttled ten times in a row, more than one poll's retries:
+    the run waits it out instead of stopping a healthy job."""
+    from botocore.retries.standard import ExponentialBackoff
+    from moto.core.exceptions import JsonRESTError
+    from moto.sagemaker.responses import SageMakerResponse
+
+    # botocore's backoff between its own retries, without the sleeps.
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+    describe = SageMakerResponse.describe_training_job
+    throttled: list[str] = []
+
+    def throttle_ten(self: Any) -> Any:
+        if len(throttled) < 10:
+            throttled.append(self._get_param("TrainingJobName"))
+            raise JsonRESTError("ThrottlingException", "Rate exceeded")
+        return describe(self)
+
+    monkeypatch.setattr(SageMakerResponse, "describe_training_job", throttle_ten)
+    driver = play_sagemaker(recording, monkeypatch)
+    result = project.run()
+    driver.join(10)
+    assert driver.errors == []  # type: ignore[attr-defined]
+    assert len(throttled) == 10
+    assert result.status == "succeeded"
+    assert result.output("report") == "total=30.0"
+    assert sagemaker_like == []
+    assert recorded(recording, "StopTrainingJob") == []
+    assert "AWS is throttling DescribeTrainingJob" in project.output, project.output
+
+
 def _history(root: Path) -> Any:
     from stepframe._history.database import RunHistory
 

@@ -24,6 +24,7 @@ __all__ = [
     "error_code",
     "key_hint",
     "scrub",
+    "transient_problem",
 ]
 
 # Codes that mean "these credentials are wrong or no longer valid", not "this call failed".
@@ -43,6 +44,26 @@ AUTH_ERROR_CODES = frozenset(
     }
 )
 
+
+# botocore's own list of throttling codes (its standard retry mode retries these).
+_THROTTLING = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+    }
+)
 
 _UNKNOWN_KEY = frozenset(
     {"InvalidClientTokenId", "InvalidAccessKeyId", "UnrecognizedClientException", "AuthFailure"}
@@ -187,6 +208,34 @@ def error_code(error: BaseException) -> str:
     if not isinstance(response, dict):
         return ""
     return str(response.get("Error", {}).get("Code", ""))
+
+
+def transient_problem(error: BaseException) -> str | None:
+    """What passing trouble ``error`` is, or None when it is not passing.
+
+    :return: ``"throttling"`` (a throttling code or HTTP 429), ``"unavailable"`` (a 5xx
+        answer) or ``"unreachable"`` (no answer: connection refused, reset or timed out);
+        None for anything else (a refusal, a missing resource, a bad request), which
+        trying again will not mend.
+    """
+    from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+        ClientError,
+        HTTPClientError,
+    )
+    from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+        ConnectionError as BotoConnectionError,
+    )
+
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if error_code(error) in _THROTTLING or status == 429:
+            return "throttling"
+        if status >= 500:
+            return "unavailable"
+        return None
+    if isinstance(error, (BotoConnectionError, HTTPClientError)):
+        return "unreachable"
+    return None
 
 
 def _message(error: BaseException) -> str:

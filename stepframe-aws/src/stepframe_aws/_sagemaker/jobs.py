@@ -23,7 +23,7 @@ from stepframe import (
     Launch,
     StepframeError,
 )
-from stepframe_aws._errors import aws_errors, error_code
+from stepframe_aws._errors import aws_errors, error_code, transient_problem
 from stepframe_aws._sagemaker.clients import cached_client
 from stepframe_aws._sagemaker.config import (
     LOCAL_INSTANCE_TYPE,
@@ -41,6 +41,7 @@ from stepframe_aws._sagemaker.status import (
     job_state,
     next_delay,
     transition_lines,
+    unanswered_delay,
 )
 
 __all__ = ["FLAVOR", "cancel", "poll", "submit"]
@@ -182,9 +183,19 @@ def poll(
     name = handle.job_id
     with aws_errors(f"following SageMaker training job {name}"):
         client = cached_client("poll", credentials, region)
-        answer = client.describe_training_job(TrainingJobName=name)
+        try:
+            answer = client.describe_training_job(TrainingJobName=name)
+        except Exception as error:
+            # The core stops a job whose poll raises: AWS throttling or out of reach
+            # for a while must not cost a healthy job.  A missing job or a refusal does
+            # raise (through aws_errors).
+            problem = transient_problem(error)
+            if problem is None:
+                raise
+            return _unanswered(state, now, name, problem)
     state.describes += 1
     state.recent.append(now)
+    state.unanswered = 0
     state.delay = next_delay(state)
     state.next_at = now + state.delay
     job, reason = job_state(answer)
@@ -208,6 +219,34 @@ def poll(
     )
 
 
+_UNANSWERED = {
+    "throttling": "AWS is throttling",
+    "unavailable": "AWS answers server errors to",
+    "unreachable": "AWS cannot be reached for",
+}
+
+
+def _unanswered(state: Cursor, now: float, name: str, problem: str) -> JobStatus:
+    """The state last seen, while DescribeTrainingJob gets no answer even after botocore's
+    retries; the next poll comes later, and later again while that lasts."""
+    state.describes += 1
+    state.recent.append(now)
+    state.unanswered += 1
+    state.delay = unanswered_delay(state)
+    state.next_at = now + state.delay
+    line = (
+        f"sagemaker: {_UNANSWERED[problem]} DescribeTrainingJob ({name}) even after retries; "
+        f"the job is left running, its last known state stands, retrying in {state.delay:.0f} s"
+    )
+    return JobStatus(
+        JobState(state.state),
+        log_lines=(line,),
+        cursor=state.dump(),
+        detail=state.detail,
+        poll_after=state.delay,
+    )
+
+
 def _new_log_lines(
     state: Cursor, credentials: Credentials | None, region: str | None, name: str, *, drain: bool
 ) -> tuple[str, ...]:
@@ -217,10 +256,15 @@ def _new_log_lines(
         client = cached_client("logs", credentials, region)
         batch = read_new_lines(client, name, state.logs, drain=drain)
     state.logs = batch.tokens
+    lines = batch.lines
+    if batch.skipped != state.logs_skipped:
+        state.logs_skipped = batch.skipped
+        if batch.skipped is not None:  # said once while it lasts
+            lines = (*lines, f"sagemaker: {batch.skipped}")
     if batch.problem is None:
-        return batch.lines
+        return lines
     state.logs_off = batch.problem
-    return (*batch.lines, f"sagemaker: {batch.problem}")
+    return (*lines, f"sagemaker: {batch.problem}")
 
 
 def cancel(handle: JobHandle, credentials: Credentials | None) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from stepframe_aws._errors import error_code
+from stepframe_aws._errors import error_code, transient_problem
 
 __all__ = ["LOG_GROUP", "LogBatch", "read_new_lines"]
 
@@ -22,13 +22,19 @@ PAGES_PER_POLL = 4
 PAGES_WHEN_DRAINING = 40
 
 
+# Codes that mean the identity may not read the logs: asking again will not help.
+_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+
+
 @attrs.frozen
 class LogBatch:
-    """New lines, the tokens to continue from, and why logs stopped, if they did."""
+    """New lines, the tokens to continue from, why logs stopped for good (``problem``),
+    and why this poll read no further (``skipped``: the next poll reads on)."""
 
     lines: tuple[str, ...]
     tokens: dict[str, str]
     problem: str | None = None
+    skipped: str | None = None
 
 
 def _host(stream: str) -> str:
@@ -47,20 +53,20 @@ def read_new_lines(
     :param job_name: the training job's name (its streams' prefix).
     :param tokens: stream name to the ``nextForwardToken`` read up to.
     :param drain: read every page left (the job ended, this is the last chance).
-    :return: never raises for a missing group or a denied permission: the job's state
-        matters more than its logs, so those come back as ``problem``.
+    :return: never raises for an answer from CloudWatch Logs, nor for throttling or a
+        connection problem: the job's state matters more than its logs.  A denied
+        permission comes back as ``problem`` (logs stop for good), anything else as
+        ``skipped`` (the tokens stay where they were, the next poll reads on).
     """
-    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
-
     tokens = dict(tokens)
     try:
         answer = client.describe_log_streams(
             logGroupName=LOG_GROUP, logStreamNamePrefix=f"{job_name}/", limit=50
         )
-    except ClientError as error:
+    except Exception as error:
         if error_code(error) == "ResourceNotFoundException":
             return LogBatch((), tokens)  # no instance has started yet
-        return LogBatch((), tokens, _problem(error))
+        return _interrupted(error, (), tokens)
     streams = sorted(stream["logStreamName"] for stream in answer.get("logStreams", []))
     several = len(streams) > 1
     lines: list[str] = []
@@ -75,8 +81,8 @@ def read_new_lines(
                 request["nextToken"] = tokens[stream]
             try:
                 page = client.get_log_events(**request)
-            except ClientError as error:
-                return LogBatch(tuple(lines), tokens, _problem(error))
+            except Exception as error:
+                return _interrupted(error, tuple(lines), tokens)
             tokens[stream] = page.get("nextForwardToken", tokens.get(stream, ""))
             events = page.get("events", [])
             for event in events:
@@ -87,10 +93,27 @@ def read_new_lines(
     return LogBatch(tuple(lines), tokens)
 
 
-def _problem(error: BaseException) -> str:
-    code = error_code(error) or type(error).__name__
-    return (
-        f"cannot read the job's CloudWatch logs ({code}); the client needs "
-        "logs:DescribeLogStreams and logs:GetLogEvents on "
-        f"{LOG_GROUP}; the job's state is still followed"
-    )
+def _interrupted(error: Exception, lines: tuple[str, ...], tokens: dict[str, str]) -> LogBatch:
+    """The batch so far, with why it ends here; re-raises what is not AWS's answer or
+    a connection problem (a bug here, not a reason to stop reading logs)."""
+    code = error_code(error)
+    if code in _DENIED:
+        return LogBatch(
+            lines,
+            tokens,
+            problem=(
+                f"cannot read the job's CloudWatch logs ({code}); the client needs "
+                "logs:DescribeLogStreams and logs:GetLogEvents on "
+                f"{LOG_GROUP}; the job's state is still followed"
+            ),
+        )
+    problem = transient_problem(error)
+    if problem == "throttling":
+        why = "CloudWatch Logs is throttling"
+    elif problem is not None:
+        why = "CloudWatch Logs cannot be reached"
+    elif code:
+        why = f"CloudWatch Logs answered {code}"
+    else:
+        raise error
+    return LogBatch(lines, tokens, skipped=f"{why}; the job's log lines follow when it answers")

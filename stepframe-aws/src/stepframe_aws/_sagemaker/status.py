@@ -19,11 +19,13 @@ __all__ = [
     "FIRST_DELAY",
     "MAX_DELAY",
     "MAX_DESCRIBES_PER_MINUTE",
+    "MAX_UNANSWERED_DELAY",
     "Cursor",
     "describe_allowed",
     "job_state",
     "next_delay",
     "transition_lines",
+    "unanswered_delay",
 ]
 
 # Poll a new job soon (short jobs end promptly), then back off to the cap.  At the cap a
@@ -33,6 +35,9 @@ GROWTH = 1.5
 MAX_DELAY = 6.0
 MAX_DESCRIBES_PER_MINUTE = 12
 BUDGET_WINDOW = 60.0
+# DescribeTrainingJob still throttled or unreachable after botocore's retries: wait
+# MAX_DELAY, then twice as long each time, up to this.
+MAX_UNANSWERED_DELAY = 60.0
 
 # SageMaker's secondary statuses before the container runs.
 _STARTING = frozenset(
@@ -70,6 +75,9 @@ class Cursor:
     :param transitions: secondary status transitions already reported.
     :param logs: stream name to its ``nextForwardToken``.
     :param logs_off: why log streaming stopped, once it has.
+    :param logs_skipped: why the last poll read no logs, while that lasts (said once).
+    :param unanswered: DescribeTrainingJob calls in a row that AWS did not answer (throttled,
+        5xx, unreachable, after botocore's retries).
     """
 
     describes: int = 0
@@ -82,6 +90,8 @@ class Cursor:
     transitions: int = 0
     logs: dict[str, str] = attrs.field(factory=dict)
     logs_off: str | None = None
+    logs_skipped: str | None = None
+    unanswered: int = 0
 
     @classmethod
     def parse(cls, text: str | None) -> Cursor:
@@ -115,6 +125,13 @@ def next_delay(cursor: Cursor) -> float:
     if cursor.delay <= 0:
         return FIRST_DELAY
     return min(cursor.delay * GROWTH, MAX_DELAY)
+
+
+def unanswered_delay(cursor: Cursor) -> float:
+    """The wait after the ``cursor.unanswered``-th unanswered call in a row: `MAX_DELAY`,
+    doubling up to `MAX_UNANSWERED_DELAY`."""
+    doublings = min(max(cursor.unanswered - 1, 0), 8)
+    return min(MAX_DELAY * float(2**doublings), MAX_UNANSWERED_DELAY)
 
 
 def job_state(answer: Mapping[str, Any]) -> tuple[JobState, str | None]:
