@@ -279,6 +279,23 @@ def test_a_job_finds_the_root_from_a_deep_object_uri(bucket: str) -> None:
     assert list(job.list(job.root_uri)) == [sibling, manifest]  # the marker is not listed
 
 
+def test_a_configured_root_below_another_store_is_used_as_given(bucket: str) -> None:
+    """The client opens the stack's path; a store marked above it must not take over."""
+    S3ArtifactStore.open(f"s3://{bucket}/team", None)
+    nested = S3ArtifactStore.open(f"s3://{bucket}/team/projA", None)
+    assert nested.root_uri == f"s3://{bucket}/team/projA"
+    assert s3().head_object(Bucket=bucket, Key=f"team/projA/{STORE_MARKER}")
+    manifest = nested.uri_for("runs", "r1", "train", "attempt-1", "launch.json")
+    assert manifest.startswith(f"s3://{bucket}/team/projA/runs/")
+    with nested.open_write(manifest) as stream:
+        stream.write(b"{}")
+    # A job opening its manifest finds the nearest root, the nested one.
+    job = S3ArtifactStore.open(manifest, None)
+    assert job.root_uri == f"s3://{bucket}/team/projA"
+    # The outer store, opened again by its own root, stays where it is.
+    assert S3ArtifactStore.open(f"s3://{bucket}/team", None).root_uri == f"s3://{bucket}/team"
+
+
 def test_an_object_outside_any_marked_store_opens_its_bucket(bucket: str) -> None:
     s3().put_object(Bucket=bucket, Key="elsewhere/launch.json", Body=b"{}")
     store = S3ArtifactStore.open(f"s3://{bucket}/elsewhere/launch.json", None)

@@ -5,9 +5,10 @@ written and read, records the sha256 in the `ArtifactRef` and checks it on every
 on top of any store.  On the wire, botocore adds its own checksums (CRC32 on uploads).
 
 A store's root holds a marker object, ``PREFIX/.stepframe-artifact-store``, written when
-the root is first opened.  A job opens the store by its launch manifest's URI, deep
-below the root; the nearest marker above that URI says where the root is, the same way
-the local store finds its root directory.
+the root is first opened.  The client opens the store by its configured root, which is
+used as given (even below another store's root); a job opens it by its launch manifest's
+URI, an object deep below the root, and the nearest marker above that object says where
+the root is.
 
 Works on the client, with the connector's (possibly refreshable) credentials, and inside
 job containers with none: boto3's default chain then finds the job's role, and
@@ -96,9 +97,10 @@ class S3ArtifactStore(ArtifactStore):
     ) -> S3ArtifactStore:
         """The store that ``uri``, a store root or an object in one, belongs to.
 
-        The nearest marker at or above ``uri`` gives the root.  Failing that, an existing
-        object belongs to a store rooted at its bucket, and anything else becomes a root
-        itself: its marker is written, so that object URIs below it find it later.
+        An existing object (a job's launch manifest) belongs to the store of the nearest
+        marker above it, or failing that to a store rooted at its bucket.  Anything else
+        is a store root (the stack's configured path) and is used as given: its marker
+        is written, so that object URIs below it find it later.
 
         :raises ConfigError: the bucket does not exist.
         """
@@ -223,11 +225,16 @@ class S3ArtifactStore(ArtifactStore):
 
 def _find_root(client: Any, location: S3Location) -> S3Location:
     """The root of the store ``location`` is in; see `S3ArtifactStore.open`."""
-    for candidate in location.ancestors():
-        if _has_object(client, candidate.child(STORE_MARKER)):
-            return candidate
+    if _has_object(client, location.child(STORE_MARKER)):
+        return location  # a root, marked when it was first opened
     if location.key and _has_object(client, location):
+        # An object: a job opening its store by its manifest's URI.
+        for candidate in location.ancestors()[1:]:
+            if _has_object(client, candidate.child(STORE_MARKER)):
+                return candidate
         return S3Location(location.bucket)
+    # A configured root.  Walking up from it would swap a nested root
+    # (s3://b/team/project) for a store marked above it (s3://b/team).
     _create_marker(client, location)
     return location
 
