@@ -4,6 +4,7 @@ read the runner's files.  The real thing runs in tests/integration (nox -s integ
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -59,10 +60,23 @@ def _launch(tmp_path: Path, job_name: str = "flow-train-20261122-000000-abcdef-1
     )
 
 
+def _sdk_installed(monkeypatch: pytest.MonkeyPatch, installed: bool) -> None:
+    """Whether the SageMaker SDK seems installed; other modules are found as ever (moto's
+    server looks its own up when it answers its first request)."""
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, package: str | None = None) -> object:
+        if name == "sagemaker":
+            return object() if installed else None
+        return real(name, package)
+
+    monkeypatch.setattr(local_mode.importlib.util, "find_spec", find_spec)
+
+
 @pytest.fixture
 def tools_present(monkeypatch: pytest.MonkeyPatch) -> None:
     """Submit's checks pass: an SDK and docker-compose seem to be installed."""
-    monkeypatch.setattr(local_mode.importlib.util, "find_spec", lambda name: object())
+    _sdk_installed(monkeypatch, True)
     monkeypatch.setattr(local_mode.shutil, "which", lambda name: f"/usr/bin/{name}")
 
 
@@ -83,21 +97,36 @@ def no_runner(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     return started
 
 
-def test_job_names_are_valid_sagemaker_names() -> None:
+@pytest.mark.usefixtures("tools_present")
+def test_job_names_follow_sagemakers_rule_without_collisions(
+    tmp_path: Path, no_runner: list[list[str]]
+) -> None:
+    """Local mode names jobs the way remote jobs are named: valid names stay as they are,
+    others get a hash of the whole name, so ``a_b`` and ``a.b`` stay apart."""
     rule = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-    short = "flow-train-20261122-000000-abcdef-1"
-    assert local_mode.sagemaker_job_name(short) == short
-    long_a = "p" * 50 + "-step-" + "x" * 40 + "-1"
-    long_b = "p" * 50 + "-step-" + "x" * 40 + "-2"
-    for name in (long_a, long_b, "a_b.c--", "-x-"):
-        assert rule.match(local_mode.sagemaker_job_name(name)), name
-    assert local_mode.sagemaker_job_name(long_a) != local_mode.sagemaker_job_name(long_b)
+    names = {}
+    for job_name in (
+        "flow-train-20261122-000000-abcdef-1",
+        "flow-a_b-20261122-000000-abcdef-1",
+        "flow-a.b-20261122-000000-abcdef-1",
+        "p" * 50 + "-step-" + "x" * 40 + "-1",
+        "p" * 50 + "-step-" + "x" * 40 + "-2",
+    ):
+        handle = local_mode.submit_local(
+            _launch(tmp_path, job_name), _operator(), SageMakerSettings(), None
+        )
+        spec = json.loads(Path(handle.data["dir"], "spec.json").read_text())
+        assert spec["job_name"] == handle.job_id
+        assert rule.match(handle.job_id), handle.job_id
+        names[job_name] = handle.job_id
+    assert names["flow-train-20261122-000000-abcdef-1"] == "flow-train-20261122-000000-abcdef-1"
+    assert len(set(names.values())) == len(names), names
 
 
 def test_without_the_sdk_submit_says_how_to_install_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local_mode.importlib.util, "find_spec", lambda name: None)
+    _sdk_installed(monkeypatch, False)
     with pytest.raises(StepframeError) as error:
         local_mode.submit_local(_launch(tmp_path), _operator(), SageMakerSettings(), None)
     assert str(error.value) == (
@@ -106,7 +135,7 @@ def test_without_the_sdk_submit_says_how_to_install_it(
 
 
 def test_without_compose_submit_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local_mode.importlib.util, "find_spec", lambda name: object())
+    _sdk_installed(monkeypatch, True)
     monkeypatch.setattr(local_mode.shutil, "which", lambda name: None)
     monkeypatch.setenv("PATH", str(tmp_path))  # no `docker` either
     with pytest.raises(StepframeError, match="needs Docker Compose"):

@@ -26,6 +26,7 @@ from stepframe import (
 from stepframe_aws._connector.config import AwsConnectorConfig
 from stepframe_aws._ecr.config import EcrRegistryConfig
 from stepframe_aws._s3.config import S3ArtifactStoreConfig
+from stepframe_aws._sagemaker.config import FLAVOR as OPERATOR_FLAVOR
 from stepframe_aws._sagemaker.config import SageMakerOperatorConfig, SageMakerSettings
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
 CONNECTOR_FLAVOR = "aws"
 STORE_FLAVOR = "s3"
 REGISTRY_FLAVOR = "ecr"
-OPERATOR_FLAVOR = "sagemaker"
 
 
 @hookimpl

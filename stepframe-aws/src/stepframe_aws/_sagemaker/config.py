@@ -10,8 +10,10 @@ from typing import Any
 
 import attrs
 
-__all__ = ["LOCAL_INSTANCE_TYPE", "SageMakerOperatorConfig", "SageMakerSettings"]
+__all__ = ["FLAVOR", "LOCAL_INSTANCE_TYPE", "SageMakerOperatorConfig", "SageMakerSettings"]
 
+#: The step operator flavor's name (``--flavor sagemaker``), also on its job handles.
+FLAVOR = "sagemaker"
 # `instance_type = "local"` runs the job through the SageMaker SDK's local mode.
 LOCAL_INSTANCE_TYPE = "local"
 

@@ -26,6 +26,7 @@ from stepframe import (
 from stepframe_aws._errors import aws_errors, error_code, transient_problem
 from stepframe_aws._sagemaker.clients import cached_client
 from stepframe_aws._sagemaker.config import (
+    FLAVOR,
     LOCAL_INSTANCE_TYPE,
     SageMakerOperatorConfig,
     SageMakerSettings,
@@ -44,9 +45,8 @@ from stepframe_aws._sagemaker.status import (
     unanswered_delay,
 )
 
-__all__ = ["FLAVOR", "cancel", "poll", "submit"]
+__all__ = ["cancel", "poll", "submit"]
 
-FLAVOR = "sagemaker"
 _ENDED = frozenset({"Completed", "Failed", "Stopped"})
 
 

@@ -25,7 +25,6 @@ Everything of one job lives in ``WORKDIR/sagemaker-local/JOB_NAME/``:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import os
@@ -35,7 +34,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +47,21 @@ from stepframe import (
     Launch,
     StepframeError,
 )
-from stepframe_aws._sagemaker.config import SageMakerOperatorConfig, SageMakerSettings
+from stepframe_aws._sagemaker.config import FLAVOR, SageMakerOperatorConfig, SageMakerSettings
+from stepframe_aws._sagemaker.request import image_by_digest, training_job_name
 
-__all__ = ["SDK_MISSING", "cancel_local", "job_dir_of", "poll_local", "submit_local"]
+__all__ = [
+    "COMPOSE_MISSING",
+    "JOB_LABEL",
+    "SDK_MISSING",
+    "cancel_local",
+    "compose_available",
+    "job_dir_of",
+    "poll_local",
+    "remove_job_containers",
+    "submit_local",
+]
 
-FLAVOR = "sagemaker"
 MODE = "local"
 RUNNER_MODULE = "stepframe_aws._sagemaker.local_runner"
 SDK_MISSING = "instance_type local needs the SageMaker SDK: pip install 'stepframe-aws[local]'"
@@ -63,8 +72,6 @@ COMPOSE_MISSING = (
 # Containers of the job carry JOB_LABEL=<launch.job_name> (see local_runner).
 JOB_LABEL = "stepframe.job"
 MODE_LABEL = "stepframe.sagemaker-local"
-# SageMaker's rule for training job names.
-_NAME_LIMIT = 63
 # Compose colours each container's lines, even into a file.
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Runners started by this process, so their exit is collected (no zombies).
@@ -75,21 +82,13 @@ class LocalModeError(StepframeError):
     """SageMaker local mode cannot run here (no SDK, no Compose, no image)."""
 
 
-def sagemaker_job_name(job_name: str) -> str:
-    """A valid SageMaker training job name (``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}``) for
-    ``job_name``: the same when it already is one, else shortened with a hash."""
-    name = re.sub(r"[^a-zA-Z0-9-]+", "-", job_name).strip("-") or "stepframe"
-    if len(name) <= _NAME_LIMIT:
-        return name
-    digest = hashlib.sha256(job_name.encode()).hexdigest()[:8]
-    return f"{name[: _NAME_LIMIT - 9].rstrip('-')}-{digest}"
-
-
 def job_dir_of(launch: Launch) -> Path:
     return Path(launch.workdir).resolve() / "sagemaker-local" / launch.job_name
 
 
 def _image_references(launch: Launch) -> list[str]:
+    """The image by digest (what SageMaker would run) when it has one, then as tagged:
+    the runner takes the first that the local engine has."""
     if launch.image is None:
         raise LocalModeError(
             f"step {launch.step!r}: the sagemaker operator needs an image, and none was built; "
@@ -98,21 +97,17 @@ def _image_references(launch: Launch) -> list[str]:
     image = launch.image
     references = []
     if image.digest and image.digest.startswith("sha256:"):
-        repository = image.uri.split("@", 1)[0]
-        if ":" in repository.rsplit("/", 1)[-1]:
-            repository = repository.rsplit(":", 1)[0]
-        references.append(f"{repository}@{image.digest}")
+        references.append(image_by_digest(image))
     if image.uri not in references:
         references.append(image.uri)
     return references
 
 
-def _check_tools() -> None:
-    """Fail at submit, with the fix, when the runner could not work."""
-    if importlib.util.find_spec("sagemaker") is None:
-        raise LocalModeError(SDK_MISSING)
+def compose_available() -> bool:
+    """Whether Docker Compose is here: ``docker-compose`` or the ``docker compose`` v2
+    plugin (the SDK's local mode runs the job's container through it)."""
     if shutil.which("docker-compose") is not None:
-        return
+        return True
     try:
         output = subprocess.run(
             ["docker", "compose", "version"],
@@ -123,8 +118,15 @@ def _check_tools() -> None:
             check=False,
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        output = ""
-    if "v2" not in output:
+        return False
+    return "v2" in output
+
+
+def _check_tools() -> None:
+    """Fail at submit, with the fix, when the runner could not work."""
+    if importlib.util.find_spec("sagemaker") is None:
+        raise LocalModeError(SDK_MISSING)
+    if not compose_available():
         raise LocalModeError(COMPOSE_MISSING)
 
 
@@ -227,7 +229,7 @@ def submit_local(
     config: SageMakerOperatorConfig = operator.config
     _check_tools()
     references = _image_references(launch)
-    name = sagemaker_job_name(launch.job_name)
+    name = training_job_name(launch.job_name)
     folder = job_dir_of(launch)
     runner_file = folder / "runner.json"
     # The same job submitted again while its runner still runs: that one is the job.
@@ -370,19 +372,32 @@ def cancel_local(handle: JobHandle) -> bool:
     if _alive(pid, data.get("start_ticks")):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
-    _remove_containers(str(data.get("job") or handle.job_id))
+    remove_job_containers(str(data.get("job") or handle.job_id))
     return True
 
 
-def _remove_containers(job: str) -> None:
-    """Kill and remove the job's containers (they run under the engine, not the runner)."""
+def remove_job_containers(job: str, say: Callable[[str], None] | None = None) -> list[str]:
+    """Kill and remove the job's containers (they run under the engine, not the runner;
+    the SDK leaves exited ones behind).
+
+    :param job: the launch's job name, on the containers' `JOB_LABEL`.
+    :param say: told about each container that could not be removed (already gone, or
+        being removed by a cancel meanwhile).
+    :return: the names of the containers removed.
+    """
     try:
         import docker
 
         client = docker.from_env()
         containers = client.containers.list(all=True, filters={"label": f"{JOB_LABEL}={job}"})
     except Exception:  # no engine, or none of them: nothing to stop
-        return
+        return []
+    removed = []
     for container in containers:
-        with contextlib.suppress(Exception):
+        try:
             container.remove(force=True)
+            removed.append(str(container.name))
+        except Exception as error:
+            if say is not None:
+                say(f"stepframe: could not remove container {container.name}: {error}")
+    return removed

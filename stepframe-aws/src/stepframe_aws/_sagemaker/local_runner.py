@@ -27,7 +27,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from stepframe_aws._sagemaker.local_mode import COMPOSE_MISSING, JOB_LABEL, SDK_MISSING
+from stepframe_aws._sagemaker.local_mode import (
+    COMPOSE_MISSING,
+    SDK_MISSING,
+    compose_available,
+    remove_job_containers,
+)
 
 __all__ = ["main"]
 
@@ -62,25 +67,6 @@ def choose_image(spec: dict[str, Any]) -> str:
     return candidates[0]
 
 
-def remove_job_containers(job: str) -> list[str]:
-    """Remove the job's containers (the SDK leaves exited ones behind); their names."""
-    try:
-        import docker
-
-        client = docker.from_env()
-        containers = client.containers.list(all=True, filters={"label": f"{JOB_LABEL}={job}"})
-    except Exception:
-        return []
-    removed = []
-    for container in containers:
-        try:
-            container.remove(force=True)
-            removed.append(str(container.name))
-        except Exception as error:  # already gone, or being removed by a cancel
-            print(f"stepframe: could not remove container {container.name}: {error}", flush=True)
-    return removed
-
-
 # Set by SIGTERM (a cancel).  The SDK's telemetry wrapper around `fit` returns from a
 # `finally`, which swallows the SystemExit the handler raises, so `main` checks this too.
 _stopped: list[int] = []
@@ -103,7 +89,7 @@ def _run(spec: dict[str, Any]) -> None:
     except ImportError as error:
         raise _Refused(f"{SDK_MISSING} ({error})") from None
 
-    if shutil.which("docker-compose") is None and not _compose_plugin():
+    if not compose_available():
         raise _Refused(COMPOSE_MISSING)
 
     boto_session = boto3.Session(region_name=spec.get("region") or None)
@@ -153,20 +139,8 @@ def _run(spec: dict[str, Any]) -> None:
     )
 
 
-def _compose_plugin() -> bool:
-    import subprocess
-
-    try:
-        output = subprocess.run(
-            ["docker", "compose", "version"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return "v2" in output
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 class _Refused(Exception):
@@ -221,7 +195,7 @@ def main(argv: list[str]) -> int:
             outcome, code = ("failed", f"SageMaker local mode: {message}"), 1
     # Clean up before the status says the job ended, so nothing of it is left by then.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    removed = remove_job_containers(spec["stepframe_job"])
+    removed = remove_job_containers(spec["stepframe_job"], say=_say)
     if removed:
         print(f"stepframe: removed container(s) {', '.join(removed)}", flush=True)
     # The compose file the SDK wrote holds the session's credentials; the rest is
