@@ -432,7 +432,12 @@ def _registry_digest(
 
 
 def _registry_error(registry: str, text: str) -> RegistryError:
-    if re.search(r"unauthorized|authentication required|denied", text, re.IGNORECASE):
+    # "no basic auth credentials": the engine has no login for a registry that wants one.
+    if re.search(
+        r"unauthorized|authentication required|denied|no basic auth credentials",
+        text,
+        re.IGNORECASE,
+    ):
         return RegistryError(
             f"the container registry {registry} refused access ({text}); log in with "
             f"`docker login {registry.split('/')[0]}` or check the registry's connector"
