@@ -72,7 +72,7 @@ def integration(session: nox.Session) -> None:
     """
     # Queued first, so it runs even when these tests fail.
     session.notify("integration_aws", session.posargs)
-    session.install(CORE, DOCKER, "pytest")
+    session.install(CORE, DOCKER, "pytest", "bcrypt")
     session.run(
         "pytest",
         "--import-mode=importlib",
