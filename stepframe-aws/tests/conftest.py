@@ -8,9 +8,20 @@ fails at once instead of reaching AWS.  The server's state is reset between test
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from _moto_helpers import MotoIam, Recording
+
+# The tests import their shared helpers (_moto_helpers.py, next to this file) by name;
+# under --import-mode=importlib pytest does not put this folder on sys.path itself.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 
 MOTO_ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -65,3 +76,40 @@ def aws_environment(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iter
         request = urllib.request.Request(f"{moto_endpoint}{path}", method="POST")
         with opener.open(request) as answer:
             answer.read()
+
+
+@pytest.fixture
+def recording(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Recording]:
+    """moto's request recorder, on for the test: what the server got, by operation."""
+    from _moto_helpers import Recording, moto_api
+    from moto.moto_api import recorder
+
+    # The recorder writes to a file named relative to the working directory by default.
+    monkeypatch.setattr(recorder, "_location", str(tmp_path / "moto-recording.jsonl"))
+    moto_api(moto_endpoint, "/moto-api/recorder/reset-recording", "POST")
+    moto_api(moto_endpoint, "/moto-api/recorder/start-recording", "POST")
+    yield Recording(moto_endpoint)
+    moto_api(moto_endpoint, "/moto-api/recorder/stop-recording", "POST")
+
+
+@pytest.fixture
+def moto_iam(moto_endpoint: str) -> Iterator[MotoIam]:
+    """moto's IAM, for users and roles; its enforcement is off again after the test."""
+    from _moto_helpers import MotoIam
+
+    iam = MotoIam(moto_endpoint)
+    try:
+        yield iam
+    finally:
+        if iam.enforcing:
+            iam.enforce(False)
+
+
+@pytest.fixture
+def instant_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's retries without their backoff sleeps (up to 31 s over six attempts)."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)

@@ -11,18 +11,17 @@ import os
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _moto_helpers import FakeClock
 
 from stepframe import Component, ComponentKind, ConfigError, ConnectorError, ResourceRequest
 from stepframe_aws._connector.auth import (
     ECR_TOKEN_SECONDS,
     REFRESH_MARGIN_SECONDS,
     authenticate,
-    clear_cache,
 )
 from stepframe_aws._connector.config import AwsConnectorConfig
 from stepframe_aws._session import client
@@ -34,27 +33,6 @@ KEY_ID = "AKIAEXAMPLEKEYID7Q3Z"
 SECRET_KEY = "wJalrXUtnFEMIexampleSECRETkey0000"
 TOKEN = "FQoGZXIvYXdzEXAMPLEsessionTOKEN"
 GENERIC = ResourceRequest("generic")
-
-
-class FakeClock:
-    """UNIX time that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    # moto forgets every session between tests; so must the connector's cache.
-    clear_cache()
-    yield
-    clear_cache()
 
 
 @pytest.fixture

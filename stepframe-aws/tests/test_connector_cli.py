@@ -12,31 +12,17 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from stepframe_aws._connector.auth import clear_cache
+from _moto_helpers import MotoIam, expire_sts_answers
 
 ACCOUNT = "123456789012"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
 BUCKET = "cli-artifacts"
-ALLOW_ALL = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
-}
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    clear_cache()
-    yield
-    clear_cache()
 
 
 @pytest.fixture
@@ -84,44 +70,6 @@ def failed(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
 def no_secret(result: subprocess.CompletedProcess[str], *secrets: str) -> None:
     for secret in secrets:
         assert secret not in result.stdout + result.stderr, f"{secret[:3]}... was printed"
-
-
-class MotoIam:
-    def __init__(self, endpoint: str) -> None:
-        import boto3
-
-        self.endpoint = endpoint
-        self.iam = boto3.client("iam")
-        self.enforcing = False
-
-    def user(self, name: str) -> tuple[str, str, str]:
-        arn = self.iam.create_user(UserName=name)["User"]["Arn"]
-        self.iam.put_user_policy(
-            UserName=name, PolicyName="all", PolicyDocument=json.dumps(ALLOW_ALL)
-        )
-        key = self.iam.create_access_key(UserName=name)["AccessKey"]
-        return arn, key["AccessKeyId"], key["SecretAccessKey"]
-
-    def enforce(self, on: bool = True) -> None:
-        request = urllib.request.Request(
-            f"{self.endpoint}/moto-api/reset-auth",
-            data=b"0" if on else b"inf",
-            method="POST",
-            headers={"Content-Type": "text/plain"},
-        )
-        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request) as answer:
-            answer.read()
-        self.enforcing = on
-
-
-@pytest.fixture
-def moto_iam(moto_endpoint: str) -> Iterator[MotoIam]:
-    iam = MotoIam(moto_endpoint)
-    try:
-        yield iam
-    finally:
-        if iam.enforcing:
-            iam.enforce(False)
 
 
 def register_stack(cli: Cli, key_id: str, secret_key: str, *connector_options: str) -> None:
@@ -296,7 +244,7 @@ def test_an_expired_token_through_the_cli(tmp_path: Path, monkeypatch: pytest.Mo
         'aws_secret_access_key = "tmp-secret"\n'
         'aws_session_token = "tmp-token"\n'
     )
-    _expire_sts_answers(monkeypatch)
+    expire_sts_answers(monkeypatch)
     plugins = stepframe.load_plugins(env={"STEPFRAME_LOAD_PLUGINS": "aws"})
     try:
         runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2
@@ -316,37 +264,3 @@ def test_an_expired_token_through_the_cli(tmp_path: Path, monkeypatch: pytest.Mo
     assert "`stepframe secret set tmp-token`" in result.stderr
     for value in secrets.values():
         assert value not in result.stdout + result.stderr
-
-
-_EXPIRED = (
-    b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
-    b"<Type>Sender</Type><Code>ExpiredToken</Code>"
-    b"<Message>The security token included in the request is expired</Message>"
-    b"</Error><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>"
-)
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self.body
-
-
-def _expire_sts_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every STS call in this process answers 403 ExpiredToken, as AWS does."""
-    import botocore.session
-    from botocore.awsrequest import AWSResponse
-
-    make = botocore.session.get_session
-
-    def answer(request: Any, **_: Any) -> AWSResponse:
-        return AWSResponse(request.url, 403, {"Content-Type": "text/xml"}, _Raw(_EXPIRED))
-
-    def get_session(*args: Any, **kwargs: Any) -> Any:
-        session = make(*args, **kwargs)
-        session.register("before-send.sts.*", answer)
-        return session
-
-    monkeypatch.setattr(botocore.session, "get_session", get_session)

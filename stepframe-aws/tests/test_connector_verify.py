@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _moto_helpers import MotoIam, expire_sts_answers
 
 from stepframe import (
     Component,
@@ -25,85 +24,13 @@ from stepframe import (
     ConnectorReport,
     ResourceRequest,
 )
-from stepframe_aws._connector.auth import clear_cache
 from stepframe_aws._connector.config import AwsConnectorConfig
 from stepframe_aws._connector.verify import verify
 
 ACCOUNT = "123456789012"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
 BUCKET = "team-artifacts"
-ALLOW_ALL = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
-}
 GENERIC = ResourceRequest("generic")
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    clear_cache()
-    yield
-    clear_cache()
-
-
-class MotoIam:
-    """Users, keys and roles in moto's IAM, made before `enforce` turns its checks on."""
-
-    def __init__(self, endpoint: str) -> None:
-        import boto3
-
-        self.endpoint = endpoint
-        self.iam = boto3.client("iam")
-        self.enforcing = False
-
-    def user(self, name: str, policy: dict[str, Any] | None = None) -> tuple[str, str, str]:
-        """A user with an access key: ``(arn, key id, secret key)``."""
-        arn = self.iam.create_user(UserName=name)["User"]["Arn"]
-        self.iam.put_user_policy(
-            UserName=name, PolicyName="main", PolicyDocument=json.dumps(policy or ALLOW_ALL)
-        )
-        key = self.iam.create_access_key(UserName=name)["AccessKey"]
-        return arn, key["AccessKeyId"], key["SecretAccessKey"]
-
-    def role(self, name: str, trusted: str, external_id: str | None = None) -> str:
-        statement: dict[str, Any] = {
-            "Effect": "Allow",
-            "Principal": {"AWS": trusted},
-            "Action": "sts:AssumeRole",
-        }
-        if external_id is not None:
-            statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
-        trust = {"Version": "2012-10-17", "Statement": [statement]}
-        arn = self.iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))[
-            "Role"
-        ]["Arn"]
-        self.iam.put_role_policy(
-            RoleName=name, PolicyName="main", PolicyDocument=json.dumps(ALLOW_ALL)
-        )
-        return str(arn)
-
-    def enforce(self, on: bool = True) -> None:
-        """moto checks every request's key, signature and permissions from now on."""
-        request = urllib.request.Request(
-            f"{self.endpoint}/moto-api/reset-auth",
-            data=b"0" if on else b"inf",
-            method="POST",
-            # Not a form: moto reads the raw body as the count.
-            headers={"Content-Type": "text/plain"},
-        )
-        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request) as answer:
-            answer.read()
-        self.enforcing = on
-
-
-@pytest.fixture
-def moto_iam(moto_endpoint: str) -> Iterator[MotoIam]:
-    iam = MotoIam(moto_endpoint)
-    try:
-        yield iam
-    finally:
-        if iam.enforcing:
-            iam.enforce(False)
 
 
 @pytest.fixture
@@ -445,43 +372,6 @@ def test_a_store_that_is_not_on_s3_is_a_failed_check(secrets: dict[str, str]) ->
 
 
 # ---- helpers -----------------------------------------------------------------------------
-
-_EXPIRED = (
-    b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
-    b"<Type>Sender</Type><Code>ExpiredToken</Code>"
-    b"<Message>The security token included in the request is expired</Message>"
-    b"</Error><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>"
-)
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self.body
-
-
-def expire_sts_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every STS call answers 403 ExpiredToken, as AWS does for an expired session.
-
-    botocore's own factory is wrapped, so every session boto3 or stepframe makes has the
-    handler; botocore parses the answer and raises exactly as it would for AWS's.
-    """
-    import botocore.session
-    from botocore.awsrequest import AWSResponse
-
-    make = botocore.session.get_session
-
-    def answer(request: Any, **_: Any) -> AWSResponse:
-        return AWSResponse(request.url, 403, {"Content-Type": "text/xml"}, _Raw(_EXPIRED))
-
-    def get_session(*args: Any, **kwargs: Any) -> Any:
-        session = make(*args, **kwargs)
-        session.register("before-send.sts.*", answer)
-        return session
-
-    monkeypatch.setattr(botocore.session, "get_session", get_session)
 
 
 def test_the_verify_connector_hook_answers_for_aws_connectors_only(

@@ -4,16 +4,24 @@ move each training job through its states through moto's own backend objects).""
 
 from __future__ import annotations
 
-import base64
 import json
 import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+from _moto_helpers import (
+    ACCOUNT,
+    REGION,
+    FakeClock,
+    Recording,
+    aws_answer,
+    sagemaker_backend,
+    teach_stop_training_job,
+    throttle_first,
+    write_logs,
+)
 
 from stepframe import (
     Component,
@@ -32,58 +40,11 @@ from stepframe_aws._sagemaker.clients import RETRIES, cached_client, clear_clien
 from stepframe_aws._sagemaker.config import SageMakerOperatorConfig, SageMakerSettings
 from stepframe_aws._sagemaker.status import MAX_DESCRIBES_PER_MINUTE
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/stepframe-sagemaker"
 BUCKET = "stepframe-jobs"
 DIGEST = "sha256:" + "cd" * 32
 RUN = "20260101-000000-abcdef"
 MANIFEST = f"s3://{BUCKET}/store/runs/{RUN}/train/attempt-1/launch.json"
-LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-
-
-# ---- moto helpers ------------------------------------------------------------------------
-
-
-def _moto(endpoint: str, path: str, method: str = "GET") -> bytes:
-    request = urllib.request.Request(f"{endpoint}{path}", method=method)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request) as answer:
-        return bytes(answer.read())
-
-
-class Recording:
-    """moto's request recorder: every request the server got while it ran."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
-
-    def requests(self, target: str) -> list[dict[str, Any]]:
-        """JSON bodies of the requests whose ``X-Amz-Target`` ends in ``target``."""
-        found = []
-        for line in _moto(self.endpoint, "/moto-api/recorder/download-recording").splitlines():
-            entry = json.loads(line)
-            headers = {k.lower(): v for k, v in entry["headers"].items()}
-            if not headers.get("x-amz-target", "").endswith(f".{target}"):
-                continue
-            body = entry["body"]
-            raw = base64.b64decode(body) if entry["body_encoded"] else body.encode()
-            found.append(json.loads(raw))
-        return found
-
-
-@pytest.fixture
-def recording(
-    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Recording]:
-    from moto.moto_api import recorder
-
-    # The recorder writes to a file named relative to the working directory by default.
-    monkeypatch.setattr(recorder, "_location", str(tmp_path / "moto-recording.jsonl"))
-    _moto(moto_endpoint, "/moto-api/recorder/reset-recording", "POST")
-    _moto(moto_endpoint, "/moto-api/recorder/start-recording", "POST")
-    yield Recording(moto_endpoint)
-    _moto(moto_endpoint, "/moto-api/recorder/stop-recording", "POST")
 
 
 @pytest.fixture(autouse=True)
@@ -96,9 +57,7 @@ def fresh_clients() -> Iterator[None]:
 
 def training_job(name: str) -> Any:
     """moto's in-process object for a training job, to move it through its states."""
-    from moto.backends import get_backend
-
-    return get_backend("sagemaker")[ACCOUNT][REGION].training_jobs[name]
+    return sagemaker_backend().training_jobs[name]
 
 
 def set_status(name: str, primary: str, secondary: str, message: str = "", **extra: Any) -> None:
@@ -111,68 +70,6 @@ def set_status(name: str, primary: str, secondary: str, message: str = "", **ext
     ]
     for key, value in extra.items():
         setattr(job, key, value)
-
-
-def write_logs(stream: str, *messages: str) -> None:
-    import boto3
-
-    logs = boto3.client("logs", region_name=REGION)
-    try:
-        logs.create_log_group(logGroupName=LOG_GROUP)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
-    try:
-        logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
-    now = int(time.time() * 1000)
-    logs.put_log_events(
-        logGroupName=LOG_GROUP,
-        logStreamName=stream,
-        logEvents=[{"timestamp": now + i, "message": text} for i, text in enumerate(messages)],
-    )
-
-
-class FakeClock:
-    """UNIX time that moves only when told, for the polling schedule."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def throttle_first(client: Any, operation: str, times: int) -> list[str]:
-    """Make ``operation`` answer ThrottlingException ``times`` times, through botocore's
-    event hooks: the retries that follow are botocore's own."""
-    from botocore.awsrequest import AWSResponse
-
-    seen: list[str] = []
-
-    def answer(request: Any, **kwargs: Any) -> Any:
-        seen.append("throttled" if len(seen) < times else "sent")
-        if seen[-1] == "sent":
-            return None
-        body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"})
-        return AWSResponse(
-            request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, _Raw(body.encode())
-        )
-
-    client.meta.events.register(
-        f"before-send.{client.meta.service_model.service_name}.{operation}", answer
-    )
-    return seen
-
-
-class _Raw:
-    """The raw body an AWSResponse reads its content from."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def stream(self, **kwargs: Any) -> Iterator[bytes]:
-        yield self.data
 
 
 # ---- submitting --------------------------------------------------------------------------
@@ -268,11 +165,10 @@ def test_a_retried_create_finds_the_job_its_first_try_made() -> None:
     first = jobs.submit(launch, OPERATOR, None)
     client = cached_client("submit", None, None)
     # The first try got through but its answer was lost; AWS answers the retry so:
-    from botocore.awsrequest import AWSResponse
 
     def in_use(request: Any, **kwargs: Any) -> Any:
         body = json.dumps({"__type": "ResourceInUse", "Message": "job name in use"})
-        return AWSResponse(request.url, 400, {}, _Raw(body.encode()))
+        return aws_answer(request.url, 400, body.encode())
 
     client.meta.events.register("before-send.sagemaker.CreateTrainingJob", in_use)
     again = jobs.submit(launch, OPERATOR, None)
@@ -366,8 +262,6 @@ def test_throttling_is_retried_and_survived(submitted: JobHandle) -> None:
 
 
 def test_server_errors_are_retried_too(submitted: JobHandle) -> None:
-    from botocore.awsrequest import AWSResponse
-
     client = cached_client("poll", None, submitted.data["region"])
     answers: list[int] = []
 
@@ -375,19 +269,11 @@ def test_server_errors_are_retried_too(submitted: JobHandle) -> None:
         answers.append(503 if not answers else 200)
         if answers[-1] == 200:
             return None
-        return AWSResponse(request.url, 503, {}, _Raw(b"{}"))
+        return aws_answer(request.url, 503, b"{}")
 
     client.meta.events.register("before-send.sagemaker.DescribeTrainingJob", unavailable)
     assert jobs.poll(submitted, None, None).state is JobState.PENDING
     assert answers == [503, 200]
-
-
-@pytest.fixture
-def instant_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore's retries without their backoff sleeps (up to 31 s over six attempts)."""
-    from botocore.retries.standard import ExponentialBackoff
-
-    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
 
 
 def test_a_poll_throttled_past_its_retries_leaves_the_job_running(
@@ -494,13 +380,11 @@ def test_unreachable_logs_do_not_fail_the_poll(submitted: JobHandle, instant_ret
 
 
 def test_unreadable_logs_do_not_stop_the_job_being_followed(submitted: JobHandle) -> None:
-    from botocore.awsrequest import AWSResponse
-
     client = cached_client("logs", None, submitted.data["region"])
 
     def denied(request: Any, **kwargs: Any) -> Any:
         body = json.dumps({"__type": "AccessDeniedException", "message": "not allowed"})
-        return AWSResponse(request.url, 400, {}, _Raw(body.encode()))
+        return aws_answer(request.url, 400, body.encode())
 
     client.meta.events.register("before-send.cloudwatch-logs.DescribeLogStreams", denied)
     clock = FakeClock()
@@ -542,29 +426,7 @@ def test_polls_stay_within_the_describe_budget(submitted: JobHandle) -> None:
 
 @pytest.fixture
 def moto_stops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Teach moto's SageMaker StopTrainingJob (it answers 500, not implemented): the job
-    goes to Stopped, and a job that has ended is refused the way SageMaker refuses it."""
-    from moto.core.responses import EmptyResult
-    from moto.sagemaker.exceptions import ValidationError
-    from moto.sagemaker.responses import SageMakerResponse
-
-    stopped: list[str] = []
-
-    def stop_training_job(self: Any) -> Any:
-        name = self._get_param("TrainingJobName")
-        job = self.sagemaker_backend.training_jobs[name]
-        if job.training_job_status in ("Completed", "Failed", "Stopped"):
-            raise ValidationError(
-                f"The request was rejected because the training job is in status "
-                f"{job.training_job_status}."
-            )
-        job.training_job_status = "Stopped"
-        job.secondary_status = "Stopped"
-        stopped.append(name)
-        return EmptyResult()
-
-    monkeypatch.setattr(SageMakerResponse, "stop_training_job", stop_training_job, raising=False)
-    return stopped
+    return teach_stop_training_job(monkeypatch)
 
 
 def test_cancel_stops_the_job(submitted: JobHandle, moto_stops: list[str]) -> None:

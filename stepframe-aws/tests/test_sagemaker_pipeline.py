@@ -11,21 +11,26 @@ job, then marks the job Completed or Failed in moto's backend.
 
 from __future__ import annotations
 
-import base64
 import io
-import json
 import os
 import signal
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _moto_helpers import (
+    ACCOUNT,
+    REGION,
+    Recording,
+    sagemaker_backend,
+    teach_stop_training_job,
+    write_logs,
+)
 
 import stepframe
 from stepframe import ComponentKind, Flavor, ImageRef, RunCancelled, RunFailed, StepFailed, hookimpl
@@ -35,13 +40,10 @@ from stepframe._pipeline.loader import load_pipeline
 from stepframe._project import Project
 from stepframe_aws._sagemaker.clients import clear_clients
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/stepframe-sagemaker"
 BUCKET = "stepframe-pipeline"
 DIGEST = "sha256:" + "ef" * 32
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/fit:0123abcd"
-LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
 STACK = """\
 active_stack = "aws"
@@ -123,52 +125,13 @@ class FixedImage:
 # ---- moto helpers ------------------------------------------------------------------------
 
 
-def _moto(endpoint: str, path: str, method: str = "GET") -> bytes:
-    request = urllib.request.Request(f"{endpoint}{path}", method=method)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request) as answer:
-        return bytes(answer.read())
-
-
-def recorded(endpoint: str, target: str) -> list[dict[str, Any]]:
-    """JSON bodies of the recorded requests whose ``X-Amz-Target`` ends in ``target``."""
-    found = []
-    for line in _moto(endpoint, "/moto-api/recorder/download-recording").splitlines():
-        entry = json.loads(line)
-        headers = {k.lower(): v for k, v in entry["headers"].items()}
-        if headers.get("x-amz-target", "").endswith(f".{target}"):
-            body = entry["body"]
-            found.append(json.loads(base64.b64decode(body) if entry["body_encoded"] else body))
-    return found
-
-
-def backend() -> Any:
-    from moto.backends import get_backend
-
-    return get_backend("sagemaker")[ACCOUNT][REGION]
-
-
-@pytest.fixture
-def recording(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from moto.moto_api import recorder
-
-    monkeypatch.setattr(recorder, "_location", str(tmp_path / "moto-recording.jsonl"))
-    _moto(moto_endpoint, "/moto-api/recorder/reset-recording", "POST")
-    _moto(moto_endpoint, "/moto-api/recorder/start-recording", "POST")
-    yield moto_endpoint
-    _moto(moto_endpoint, "/moto-api/recorder/stop-recording", "POST")
-
-
 @pytest.fixture
 def sagemaker_like(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """moto's SageMaker, closer to the real one: a new job starts InProgress (moto's is
     Completed at once), and StopTrainingJob (moto answers 500) stops it."""
-    from moto.core.responses import EmptyResult
     from moto.sagemaker.models import SageMakerModelBackend
-    from moto.sagemaker.responses import SageMakerResponse
 
     create = SageMakerModelBackend.create_training_job
-    stopped: list[str] = []
 
     def create_in_progress(self: Any, *args: Any, **kwargs: Any) -> Any:
         job = create(self, *args, **kwargs)
@@ -176,17 +139,8 @@ def sagemaker_like(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         job.secondary_status = "Starting"
         return job
 
-    def stop_training_job(self: Any) -> Any:
-        name = self._get_param("TrainingJobName")
-        job = self.sagemaker_backend.training_jobs[name]
-        job.training_job_status = "Stopped"
-        job.secondary_status = "Stopped"
-        stopped.append(name)
-        return EmptyResult()
-
     monkeypatch.setattr(SageMakerModelBackend, "create_training_job", create_in_progress)
-    monkeypatch.setattr(SageMakerResponse, "stop_training_job", stop_training_job, raising=False)
-    return stopped
+    return teach_stop_training_job(monkeypatch)
 
 
 # ---- the project and the driver ----------------------------------------------------------
@@ -243,31 +197,14 @@ def project(
 def wait_for_job(timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = list(backend().training_jobs.values())
+        found = list(sagemaker_backend().training_jobs.values())
         if found:
             return found[0]
         time.sleep(0.05)
     raise AssertionError("no training job was created")
 
 
-def log(stream: str, *messages: str) -> None:
-    import boto3
-
-    logs = boto3.client("logs", region_name=REGION)
-    try:
-        logs.create_log_group(logGroupName=LOG_GROUP)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
-    try:
-        logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
-    now = int(time.time() * 1000)
-    events = [{"timestamp": now + i, "message": text} for i, text in enumerate(messages)]
-    logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events)
-
-
-def play_sagemaker(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> threading.Thread:
+def play_sagemaker(recording: Recording, monkeypatch: pytest.MonkeyPatch) -> threading.Thread:
     """SageMaker's part: start the job's container (the real entrypoint, in process, with
     the environment the request gave it) and record how it ended."""
     from stepframe.entrypoint import main
@@ -277,7 +214,7 @@ def play_sagemaker(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> threading.
     def drive() -> None:
         try:
             job = wait_for_job()
-            (request,) = recorded(endpoint, "CreateTrainingJob")
+            (request,) = recording.requests("CreateTrainingJob")
             job.secondary_status = "Training"
             job.secondary_status_transitions.append(
                 {"Status": "Training", "StartTime": time.time(), "StatusMessage": "running"}
@@ -286,7 +223,7 @@ def play_sagemaker(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> threading.
             for key, value in request["Environment"].items():
                 monkeypatch.setenv(key, value)
             code = main([])
-            log(f"{job.training_job_name}/algo-1-1700000000", f"entrypoint exited {code}")
+            write_logs(f"{job.training_job_name}/algo-1-1700000000", f"entrypoint exited {code}")
             if code == 0:
                 job.secondary_status = job.training_job_status = "Completed"
             else:
@@ -305,7 +242,10 @@ def play_sagemaker(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> threading.
 
 
 def test_a_pipeline_sends_this_exact_request(
-    project: Project_, recording: str, sagemaker_like: list[str], monkeypatch: pytest.MonkeyPatch
+    project: Project_,
+    recording: Recording,
+    sagemaker_like: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     driver = play_sagemaker(recording, monkeypatch)
     result = project.run()
@@ -315,7 +255,7 @@ def test_a_pipeline_sends_this_exact_request(
     run_id = result.run_id
     name = f"fit-train-{run_id}-1"
     manifest = f"s3://{BUCKET}/store/runs/{run_id}/train/attempt-1/launch.json"
-    (sent,) = recorded(recording, "CreateTrainingJob")
+    (sent,) = recording.requests("CreateTrainingJob")
     assert sent == {
         "TrainingJobName": name,
         "AlgorithmSpecification": {
@@ -351,7 +291,10 @@ def test_a_pipeline_sends_this_exact_request(
 
 
 def test_a_failed_job_brings_back_its_reason_and_traceback(
-    project: Project_, recording: str, sagemaker_like: list[str], monkeypatch: pytest.MonkeyPatch
+    project: Project_,
+    recording: Recording,
+    sagemaker_like: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     driver = play_sagemaker(recording, monkeypatch)
     with pytest.raises(RunFailed) as caught:
@@ -371,7 +314,7 @@ def test_a_failed_job_brings_back_its_reason_and_traceback(
 
 
 def test_ctrl_c_stops_the_training_job(
-    project: Project_, recording: str, sagemaker_like: list[str]
+    project: Project_, recording: Recording, sagemaker_like: list[str]
 ) -> None:
     def interrupt_once_running() -> None:
         job = wait_for_job()
@@ -384,9 +327,9 @@ def test_ctrl_c_stops_the_training_job(
     with pytest.raises(RunCancelled) as caught:
         project.run()
     assert time.monotonic() - started < 30
-    (job,) = backend().training_jobs.values()
+    (job,) = sagemaker_backend().training_jobs.values()
     assert sagemaker_like == [job.training_job_name]
-    assert recorded(recording, "StopTrainingJob") == [{"TrainingJobName": job.training_job_name}]
+    assert recording.requests("StopTrainingJob") == [{"TrainingJobName": job.training_job_name}]
     assert job.training_job_status == "Stopped"
     with _history(project.root) as history:
         steps = {s.step: s.status for s in history.get_steps(caught.value.run_id)}
@@ -397,16 +340,17 @@ def test_ctrl_c_stops_the_training_job(
 
 
 def test_a_job_outlives_aws_throttling_its_polls(
-    project: Project_, recording: str, sagemaker_like: list[str], monkeypatch: pytest.MonkeyPatch
+    project: Project_,
+    recording: Recording,
+    sagemaker_like: list[str],
+    instant_retries: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """DescribeTrainingJob throttled ten times in a row, more than one poll's retries:
     the run waits it out instead of stopping a healthy job."""
-    from botocore.retries.standard import ExponentialBackoff
     from moto.core.exceptions import JsonRESTError
     from moto.sagemaker.responses import SageMakerResponse
 
-    # botocore's backoff between its own retries, without the sleeps.
-    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
     describe = SageMakerResponse.describe_training_job
     throttled: list[str] = []
 
@@ -425,7 +369,7 @@ def test_a_job_outlives_aws_throttling_its_polls(
     assert result.status == "succeeded"
     assert result.output("report") == "total=30.0"
     assert sagemaker_like == []
-    assert recorded(recording, "StopTrainingJob") == []
+    assert recording.requests("StopTrainingJob") == []
     assert "AWS is throttling DescribeTrainingJob" in project.output, project.output
 
 

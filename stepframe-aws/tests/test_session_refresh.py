@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _moto_helpers import ALLOW_ALL, FakeClock, moto_api
 
 from stepframe import (
     Component,
@@ -23,24 +22,12 @@ from stepframe import (
     Credentials,
     ResourceRequest,
 )
-from stepframe_aws._connector.auth import authenticate, clear_cache
+from stepframe_aws._connector.auth import authenticate
 from stepframe_aws._connector.config import AwsConnectorConfig
 from stepframe_aws._session import ADVISORY_REFRESH_SECONDS, MANDATORY_REFRESH_SECONDS, session
 
 ACCOUNT = "123456789012"
 BUCKET = "long-uploads"
-ALLOW_ALL = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
-}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -60,22 +47,8 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     return fake
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    clear_cache()
-    yield
-    clear_cache()
-
-
 def _reset_auth(endpoint: str, count: bytes) -> None:
-    request = urllib.request.Request(
-        f"{endpoint}/moto-api/reset-auth",
-        data=count,
-        method="POST",
-        headers={"Content-Type": "text/plain"},
-    )
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request) as answer:
-        answer.read()
+    moto_api(endpoint, "/moto-api/reset-auth", "POST", count)
 
 
 @pytest.fixture
