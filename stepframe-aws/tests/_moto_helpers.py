@@ -166,6 +166,19 @@ def teach_stop_training_job(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return stopped
 
 
+def ecr_logins_last(seconds: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's ECR logins expire ``seconds`` from now, as ECR's do (12 hours), instead of
+    on the fixed 2015-01-01 moto gives them all."""
+    import datetime
+
+    import moto.ecr.responses
+
+    def issued(*args: Any, **kwargs: Any) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(time.time() + seconds, datetime.timezone.utc)
+
+    monkeypatch.setattr(moto.ecr.responses, "datetime", issued)
+
+
 # ---- answers through botocore's event hooks ----------------------------------------------
 
 
@@ -255,3 +268,19 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def sts_follows(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's STS (its server runs in this process) dates its sessions by ``clock``, so a
+    session issued after the clock jumped expires after the jump, as on AWS."""
+    import datetime
+
+    import moto.sts.models
+
+    monkeypatch.setattr(
+        moto.sts.models,
+        "utcnow",
+        lambda: datetime.datetime.fromtimestamp(clock(), datetime.timezone.utc).replace(
+            tzinfo=None
+        ),
+    )

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _moto_helpers import FakeClock
+from _moto_helpers import FakeClock, ecr_logins_last
 
 from stepframe import Component, ComponentKind, ConfigError, ConnectorError, ResourceRequest
 from stepframe_aws._connector.auth import (
-    ECR_TOKEN_SECONDS,
+    EXPIRED_LOGIN_SECONDS,
     REFRESH_MARGIN_SECONDS,
     authenticate,
 )
@@ -270,21 +270,35 @@ def test_a_registry_gets_a_docker_login_from_the_registrys_own_region(
 
 
 def test_a_registry_login_expires_with_the_credentials_that_made_it(
-    keys: dict[str, str],
+    keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    ecr_logins_last(12 * 3600, monkeypatch)  # as ECR's do
+    registry = ResourceRequest("container_registry", REGISTRY)
     role = connector(auth_method="iam-role", role_arn=ROLE, session_duration_seconds=900, **keys)
     base = authenticate(role, GENERIC)
-    login = authenticate(role, ResourceRequest("container_registry", REGISTRY))
+    login = authenticate(role, registry)
     assert login.expires_at == base.expires_at
 
-    # With long-lived keys the login lasts ECR's 12 hours.  (moto dates its tokens 2015,
-    # which the connector must not take literally, or every `fresh()` would ask again.)
+    # With long-lived keys the login lasts as long as ECR says.
     clock = FakeClock()
     plain = connector("plain", auth_method="secret-key", **keys)
-    login = authenticate(plain, ResourceRequest("container_registry", REGISTRY), clock=clock)
-    assert login.expires_at == pytest.approx(clock.now + ECR_TOKEN_SECONDS)
+    login = authenticate(plain, registry, clock=clock)
+    assert login.expires_at == pytest.approx(clock.now + 12 * 3600, abs=60)
     assert login.refresh is not None
+    assert authenticate(plain, registry, clock=clock) is login  # cached until it is due
     assert login.fresh() is login
+
+
+def test_a_registry_login_already_expired_is_not_trusted_for_long(keys: dict[str, str]) -> None:
+    """An expiresAt in the past (moto's logins all expire 2015-01-01; on AWS, a clock
+    hours off) is kept a minute at most, then asked for again, not taken for 12 hours."""
+    clock = FakeClock()
+    plain = connector("plain", auth_method="secret-key", **keys)
+    registry = ResourceRequest("container_registry", REGISTRY)
+    login = authenticate(plain, registry, clock=clock)
+    assert login.expires_at is not None
+    assert login.expires_at <= clock.now + EXPIRED_LOGIN_SECONDS
+    assert authenticate(plain, registry, clock=clock) is not login  # asked again
 
 
 def test_an_unknown_resource_kind_is_refused(keys: dict[str, str]) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _moto_helpers import ALLOW_ALL, FakeClock, moto_api
+from _moto_helpers import ALLOW_ALL, FakeClock, moto_api, sts_follows
 
 from stepframe import (
     Component,
@@ -34,16 +34,8 @@ BUCKET = "long-uploads"
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """A fake clock that moto's STS dates its sessions by too (its server is in-process),
     so a session issued after the clock jumped expires after the jump, as on AWS."""
-    import datetime
-
-    import moto.sts.models
-
     fake = FakeClock()
-    monkeypatch.setattr(
-        moto.sts.models,
-        "utcnow",
-        lambda: datetime.datetime.fromtimestamp(fake(), datetime.timezone.utc).replace(tzinfo=None),
-    )
+    sts_follows(fake, monkeypatch)
     return fake
 
 

@@ -32,7 +32,7 @@ from stepframe_aws._connector.config import AwsConnectorConfig
 from stepframe_aws._errors import CredentialSource, aws_errors, key_hint
 
 __all__ = [
-    "ECR_TOKEN_SECONDS",
+    "EXPIRED_LOGIN_SECONDS",
     "REFRESH_MARGIN_SECONDS",
     "Clock",
     "authenticate",
@@ -46,8 +46,8 @@ Clock = Callable[[], float]
 
 # The same margin as `Credentials.fresh` and the botocore refresh window in _session.
 REFRESH_MARGIN_SECONDS = 300.0
-# ECR documents its logins as valid for 12 hours.
-ECR_TOKEN_SECONDS = 12 * 3600.0
+# How long an ECR login whose expiresAt has already passed is kept before asking again.
+EXPIRED_LOGIN_SECONDS = 60.0
 
 _GENERIC = ResourceRequest("generic")
 _SECRET_FIELDS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
@@ -352,10 +352,12 @@ def _registry_login(
     username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
     expires_at = float(data["expiresAt"].timestamp())
     now = clock()
-    if expires_at <= now + REFRESH_MARGIN_SECONDS:
-        # An expiry already due (a skewed clock, a test server's fixed date) would make
-        # every `fresh()` ask again; fall back to ECR's documented lifetime.
-        expires_at = now + ECR_TOKEN_SECONDS
+    if expires_at <= now:
+        # ECR issues 12-hour logins, so one already expired by this machine's clock is
+        # either expired indeed or the clock is hours off.  Neither is a reason to trust
+        # it for 12 hours: keep it a minute (the registry may still take it) and then ask
+        # again.  (moto dates every token 2015-01-01: its tests run on a fake clock.)
+        expires_at = now + EXPIRED_LOGIN_SECONDS
     if base.expires_at is not None:
         # A login made with temporary credentials stops working when they do.
         expires_at = min(expires_at, base.expires_at)
