@@ -119,7 +119,11 @@ def test_the_checkouts_stepframe_goes_in_as_a_wheel(parents: dict[str, str], cod
         assert core.wheel.name in plan.dockerfile
     else:  # installed from an index: pinned, never a floating name
         assert core.wheel is None and "stepframe-core==" in plan.dockerfile
-    assert "stepframe-docker" not in {p.name for p in plan.packages}
+    # Which distributions go in (the builder only when a plugin requires it) is
+    # test_dists.py's subject; here: the plan takes exactly those.
+    from stepframe_docker._dists import default_packages
+
+    assert {p.name for p in plan.packages} == set(default_packages())
 
 
 def test_wrong_settings_name_the_key(parents: dict[str, str], code: Path) -> None:
