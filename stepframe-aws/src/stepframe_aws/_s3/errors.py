@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import cast
 
 from stepframe import ConfigError
 from stepframe_aws._errors import aws_errors, error_code
 
-__all__ = ["client_error", "missing_bucket", "s3_errors"]
-
-
-def client_error() -> type[Exception]:
-    """botocore's ``ClientError`` class.
-
-    botocore ships no type hints: looking it up by name keeps the strict type check of
-    these modules independent of stubs being installed.
-    """
-    return cast("type[Exception]", importlib.import_module("botocore.exceptions").ClientError)
+__all__ = ["missing_bucket", "s3_errors"]
 
 
 def missing_bucket(bucket: str, doing: str) -> ConfigError:
@@ -40,10 +29,12 @@ def s3_errors(doing: str, bucket: str) -> Iterator[None]:
     :param doing: what the block does, for the message (``"reading s3://b/k"``).
     :param bucket: the bucket the block works in.
     """
+    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+
     with aws_errors(doing):
         try:
             yield
-        except client_error() as error:
+        except ClientError as error:
             if error_code(error) == "NoSuchBucket":
                 raise missing_bucket(bucket, doing) from None
             raise

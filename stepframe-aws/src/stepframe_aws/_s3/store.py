@@ -18,7 +18,6 @@ job containers with none: boto3's default chain then finds the job's role, and
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from stepframe import ArtifactStore, ConnectorError
 from stepframe.exceptions import ArtifactError, ArtifactNotFoundError
 from stepframe_aws._errors import error_code
-from stepframe_aws._s3.errors import client_error, missing_bucket, s3_errors
+from stepframe_aws._s3.errors import missing_bucket, s3_errors
 from stepframe_aws._s3.streams import (
     DEFAULT_PART_SIZE,
     MIN_PART_SIZE,
@@ -52,9 +51,11 @@ _HIDDEN = "403"
 
 def s3_client(credentials: Credentials | None) -> Any:
     """A boto3 S3 client: the connector's credentials, or the default chain if None."""
+    from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
+
     from stepframe_aws._session import client
 
-    config = importlib.import_module("botocore.config").Config(
+    config = Config(
         # Standard mode backs off with jitter on throttling (503 SlowDown) and 5xx, a few
         # more tries than the legacy default; keep-alive for long multipart uploads.
         retries={"mode": "standard", "max_attempts": 6},
@@ -152,12 +153,14 @@ class S3ArtifactStore(ArtifactStore):
             raise
 
     def open_read(self, uri: str) -> AbstractContextManager[BinaryIO]:
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+
         location = self.location_for(uri)
         doing = f"reading {uri}"
         with s3_errors(doing, location.bucket):
             try:
                 response = self.client.get_object(Bucket=location.bucket, Key=location.key)
-            except client_error() as error:
+            except ClientError as error:
                 code = error_code(error)
                 if code == "NoSuchBucket":  # reads promise ArtifactNotFoundError
                     message = str(missing_bucket(location.bucket, doing))
@@ -203,13 +206,15 @@ class S3ArtifactStore(ArtifactStore):
         :param hidden_is_absent: take a 403 (which S3 gives for missing keys when the
             caller may not list the bucket) as "absent" instead of raising.
         """
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+
         with s3_errors(f"checking {location.uri}", location.bucket):
             try:
                 return cast(
                     "dict[str, Any]",
                     self.client.head_object(Bucket=location.bucket, Key=location.key),
                 )
-            except client_error() as error:
+            except ClientError as error:
                 code = error_code(error)
                 if code in _ABSENT or (code == _HIDDEN and hidden_is_absent):
                     return None
@@ -241,10 +246,12 @@ def _find_root(client: Any, location: S3Location) -> S3Location:
 
 def _has_object(client: Any, location: S3Location) -> bool:
     """Whether an object is at ``location``; a hidden (403) answer counts as no."""
+    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+
     with s3_errors(f"checking {location.uri}", location.bucket):
         try:
             client.head_object(Bucket=location.bucket, Key=location.key)
-        except client_error() as error:
+        except ClientError as error:
             if error_code(error) in _ABSENT or error_code(error) == _HIDDEN:
                 return False
             raise
@@ -254,13 +261,15 @@ def _has_object(client: Any, location: S3Location) -> bool:
 def _create_marker(client: Any, root: S3Location) -> None:
     """Mark ``root`` as a store's root.  Credentials that may not write there (a read-only
     user looking at runs) still get the store: the marker only helps jobs find it."""
+    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+
     marker = root.child(STORE_MARKER)
     with s3_errors(f"opening the artifact store {root.uri}", root.bucket):
         try:
             client.put_object(
                 Bucket=marker.bucket, Key=marker.key, Body=_MARKER_TEXT, IfNoneMatch="*"
             )
-        except client_error() as error:
+        except ClientError as error:
             code = error_code(error)
             if code in ("PreconditionFailed", "ConditionalRequestConflict", "AccessDenied"):
                 return  # another process marked it first, or we may only read

@@ -9,13 +9,12 @@ with a ranged GET pinned to the object's ETag.
 
 from __future__ import annotations
 
-import importlib
 import io
 from typing import TYPE_CHECKING, Any
 
 from stepframe.exceptions import ArtifactError, ArtifactExistsError
 from stepframe_aws._errors import error_code
-from stepframe_aws._s3.errors import client_error, s3_errors
+from stepframe_aws._s3.errors import s3_errors
 from stepframe_aws._s3.uri import S3Location
 
 if TYPE_CHECKING:
@@ -45,12 +44,6 @@ _RESUMES = 5
 # Codes meaning "a conditional write found the key taken" (412), or "another conditional
 # write of that key is in progress" (409): both mean another writer has the name.
 _TAKEN_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
-
-
-def _botocore_exceptions() -> Any:
-    # botocore ships no type hints; imported as Any so the strict check of this module
-    # does not depend on stubs being installed.
-    return importlib.import_module("botocore.exceptions")
 
 
 def part_size_for(part_number: int, base: int) -> int:
@@ -184,9 +177,11 @@ class MultipartWriter(io.BufferedIOBase):
 
     def _conditional(self, call: Any, **arguments: Any) -> None:
         """Run a write that must not replace an existing object."""
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+
         try:
             call(IfNoneMatch="*", **arguments)
-        except client_error() as error:
+        except ClientError as error:
             if error_code(error) in _TAKEN_CODES:
                 raise exists_error(self._location.uri) from None
             raise
@@ -284,6 +279,8 @@ class ObjectReader(io.BufferedIOBase):
         return len(data)
 
     def _resume(self) -> None:
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+
         location = self._location
         self._close_body()
         self.resumed += 1
@@ -295,7 +292,7 @@ class ObjectReader(io.BufferedIOBase):
                     Range=f"bytes={self.position}-",
                     IfMatch=self._etag,
                 )
-            except client_error() as error:
+            except ClientError as error:
                 if error_code(error) == "PreconditionFailed":
                     raise ArtifactError(
                         f"{location.uri} changed while it was being read (its ETag is no "
@@ -319,13 +316,19 @@ class ObjectReader(io.BufferedIOBase):
 
 def _is_dropped_connection(error: BaseException) -> bool:
     """Whether a read failed because the connection broke (worth resuming)."""
-    exceptions = _botocore_exceptions()
+    from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+        IncompleteReadError,
+        ReadTimeoutError,
+        ResponseStreamingError,
+    )
+    from urllib3.exceptions import ProtocolError
+    from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
+
     dropped = (
-        exceptions.ResponseStreamingError,  # urllib3 said the connection broke
-        exceptions.IncompleteReadError,  # the body ended before its Content-Length
-        exceptions.ReadTimeoutError,
+        ResponseStreamingError,  # urllib3 said the connection broke
+        IncompleteReadError,  # the body ended before its Content-Length
+        ReadTimeoutError,
     )
     if isinstance(error, dropped):
         return True
-    urllib3 = importlib.import_module("urllib3.exceptions")
-    return isinstance(error, (urllib3.ProtocolError, urllib3.ReadTimeoutError, ConnectionError))
+    return isinstance(error, (ProtocolError, Urllib3ReadTimeout, ConnectionError))
