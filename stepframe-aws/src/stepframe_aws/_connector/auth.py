@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +28,7 @@ from stepframe import (
     resolve_secret,
 )
 from stepframe_aws._connector.config import AwsConnectorConfig
+from stepframe_aws._ecr.hosts import registry_account_region, registry_host
 from stepframe_aws._errors import CredentialSource, aws_errors, key_hint
 
 __all__ = [
@@ -38,8 +38,6 @@ __all__ = [
     "authenticate",
     "clear_cache",
     "credential_source",
-    "registry_account_region",
-    "registry_host",
 ]
 
 Clock = Callable[[], float]
@@ -51,9 +49,6 @@ EXPIRED_LOGIN_SECONDS = 60.0
 
 _GENERIC = ResourceRequest("generic")
 _SECRET_FIELDS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
-_ECR_HOST = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$"
-)
 
 
 def authenticate(
@@ -89,27 +84,6 @@ def credential_source(connector: Component) -> CredentialSource:
         except ConfigError:
             key_id = None
     return _source(connector.name, config, key_id)
-
-
-def registry_host(resource_id: str | None) -> str:
-    """The ECR host of a registry resource id (``HOST``, ``https://HOST``, ``HOST/repo``)."""
-    if not resource_id:
-        raise ConfigError(
-            "a container_registry resource needs the registry host "
-            "(ACCOUNT.dkr.ecr.REGION.amazonaws.com); set the ecr registry's uri"
-        )
-    host = resource_id.split("://", 1)[-1].split("/", 1)[0]
-    if not host:
-        raise ConfigError(f"{resource_id!r} names no registry host")
-    return host
-
-
-def registry_account_region(host: str) -> tuple[str | None, str | None]:
-    """The account and region in an ECR host name, or ``(None, None)`` for another host."""
-    found = _ECR_HOST.match(host)
-    if found is None:
-        return None, None
-    return found.group("account"), found.group("region")
 
 
 # ---- the cache -------------------------------------------------------------------------

@@ -20,13 +20,8 @@ from stepframe import (
     ResourceRequest,
     StepframeError,
 )
-from stepframe_aws._connector.auth import (
-    Clock,
-    authenticate,
-    credential_source,
-    registry_account_region,
-    registry_host,
-)
+from stepframe_aws._connector.auth import Clock, authenticate, credential_source
+from stepframe_aws._ecr.hosts import registry_account_region, registry_host
 from stepframe_aws._errors import CredentialSource, aws_errors, error_code, key_hint
 
 __all__ = ["verify"]

@@ -11,8 +11,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from stepframe import ConfigError, ConnectorError
-from stepframe_aws._connector.auth import registry_account_region, registry_host
 from stepframe_aws._ecr.config import EcrRegistryConfig
+from stepframe_aws._ecr.hosts import registry_account_region, registry_host
 from stepframe_aws._errors import aws_errors, error_code
 
 if TYPE_CHECKING:
