@@ -1,7 +1,9 @@
-"""Steps in the orchestrator's process use the artifact store's connector credentials.
+"""Steps on this machine use the artifact store's connector credentials.
 
 The connector's keys live only in stepframe's secrets file: the environment has none, so
-anything that opened the store without them (boto3's default chain) would fail.
+anything that opened the store without them (boto3's default chain) would fail.  An
+``inprocess`` step shares the run's open store; a ``local`` job process gets the
+credentials from its operator, out of sight of the step's own code.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from stepframe.testing import (  # noqa: F401 - fixtures
 )
 
 
-def test_an_inprocess_step_reads_and_writes_through_the_stores_connector(
+@pytest.mark.parametrize("operator", ["inprocess", "local"])
+def test_a_step_on_this_machine_reads_and_writes_through_the_stores_connector(
+    operator: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     stepframe_project: TempProject,  # noqa: F811
@@ -55,10 +59,10 @@ def test_an_inprocess_step_reads_and_writes_through_the_stores_connector(
 
         [stacks.cloud]
         artifact_store = "s3"
-        step_operators = ["inprocess"]
+        step_operators = ["{operator}"]
         """
     )
-    small = small_pipeline(operator="inprocess", count=6)
+    small = small_pipeline(operator=operator, count=6)
     stepframe_project.plugins = make_plugins(load=("aws",))
 
     result = stepframe_project.run(small.pipeline, stack="cloud")

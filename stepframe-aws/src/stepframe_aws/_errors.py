@@ -305,8 +305,8 @@ def aws_errors(doing: str, *, source: CredentialSource | None = None) -> Iterato
         raise ConnectorError(
             f"{doing}: no AWS credentials found; give the component a connector "
             "(`stepframe connector register aws --flavor aws ...`) or configure boto3's "
-            "default chain (AWS_PROFILE, ~/.aws/credentials), which is what a job process "
-            "(the `local` operator, a container) uses: it does not get the connector's keys"
+            "default chain (AWS_PROFILE, ~/.aws/credentials); a job in a container uses "
+            "its own role, never the connector's keys"
         ) from None
     except NoRegionError:
         raise ConnectorError(

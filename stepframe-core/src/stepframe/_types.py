@@ -194,6 +194,10 @@ class Launch:
     :param code_root: absolute path of the project code on the client.
     :param workdir: a client-side folder for operators that keep local files (logs);
         it survives the orchestrator, so a resumed run finds them again.
+    :param store_credentials: the artifact store's credentials from its connector, or
+        None.  Only operators whose jobs run on this machine, as the user, may hand them
+        to a job (the ``local`` operator does); a remote job must find the store with its
+        own role, and never gets them.
     """
 
     run_id: str
@@ -209,6 +213,7 @@ class Launch:
     image: ImageRef | None = None
     code_root: str = "."
     workdir: str = "."
+    store_credentials: Credentials | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen

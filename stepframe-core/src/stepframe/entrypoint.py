@@ -235,10 +235,11 @@ def _open(manifest_uri: str) -> tuple[ArtifactStore, LaunchManifest, Materialize
         plugins = _plugins_for(manifest.materializer_plugins)
     else:
         # Which plugin opens this scheme is only known once they are loaded: load them.
+        from stepframe._artifacts.shared import job_store_credentials
         from stepframe._plugins.manager import get_plugins
 
         plugins = get_plugins()
-        store = plugins.hooks.open_artifact_store(manifest_uri, None)
+        store = plugins.hooks.open_artifact_store(manifest_uri, job_store_credentials())
         manifest = read_manifest(store, manifest_uri, LaunchManifest)
     missing = set(manifest.materializer_plugins) - set(plugins.infos)
     if missing:

@@ -348,6 +348,12 @@ def submit_step(
         "PYTHONPATH": python_path,
         "STEPFRAME_CODE_ROOT": launch.code_root,
     }
+    if launch.store_credentials is not None:
+        # A job on this machine, as this user: it may use the run's store credentials
+        # (the entrypoint takes them out of its environment before the step runs).
+        from stepframe._artifacts.shared import STORE_CREDENTIALS_ENV, credentials_for_job
+
+        env[STORE_CREDENTIALS_ENV] = credentials_for_job(launch.store_credentials)
     data: dict[str, Any] = {"log": str(log_path)}
     reply = None
     if not settings.fresh_interpreter and tuple(launch.command[1:3]) == ENTRYPOINT_ARGS:

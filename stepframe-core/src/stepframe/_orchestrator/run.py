@@ -218,6 +218,7 @@ def run_pipeline(
                 console=console,
                 cancel_event=cancel_event,
                 workdir=str(project.jobs_dir),
+                store_credentials=store_credentials,
             )
             verb = "resuming" if earlier is not None else "run"
             console.message(

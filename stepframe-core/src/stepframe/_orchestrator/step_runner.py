@@ -72,6 +72,7 @@ class RunContext:
     console: Console
     cancel_event: threading.Event
     workdir: str
+    store_credentials: Credentials | None = None
 
 
 def job_name(pipeline: str, step: str, run_id: str, attempt: int) -> str:
@@ -201,6 +202,7 @@ class StepRunner:
             settings=self.settings,
             code_root=ctx.spec.code_root,
             workdir=ctx.workdir,
+            store_credentials=ctx.store_credentials,
         )
 
     def _manifest(self, launch: Launch) -> LaunchManifest:
