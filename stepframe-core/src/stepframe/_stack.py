@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_OPERATOR",
     "Stack",
     "connector_credentials",
+    "connector_resource",
     "project_stack",
     "resolve_operator",
     "resolve_settings",
@@ -44,6 +45,24 @@ def project_stack(project: Project, flavors: FlavorRegistry, name: str | None = 
     else:
         document = {}  # no file: skip loading a TOML parser at all
     return load_stack(project, flavors, document, name)
+
+
+# The config field that names what each kind's connector is asked for (docs/plugins.md):
+# an artifact store's root, a container registry's address.
+_RESOURCE_FIELDS = {
+    ComponentKind.ARTIFACT_STORE: ("object_store", "path"),
+    ComponentKind.CONTAINER_REGISTRY: ("container_registry", "uri"),
+}
+
+
+def connector_resource(component: Component) -> ResourceRequest:
+    """What ``component`` needs its connector for: its store root, its registry address,
+    or (any other kind) generic credentials."""
+    if component.kind not in _RESOURCE_FIELDS:
+        return ResourceRequest("generic")
+    kind, field = _RESOURCE_FIELDS[component.kind]
+    value = getattr(component.config, field, None)
+    return ResourceRequest(kind, str(value) if value else None)
 
 
 def connector_credentials(

@@ -249,19 +249,14 @@ def _resources_using(
 ) -> list[ResourceRequest]:
     """What the components that authenticate through ``connector`` need it for."""
     from stepframe._config.stacks import TABLES, build_component
+    from stepframe._stack import connector_resource
 
     resources = [ResourceRequest("generic")]
-    kinds = {
-        ComponentKind.ARTIFACT_STORE: ("object_store", "path"),
-        ComponentKind.CONTAINER_REGISTRY: ("container_registry", "uri"),
-    }
-    for kind, (resource_kind, field) in kinds.items():
+    for kind in (ComponentKind.ARTIFACT_STORE, ComponentKind.CONTAINER_REGISTRY):
         for name, table in document.get(TABLES[kind], {}).items():
             if _plain(table).get("connector") != connector:
                 continue
-            component = build_component(kind, name, table, flavors)
-            resource_id = getattr(component.config, field, None)
-            request = ResourceRequest(resource_kind, str(resource_id) if resource_id else None)
+            request = connector_resource(build_component(kind, name, table, flavors))
             if request not in resources:
                 resources.append(request)
     return resources

@@ -24,7 +24,7 @@ from stepframe._manifests import (
     write_manifest,
 )
 from stepframe._orchestrator.follow import follow_job
-from stepframe._stack import connector_credentials
+from stepframe._stack import connector_credentials, connector_resource
 from stepframe._types import (
     ArtifactRef,
     Component,
@@ -245,13 +245,13 @@ class StepRunner:
         )
         if registry is not None:
             hooks = ctx.plugins.hooks
-            address = getattr(registry.config, "uri", None)
-            login = connector_credentials(
-                ctx.stack, registry, ResourceRequest("container_registry", address), hooks
-            )
-            generic = connector_credentials(ctx.stack, registry, ResourceRequest("generic"), hooks)
+            login = connector_credentials(ctx.stack, registry, connector_resource(registry), hooks)
 
             def prepare(repository: str) -> None:
+                # Asked for only when a builder is about to touch the registry.
+                generic = connector_credentials(
+                    ctx.stack, registry, ResourceRequest("generic"), hooks
+                )
                 hooks.prepare_repository(registry, repository, generic)
 
             request = attrs.evolve(request, registry_credentials=login, prepare_repository=prepare)
