@@ -247,6 +247,19 @@ class JobState(str, enum.Enum):
 
 
 @attrs.frozen
+class JobNotFound:
+    """``find_job``'s answer when the backend proves that no job of that name exists.
+
+    Returning it lets the core submit the attempt's successor; returning ``None`` instead
+    ("cannot tell") leaves the job in the ledger as ``unknown``, never silently failed.
+
+    :param reason: what the backend said (shown in ``stepframe jobs list``).
+    """
+
+    reason: str = ""
+
+
+@attrs.frozen
 class JobStatus:
     """One poll's answer.
 

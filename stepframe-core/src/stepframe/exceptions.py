@@ -9,6 +9,8 @@ The tree, so callers can catch as broadly or narrowly as they need::
     │   ├── UnknownOperatorError    a step names an operator no installed plugin provides
     │   └── ConfigError             a component's config or a step's settings do not validate
     ├── PluginError                 a plugin broke the hook contract (returned the wrong thing)
+    ├── SubmitAmbiguousError        a submit request may have reached the backend, but its
+    │                               answer was lost; the job may exist (see ``find_job``)
     ├── ConnectorError              a connector cannot authenticate, or its credentials do not
     │                               reach a resource (wrong key, expired token, denied role)
     ├── ArtifactError               storing or loading an artifact failed
@@ -47,6 +49,7 @@ __all__ = [
     "RunFailed",
     "StepFailed",
     "StepframeError",
+    "SubmitAmbiguousError",
     "UnknownOperatorError",
     "UsageError",
 ]
@@ -78,6 +81,18 @@ class ConfigError(UsageError):
 
 class PluginError(StepframeError):
     """A plugin broke the hook contract, for example by returning the wrong type."""
+
+
+class SubmitAmbiguousError(StepframeError):
+    """A submit request may have reached the backend, but its answer was lost.
+
+    An operator raises it from ``submit_step`` when the error does not prove that nothing
+    was created: a connection dropped after the request was sent, a read timeout, a 5xx.
+    The core then records the job as *possibly submitted* and asks the operator's
+    ``find_job`` hook, by the launch's deterministic job name, whether the job exists.
+    Errors that prove nothing was created (validation, access denied, throttling of the
+    create itself) stay ordinary `StepframeError` subclasses.
+    """
 
 
 class ConnectorError(StepframeError):
