@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         ImageRef,
         ImageRequest,
         JobHandle,
+        JobNotFound,
         JobStatus,
         Launch,
         ResourceRequest,
@@ -180,6 +181,28 @@ def cancel_step(handle: JobHandle, credentials: Credentials | None) -> bool | No
     :param handle: the job; return None unless ``handle.flavor`` is yours.
     :param credentials: from the operator's connector, or None.
     :return: True once the job is stopping (or already ended).
+    """
+
+
+@hookspec(firstresult=True)
+def find_job(
+    launch: Launch, operator: Component, credentials: Credentials | None
+) -> JobHandle | JobNotFound | None:
+    """Find the job of a launch whose ``submit_step`` answer was lost.
+
+    Called when ``submit_step`` raised `SubmitAmbiguousError` (or an error that is not a
+    `StepframeError`, which proves nothing either), and again on ``run --resume`` and
+    ``stepframe jobs list`` for a ledger row that is still *possibly submitted*.  Look the
+    job up by ``launch.job_name`` (or a label derived from it) without creating anything.
+
+    :param launch: the launch that was being submitted, as it was (its ``job_name`` is
+        deterministic per run, step and attempt).
+    :param operator: the step operator component that submitted it.
+    :param credentials: from the operator's connector, or None.
+    :return: the job's handle if it exists (after checking it is ours: its image and
+        tags), `JobNotFound` if the backend proves no such job exists, or None if this
+        operator cannot tell; the ledger then shows the job as ``unknown``, never as
+        failed, so nobody forgets a job that may be running and paid for.
     """
 
 

@@ -19,6 +19,7 @@ from stepframe._types import (
     ImageRef,
     ImageRequest,
     JobHandle,
+    JobNotFound,
     JobStatus,
     Launch,
     ResourceRequest,
@@ -122,6 +123,18 @@ class Hooks:
         if value is None:
             raise _nobody("cancel_step", who)
         return bool(value)
+
+    def find_job(
+        self, launch: Launch, operator: Component, credentials: Credentials | None
+    ) -> JobHandle | JobNotFound | None:
+        """The job of a launch whose submit answer was lost; None when nobody can tell."""
+        who = f"step operator {operator.name!r} (flavor {operator.flavor!r})"
+        value = self._hook.find_job(launch=launch, operator=operator, credentials=credentials)
+        if value is None:
+            return None
+        if not isinstance(value, (JobHandle, JobNotFound)):
+            raise _wrong_type("find_job", value, JobHandle, who)
+        return value
 
     def open_artifact_store(self, uri: str, credentials: Credentials | None) -> ArtifactStore:
         who = f"artifact URI {uri!r}"
