@@ -13,6 +13,7 @@ import re
 import stat
 from pathlib import Path
 
+from stepframe._names import SECRET_NAME_RULE, is_secret_name
 from stepframe.exceptions import ConfigError
 
 __all__ = [
@@ -20,13 +21,13 @@ __all__ = [
     "SecretRef",
     "SecretStore",
     "check_reference",
+    "check_secret_name",
     "default_secrets_path",
     "resolve_secret",
 ]
 
 SECRETS_FILE_ENV = "STEPFRAME_SECRETS_FILE"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_ENV = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
+_ENV = re.compile(r"env:[A-Za-z_][A-Za-z0-9_]*")
 
 
 class SecretRef(str):
@@ -43,12 +44,22 @@ class SecretRef(str):
 
 def check_reference(value: str) -> SecretRef:
     """``value`` as a reference, or `ConfigError` if it cannot be one (a pasted key, say)."""
-    if _ENV.match(value) or _NAME.match(value):
+    if _ENV.fullmatch(value) or is_secret_name(value):
         return SecretRef(value)
     raise ConfigError(
         "takes the name of a secret (create it with `stepframe secret set NAME`) "
         "or env:VARIABLE, not a value"
     )
+
+
+def check_secret_name(name: str) -> None:
+    """`ConfigError` if ``name`` cannot name a secret.  The message never repeats it: what
+    was typed where a name belongs may be the value itself."""
+    if not is_secret_name(name):
+        raise ConfigError(
+            f"the secret name given is invalid (not shown, in case it is a value): "
+            f"{SECRET_NAME_RULE}"
+        )
 
 
 def default_secrets_path() -> Path:
@@ -117,11 +128,7 @@ class SecretStore:
         return name in self._load()
 
     def set(self, name: str, value: str) -> None:
-        if not _NAME.match(name):
-            raise ConfigError(
-                f"secret name {name!r} is invalid: use letters, digits, '.', '_' and '-' "
-                "(at most 128 characters)"
-            )
+        check_secret_name(name)
         if not value:
             raise ConfigError(f"secret {name!r}: refusing to store an empty value")
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -140,7 +147,11 @@ class SecretStore:
         with _locked(self.path):
             secrets = self._load()
             if name not in secrets:
-                raise ConfigError(f"no secret named {name!r} (see `stepframe secret list`)")
+                # Not echoed: a "name" that is not stored may well be a pasted value.
+                raise ConfigError(
+                    "no secret has the name given (not shown, in case it is a value); "
+                    "see `stepframe secret list`"
+                )
             del secrets[name]
             self._save(secrets)
 
