@@ -19,6 +19,8 @@ The tree, so callers can catch as broadly or narrowly as they need::
     │   ├── ArtifactExistsError     artifacts are write-once; something is already there
     │   └── NoMaterializerError     no materializer can store a step's output
     ├── ManifestError               a launch/result manifest cannot be read (version, shape)
+    ├── StorageFullError            the disk holding the run history, the artifact store or
+    │                               the project's state folder is full (or fails to write)
     ├── InputTypeError              a loaded input does not match the step's type hint
     ├── StepFailed                  a step raised, locally or remotely; carries the traceback
     └── RunFailed                   a run finished with failed steps; lists them
@@ -49,6 +51,7 @@ __all__ = [
     "RunFailed",
     "StepFailed",
     "StepframeError",
+    "StorageFullError",
     "SubmitAmbiguousError",
     "UnknownOperatorError",
     "UsageError",
@@ -125,6 +128,31 @@ class NoMaterializerError(ArtifactError):
 
 class ManifestError(StepframeError):
     """A launch or result manifest has an unknown version or an invalid shape."""
+
+
+class StorageFullError(StepframeError):
+    """Something stepframe keeps on disk cannot be written: the disk is full, the quota is
+    used up, or the disk fails to write.
+
+    The message is one line naming what could not be written and where, and the fix.
+
+    :param what: what was being written, as people know it ("the run history").
+    :param path: where it lives (a file, a folder or a store's root URI).
+    :param reason: why, in words ("the disk is full (No space left on device)").
+    :param fix: what to do about it.
+    """
+
+    def __init__(
+        self, what: str, path: str, reason: str, fix: str = "free space and retry"
+    ) -> None:
+        self.what = what
+        self.path = path
+        self.reason = reason
+        self.fix = fix
+        super().__init__(what, path, reason, fix)
+
+    def __str__(self) -> str:
+        return f"{self.what} at {self.path} cannot be written: {self.reason}; {self.fix}"
 
 
 class InputTypeError(StepframeError):
