@@ -23,13 +23,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
 
 import attrs
 
+from stepframe._storage import is_storage_oserror, sqlite_storage_error, storage_error
 from stepframe._types import ArtifactRef, JobHandle, JobState
 from stepframe.exceptions import UsageError
 
@@ -53,6 +54,12 @@ __all__ = [
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_SECONDS = 30.0
+# How a full disk under the history is named, and what to do about it.
+_HISTORY = "the run history"
+_HISTORY_FIX = (
+    "free space on that disk and try again (`stepframe run --resume RUN_ID` continues "
+    "a run it interrupted)"
+)
 
 RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
 StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "cancelled", "cached"]
@@ -297,23 +304,26 @@ class RunHistory:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        # isolation_level=None: the module must not open transactions behind our back;
-        # every write transaction is an explicit BEGIN IMMEDIATE (see the module docstring).
-        self._conn = sqlite3.connect(
-            self.path,
-            timeout=BUSY_TIMEOUT_SECONDS,
-            isolation_level=None,
-            check_same_thread=False,
-        )
+        with self._storage_errors():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: the module must not open transactions behind our back;
+            # every write transaction is an explicit BEGIN IMMEDIATE (see the module
+            # docstring).
+            self._conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_SECONDS,
+                isolation_level=None,
+                check_same_thread=False,
+            )
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            self._enable_wal()
-            # NORMAL is durable against process crashes in WAL mode; FULL would add an fsync
-            # per step update for protection only against power loss.
-            self._conn.execute("PRAGMA synchronous = NORMAL")
+            with self._storage_errors():
+                self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+                self._conn.execute("PRAGMA foreign_keys = ON")
+                self._enable_wal()
+                # NORMAL is durable against process crashes in WAL mode; FULL would add an
+                # fsync per step update for protection only against power loss.
+                self._conn.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
         except BaseException:
             self._conn.close()
@@ -322,20 +332,46 @@ class RunHistory:
     # -- plumbing ----------------------------------------------------------------------
 
     @contextmanager
+    def _storage_errors(self) -> Iterator[None]:
+        """Say "the run history at PATH cannot be written: the disk is full" instead of
+        SQLite's "database or disk is full" or "disk I/O error" (and the same for an
+        ``OSError`` ENOSPC while creating the folder)."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            full = sqlite_storage_error(_HISTORY, self.path, error, _HISTORY_FIX)
+            if full is None:
+                raise
+            raise full from error
+        except OSError as error:
+            if not is_storage_oserror(error):
+                raise
+            raise storage_error(_HISTORY, self.path, error, _HISTORY_FIX) from error
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        """One ``BEGIN IMMEDIATE`` transaction: all of the caller's statements, or none.
+
+        When the disk fills, SQLite refuses the statement or the COMMIT and the whole
+        transaction is rolled back, so a full disk never leaves a half-written row.
+        """
+        with self._lock, self._storage_errors():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                    # SQLite may already have rolled back (SQLITE_FULL, SQLITE_IOERR); a
+                    # failing ROLLBACK must not hide the error that says why.
+                    with suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
                 raise
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        # Reads write too: the WAL's shared-memory file is created on the first one.
+        with self._lock, self._storage_errors():
             yield self._conn
 
     def _enable_wal(self) -> None:
@@ -363,8 +399,9 @@ class RunHistory:
         The version is read again inside the write transaction, so when two processes
         create the same new file only one of them runs the migrations.
         """
-        if self._user_version(self._conn) == SCHEMA_VERSION:
-            return
+        with self._storage_errors():
+            if self._user_version(self._conn) == SCHEMA_VERSION:
+                return
         with self._write() as conn:
             version = self._user_version(conn)
             if version > SCHEMA_VERSION:
@@ -383,7 +420,7 @@ class RunHistory:
 
     def close(self) -> None:
         """Close the connection; the history cannot be used afterwards."""
-        with self._lock:
+        with self._lock, self._storage_errors():
             self._conn.close()
 
     def __enter__(self) -> Self:
