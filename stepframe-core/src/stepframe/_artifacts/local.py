@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from stepframe._artifacts.store import ArtifactStore
-from stepframe.exceptions import ArtifactError, ArtifactExistsError, ArtifactNotFoundError
+from stepframe._storage import disk_is_full, is_storage_oserror, storage_reason
+from stepframe.exceptions import (
+    ArtifactError,
+    ArtifactExistsError,
+    ArtifactNotFoundError,
+    StorageFullError,
+)
 
 __all__ = [
     "STORE_MARKER",
@@ -106,10 +112,14 @@ class LocalArtifactStore(ArtifactStore):
         super().__init__(root_uri)
         self.root = Path(os.path.normpath(path_from_file_uri(self.root_uri)))
         if create:
-            self.root.mkdir(parents=True, exist_ok=True)
             marker = self.root / STORE_MARKER
-            with contextlib.suppress(FileExistsError), open(marker, "x", encoding="utf-8") as f:
-                f.write("This directory is a stepframe artifact store.\n")
+            with self._storage_errors(marker):
+                self.root.mkdir(parents=True, exist_ok=True)
+                with (
+                    contextlib.suppress(FileExistsError),
+                    open(marker, "x", encoding="utf-8") as f,
+                ):
+                    f.write("This directory is a stepframe artifact store.\n")
 
     @classmethod
     def at(cls, path: str | os.PathLike[str], *, create: bool = False) -> LocalArtifactStore:
@@ -135,17 +145,55 @@ class LocalArtifactStore(ArtifactStore):
         return self._write(uri, self.path_for(uri))
 
     @contextlib.contextmanager
+    def _storage_errors(self, path: Path) -> Iterator[None]:
+        """A full disk (or quota) under the store as one line naming the store and the
+        object, instead of ``OSError: [Errno 28]``."""
+        try:
+            yield
+        except OSError as error:
+            if not is_storage_oserror(error):
+                raise
+            raise self._full(path, error) from error
+
+    def _full(self, path: Path, error: OSError) -> StorageFullError:
+        return StorageFullError(
+            "the artifact store",
+            str(self.root),
+            f"{storage_reason(error)} while writing {path}",
+            "free space on that disk (or point the stack at another artifact store) "
+            "and run the step again",
+        )
+
+    @contextlib.contextmanager
     def _write(self, uri: str, path: Path) -> Iterator[BinaryIO]:
         if path.exists():
             raise _exists(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = _create_temp(path.parent)
+        with self._storage_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp_name = _create_temp(path.parent)
         try:
-            with os.fdopen(fd, "wb") as stream:
-                yield stream
-                stream.flush()
-                os.fsync(stream.fileno())
-            _publish(Path(temp_name), path, uri)
+            stream = os.fdopen(fd, "wb")
+            try:
+                try:
+                    yield stream
+                except OSError as error:
+                    # The caller's writes to the stream fail when the store's disk fills;
+                    # an OSError of anything else the caller does (its own scratch files
+                    # on another disk) is not the store's to explain.
+                    if is_storage_oserror(error) and disk_is_full(self.root):
+                        raise self._full(path, error) from error
+                    raise
+                with self._storage_errors(path):
+                    stream.flush()
+                    os.fsync(stream.fileno())
+            finally:
+                # After a failed write the buffer may still hold bytes that cannot be
+                # flushed; they are being thrown away, and the error that says why is
+                # already on its way.
+                with contextlib.suppress(OSError):
+                    stream.close()
+            with self._storage_errors(path):
+                _publish(Path(temp_name), path, uri)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp_name)

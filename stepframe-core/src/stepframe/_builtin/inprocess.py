@@ -27,6 +27,7 @@ from stepframe._types import (
     JobStatus,
     Launch,
 )
+from stepframe.exceptions import StepframeError
 
 FLAVOR = "inprocess"
 
@@ -120,6 +121,10 @@ def _run(job: _Job, launch: Launch) -> None:
         )
         registry = MaterializerRegistry(plugins.materializers)
         execute_launch(store, launch.manifest_uri, registry, Path(launch.code_root))
+    except StepframeError as error:
+        # The store refused the result (its disk is full, say): the error says what and
+        # where in one line, which a traceback of stepframe's own frames would bury.
+        job.failure = str(error)
     except BaseException:  # the machinery failed, not the step: report, never hang
         job.failure = traceback.format_exc()
     finally:

@@ -43,5 +43,30 @@ def reports_errors(func: _F) -> _F:
         except StepframeError as error:
             click.echo(f"stepframe: error: {error}", err=True)
             sys.exit(EXIT_FAILED)
+        except Exception as error:
+            # A full disk met where no caller knew better what was being written.
+            message = _storage_message(error)
+            if message is None:
+                raise
+            click.echo(f"stepframe: error: {message}", err=True)
+            sys.exit(EXIT_FAILED)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _storage_message(error: Exception) -> str | None:
+    """One line for an error that says the disk is full or failing, else None."""
+    import sqlite3
+
+    from stepframe._storage import is_storage_oserror, storage_reason
+
+    if isinstance(error, OSError):
+        if not is_storage_oserror(error):
+            return None
+        where = f" {error.filename}" if error.filename else ""
+        return f"cannot write{where}: {storage_reason(error)}; free space on that disk and retry"
+    if not isinstance(error, sqlite3.Error):
+        return None
+    if "disk is full" in str(error) or "disk I/O error" in str(error):
+        return f"the run history cannot be written: {error}; free space on that disk and retry"
+    return None
