@@ -45,17 +45,32 @@ QuietConsole = Console
 
 
 class PlainConsole(Console):
-    """One line per event, for pipes, files and CI."""
+    """One line per event, for pipes, files and CI.
+
+    When the reader goes away (``stepframe run ... | head -3``) the console stops writing
+    and the run goes on: what a run shows is never a reason for a step to fail.
+    """
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
         self._lock = threading.Lock()
         self._started: dict[str, float] = {}
+        self._reader_gone = False
 
     def _write(self, text: str) -> None:
         with self._lock:
-            self._stream.write(text + "\n")
+            self._emit(text + "\n")
+
+    def _emit(self, text: str) -> None:
+        """Write and flush, with ``self._lock`` held; after EPIPE, write nothing more."""
+        if self._reader_gone:
+            return
+        try:
+            self._stream.write(text)
             self._stream.flush()
+        except BrokenPipeError:
+            self._reader_gone = True
+            _discard_further_output(self._stream)
 
     def step_state(self, step: str, state: str, detail: str = "") -> None:
         if state == "pending":
@@ -114,8 +129,7 @@ class LiveConsole(PlainConsole):
             block = self._status_block()
             out.extend(line + "\n" for line in block)
             self._drawn_lines = len(block)
-            self._stream.write("".join(out))
-            self._stream.flush()
+            self._emit("".join(out))
 
     def _refresh_loop(self, seconds: float) -> None:
         while not self._stop.wait(seconds):
@@ -141,6 +155,24 @@ class LiveConsole(PlainConsole):
         self._stop.set()
         self._thread.join(timeout=1)
         self._redraw()
+
+
+def _discard_further_output(stream: TextIO) -> None:
+    """Point the closed pipe's file descriptor at ``/dev/null``.
+
+    The stream's buffer still holds what could not be written, and Python flushes it at
+    exit: into a closed pipe that prints "Exception ignored ... BrokenPipeError" and
+    turns the exit status into 120, whatever the run's outcome.
+    """
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return  # not a file (a StringIO, say): nothing will flush it into a pipe
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 def make_console(stream: TextIO | None = None) -> Console:
