@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
 
 import attrs
 
+from stepframe._processes import is_running, process_stat
 from stepframe._storage import is_storage_oserror, sqlite_storage_error, storage_error
 from stepframe._types import ArtifactRef, JobHandle, JobState
 from stepframe.exceptions import UsageError
@@ -39,8 +40,10 @@ if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
 __all__ = [
+    "POSSIBLY_SUBMITTED",
     "SCHEMA_VERSION",
     "SUBMITTING",
+    "UNKNOWN",
     "ArtifactRecord",
     "JobRecord",
     "RunHistory",
@@ -52,7 +55,7 @@ __all__ = [
     "new_run_id",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_SECONDS = 30.0
 # How a full disk under the history is named, and what to do about it.
 _HISTORY = "the run history"
@@ -62,17 +65,30 @@ _HISTORY_FIX = (
 )
 
 RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
+#: What ``stepframe runs`` shows for a run recorded as running whose orchestrator process
+#: is gone (killed, crashed, out of memory): it is not running, and ``--resume`` continues
+#: it.  Derived when the row is read, so no dying process has to write it.
+INTERRUPTED = "interrupted"
 StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "cancelled", "cached"]
 
 #: Job state of a ledger row written before ``submit_step`` was called.  A row left in this
 #: state means the process died mid-submit: the job may or may not exist remotely.
 SUBMITTING = "submitting"
+#: ``submit_step`` was called but its answer was lost (a dropped connection, a timeout):
+#: the job may exist.  The operator's ``find_job`` hook settles it.
+POSSIBLY_SUBMITTED = "possibly-submitted"
+#: ``find_job`` could not tell whether the job exists: shown until somebody checks.
+UNKNOWN = "unknown"
 
 _RUN_STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
 _STEP_STATUSES: frozenset[str] = frozenset(get_args(StepStatus))
-_JOB_STATES: frozenset[str] = frozenset({SUBMITTING, *(s.value for s in JobState)})
+_JOB_STATES: frozenset[str] = frozenset(
+    {SUBMITTING, POSSIBLY_SUBMITTED, UNKNOWN, *(s.value for s in JobState)}
+)
 _ACTIVE_JOB_STATES: tuple[str, ...] = (
     SUBMITTING,
+    POSSIBLY_SUBMITTED,
+    UNKNOWN,
     JobState.PENDING.value,
     JobState.RUNNING.value,
 )
@@ -104,6 +120,7 @@ class RunRecord:
     source: str | None = None
     stack: str | None = None
     run_settings: dict[str, Any] | None = None
+    pid_started: str | None = None
 
 
 @attrs.frozen
@@ -152,7 +169,10 @@ class ArtifactRecord:
 class JobRecord:
     """One row of the job ledger.
 
-    ``job_id`` and ``handle`` are None while ``state`` is ``"submitting"``.
+    ``job_id`` and ``handle`` are None while ``state`` is ``"submitting"``,
+    ``"possibly-submitted"`` or ``"unknown"``.  ``launch`` is what ``find_job`` needs to
+    look such a job up again (the `Launch` without credentials, as JSON data); ``note``
+    says why a job is in the state it is in, when the state alone does not.
     """
 
     id: int
@@ -168,6 +188,8 @@ class JobRecord:
     updated_at: float
     image_digest: str | None
     region: str | None
+    launch: dict[str, Any] | None = None
+    note: str | None = None
 
     @property
     def is_active(self) -> bool:
@@ -272,9 +294,51 @@ def _add_run_options_v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN run_settings TEXT")
 
 
+def _ledger_states_v3(conn: sqlite3.Connection) -> None:
+    """The orchestrator's process start time, so a run whose process is gone reads as
+    interrupted even after its PID was reused; ledger states for a submit whose answer was
+    lost, with the launch to look the job up by and a note.  SQLite cannot change a CHECK
+    constraint in place, so the jobs table is rebuilt."""
+    conn.execute("ALTER TABLE runs ADD COLUMN pid_started TEXT")
+    conn.execute(
+        """CREATE TABLE jobs_v3 (
+            id           INTEGER PRIMARY KEY,
+            run_id       TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            step         TEXT NOT NULL,
+            attempt      INTEGER NOT NULL,
+            flavor       TEXT NOT NULL,
+            operator     TEXT NOT NULL,
+            job_id       TEXT,
+            handle       TEXT,
+            state        TEXT NOT NULL
+                         CHECK (state IN ('submitting', 'possibly-submitted', 'unknown',
+                                          'pending', 'running', 'succeeded', 'failed',
+                                          'cancelled')),
+            created_at   REAL NOT NULL,
+            updated_at   REAL NOT NULL,
+            image_digest TEXT,
+            region       TEXT,
+            launch       TEXT,
+            note         TEXT
+        )"""
+    )
+    conn.execute(
+        "INSERT INTO jobs_v3 (id, run_id, step, attempt, flavor, operator, job_id, handle,"
+        " state, created_at, updated_at, image_digest, region) SELECT id, run_id, step,"
+        " attempt, flavor, operator, job_id, handle, state, created_at, updated_at,"
+        " image_digest, region FROM jobs"
+    )
+    conn.execute("DROP TABLE jobs")
+    conn.execute("ALTER TABLE jobs_v3 RENAME TO jobs")
+    conn.execute("CREATE INDEX jobs_run_step ON jobs (run_id, step)")
+    conn.execute("CREATE INDEX jobs_flavor_job_id ON jobs (flavor, job_id)")
+    conn.execute("CREATE INDEX jobs_state ON jobs (state)")
+
+
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _create_v1,
     2: _add_run_options_v2,
+    3: _ledger_states_v3,
 }
 
 
@@ -461,8 +525,8 @@ class RunHistory:
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO runs (run_id, pipeline, status, started_at, pid, hostname,"
-                " project_root, params, source, stack, run_settings)"
-                " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                " project_root, params, source, stack, run_settings, pid_started)"
+                " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     pipeline,
@@ -476,19 +540,37 @@ class RunHistory:
                     None
                     if run_settings is None
                     else json.dumps(run_settings, sort_keys=True, default=str),
+                    _own_start_ticks(),
                 ),
             )
 
     def reopen_run(self, run_id: str) -> None:
-        """Mark a run as running again, in this process: what ``run --resume`` does first."""
+        """Claim a run for this process, as running again: what ``run --resume`` does first.
+
+        The check that no other live process holds the run and the claim are one write
+        transaction, so of two resumes started at once exactly one gets the run; the other
+        gets a `UsageError` naming the process that holds it.
+        """
         with self._write() as conn:
-            cursor = conn.execute(
-                "UPDATE runs SET status = 'running', ended_at = NULL, error = NULL, pid = ?,"
-                " hostname = ? WHERE run_id = ?",
-                (os.getpid(), socket.gethostname(), run_id),
-            )
-            if cursor.rowcount == 0:
+            row = conn.execute(
+                "SELECT status, pid, hostname, pid_started FROM runs WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+            if row is None:
                 raise self._no_run(run_id)
+            status, pid, host, pid_started = row
+            if status == "succeeded":
+                raise UsageError(f"run {run_id} already succeeded; there is nothing to resume")
+            if status == "running" and pid != os.getpid() and _alive(pid, host, pid_started):
+                raise UsageError(
+                    f"run {run_id} is being run by process {pid} on {host}; stop that "
+                    "process first (or wait for it), then resume"
+                )
+            conn.execute(
+                "UPDATE runs SET status = 'running', ended_at = NULL, error = NULL, pid = ?,"
+                " hostname = ?, pid_started = ? WHERE run_id = ?",
+                (os.getpid(), socket.gethostname(), _own_start_ticks(), run_id),
+            )
 
     def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
         """Mark a run as ended with a final status and, when it failed, a summary."""
@@ -543,13 +625,23 @@ class RunHistory:
             " give more of the id"
         )
 
-    def find_cached(self, cache_key: str) -> tuple[str, str, list[ArtifactRecord]] | None:
-        """The newest step that succeeded with this cache key: run id, step and outputs."""
+    def find_cached(
+        self, cache_key: str, store_root: str | None = None
+    ) -> tuple[str, str, list[ArtifactRecord]] | None:
+        """The newest step that succeeded with this cache key: run id, step and outputs.
+
+        :param store_root: only a step whose outputs are all below this URI counts (the
+            run's artifact store: outputs in another store are no hit for it).
+        """
+        prefix = "" if store_root is None else store_root.rstrip("/") + "/"
         with self._read() as conn:
             row = conn.execute(
-                "SELECT run_id, step FROM steps WHERE cache_key = ? AND status IN"
-                " ('succeeded', 'cached') ORDER BY ended_at DESC LIMIT 1",
-                (cache_key,),
+                "SELECT run_id, step FROM steps AS s WHERE cache_key = ? AND status IN"
+                " ('succeeded', 'cached') AND NOT EXISTS (SELECT 1 FROM artifacts AS a"
+                " WHERE a.run_id = s.run_id AND a.step = s.step"
+                " AND substr(a.uri, 1, ?) != ?)"
+                " ORDER BY ended_at DESC LIMIT 1",
+                (cache_key, len(prefix), prefix),
             ).fetchone()
         if row is None:
             return None
@@ -644,6 +736,7 @@ class RunHistory:
         operator: str,
         image_digest: str | None = None,
         region: str | None = None,
+        launch: Mapping[str, Any] | None = None,
     ) -> int:
         """Record that a job is about to be submitted, and return its ledger row id.
 
@@ -655,7 +748,8 @@ class RunHistory:
         with self._write() as conn:
             cursor = conn.execute(
                 "INSERT INTO jobs (run_id, step, attempt, flavor, operator, state, created_at,"
-                " updated_at, image_digest, region) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " updated_at, image_digest, region, launch)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     step,
@@ -667,6 +761,7 @@ class RunHistory:
                     now,
                     image_digest,
                     region,
+                    None if launch is None else json.dumps(launch, sort_keys=True, default=str),
                 ),
             )
             row_id = cursor.lastrowid
@@ -697,8 +792,13 @@ class RunHistory:
             if cursor.rowcount == 0:
                 raise UsageError(f"no job ledger row {row_id} in {self.path}")
 
-    def update_job_state(self, job: int | tuple[str, str], state: JobState | str) -> None:
+    def update_job_state(
+        self, job: int | tuple[str, str], state: JobState | str, *, note: str | None = None
+    ) -> None:
         """Record a job's new state, found by ledger row id or by ``(flavor, job_id)``.
+
+        :param note: why the job is in this state, when the state alone does not say
+            (kept until a later update gives another).
 
         Backends may reuse ids over time (a local PID), so ``(flavor, job_id)`` updates the
         most recent job that had it.
@@ -715,11 +815,44 @@ class RunHistory:
             args, name = (flavor, job_id), f"{flavor} job {job_id!r}"
         with self._write() as conn:
             cursor = conn.execute(
-                f"UPDATE jobs SET state = ?, updated_at = ? WHERE {where}",
-                (value, time.time(), *args),
+                f"UPDATE jobs SET state = ?, updated_at = ?, note = COALESCE(?, note)"
+                f" WHERE {where}",
+                (value, time.time(), note, *args),
             )
             if cursor.rowcount == 0:
                 raise UsageError(f"no {name} in {self.path}; see `stepframe jobs`")
+
+    def allocate_attempt(self, run_id: str, step: str) -> int:
+        """The next attempt number of a step, never handed out before.
+
+        Taken before anything of the attempt is written (its launch manifest, its image,
+        its ledger row), so an attempt that failed before its job was submitted still uses
+        up its number and a later ``--resume`` always finds a free one.
+        """
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT max(coalesce((SELECT attempt FROM steps WHERE run_id = ? AND step = ?),"
+                " 0), coalesce((SELECT max(attempt) FROM jobs WHERE run_id = ? AND step = ?),"
+                " 0))",
+                (run_id, step, run_id, step),
+            ).fetchone()
+            attempt = int(row[0]) + 1
+            conn.execute(
+                "INSERT INTO steps (run_id, step, attempt) VALUES (?, ?, ?)"
+                " ON CONFLICT (run_id, step) DO UPDATE SET attempt = excluded.attempt",
+                (run_id, step, attempt),
+            )
+        return attempt
+
+    def get_job(self, row_id: int) -> JobRecord:
+        """One ledger row by its id."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (row_id,)
+            ).fetchone()
+        if row is None:
+            raise UsageError(f"no job ledger row {row_id} in {self.path}; see `stepframe jobs`")
+        return _job_record(row)
 
     def list_jobs(
         self, running_only: bool = False, *, run_id: str | None = None
@@ -748,13 +881,13 @@ class RunHistory:
 
 _RUN_COLUMNS = (
     "run_id, pipeline, status, started_at, ended_at, pid, hostname, project_root, error,"
-    " params, source, stack, run_settings"
+    " params, source, stack, run_settings, pid_started"
 )
 _STEP_COLUMNS = ", ".join(["run_id", "step", *_STEP_FIELDS])  # the order of StepRecord
 _ARTIFACT_COLUMNS = "run_id, step, output, uri, sha256, size, materializer, type_name"
 _JOB_COLUMNS = (
     "id, run_id, step, attempt, flavor, operator, job_id, handle, state, created_at,"
-    " updated_at, image_digest, region"
+    " updated_at, image_digest, region, launch, note"
 )
 
 
@@ -773,7 +906,10 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
         source,
         stack,
         run_settings,
+        pid_started,
     ) = row
+    if status == "running" and not _alive(pid, host, pid_started):
+        status = INTERRUPTED
     return RunRecord(
         run_id,
         pipeline,
@@ -788,10 +924,25 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
         source,
         stack,
         None if run_settings is None else json.loads(run_settings),
+        pid_started,
     )
 
 
 def _job_record(row: tuple[Any, ...]) -> JobRecord:
     values = list(row)
     values[7] = _handle_from_json(values[7])
+    values[13] = None if values[13] is None else json.loads(values[13])
     return JobRecord(*values)
+
+
+def _own_start_ticks() -> str | None:
+    stat = process_stat(os.getpid())
+    return None if stat is None else stat[1]
+
+
+def _alive(pid: int, host: str, start_ticks: str | None) -> bool:
+    """Whether the process that recorded a row still runs.  On another host nobody here
+    can tell, so it counts as alive: a run is never taken from a live orchestrator."""
+    if host != socket.gethostname():
+        return True
+    return is_running(pid, start_ticks)

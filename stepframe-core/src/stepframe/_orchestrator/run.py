@@ -159,6 +159,10 @@ def run_pipeline(
     try:
         stack_used = project_stack(project, plugins.flavors, stack)
         plan = make_plan(spec, stack_used, plugins, run_settings or {})
+        # Pre-flight (issue 11): plugins check every step before anything runs or is built.
+        from stepframe._orchestrator.preflight import preflight
+
+        preflight(spec, stack_used, plan, plugins, Path(spec.code_root))
     except BaseException:
         if history is not None:
             history.close()
@@ -186,9 +190,11 @@ def run_pipeline(
         with _Interrupts(cancel_event, console):
             earlier = None
             if resume is not None:
+                # Claimed first: of two resumes of one run, only the one holding it reads
+                # and changes its ledger.
+                history.reopen_run(run_id)
                 bury_dead_jobs(history, run_id, plugins)
                 earlier = earlier_run(history, run_id)
-                history.reopen_run(run_id)
             else:
                 history.create_run(
                     run_id,
@@ -226,8 +232,16 @@ def run_pipeline(
                 f"stack {stack_used.name!r})"
             )
             scheduler = Scheduler(context, plan, constants, max_parallel, use_cache, earlier)
-            with _closing(console), sharing(store):
-                outcomes = scheduler.run()
+            try:
+                with _closing(console), sharing(store):
+                    outcomes = scheduler.run()
+            except BaseException as error:
+                # Never leave the run recorded as running in a process that goes on (a
+                # notebook): an escaping error ends it as failed, and its jobs are stopped.
+                scheduler.stop_all()
+                history.finish_run(run_id, "failed", error=f"{type(error).__name__}: {error}")
+                history.close()
+                raise
             status = _run_status(outcomes, cancel_event.is_set())
             failures = {n: o.error for n, o in outcomes.items() if o.error is not None}
             history.finish_run(run_id, status, error=_summary_error(failures))
@@ -251,10 +265,14 @@ def _printable(params: Mapping[str, Any]) -> dict[str, str]:
 
 def _run_status(outcomes: Mapping[str, StepOutcome], cancelled: bool) -> RunStatus:
     # An interrupt that came after the last step ended cancelled nothing.
-    if cancelled and any(o.status == "cancelled" for o in outcomes.values()):
+    any_cancelled = any(o.status == "cancelled" for o in outcomes.values())
+    if cancelled and any_cancelled:
         return "cancelled"
     if any(o.status == "failed" for o in outcomes.values()):
         return "failed"
+    # A job stopped from elsewhere (`stepframe jobs stop`) cancels its step, and the run.
+    if any_cancelled:
+        return "cancelled"
     return "succeeded"
 
 

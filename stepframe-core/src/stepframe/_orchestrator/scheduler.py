@@ -6,6 +6,7 @@ the main thread only schedules, so Ctrl-C is handled promptly.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -14,19 +15,25 @@ from typing import Any
 
 import attrs
 
-from stepframe._history.database import SUBMITTING, JobRecord
+from stepframe._history.database import POSSIBLY_SUBMITTED, SUBMITTING, UNKNOWN, JobRecord
 from stepframe._orchestrator.cache import cache_key
 from stepframe._orchestrator.plan import Plan
+from stepframe._orchestrator.reconcile import launch_from_record, settle
 from stepframe._orchestrator.resume import EarlierRun
-from stepframe._orchestrator.step_runner import RunContext, StepCancelled, StepRunner
+from stepframe._orchestrator.step_runner import JobLost, RunContext, StepCancelled, StepRunner
 from stepframe._pipeline.pipeline import UpstreamInput
-from stepframe._types import ArtifactRef, ComponentKind, JobState
+from stepframe._stack import connector_credentials
+from stepframe._types import ArtifactRef, ComponentKind, JobHandle, JobState, ResourceRequest
 from stepframe.exceptions import StepFailed
 
 __all__ = ["DONE", "Scheduler", "StepOutcome"]
 
 # Step statuses whose outputs later steps can use.
 DONE = ("succeeded", "cached")
+# Step statuses after which the steps that need its outputs cannot run.
+STOPPED = ("failed", "skipped", "cancelled")
+# Ledger states of a job whose submit may or may not have created it.
+_MAYBE_SUBMITTED = (SUBMITTING, POSSIBLY_SUBMITTED, UNKNOWN)
 # How long a cancelled run waits for its jobs to confirm they stopped before exiting.
 CANCEL_WAIT_SECONDS = 6.0
 
@@ -87,8 +94,12 @@ class Scheduler:
             if self.context.cancel_event.is_set():
                 self._cancel_all(pending)
                 break
+            before = len(pending)
             pending = self._start_ready(pending)
             if not self.running:
+                if pending and len(pending) == before:
+                    # Nothing runs and nothing could start: waiting would spin for ever.
+                    raise RuntimeError(f"steps {pending} can never start; this is a bug")
                 continue
             try:
                 item = self.finished.get(timeout=0.1)
@@ -111,19 +122,42 @@ class Scheduler:
         return True
 
     def _complete(self, name: str, outputs: Mapping[str, ArtifactRef]) -> bool:
-        """Whether recorded outputs cover every output of the step and are all stored."""
+        """Whether recorded outputs cover every output of the step and are all stored,
+        intact, in the run's artifact store (their size and sha256 are checked).
+
+        An output that fails the check is reported on the console (step, URI, what
+        differs) and the step runs again; its fresh outputs then replace the bad ones as
+        what later runs reuse.
+        """
         wanted = set(self.context.spec.steps[name].step.output_names)
         if set(outputs) != wanted:
             return False
-        return all(self.context.store.exists(ref.uri) for ref in outputs.values())
+        store = self.context.store
+        for output, ref in sorted(outputs.items()):
+            if not store.contains(ref.uri):
+                problem: str | None = f"it is not in this run's artifact store {store.root_uri}"
+            else:
+                try:
+                    problem = store.verify(ref)
+                except Exception as error:  # an unreachable store is no hit either
+                    problem = f"it could not be checked: {type(error).__name__}: {error}"
+            if problem is not None:
+                self.context.console.message(
+                    f"step {name!r}: not reusing output {output!r} at {ref.uri}: {problem}; "
+                    "running the step again"
+                )
+                return False
+        return True
 
     def _start_ready(self, pending: list[str]) -> list[str]:
         still_pending = []
         for name in pending:
             upstream = self.context.spec.steps[name].upstream
             states = [self.outcomes[up].status for up in upstream]
-            if any(state in ("failed", "skipped") for state in states):
-                self._mark(name, "skipped", detail="an upstream step failed")
+            if any(state in STOPPED for state in states):
+                cancelled = any(state == "cancelled" for state in states)
+                why = "was cancelled" if cancelled else "failed"
+                self._mark(name, "skipped", detail=f"an upstream step {why}")
             elif all(state in DONE for state in states) and len(self.running) < self.max_parallel:
                 self._start(name)
             else:
@@ -146,6 +180,7 @@ class Scheduler:
         key = cache_key(
             func=step.step.func,
             function_id=f"{step.function.module}:{step.function.qualname}",
+            code_root=self.context.spec.code_root,
             inputs=inputs,
             operator=self.plan.operators[name],
             settings=self.plan.merged_settings[name],
@@ -157,7 +192,8 @@ class Scheduler:
         self.cache_keys[name] = key
         if not self.use_cache:
             return False
-        found = self.context.history.find_cached(key)
+        # A hit must be in the store this run reads from and writes to.
+        found = self.context.history.find_cached(key, store_root=self.context.store.root_uri)
         if found is None:
             return False
         from_run, from_step, records = found
@@ -171,29 +207,64 @@ class Scheduler:
         self._mark(name, "cached", detail=f"outputs of run {from_run}, step {from_step}")
         return True
 
-    def _attempt(self, name: str) -> tuple[int, JobRecord | None]:
-        """The attempt number to use, and the earlier job to re-attach to, if any."""
+    def _earlier_job(self, name: str) -> tuple[JobRecord, JobState | None] | None:
+        """On resume: the interrupted run's job of this step to take up instead of
+        submitting again, with its final state when the ledger already has it.
+
+        That is a job still running on a backend that outlives its client, a job that
+        ended successfully after the run was interrupted (`stepframe jobs attach` followed
+        it), or a job whose submit answer was lost and that the operator found again.
+        """
         row = self.earlier.jobs.get(name) if self.earlier is not None else None
         if row is None:
-            return 1, None
+            return None
         flavor = self.context.plugins.flavors.get(ComponentKind.STEP_OPERATOR, row.flavor)
-        alive = row.state in (JobState.PENDING.value, JobState.RUNNING.value)
-        if row.handle is not None and alive and (flavor is None or flavor.jobs_outlive_client):
-            return row.attempt, row
-        if row.handle is None and row.state == SUBMITTING:
-            self.context.console.message(
-                f"step {name!r}: the interrupted run died while submitting {row.flavor} job "
-                f"(ledger row {row.id}); if it exists it is not tracked, check the backend. "
-                f"Submitting attempt {row.attempt + 1}."
-            )
-        return row.attempt + 1, None
+        outlives = flavor is None or flavor.jobs_outlive_client
+        if row.handle is None and row.state in _MAYBE_SUBMITTED:
+            row = self._settle_lost_submit(name, row)
+            if row is None:
+                return None
+        if row.handle is None:
+            return None
+        if row.state == JobState.SUCCEEDED.value:
+            return row, JobState.SUCCEEDED
+        if row.state in (JobState.PENDING.value, JobState.RUNNING.value) and outlives:
+            return row, None
+        return None
 
-    def _start(self, name: str) -> None:
-        inputs = self._inputs(name)
-        if self._from_cache(name, inputs):
-            return
-        attempt, earlier_job = self._attempt(name)
-        runner = StepRunner(
+    def _settle_lost_submit(self, name: str, row: JobRecord) -> JobRecord | None:
+        """Ask the operator whether a job the interrupted run may have submitted exists."""
+        ctx = self.context
+        operator = self.plan.operators[name]
+        answer = None
+        if row.launch is not None and operator.flavor == row.flavor:
+            launch = launch_from_record(row.launch, row.flavor, ctx.plugins.flavors)
+            credentials = connector_credentials(
+                ctx.stack, operator, ResourceRequest("generic"), ctx.plugins.hooks
+            )
+            answer = settle(ctx.history, ctx.plugins.hooks, row, launch, operator, credentials)
+        else:
+            ctx.history.update_job_state(
+                row.id, UNKNOWN, note="no launch recorded to look the job up by; check the backend"
+            )
+        if isinstance(answer, JobHandle):
+            ctx.console.message(
+                f"step {name!r}: found job {answer.job_id!r}, whose submit the interrupted "
+                "run did not see answered; following it"
+            )
+            return ctx.history.get_job(row.id)
+        if answer is None:
+            ctx.console.message(
+                f"step {name!r}: the interrupted run may have submitted {row.flavor} job "
+                f"{row.launch.get('job_name') if row.launch else '?'} (ledger row {row.id}), "
+                "and its operator cannot tell whether it exists: check the backend "
+                "(`stepframe jobs list --running` shows it as unknown). Submitting the next "
+                "attempt."
+            )
+        return None
+
+    def _runner(self, name: str, inputs: Mapping[str, ArtifactRef], attempt: int) -> StepRunner:
+        return StepRunner(
             self.context,
             self.context.spec.steps[name],
             self.plan.operators[name],
@@ -202,18 +273,45 @@ class Scheduler:
             inputs,
             attempt=attempt,
         )
+
+    def _start(self, name: str) -> None:
+        inputs = self._inputs(name)
+        # A job of the interrupted run comes first: a cache hit would leave it running,
+        # unwatched, and paid for.
+        earlier = self._earlier_job(name)
+        if earlier is None and self._from_cache(name, inputs):
+            return
+        history = self.context.history
+        run_id = self.context.run_id
+        if earlier is not None:
+            job = earlier[0]
+            runner = self._runner(name, inputs, job.attempt)
+            detail = f"re-attached to {job.flavor} job {job.job_id}"
+        else:
+            runner = self._runner(name, inputs, history.allocate_attempt(run_id, name))
+            detail = self.plan.operators[name].name
         self.running[name] = runner
-        detail = self.plan.operators[name].name
-        if earlier_job is not None:
-            detail = f"re-attached to {earlier_job.flavor} job {earlier_job.job_id}"
         self._mark(name, "running", detail=detail)
 
         def target() -> None:
+            current = runner
             try:
-                if earlier_job is not None and earlier_job.handle is not None:
-                    outputs = runner.reattach(earlier_job.handle, earlier_job.id)
+                if earlier is not None:
+                    job, ended = earlier
+                    assert job.handle is not None
+                    try:
+                        outputs = current.reattach(job.handle, job.id, ended=ended)
+                    except JobLost as lost:
+                        # Killed together with its orchestrator: the exit status is
+                        # unknown, which is not success.  Run the step again.
+                        current = self._runner(name, inputs, history.allocate_attempt(run_id, name))
+                        self.running[name] = current
+                        self.context.console.message(
+                            f"step {name!r}: {lost}; submitting attempt {current.attempt}"
+                        )
+                        outputs = current.run()
                 else:
-                    outputs = runner.run()
+                    outputs = current.run()
             except BaseException as error:  # reported to the scheduler, never lost
                 self.finished.put((name, None, error))
             else:
@@ -259,6 +357,13 @@ class Scheduler:
             fields["error"] = error
         self.context.history.set_step(self.context.run_id, name, **fields)
         self.context.console.step_state(name, status, detail)
+
+    def stop_all(self) -> None:
+        """Stop every running job: the run is ending abnormally (an error escaped)."""
+        # The error that ends the run is what the caller reports; one raised while
+        # stopping (the history's disk is full, say) must not replace it.
+        with contextlib.suppress(Exception):
+            self._cancel_all([])
 
     def _cancel_all(self, pending: list[str]) -> None:
         runners = list(self.running.values())

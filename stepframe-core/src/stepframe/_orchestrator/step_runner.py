@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from stepframe import __version__
+from stepframe._history.database import POSSIBLY_SUBMITTED
 from stepframe._manifests import (
     LaunchManifest,
     OutputTarget,
@@ -24,6 +25,7 @@ from stepframe._manifests import (
     write_manifest,
 )
 from stepframe._orchestrator.follow import follow_job
+from stepframe._orchestrator.reconcile import launch_record, settle
 from stepframe._stack import connector_credentials, connector_resource
 from stepframe._types import (
     ArtifactRef,
@@ -39,7 +41,13 @@ from stepframe._types import (
     ResourceRequest,
     StepResult,
 )
-from stepframe.exceptions import ArtifactNotFoundError, ConfigError, StepFailed, StepframeError
+from stepframe.exceptions import (
+    ArtifactNotFoundError,
+    ConfigError,
+    StepFailed,
+    StepframeError,
+    SubmitAmbiguousError,
+)
 
 if TYPE_CHECKING:
     from stepframe._artifacts.store import ArtifactStore
@@ -49,7 +57,7 @@ if TYPE_CHECKING:
     from stepframe._pipeline.pipeline import PipelineSpec, StepSpec
     from stepframe._plugins.manager import Plugins
 
-__all__ = ["RunContext", "StepCancelled", "StepRunner", "job_name"]
+__all__ = ["JobLost", "RunContext", "StepCancelled", "StepRunner", "job_name"]
 
 # After cancel_step, how long to keep polling for the job to acknowledge the stop.
 CANCEL_GRACE_SECONDS = 5.0
@@ -57,6 +65,12 @@ CANCEL_GRACE_SECONDS = 5.0
 
 class StepCancelled(Exception):
     """Raised inside a runner when its run was cancelled."""
+
+
+class JobLost(Exception):
+    """A re-attached job ended without a result manifest: its exit status is unknown (the
+    orchestrator and the job died together), which is not success.  The scheduler submits
+    the step's next attempt instead."""
 
 
 @attrs.frozen
@@ -107,12 +121,15 @@ class StepRunner:
         self._cancel_requested = False
         self._cancel_sent = False
         self._job_row: int | None = None
+        self._reattached = False
 
     # ---- the happy path -------------------------------------------------------------
 
     def run(self) -> dict[str, ArtifactRef]:
         """Run the step to the end; return its outputs or raise `StepFailed`."""
         ctx = self.context
+        if ctx.cancel_event.is_set():
+            raise StepCancelled()
         launch = self._launch()
         write_manifest(ctx.store, launch.manifest_uri, self._manifest(launch))
         flavor = ctx.plugins.flavors.get(ComponentKind.STEP_OPERATOR, self.operator.flavor)
@@ -126,28 +143,79 @@ class StepRunner:
             flavor=self.operator.flavor,
             operator=self.operator.name,
             image_digest=launch.image.digest if launch.image else None,
+            launch=launch_record(launch),
         )
         if self._cancel_requested:
             ctx.history.update_job_state(self._job_row, JobState.CANCELLED)
             raise StepCancelled()
         try:
             handle = ctx.plugins.hooks.submit_step(launch, self.operator, self._credentials)
+        except SubmitAmbiguousError as error:
+            handle = self._find_lost_job(launch, error)
         except StepframeError:
             # A refusal (a policy, a check before the backend is called): no job exists.
-            # Anything else (a timeout, a dropped connection) leaves the row "submitting":
-            # the job may exist, and the ledger must not claim otherwise.
             ctx.history.update_job_state(self._job_row, JobState.FAILED)
             raise
-        ctx.history.record_job_submitted(self._job_row, handle)
+        except Exception as error:
+            # Not one of ours: a timeout or a dropped connection the plugin did not
+            # classify proves nothing, so the job may exist.
+            handle = self._find_lost_job(launch, error)
+        else:
+            ctx.history.record_job_submitted(self._job_row, handle)
         return self._see_through(launch, handle)
 
-    def reattach(self, handle: JobHandle, job_row: int) -> dict[str, ArtifactRef]:
-        """Follow a job an earlier orchestrator submitted, instead of submitting again."""
+    def _find_lost_job(self, launch: Launch, error: Exception) -> JobHandle:
+        """The submit's answer was lost: adopt the job if the backend has it, else fail
+        the step, leaving the ledger row failed (proven absent) or unknown (nobody can
+        tell, so it stays in `stepframe jobs list --running`)."""
+        ctx = self.context
+        assert self._job_row is not None
+        ctx.history.update_job_state(
+            self._job_row, POSSIBLY_SUBMITTED, note=f"{type(error).__name__}: {error}"
+        )
+        row = ctx.history.get_job(self._job_row)
+        answer = settle(
+            ctx.history,
+            ctx.plugins.hooks,
+            row,
+            launch,
+            self.operator,
+            self._credentials.fresh() if self._credentials else None,
+        )
+        if isinstance(answer, JobHandle):
+            ctx.console.message(
+                f"step {self.spec.name!r}: the submit's answer was lost ({error}); found "
+                f"job {answer.job_id!r} on the backend and follow it"
+            )
+            return answer
+        if answer is None:
+            raise StepFailed(
+                self.spec.name,
+                type(error).__name__,
+                f"{error}; the job {launch.job_name!r} may have been created, and the "
+                f"{self.operator.flavor} operator cannot tell: check the backend "
+                "(`stepframe jobs list --running` shows it as unknown)",
+            ) from error
+        raise error
+
+    def reattach(
+        self, handle: JobHandle, job_row: int, *, ended: JobState | None = None
+    ) -> dict[str, ArtifactRef]:
+        """Follow a job an earlier orchestrator submitted, instead of submitting again.
+
+        :param ended: the job's final state when the ledger already knows it (a job that
+            `stepframe jobs attach` followed to the end): its result is read without
+            asking the backend again.
+        :raises JobLost: the job ended without a result manifest.
+        """
         self._credentials = self._authenticate()
         self._job_row = job_row
-        return self._see_through(self._launch(), handle)
+        self._reattached = True
+        return self._see_through(self._launch(), handle, ended=ended)
 
-    def _see_through(self, launch: Launch, handle: JobHandle) -> dict[str, ArtifactRef]:
+    def _see_through(
+        self, launch: Launch, handle: JobHandle, *, ended: JobState | None = None
+    ) -> dict[str, ArtifactRef]:
         """From a submitted job to the step's outputs."""
         ctx = self.context
         ctx.history.set_step(ctx.run_id, self.spec.name, job_id=handle.job_id, attempt=self.attempt)
@@ -157,7 +225,7 @@ class StepRunner:
         if cancel_now:
             self._send_cancel()
         try:
-            status = self._follow(handle)
+            status = JobStatus(state=ended) if ended is not None else self._follow(handle)
         except BaseException:
             self._stop_unwatched_job()
             raise
@@ -181,9 +249,11 @@ class StepRunner:
 
     def _uri(self, *parts: str) -> str:
         """A URI of this attempt's own objects; attempts never overwrite each other."""
+        from stepframe._names import safe_segments  # no name may escape its run's folder
+
         ctx = self.context
         return ctx.store.uri_for(
-            "runs", ctx.run_id, self.spec.name, f"attempt-{self.attempt}", *parts
+            *safe_segments("runs", ctx.run_id, self.spec.name, f"attempt-{self.attempt}", *parts)
         )
 
     def _launch(self) -> Launch:
@@ -298,6 +368,11 @@ class StepRunner:
         try:
             manifest = read_manifest(self.context.store, launch.result_uri, ResultManifest)
         except ArtifactNotFoundError:
+            if self._reattached:
+                raise JobLost(
+                    f"job {self.handle.job_id if self.handle else '?'} of attempt "
+                    f"{self.attempt} ended ({status.state.value}) without a result"
+                ) from None
             reason = status.failure_reason or "it ended without writing a result manifest"
             raise StepFailed(
                 self.spec.name, "JobFailed", f"job {status.state.value}: {reason}"

@@ -1,0 +1,512 @@
+"""A job's life at its edges, through the ``stepframe`` command in real processes.
+
+Each test reproduces one way a job used to be lost, run twice or left running (issue 10,
+items 2 to 10): a job that reports CANCELLED, ``jobs attach`` before ``--resume``, a
+running job beside a cache hit, a build that fails before the submit, a submit whose
+answer is lost, an orchestrator killed together with its jobs, two resumes at once, and a
+killed orchestrator's run as ``runs list`` shows it.
+
+The operators come from a third-party plugin installed through an entry point, as a user
+would install one: ``stopper`` jobs run nothing and only stop, ``imaged`` and ``lossy``
+hand their jobs to the core's ``local`` operator (``imaged`` needs an image, which the
+``flaky`` builder fails to build while a file says so; ``lossy`` loses its submit answer
+in the way a file says).  Steps count their executions in files.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from stepframe._processes import process_stat
+
+LIFECYCLE_PLUGIN = """
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import attrs
+
+from stepframe import (
+    Component,
+    ComponentKind,
+    Flavor,
+    ImageRef,
+    JobHandle,
+    JobNotFound,
+    JobState,
+    JobStatus,
+    StepframeError,
+    SubmitAmbiguousError,
+    hookimpl,
+)
+
+
+def _local():
+    from stepframe._builtin import local
+
+    return local
+
+
+def _as_local(launch, operator):
+    return _local().submit_step(
+        launch=attrs.evolve(launch, settings=None),
+        operator=Component(ComponentKind.STEP_OPERATOR, operator.name, "local"),
+        credentials=None,
+    )
+
+
+@hookimpl
+def register_flavors(register):
+    register(Flavor(kind=ComponentKind.STEP_OPERATOR, name="stopper", description="stops"))
+    register(
+        Flavor(kind=ComponentKind.STEP_OPERATOR, name="imaged", needs_image=True,
+               description="local jobs in an image")
+    )
+    register(Flavor(kind=ComponentKind.STEP_OPERATOR, name="lossy", description="loses answers"))
+    register(Flavor(kind=ComponentKind.IMAGE_BUILDER, name="flaky", description="may fail"))
+
+
+@hookimpl
+def build_image(request, builder):
+    if builder.flavor != "flaky":
+        return None
+    if (Path(request.code_root) / "builder-broken").exists():
+        raise StepframeError("the image builder's engine is down; start it and resume")
+    return ImageRef("example.test/steps:1", "sha256:" + "0" * 64)
+
+
+@hookimpl
+def submit_step(launch, operator, credentials):
+    if operator.flavor == "stopper":
+        Path(launch.workdir).mkdir(parents=True, exist_ok=True)
+        (Path(launch.workdir) / f"{launch.job_name}.submitted").touch()
+        return JobHandle("stopper", operator.name, launch.job_name, {"dir": launch.workdir})
+    if operator.flavor == "imaged":
+        assert launch.image is not None and launch.image.digest
+        handle = _as_local(launch, operator)
+        return JobHandle("imaged", operator.name, handle.job_id, handle.data)
+    if operator.flavor == "lossy":
+        mode = (Path(launch.code_root) / "lossy-mode").read_text().strip()
+        if mode != "absent":
+            handle = _as_local(launch, operator)
+            found = JobHandle("lossy", operator.name, handle.job_id, handle.data)
+            record = Path(launch.workdir) / f"{launch.job_name}.handle"
+            record.write_text(json.dumps(attrs.asdict(found)))
+        if mode == "delivered":
+            return found
+        raise SubmitAmbiguousError("the connection was reset after the request was sent")
+    return None
+
+
+@hookimpl
+def find_job(launch, operator, credentials):
+    if operator.flavor != "lossy":
+        return None
+    if (Path(launch.code_root) / "lossy-mode").read_text().strip() == "unknown":
+        return None  # this backend cannot tell
+    record = Path(launch.workdir) / f"{launch.job_name}.handle"
+    if not record.exists():
+        return JobNotFound(f"no job named {launch.job_name}")
+    return JobHandle(**json.loads(record.read_text()))
+
+
+def _stop_file(handle):
+    return Path(handle.data["dir"]) / f"{handle.job_id}.stop"
+
+
+@hookimpl
+def poll_step(handle, credentials, cursor):
+    if handle.flavor == "stopper":
+        if _stop_file(handle).exists():
+            return JobStatus(JobState.CANCELLED)
+        return JobStatus(JobState.RUNNING, poll_after=0.05)
+    if handle.flavor in ("imaged", "lossy"):
+        return _local().poll_step(
+            handle=attrs.evolve(handle, flavor="local"), credentials=None, cursor=cursor
+        )
+    return None
+
+
+@hookimpl
+def cancel_step(handle, credentials):
+    if handle.flavor == "stopper":
+        _stop_file(handle).touch()
+        return True
+    if handle.flavor in ("imaged", "lossy"):
+        return _local().cancel_step(handle=attrs.evolve(handle, flavor="local"), credentials=None)
+    return None
+"""
+
+COUNTING = """
+import os
+import time
+from pathlib import Path
+
+from stepframe import pipeline, step
+
+HERE = Path(__file__).resolve().parent
+
+
+def _count(name):
+    with open(HERE / f"{name}.runs", "a") as runs:
+        runs.write(f"{os.getpid()}\\n")
+
+
+def _hold():
+    # Wait for the test's word when it asked for that before the step started.
+    if (HERE / "hold").exists():
+        print("started", flush=True)
+        deadline = time.monotonic() + 60
+        while not (HERE / "release").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+"""
+
+TWO_STEPS = (
+    COUNTING
+    + """
+
+@step
+def first() -> int:
+    _count("first")
+    return 20
+
+
+@step(operator="OPERATOR")
+def middle(x: int) -> int:
+    _count("middle")
+    _hold()
+    return x + 1
+
+
+@step
+def last(y: int) -> int:
+    _count("last")
+    print("result", y * 2)
+    return y * 2
+
+
+@pipeline
+def lifecycle():
+    last(middle(first()))
+"""
+)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result.stdout
+
+
+def executions(project, step: str) -> list[int]:
+    path = project.root / f"{step}.runs"
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+def alive(pid: int) -> bool:
+    stat = process_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
+    """Poll a side effect (a process state, a file) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def submitted(project, step: str) -> list:
+    """The step's ledger rows that have a job handle."""
+    if not project.database_path.exists():
+        return []
+    with project.history() as history:
+        return [j for j in history.list_jobs() if j.step == step and j.handle is not None]
+
+
+def ledger(project) -> list[tuple[str, int, str]]:
+    with project.history() as history:
+        return [(j.step, j.attempt, j.state) for j in history.list_jobs()]
+
+
+def only_run(project):
+    with project.history() as history:
+        (run,) = history.list_runs()
+    return run
+
+
+class Plugin:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+
+@pytest.fixture
+def lifecycle(dist, site) -> Plugin:
+    distribution = dist("stepframe-lifecycle")
+    distribution.install({"lifecycle": distribution.module(LIFECYCLE_PLUGIN)})
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    return Plugin({"PYTHONPATH": path, "STEPFRAME_LOAD_PLUGINS": "lifecycle"})
+
+
+@pytest.fixture
+def sf(cli, lifecycle) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The CLI, with the lifecycle plugin."""
+    return lambda *args, **kw: cli(*args, env=lifecycle.env, **kw)
+
+
+@pytest.fixture
+def sf_popen(cli_popen, lifecycle) -> Callable[..., subprocess.Popen[str]]:
+    return lambda *args: cli_popen(*args, env=lifecycle.env)
+
+
+@pytest.fixture
+def released(project):
+    """Steps that hold wait until the test ends at the latest."""
+    yield
+    (project.root / "release").touch()
+
+
+def write_pipeline(project, operator: str) -> Path:
+    source = TWO_STEPS.replace("OPERATOR", operator)
+    return project.write(source, name=f"lifecycle_{uuid.uuid4().hex[:8]}")
+
+
+def wait_for_line(process: subprocess.Popen[str], text: str) -> list[str]:
+    """Read the process's output until a line contains ``text``; the lines read so far."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    for line in process.stdout:
+        lines.append(line.rstrip("\n"))
+        if text in line:
+            return lines
+    raise AssertionError(f"{text!r} never printed; got:\n" + "\n".join(lines))
+
+
+def start_and_kill(project, sf_popen, operator: str = "local") -> tuple[str, int]:
+    """Run the pipeline until ``middle``'s job holds, SIGKILL the orchestrator; return the
+    run id and the job's pid (the job lives on)."""
+    (project.root / "hold").touch()
+    process = sf_popen("run", str(write_pipeline(project, operator)))
+    wait_for_line(process, "middle | started")
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    (job,) = executions(project, "middle")
+    assert alive(job)
+    return only_run(project).run_id, job
+
+
+# ---- item 2: a job that reports CANCELLED --------------------------------------------------
+
+
+def test_a_job_stopped_from_another_shell_ends_the_run_as_cancelled(project, sf, sf_popen) -> None:
+    """`jobs stop` from a second shell, for an operator that reports CANCELLED: the run
+    ends (it used to spin for ever at 100% CPU), cancelled, its dependents skipped."""
+    ok(sf("step-operator", "register", "stopper", "-f", "stopper"))
+    process = sf_popen("run", str(write_pipeline(project, "stopper")))
+    wait_until(lambda: submitted(project, "middle"), "middle's job to be submitted")
+    (row,) = submitted(project, "middle")
+
+    out = ok(sf("jobs", "stop", row.job_id))
+
+    assert f"stopped stopper job {row.job_id}" in out
+    assert process.wait(timeout=60) == 130
+    run = only_run(project)
+    assert run.status == "cancelled"
+    with project.history() as history:
+        steps = {s.step: s.status for s in history.get_steps(run.run_id)}
+    assert steps == {"first": "succeeded", "middle": "cancelled", "last": "skipped"}
+    assert ("middle", 1, "cancelled") in ledger(project)
+    assert executions(project, "last") == []
+
+
+# ---- item 3: jobs attach, then --resume ----------------------------------------------------
+
+
+def test_a_job_attach_followed_to_its_end_is_not_run_again_by_resume(
+    project, sf, sf_popen, released
+) -> None:
+    run_id, job = start_and_kill(project, sf_popen)
+    attach = sf_popen("jobs", "attach", str(job))
+    wait_for_line(attach, "following local job")
+    (project.root / "release").touch()
+    assert attach.wait(timeout=60) == 0
+    assert ("middle", 1, "succeeded") in ledger(project)
+
+    out = ok(sf("run", "--resume", run_id))
+
+    assert "last | result 42" in out
+    assert executions(project, "middle") == [job]  # it used to run a second time
+    assert [row for row in ledger(project) if row[0] == "middle"] == [("middle", 1, "succeeded")]
+
+
+# ---- item 4: a running job beside a cache hit ---------------------------------------------
+
+
+def test_resume_follows_its_running_job_rather_than_a_cache_hit(
+    project, sf, sf_popen, released
+) -> None:
+    path = write_pipeline(project, "local")
+    (project.root / "hold").touch()
+    killed = sf_popen("run", str(path))
+    wait_for_line(killed, "middle | started")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=10)
+    run_id = only_run(project).run_id
+    (job,) = executions(project, "middle")
+    # Another run of the same pipeline caches the step's result meanwhile.
+    (project.root / "hold").unlink()
+    ok(sf("run", str(path)))
+    assert len(executions(project, "middle")) == 2
+
+    resumed = sf_popen("run", "--resume", run_id)
+    lines = wait_for_line(resumed, "[middle] running")
+    assert f"re-attached to local job {job}" in lines[-1]
+    (project.root / "release").touch()
+    assert resumed.wait(timeout=60) == 0
+
+    assert alive(job) is False
+    assert ok(sf("jobs", "list", "--running")) == "no running jobs\n"
+    with project.history() as history:
+        steps = {s.step: s.status for s in history.get_steps(run_id)}
+    assert steps["middle"] == "succeeded"
+
+
+# ---- item 5: a step that fails before its job is submitted --------------------------------
+
+
+def test_a_step_whose_image_build_failed_resumes_with_a_new_attempt(project, sf) -> None:
+    ok(sf("image-builder", "register", "flaky", "-f", "flaky"))
+    ok(sf("step-operator", "register", "imaged", "-f", "imaged"))
+    ok(sf("stack", "register", "built", "-i", "flaky", "--set"))
+    (project.root / "builder-broken").touch()
+
+    failed = sf("run", str(write_pipeline(project, "imaged")))
+
+    assert failed.returncode == 1
+    assert "engine is down" in failed.stdout + failed.stderr
+    run_id = only_run(project).run_id
+    (project.root / "builder-broken").unlink()
+    out = ok(sf("run", "--resume", run_id))  # used to fail: attempt-1/launch.json exists
+    assert "last | result 42" in out
+    assert len(executions(project, "middle")) == 1
+    assert ("middle", 2, "succeeded") in ledger(project)
+    attempts = project.root / ".stepframe" / "artifacts" / "runs" / run_id / "middle"
+    if attempts.exists():  # the local store's layout: both attempts kept, none overwritten
+        assert {p.name for p in attempts.iterdir()} >= {"attempt-1", "attempt-2"}
+
+
+# ---- item 6: a submit whose answer was lost ------------------------------------------------
+
+
+def test_a_lost_submit_answer_adopts_the_job_the_backend_has(project, sf) -> None:
+    ok(sf("step-operator", "register", "lossy", "-f", "lossy"))
+    (project.root / "lossy-mode").write_text("found")
+
+    out = ok(sf("run", str(write_pipeline(project, "lossy"))))
+
+    assert "the submit's answer was lost" in out and "found job" in out
+    assert "last | result 42" in out
+    assert len(executions(project, "middle")) == 1  # followed, not submitted again
+    assert ("middle", 1, "succeeded") in ledger(project)
+
+
+def test_a_lost_submit_proven_absent_fails_and_resume_submits_the_next_attempt(project, sf) -> None:
+    ok(sf("step-operator", "register", "lossy", "-f", "lossy"))
+    (project.root / "lossy-mode").write_text("absent")
+
+    failed = sf("run", str(write_pipeline(project, "lossy")))
+
+    assert failed.returncode == 1
+    assert executions(project, "middle") == []
+    with project.history() as history:
+        (row,) = [j for j in history.list_jobs() if j.step == "middle"]
+    assert row.state == "failed" and "never created" in (row.note or "")
+    (project.root / "lossy-mode").write_text("delivered")
+    ok(sf("run", "--resume", only_run(project).run_id))
+    assert ("middle", 2, "succeeded") in ledger(project)
+
+
+def test_a_lost_submit_nobody_can_settle_stays_visible_as_unknown(project, sf) -> None:
+    ok(sf("step-operator", "register", "lossy", "-f", "lossy"))
+    (project.root / "lossy-mode").write_text("unknown")
+
+    failed = sf("run", str(write_pipeline(project, "lossy")))
+
+    assert failed.returncode == 1
+    assert "cannot tell" in failed.stdout + failed.stderr
+    running = ok(sf("jobs", "list", "--running")).splitlines()
+    assert [line.split()[1:2] + line.split()[4:5] for line in running[1:]] == [
+        ["middle", "unknown"]
+    ]
+
+
+# ---- item 7: the orchestrator and its jobs killed together --------------------------------
+
+
+def test_a_job_killed_with_its_orchestrator_runs_again_on_the_first_resume(
+    project, sf, sf_popen, released
+) -> None:
+    run_id, job = start_and_kill(project, sf_popen)
+    os.killpg(job, signal.SIGKILL)  # the host's OOM killer takes the job too
+    wait_until(lambda: not alive(job), "the job to die")
+    (project.root / "hold").unlink()
+
+    out = ok(sf("run", "--resume", run_id))  # one resume is enough
+
+    assert "submitting attempt 2" in out
+    assert "last | result 42" in out
+    middle = executions(project, "middle")
+    assert len(middle) == 2 and middle[0] == job
+    assert ("middle", 2, "succeeded") in ledger(project)
+
+
+# ---- item 8: two resumes at once ----------------------------------------------------------
+
+
+def test_of_two_resumes_started_together_exactly_one_runs(project, sf_popen, released) -> None:
+    run_id, job = start_and_kill(project, sf_popen)
+
+    both = [sf_popen("run", "--resume", run_id) for _ in range(2)]
+    # The loser ends at once; the winner follows the held job until it is released.
+    loser = next(p for p in _first_to_end(both))
+    assert loser.returncode == 2
+    text = loser.stdout.read() if loser.stdout else ""
+    winner = both[1] if loser is both[0] else both[0]
+    assert f"run {run_id} is being run by process {winner.pid}" in text
+    (project.root / "release").touch()
+    assert winner.wait(timeout=60) == 0
+    assert executions(project, "middle") == [job]
+    assert len(executions(project, "last")) == 1
+
+
+def _first_to_end(processes: list[subprocess.Popen[str]]):
+    ended: list[subprocess.Popen[str]] = []
+    wait_until(
+        lambda: ended.extend(p for p in processes if p.poll() is not None) or ended,
+        "one of the resumes to end",
+    )
+    yield ended[0]
+
+
+# ---- item 9: a run whose orchestrator is gone ---------------------------------------------
+
+
+def test_a_killed_run_is_listed_as_interrupted(project, sf, sf_popen, released) -> None:
+    run_id, _job = start_and_kill(project, sf_popen)
+
+    listed = ok(sf("runs", "list"))
+
+    assert run_id in listed and "interrupted" in listed and "running" not in listed
+    with sqlite3.connect(project.database_path) as conn:
+        (stored,) = conn.execute("SELECT status FROM runs").fetchone()
+    assert stored == "running"  # derived when read: a dead process writes nothing
