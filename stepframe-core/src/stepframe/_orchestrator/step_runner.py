@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from stepframe import __version__
+from stepframe._crashpoints import reached
 from stepframe._history.database import POSSIBLY_SUBMITTED
 from stepframe._manifests import (
     LaunchManifest,
@@ -136,6 +137,7 @@ class StepRunner:
         if flavor is not None and flavor.needs_image:
             launch = attrs.evolve(launch, image=self._build_image())
         self._credentials = self._authenticate()
+        reached("before-intent")
         self._job_row = ctx.history.record_job_intent(
             ctx.run_id,
             self.spec.name,
@@ -148,6 +150,7 @@ class StepRunner:
         if self._cancel_requested:
             ctx.history.update_job_state(self._job_row, JobState.CANCELLED)
             raise StepCancelled()
+        reached("before-submit")
         try:
             handle = ctx.plugins.hooks.submit_step(launch, self.operator, self._credentials)
         except SubmitAmbiguousError as error:
@@ -161,6 +164,7 @@ class StepRunner:
             # classify proves nothing, so the job may exist.
             handle = self._find_lost_job(launch, error)
         else:
+            reached("after-submit")
             ctx.history.record_job_submitted(self._job_row, handle)
         return self._see_through(launch, handle)
 
@@ -230,6 +234,7 @@ class StepRunner:
             self._stop_unwatched_job()
             raise
         assert self._job_row is not None
+        reached("before-finish")
         ctx.history.update_job_state(self._job_row, status.state)
         if status.state is JobState.CANCELLED or self._cancel_requested:
             raise StepCancelled()
