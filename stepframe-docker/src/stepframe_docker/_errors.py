@@ -24,7 +24,15 @@ class DockerError(StepframeError):
 
 
 class EngineUnavailableError(DockerError):
-    """The Docker engine does not answer, or this user may not talk to it."""
+    """The Docker engine does not answer, or this user may not talk to it.
+
+    :param cause: what the connection attempt said, in one short line
+        (``there is no socket at /var/run/docker.sock``), for messages that add their own fix.
+    """
+
+    def __init__(self, message: str, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause or message
 
 
 class RegistryError(DockerError):

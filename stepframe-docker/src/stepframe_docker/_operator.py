@@ -10,16 +10,24 @@ has ended and its last lines are read.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import os
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stepframe import Component, ImageRef, JobHandle, JobState, JobStatus, Launch
-from stepframe_docker._engine import client_for, engine_error, inspect_image
-from stepframe_docker._errors import DockerError, RegistryError
-from stepframe_docker._settings import DockerSettings, structure_settings
+from stepframe_docker._engine import client_for, engine_calls, engine_error, inspect_image, where
+from stepframe_docker._errors import DockerError, EngineUnavailableError, RegistryError
+from stepframe_docker._marks import ABANDONED, CANCEL, JobMarks, marked, marks_folder
+from stepframe_docker._settings import (
+    ENGINE_RETRIES,
+    ENGINE_RETRY_SECONDS,
+    DockerSettings,
+    structure_settings,
+)
 
 if TYPE_CHECKING:
     import docker
@@ -29,8 +37,20 @@ __all__ = ["cancel", "image_reference", "poll", "submit"]
 
 FLAVOR = "docker"
 LABEL = "stepframe.job"
-# Containers this process asked to stop, so their end reads as cancelled.
-_cancelled: set[str] = set()
+# The marks folder of the project that launched a container, so ended containers of that
+# project are found again by label (see `reap`).
+MARKS_LABEL = "stepframe.marks"
+# An ended container of this project that nobody removed for this long has no follower
+# left (followers poll at least every few seconds), so `reap` removes it.
+UNFOLLOWED_SECONDS = 120.0
+_ACTIVE = ("created", "running", "restarting", "paused")
+
+# Per process: consecutive polls that found no engine, the last state a poll saw, and the
+# marks folders already reaped since the engine last answered.
+_outages: dict[str, int] = {}
+_last_state: dict[str, JobState] = {}
+_reaped: set[Path] = set()
+_state_lock = threading.Lock()
 
 
 def image_reference(image: ImageRef) -> str:
@@ -105,8 +125,11 @@ def submit(launch: Launch, operator: Component) -> JobHandle:
     settings = _settings(launch)
     docker_host = getattr(operator.config, "docker_host", None)
     client = client_for(docker_host)
+    folder = marks_folder(launch.workdir)
+    _reap_quietly(client, folder)
     reference = image_reference(launch.image)
-    _ensure_image(client, reference)
+    with engine_calls(docker_host):
+        _ensure_image(client, reference)
     environment = {
         **settings.environment,
         **launch.environment,
@@ -130,6 +153,7 @@ def submit(launch: Launch, operator: Component) -> JobHandle:
             LABEL: launch.job_name,
             "stepframe.run": launch.run_id,
             "stepframe.step": launch.step,
+            MARKS_LABEL: str(folder),
         },
         "detach": True,
         "stop_signal": "SIGTERM",
@@ -154,7 +178,7 @@ def submit(launch: Launch, operator: Component) -> JobHandle:
                 raise
             container = client.containers.get(launch.job_name)
             if container.status == "running":  # an earlier submit of this very job
-                return _handle(operator, container, launch, settings)
+                return _handle(operator, container, launch, settings, folder)
             container.remove(force=True)
             container = client.containers.create(reference, **kwargs)
         container.start()
@@ -167,12 +191,17 @@ def submit(launch: Launch, operator: Component) -> JobHandle:
         ) from None
     except (DockerException, OSError) as error:
         raise engine_error(error, docker_host) from None
-    return _handle(operator, container, launch, settings)
+    return _handle(operator, container, launch, settings, folder)
 
 
 def _handle(
-    operator: Component, container: Container, launch: Launch, settings: DockerSettings
+    operator: Component,
+    container: Container,
+    launch: Launch,
+    settings: DockerSettings,
+    folder: Path,
 ) -> JobHandle:
+    config = operator.config
     return JobHandle(
         flavor=FLAVOR,
         operator=operator.name,
@@ -180,8 +209,15 @@ def _handle(
         data={
             "container": str(container.id),
             "name": launch.job_name,
-            "docker_host": getattr(operator.config, "docker_host", None),
+            "docker_host": getattr(config, "docker_host", None),
             "stop_timeout": settings.stop_timeout,
+            # For polls and cancels from any process: where the job's marks live, and
+            # what to tell the user when the engine goes away.
+            "workdir": str(folder.parent) if folder.name == "docker" else None,
+            "run_id": launch.run_id,
+            "step": launch.step,
+            "engine_retries": getattr(config, "engine_retries", ENGINE_RETRIES),
+            "engine_retry_seconds": getattr(config, "engine_retry_seconds", ENGINE_RETRY_SECONDS),
         },
     )
 
@@ -247,61 +283,214 @@ def _read_logs(container: Container, cursor: str | None) -> tuple[tuple[str, ...
 
 
 def poll(handle: JobHandle, cursor: str | None) -> JobStatus:
+    docker_host = handle.data.get("docker_host")
+    marks = JobMarks.of(handle.data, handle.job_id)
+    try:
+        client = client_for(docker_host)
+        with engine_calls(docker_host):
+            status = _poll_container(client, handle, cursor, marks)
+    except EngineUnavailableError as error:
+        return _engine_not_answering(handle, cursor, error, marks)
+    with _state_lock:
+        _outages.pop(handle.job_id, None)
+        if status.state.is_terminal:
+            _last_state.pop(handle.job_id, None)
+        else:
+            _last_state[handle.job_id] = status.state
+    _reap_quietly(client, marks.folder)
+    return status
+
+
+def _poll_container(
+    client: docker.DockerClient, handle: JobHandle, cursor: str | None, marks: JobMarks
+) -> JobStatus:
     from docker.errors import DockerException, NotFound
 
-    docker_host = handle.data.get("docker_host")
-    client = client_for(docker_host)
     try:
         container = client.containers.get(handle.job_id)
     except NotFound:
-        # Removed already (another process saw it end): the result manifest decides.
+        # Removed already: by another process that saw it end (it recorded how), or by hand.
+        ended = marks.recorded_end(cursor)
+        if ended is not None:
+            return ended
+        if marks.has(CANCEL):
+            return JobStatus(JobState.CANCELLED, (), cursor, detail="container removed")
+        # Nothing recorded: the result manifest decides.
         return JobStatus(JobState.SUCCEEDED, (), cursor, detail="container already removed")
-    except (DockerException, OSError) as error:
-        raise engine_error(error, docker_host) from None
     state = container.attrs.get("State", {})
     status = str(state.get("Status", ""))
-    if status in ("created", "running", "restarting", "paused"):
-        lines, next_cursor = _read_logs(container, cursor)
+    lines, next_cursor = _read_logs(container, cursor)
+    if status in _ACTIVE:
+        if marks.has(ABANDONED):
+            marks.unmark(ABANDONED)  # followed again (a resume): no longer anyone's to reap
         job_state = JobState.PENDING if status == "created" else JobState.RUNNING
         return JobStatus(job_state, lines, next_cursor, detail=status, poll_after=0.2)
-    lines, next_cursor = _read_logs(container, cursor)
-    code = int(state.get("ExitCode", -1))
-    oom = bool(state.get("OOMKilled"))
-    try:
+    ended = _ended(state, marks, lines, next_cursor)
+    marks.record_end(ended)
+    with contextlib.suppress(DockerException, OSError):  # left for `reap` otherwise
         container.remove(force=True)
-    except DockerException:
-        pass
-    if handle.job_id in _cancelled:
-        _cancelled.discard(handle.job_id)
-        return JobStatus(JobState.CANCELLED, lines, next_cursor, detail="stopped")
+    return ended
+
+
+def _ended(
+    state: dict[str, Any], marks: JobMarks, lines: tuple[str, ...], cursor: str | None
+) -> JobStatus:
+    """The final status of an ended container, from its State and the job's marks."""
+    code = int(state.get("ExitCode", -1))
     if code == 0:
-        return JobStatus(JobState.SUCCEEDED, lines, next_cursor)
-    reason = (
-        "container ran out of memory (OOMKilled)" if oom else f"container exited with status {code}"
-    )
+        return JobStatus(JobState.SUCCEEDED, lines, cursor)
+    if marks.has(CANCEL):
+        # Stopped through cancel_step, by this process or another: 143 (SIGTERM) or 137.
+        return JobStatus(JobState.CANCELLED, lines, cursor, detail="stopped")
+    if state.get("OOMKilled"):
+        reason = "container ran out of memory (OOMKilled)"
+    else:
+        reason = f"container exited with status {code}"
     if state.get("Error"):
         reason += f": {state['Error']}"
-    return JobStatus(JobState.FAILED, lines, next_cursor, failure_reason=reason)
+    if marks.has(ABANDONED):
+        reason += " while the Docker engine was not answering (a stopping engine stops them)"
+    return JobStatus(JobState.FAILED, lines, cursor, failure_reason=reason)
+
+
+def _engine_not_answering(
+    handle: JobHandle, cursor: str | None, error: EngineUnavailableError, marks: JobMarks
+) -> JobStatus:
+    """A poll that found no engine: the last known state, a few times, then one clear error."""
+    tries = int(handle.data.get("engine_retries", ENGINE_RETRIES))
+    wait = float(handle.data.get("engine_retry_seconds", ENGINE_RETRY_SECONDS))
+    with _state_lock:
+        _reaped.discard(marks.folder)  # reap again once the engine is back
+        failures = _outages.get(handle.job_id, 0) + 1
+        if failures <= tries:
+            _outages[handle.job_id] = failures
+            return JobStatus(
+                _last_state.get(handle.job_id, JobState.RUNNING),
+                (),
+                cursor,
+                detail=f"the Docker engine does not answer; waiting for it ({failures}/{tries})",
+                poll_after=wait,
+            )
+        _outages.pop(handle.job_id, None)
+        _last_state.pop(handle.job_id, None)
+    with contextlib.suppress(OSError):
+        marks.mark(ABANDONED)
+    name = handle.data.get("name") or handle.job_id[:12]
+    step = handle.data.get("step")
+    run_id = handle.data.get("run_id") or "RUN_ID"
+    waited = f" (asked {tries + 1} times over {tries * wait:.0f} s)" if tries else ""
+    raise EngineUnavailableError(
+        f"the Docker engine at {where(handle.data.get('docker_host'))} stopped answering while "
+        f"{f'step {step!r} ran in ' if step else ''}container {name}: {error.cause}{waited}. "
+        f"Start the Docker engine (dockerd) and run `stepframe run --resume {run_id}`: the "
+        "container is followed again if it still runs, and removed once it has ended",
+        cause=error.cause,
+    )
 
 
 def cancel(handle: JobHandle) -> bool:
-    from docker.errors import DockerException, NotFound
+    from docker.errors import APIError, NotFound
 
-    client = client_for(handle.data.get("docker_host"))
+    docker_host = handle.data.get("docker_host")
+    marks = JobMarks.of(handle.data, handle.job_id)
+    marked_here = False
     try:
-        container = client.containers.get(handle.job_id)
-    except NotFound:
-        return True
-    except DockerException as error:
-        raise engine_error(error, handle.data.get("docker_host")) from None
-    _cancelled.add(handle.job_id)
+        client = client_for(docker_host)
+        with engine_calls(docker_host):
+            try:
+                container = client.containers.get(handle.job_id)
+            except NotFound:
+                return True
+            if container.status not in _ACTIVE:
+                return True  # it ended by itself: its end is not a cancel
+            # The mark goes first: the process that sees the container end may be another.
+            marked_here = not marks.has(CANCEL)
+            marks.mark(CANCEL)
+            try:
+                # Sent now, not from a thread: the caller (`jobs stop`, a one-off script)
+                # may exit at once, and the step must get its SIGTERM all the same.
+                container.kill(signal="SIGTERM")
+            except NotFound:
+                return True
+            except APIError as error:
+                if error.status_code == 409:  # not running any more
+                    return True
+                raise DockerError(
+                    f"the Docker engine refused to stop container {container.name}: "
+                    f"{error.explanation or error}"
+                ) from None
+    except EngineUnavailableError as error:
+        if marked_here:
+            marks.unmark(CANCEL)  # not stopped: its end must not read as a cancel
+        raise EngineUnavailableError(
+            f"cannot stop container {handle.data.get('name') or handle.job_id[:12]}: the "
+            f"Docker engine at {where(docker_host)} does not answer ({error.cause}). Start the "
+            f"Docker engine (dockerd), then `stepframe jobs stop {handle.job_id}`",
+            cause=error.cause,
+        ) from None
     timeout = int(handle.data.get("stop_timeout", 10))
 
-    def stop() -> None:
-        try:
+    def stop_or_kill() -> None:
+        # The engine sends SIGKILL if the step outlives its stop timeout.  Best effort in a
+        # background thread: whatever happens, the next poll reports how the container
+        # ended, so nothing here is worth a traceback.
+        with contextlib.suppress(Exception):
             container.stop(timeout=timeout)
-        except DockerException:
-            pass
 
-    threading.Thread(target=stop, name=f"stop-{container.short_id}", daemon=True).start()
+    threading.Thread(target=stop_or_kill, name=f"stop-{container.short_id}", daemon=True).start()
     return True
+
+
+def reap(client: docker.DockerClient, folder: Path) -> list[str]:
+    """Remove the ended step containers of the project whose marks live in ``folder`` that
+    nobody will remove: given up on while the engine was away, cancelled, or ended long
+    ago.  Records how each ended first, so a later poll still reports it.
+
+    :return: the names of the containers removed.
+    """
+    from docker.errors import NotFound
+
+    candidates = set(marked(folder, ABANDONED)) | set(marked(folder, CANCEL))
+    ended = client.containers.list(
+        all=True,
+        filters={"label": f"{MARKS_LABEL}={folder}", "status": ["exited", "dead"]},
+    )
+    now = time.time()
+    for container in ended:
+        finished = str(container.attrs.get("State", {}).get("FinishedAt", ""))
+        try:
+            finished_at = _parse_timestamp(finished)[0]
+        except (ValueError, IndexError):
+            finished_at = 0
+        if now - finished_at > UNFOLLOWED_SECONDS:
+            candidates.add(str(container.id))
+    removed: list[str] = []
+    for container_id in sorted(candidates):
+        try:
+            container = client.containers.get(container_id)
+        except NotFound:
+            continue
+        state = container.attrs.get("State", {})
+        if str(state.get("Status", "")) in _ACTIVE:
+            continue
+        marks = JobMarks(folder, str(container.id))
+        marks.record_end(_ended(state, marks, (), None))
+        container.remove(force=True)
+        removed.append(str(container.name))
+    return removed
+
+
+def _reap_quietly(client: docker.DockerClient, folder: Path) -> None:
+    """`reap` once per process and folder, and again after the engine was away;
+    housekeeping never fails the job it runs beside."""
+    from docker.errors import DockerException
+
+    with _state_lock:
+        if folder in _reaped:
+            return
+        _reaped.add(folder)
+    try:
+        reap(client, folder)
+    except (DockerException, OSError):
+        with _state_lock:
+            _reaped.discard(folder)

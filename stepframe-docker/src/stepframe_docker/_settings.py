@@ -25,6 +25,13 @@ __all__ = [
 
 _T = TypeVar("_T")
 
+# When the engine stops answering, the operator's polls report the job's last known state
+# this many times, this far apart, before giving up: a restarted engine (whose containers
+# keep running with live-restore) or a dropped socket must not fail a job that runs for
+# hours, and an engine that is really gone is reported within half a minute.
+ENGINE_RETRIES = 6
+ENGINE_RETRY_SECONDS = 5.0
+
 
 def default_parent_image() -> str:
     """``python:X.Y-slim`` for the interpreter the client runs on."""
@@ -126,9 +133,17 @@ class DockerOperatorConfig:
 
     :param docker_host: the engine to run containers on; default ``DOCKER_HOST`` or the
         local socket.
+    :param engine_retries: how many polls in a row may find the engine not answering (a
+        restart, a dropped socket) before the step fails with `EngineUnavailableError`;
+        meanwhile the job is shown in its last known state.
+    :param engine_retry_seconds: the wait between those polls.
     """
 
     docker_host: str | None = None
+    engine_retries: int = attrs.field(default=ENGINE_RETRIES, validator=attrs.validators.ge(0))
+    engine_retry_seconds: float = attrs.field(
+        default=ENGINE_RETRY_SECONDS, validator=attrs.validators.gt(0)
+    )
     network_mode: str | None = None
     mem_limit: str | None = None
     cpus: float | None = None
