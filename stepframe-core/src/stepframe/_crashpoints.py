@@ -2,7 +2,8 @@
 
 Off unless ``STEPFRAME_CRASH_AT`` names a point.  Then the process that reaches that
 point writes ``$STEPFRAME_CRASH_DIR/<point>.reached`` (its pid inside) and waits there,
-for at most a minute, for the suite's signal: a kill that lands exactly between two steps
+for at most a minute, for the suite's signal (or for ``<point>.release`` to appear, which
+lets a job that survived its orchestrator go on): a kill that lands exactly between two steps
 of the ledger's protocol, every time, instead of by timing luck.  The same idea as
 SQLite's test hooks; when disabled it costs one dictionary lookup.
 
@@ -37,6 +38,7 @@ def reached(point: str) -> None:
     if marker.exists():  # only the first process to get here stops (a resume goes on)
         return
     marker.write_text(str(os.getpid()))
+    release = folder / f"{point}.release"
     deadline = time.monotonic() + _WAIT_SECONDS
-    while time.monotonic() < deadline:  # the suite's signal ends this wait
+    while time.monotonic() < deadline and not release.exists():  # or the suite's signal
         time.sleep(0.01)
