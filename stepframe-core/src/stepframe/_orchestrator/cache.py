@@ -214,13 +214,15 @@ def code_hash(func: Callable[..., Any], code_root: str | os.PathLike[str]) -> st
         extra_roots = ()
     project = _Project(root, extra_roots)
     digests = {module_name: parsed.digest}
+    looked_up = {module_name}  # every name once, found or not ("os" is in every file)
     queue = [(module_name, start.name == "__init__.py", parsed)]
     while queue:
         name, is_package, current = queue.pop()
         for level, target, names in current.imports:
             for candidate in _candidate_names(name, is_package, level, target, names):
-                if candidate in digests:
+                if candidate in looked_up:
                     continue
+                looked_up.add(candidate)
                 found = project.find(candidate)
                 if found is None:
                     continue
