@@ -48,11 +48,43 @@ from stepframe.exceptions import (
 if TYPE_CHECKING:
     from stepframe._artifacts.store import ArtifactStore
     from stepframe._plugins.manager import Plugins
+    from stepframe._types import Credentials
 
 __all__ = ["execute_launch", "main"]
 
 MANIFEST_ENV = "STEPFRAME_LAUNCH_MANIFEST"
 CODE_ROOT_ENV = "STEPFRAME_CODE_ROOT"
+# Names the descriptor of a pipe holding the store credentials (the local operator's
+# `credentials_pipe`); the same name as stepframe._builtin.local_zygote's, which a job
+# started in a new interpreter does not import.
+STORE_CREDENTIALS_FD_ENV = "STEPFRAME_STORE_CREDENTIALS_FD"
+
+
+def take_store_credentials() -> Credentials | None:
+    """The store credentials the job's operator put in a pipe for it, or None.
+
+    Read to the end and closed, and the variable naming the pipe removed, before the
+    step's code runs: nothing of them is left for the step or its subprocesses to find.
+    """
+    fd_text = os.environ.pop(STORE_CREDENTIALS_FD_ENV, "")
+    if not fd_text:
+        return None
+    chunks = []
+    try:
+        fd = int(fd_text)
+        try:
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+    except (ValueError, OSError) as error:
+        raise UsageError(
+            f"{STORE_CREDENTIALS_FD_ENV}={fd_text!r} names no readable pipe ({error}); "
+            "a job's operator sets it to a descriptor the job inherits"
+        ) from None
+    from stepframe._artifacts.shared import STORE_CREDENTIALS_ENV, job_store_credentials
+
+    return job_store_credentials({STORE_CREDENTIALS_ENV: b"".join(chunks).decode()})
 
 
 def _import_function(ref: FunctionRef, code_root: Path) -> tuple[Callable[..., Any], Any]:
@@ -222,7 +254,9 @@ def _local_store_is_builtin(uri: str) -> bool:
     return _LOCAL_STORE_PLUGIN not in {name.strip() for name in disabled.split(",")}
 
 
-def _open(manifest_uri: str) -> tuple[ArtifactStore, LaunchManifest, MaterializerRegistry]:
+def _open(
+    manifest_uri: str, store_credentials: Credentials | None
+) -> tuple[ArtifactStore, LaunchManifest, MaterializerRegistry]:
     """The store, the launch manifest and the materializers a job needs, loading as
     few plugins as the manifest allows (none for a plain step on a local store)."""
     if _local_store_is_builtin(manifest_uri):
@@ -235,11 +269,10 @@ def _open(manifest_uri: str) -> tuple[ArtifactStore, LaunchManifest, Materialize
         plugins = _plugins_for(manifest.materializer_plugins)
     else:
         # Which plugin opens this scheme is only known once they are loaded: load them.
-        from stepframe._artifacts.shared import job_store_credentials
         from stepframe._plugins.manager import get_plugins
 
         plugins = get_plugins()
-        store = plugins.hooks.open_artifact_store(manifest_uri, job_store_credentials())
+        store = plugins.hooks.open_artifact_store(manifest_uri, store_credentials)
         manifest = read_manifest(store, manifest_uri, LaunchManifest)
     missing = set(manifest.materializer_plugins) - set(plugins.infos)
     if missing:
@@ -265,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if str(code_root) not in sys.path:
         sys.path.insert(0, str(code_root))
     try:
-        store, manifest, registry = _open(manifest_uri)
+        store, manifest, registry = _open(manifest_uri, take_store_credentials())
         result = execute_launch(store, manifest_uri, registry, code_root, manifest=manifest)
     except (StepframeError, UsageError, OSError) as error:
         print(f"stepframe entrypoint: {error}", file=sys.stderr)

@@ -18,7 +18,14 @@ gets ``python -m stepframe.entrypoint`` in a new interpreter, as does a step wit
 ``fresh_interpreter=True``, and every step if the parent cannot start or dies.
 
 A job's exit status is written next to its log (``LOG.exit``), so it is known even to
-an orchestrator that re-attaches from another process.
+an orchestrator that re-attaches from another process; so is a cancel (``LOG.cancelled``,
+written before the job is signalled), so that a job stopped by ``stepframe jobs stop`` in
+another shell is reported ``cancelled``, not failed, to the orchestrator that follows it.
+
+The artifact store's credentials (`Launch.store_credentials`) reach a job through a pipe
+whose read end the job inherits, named by `STORE_CREDENTIALS_FD_ENV`; the entrypoint reads
+and closes it before the step runs.  They are never in an environment, where they would
+stay readable in ``/proc/PID/environ`` for the job's whole life.
 """
 
 from __future__ import annotations
@@ -39,7 +46,13 @@ from typing import Any
 
 import attrs
 
-from stepframe._builtin.local_zygote import EXIT_SUFFIX, read_exit_status, start_ticks
+from stepframe._builtin.local_zygote import (
+    EXIT_SUFFIX,
+    STORE_CREDENTIALS_FD_ENV,
+    credentials_pipe,
+    read_exit_status,
+    start_ticks,
+)
 from stepframe._plugins.markers import hookimpl
 from stepframe._processes import is_running
 from stepframe._types import (
@@ -64,6 +77,8 @@ ZYGOTE_REPLY_SECONDS = 30.0
 EXIT_STATUS_GRACE_SECONDS = 2.0
 # The entrypoint the parent can run; anything else gets a new interpreter.
 ENTRYPOINT_ARGS = ("-m", "stepframe.entrypoint")
+# Next to a job's log: it was stopped through cancel_step (by whichever process).
+CANCELLED_SUFFIX = ".cancelled"
 
 
 @attrs.frozen
@@ -197,10 +212,20 @@ class _Zygote:
         return True
 
     def spawn(
-        self, argv: Sequence[str], cwd: str, env: Mapping[str, str], log: str, workdir: Path
+        self,
+        argv: Sequence[str],
+        cwd: str,
+        env: Mapping[str, str],
+        log: str,
+        workdir: Path,
+        store_credentials: str | None = None,
     ) -> dict[str, Any] | None:
         """Start a job through the parent: its reply (pid, start ticks), or None when the
-        parent cannot run it and the caller must start a new interpreter instead."""
+        parent cannot run it and the caller must start a new interpreter instead.
+
+        :param store_credentials: what the job reads from its credentials pipe; it goes to
+            the parent through its input, never through an environment.
+        """
         with self._lock:
             if not self._ensure_started(workdir):
                 return None
@@ -208,7 +233,9 @@ class _Zygote:
                 return None
             process = self._process
             assert process is not None and process.stdin is not None
-            request = {"argv": list(argv), "cwd": cwd, "env": dict(env), "log": log}
+            request: dict[str, Any] = {"argv": list(argv), "cwd": cwd, "env": dict(env), "log": log}
+            if store_credentials:
+                request["store_credentials"] = store_credentials
             try:
                 process.stdin.write(json.dumps(request).encode() + b"\n")
                 process.stdin.flush()
@@ -337,8 +364,9 @@ def submit_step(
     workdir = Path(launch.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{launch.job_name}.log"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(str(log_path) + EXIT_SUFFIX)  # a status left by an earlier attempt
+    for left_by_an_earlier_attempt in (EXIT_SUFFIX, CANCELLED_SUFFIX):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(log_path) + left_by_an_earlier_attempt)
     python_path = os.pathsep.join(p for p in (launch.code_root, os.environ.get("PYTHONPATH")) if p)
     env = {
         **os.environ,
@@ -348,16 +376,20 @@ def submit_step(
         "PYTHONPATH": python_path,
         "STEPFRAME_CODE_ROOT": launch.code_root,
     }
+    env.pop(STORE_CREDENTIALS_FD_ENV, None)  # only ever the one made for this job
+    secret = None
     if launch.store_credentials is not None:
-        # A job on this machine, as this user: it may use the run's store credentials
-        # (the entrypoint takes them out of its environment before the step runs).
-        from stepframe._artifacts.shared import STORE_CREDENTIALS_ENV, credentials_for_job
+        # A job on this machine, as this user: it may use the run's store credentials,
+        # handed over through a pipe (see the module's docstring).
+        from stepframe._artifacts.shared import credentials_for_job
 
-        env[STORE_CREDENTIALS_ENV] = credentials_for_job(launch.store_credentials)
+        secret = credentials_for_job(launch.store_credentials)
     data: dict[str, Any] = {"log": str(log_path)}
     reply = None
     if not settings.fresh_interpreter and tuple(launch.command[1:3]) == ENTRYPOINT_ARGS:
-        reply = _zygote.spawn(launch.command[3:], launch.code_root, env, str(log_path), workdir)
+        reply = _zygote.spawn(
+            launch.command[3:], launch.code_root, env, str(log_path), workdir, secret
+        )
     if reply is not None:
         pid = int(reply["pid"])
         data.update(
@@ -369,16 +401,26 @@ def submit_step(
     else:
         # The job runs on the client's own interpreter, so its packages match exactly.
         command = [sys.executable, *launch.command[1:]]
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                command,
-                cwd=launch.code_root,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # its own process group: cancel stops its children
-            )
+        secret_fd = credentials_pipe(secret) if secret else None
+        if secret_fd is not None:
+            env[STORE_CREDENTIALS_FD_ENV] = str(secret_fd)
+        try:
+            with open(log_path, "ab") as log:
+                process = subprocess.Popen(
+                    command,
+                    cwd=launch.code_root,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    pass_fds=() if secret_fd is None else (secret_fd,),
+                    # Its own process group: a cancel stops its children too.  Popen
+                    # returns once the new program runs, so the group exists by then.
+                    start_new_session=True,
+                )
+        finally:
+            if secret_fd is not None:
+                os.close(secret_fd)
         _children[process.pid] = process
         pid = process.pid
         data.update(pid=pid, start_ticks=start_ticks(pid))
@@ -398,6 +440,10 @@ def poll_step(
     pid = int(handle.data["pid"])
     _children.pop(pid, None)
     _gone_since.pop((pid, handle.data.get("start_ticks")), None)
+    if code != 0 and os.path.exists(str(handle.data["log"]) + CANCELLED_SUFFIX):
+        # Stopped through cancel_step, here or in another process (`jobs stop`); a job
+        # that finished its work all the same (status 0) succeeded.
+        return JobStatus(JobState.CANCELLED, lines, str(offset))
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name
@@ -413,25 +459,38 @@ def poll_step(
     return JobStatus(state, lines, str(offset), failure_reason=reason)
 
 
-def _terminate(pid: int) -> None:
+def _signal_job(pid: int, ticks: str | None, signum: int) -> bool:
+    """Send ``signum`` to every process of the job; whether any of them was there.
+
+    A job leads its own process group.  One that has not called ``setsid()`` yet (a job
+    another parent started a moment ago) is still in its parent's group: then the signal
+    goes to the job's process itself, rather than taking the job for gone.
+    """
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, signum)
+        return True
     except ProcessLookupError:
-        return
+        pass
+    if not is_running(pid, ticks):
+        return False
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _kill_after_grace(pid: int, ticks: str | None) -> None:
+    """The job got SIGTERM: SIGKILL whatever of it is left once the grace period is over."""
     deadline = time.monotonic() + TERMINATE_GRACE_SECONDS
     child = _children.get(pid)
     while time.monotonic() < deadline:
         if child is not None and child.poll() is not None:
             return
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
+        if not _signal_job(pid, ticks, 0):
             return
         time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    _signal_job(pid, ticks, signal.SIGKILL)
 
 
 @hookimpl
@@ -439,6 +498,15 @@ def cancel_step(handle: JobHandle, credentials: Credentials | None) -> bool | No
     if handle.flavor != FLAVOR:
         return None
     ended, _ = _outcome(handle)
-    if not ended:
-        threading.Thread(target=_terminate, args=(int(handle.data["pid"]),), daemon=True).start()
+    if ended:
+        return True
+    pid, ticks = int(handle.data["pid"]), handle.data.get("start_ticks")
+    # Before the signal, so that whoever polls the job next -- this process or the
+    # orchestrator following it from another one -- reports it cancelled, not failed.
+    marker = str(handle.data["log"]) + CANCELLED_SUFFIX
+    with contextlib.suppress(OSError):
+        Path(marker).touch()
+    # SIGTERM now, from the caller's thread: a `jobs stop` process may exit right after.
+    if _signal_job(pid, ticks, signal.SIGTERM):
+        threading.Thread(target=_kill_after_grace, args=(pid, ticks), daemon=True).start()
     return True

@@ -12,8 +12,16 @@ and environment, default signal handlers -- and runs exactly that entrypoint.
 
 Protocol, one JSON object a line.  On start the zygote writes ``{"ready": true, "pid":
 ...}``.  Each request on stdin is ``{"argv": [...], "cwd": ..., "env": {...}, "log":
-...}``; the reply on stdout is ``{"pid": ..., "start_ticks": ...}``, or ``{"error":
-...}`` when no child was started.
+...}`` (plus ``"store_credentials"`` when the job gets the artifact store's credentials);
+the reply on stdout is ``{"pid": ..., "start_ticks": ...}``, or ``{"error": ...}`` when no
+child was started.  The reply is sent only once the child leads its own session and
+process group (it says so through a pipe), so whoever gets the PID can stop the whole job
+with ``killpg`` at once: a cancel that came a moment after the reply would otherwise find
+no group yet, take the job for gone, and leave it running.
+
+A job's store credentials never enter an environment: the child writes them into a pipe
+of its own and names only the pipe's descriptor in `STORE_CREDENTIALS_FD_ENV`; the
+entrypoint reads and closes it before the step runs.
 
 Each job's exit status ends up in ``LOG.exit`` (written atomically): the child writes it
 after the entrypoint returns; when the child ended some other way (``os._exit`` in the
@@ -38,6 +46,7 @@ import select
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,7 +54,16 @@ from typing import Any, NoReturn
 
 from stepframe._processes import process_stat
 
-__all__ = ["EXIT_SUFFIX", "PRELOAD", "main", "read_exit_status", "write_exit_status"]
+__all__ = [
+    "EXIT_SUFFIX",
+    "HOLD_ENV",
+    "PRELOAD",
+    "STORE_CREDENTIALS_FD_ENV",
+    "credentials_pipe",
+    "main",
+    "read_exit_status",
+    "write_exit_status",
+]
 
 # What a job process imports anyway: the entrypoint and its dependencies, and the public
 # API that step modules import.  Imported before the zygote says it is ready.
@@ -63,6 +81,17 @@ PRELOAD_WHEN_IDLE = ("stepframe._plugins.manager",)
 IDLE_SECONDS = 0.25
 
 EXIT_SUFFIX = ".exit"
+
+# The variable that names the descriptor a job reads its store credentials from (the read
+# end of a pipe that holds them; `stepframe.entrypoint` reads it to the end and closes it).
+STORE_CREDENTIALS_FD_ENV = "STEPFRAME_STORE_CREDENTIALS_FD"
+
+# For tests of cancel races, set in the zygote's environment: "POINT:FOLDER" makes every
+# job start wait at POINT ("before-fork" in the zygote, "before-setsid" in the child)
+# after creating FOLDER/POINT.PID, until FOLDER/release exists.  A test can then land a
+# signal exactly in that window instead of by timing luck.
+HOLD_ENV = "STEPFRAME_TEST_HOLD_JOB_START"
+_hold_at: tuple[str, Path] | None = None
 
 # The zygote's own standard streams: a child replaces sys.std* but must never let these
 # objects be collected, since closing them would close the child's log descriptors.
@@ -88,6 +117,34 @@ def read_exit_status(log_path: str) -> int | None:
         return int(text.strip())
     except ValueError:
         return None
+
+
+def credentials_pipe(payload: str) -> int:
+    """The read end of a new pipe that holds ``payload`` and nothing more (its write end
+    is closed): a channel to a job that is empty once read, unlike an environment."""
+    data = payload.encode()
+    read_end, write_end = os.pipe()
+    try:
+        os.set_blocking(write_end, False)
+        written = 0
+        while written < len(data):
+            written += os.write(write_end, data[written:])  # a pipe holds 64 KiB
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+    return read_end
+
+
+def _hold(point: str) -> None:
+    """Wait at ``point`` if a test asked for it (see `HOLD_ENV`)."""
+    if _hold_at is None or _hold_at[0] != point:
+        return
+    folder = _hold_at[1]
+    (folder / f"{point}.{os.getpid()}").touch()
+    while not (folder / "release").exists():
+        time.sleep(0.01)
 
 
 def start_ticks(pid: int) -> str | None:
@@ -125,9 +182,17 @@ def _text_stream(fd: int, mode: str, like: Any) -> io.TextIOWrapper:
     )
 
 
-def _become_job(request: Mapping[str, Any], inherited: Sequence[int]) -> None:
-    """Turn this fresh fork into the process ``python -m stepframe.entrypoint`` would be."""
+def _become_job(request: Mapping[str, Any], inherited: Sequence[int], leader: int) -> None:
+    """Turn this fresh fork into the process ``python -m stepframe.entrypoint`` would be.
+
+    :param leader: the pipe to tell the zygote that this process leads its own group.
+    """
+    _hold("before-setsid")
     os.setsid()  # its own session and process group: a cancel stops its children too
+    # Fails (EPIPE) if the zygote died meanwhile: then nobody got this job's PID and the
+    # orchestrator starts the job in a new interpreter, so this one must not run it.
+    os.write(leader, b"1")
+    os.close(leader)
     signal.set_wakeup_fd(-1)
     for fd in inherited:
         if fd > 2:  # the standard ones are replaced below
@@ -157,6 +222,9 @@ def _become_job(request: Mapping[str, Any], inherited: Sequence[int]) -> None:
     cwd = str(request["cwd"])
     os.chdir(cwd)
     env = {str(key): str(value) for key, value in dict(request["env"]).items()}
+    secret = request.get("store_credentials")
+    if secret:
+        env[STORE_CREDENTIALS_FD_ENV] = str(credentials_pipe(str(secret)))
     os.environ.clear()
     os.environ.update(env)
     # `python -m` puts the working directory first, then PYTHONPATH, then the rest.
@@ -187,11 +255,11 @@ def _finish() -> None:
             stream.flush()
 
 
-def _run_child(request: Mapping[str, Any], inherited: Sequence[int]) -> NoReturn:
+def _run_child(request: Mapping[str, Any], inherited: Sequence[int], leader: int) -> NoReturn:
     """Run the job in this forked child; never returns into the zygote's loop."""
     status = 1
     try:
-        _become_job(request, inherited)
+        _become_job(request, inherited, leader)
         from stepframe import entrypoint
 
         argv = [str(arg) for arg in request["argv"]]
@@ -265,13 +333,26 @@ class _Zygote:
         if threading.active_count() != 1:
             return {"error": "the zygote is not single-threaded; it will not fork"}
         inherited = (self.requests, self.replies, self.wake_read, self.wake_write)
+        _hold("before-fork")
+        leader_read, leader_write = os.pipe()
         try:
             pid = os.fork()
         except OSError as error:
+            os.close(leader_read)
+            os.close(leader_write)
             return {"error": f"fork failed: {error}"}
         if pid == 0:
-            _run_child(request, inherited)
+            os.close(leader_read)
+            _run_child(request, inherited, leader_write)
+        os.close(leader_write)
         self.children[pid] = str(request["log"])
+        try:
+            # Until the child has called setsid() its PID names no process group, and a
+            # cancel's killpg would miss it: answer only once it has (or it died trying;
+            # then the end of file comes without a byte).
+            os.read(leader_read, 1)
+        finally:
+            os.close(leader_read)
         # Read before the next reap, so the PID cannot have been reused yet.
         return {"pid": pid, "start_ticks": start_ticks(pid)}
 
@@ -328,7 +409,9 @@ def _warm_up() -> None:
 
 
 def main() -> int:
-    global _base_path
+    global _base_path, _hold_at
+    point, _, folder = os.environ.get(HOLD_ENV, "").partition(":")
+    _hold_at = (point, Path(folder)) if point and folder else None
     # `python -m` put the zygote's working directory first: no place to import from.
     script_dir = sys.path[0] if sys.path else None
     own_pythonpath = set(_pythonpath(os.environ))

@@ -1,0 +1,204 @@
+"""A signal at any moment of a ``local`` job's start stops every process of that job.
+
+Each trial runs ``stepframe run`` in its own process on a pipeline of two ``local``
+steps that each start a child (``sleep``) and then wait.  The zygote is told, through
+`HOLD_ENV`, to hold every job start at one point -- before it forks, or in the new child
+before it calls ``setsid()`` -- so that SIGINT or SIGTERM lands exactly in that window
+rather than by timing luck; the last trials signal jobs that already run.  Once the
+orchestrator has exited, no process of any job it started may be left: not the job's
+own (known from the ledger's handle, with its start ticks, and from the hold files), not
+the one the step started.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from stepframe._builtin.local_zygote import HOLD_ENV
+from stepframe._processes import is_running, process_stat
+
+EXIT_INTERRUPTED = 130
+
+PIPELINE = """
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from stepframe import pipeline, step
+
+SETTINGS = {{"local": {{"fresh_interpreter": {fresh}}}}}
+
+
+def _linger(index: int) -> int:
+    child = subprocess.Popen(["sleep", "60"])
+    pids = Path({pids!r})
+    pids.mkdir(exist_ok=True)
+    (pids / f"{{os.getpid()}}-{{child.pid}}").touch()
+    print("started", flush=True)
+    time.sleep(60)
+    return index
+
+
+@step(operator="local", settings=SETTINGS)
+def left() -> int:
+    return _linger(0)
+
+
+@step(operator="local", settings=SETTINGS)
+def right() -> int:
+    return _linger(1)
+
+
+@pipeline
+def race():
+    left()
+    right()
+"""
+
+# (where the job start is held, signal, fresh interpreter)
+TRIALS = [
+    ("before-fork", signal.SIGINT, False),
+    ("before-fork", signal.SIGTERM, False),
+    ("before-setsid", signal.SIGINT, False),
+    ("before-setsid", signal.SIGTERM, False),
+    (None, signal.SIGINT, False),
+    (None, signal.SIGTERM, True),
+]
+
+
+def _wait_for(found, what: str, timeout: float = 30.0, fail: bool = True):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        time.sleep(0.02)
+    if fail:
+        raise AssertionError(f"timed out waiting for {what}")
+    return None
+
+
+class Lines:
+    """What a process prints, read on a thread so that waiting for a line can time out."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        stream = process.stdout
+        assert stream is not None
+
+        def pump() -> None:
+            for line in stream:
+                self._queue.put(line.rstrip("\n"))
+            self._queue.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def wait_for(self, text: str | None, timeout: float = 30) -> str:
+        """Until a line has ``text`` (or, for None, the end); everything seen so far."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.seen.append(line)
+            if text is not None and text in line:
+                return "\n".join(self.seen)
+        if text is None:
+            return "\n".join(self.seen)
+        raise AssertionError(f"{text!r} not printed; got:\n" + "\n".join(self.seen))
+
+
+def _with_ticks(pids: Iterable[int]) -> set[tuple[int, str | None]]:
+    """(pid, start ticks) of those of ``pids`` that are there now."""
+    stats = {pid: process_stat(pid) for pid in pids}
+    return {(pid, stat[1]) for pid, stat in stats.items() if stat is not None}
+
+
+def _ledger_jobs(project) -> set[tuple[int, str | None]]:  # type: ignore[no-untyped-def]
+    """(pid, start ticks) of every local job the ledger has a handle of."""
+    with project.history() as history:
+        jobs = history.list_jobs()
+    return {
+        (int(job.handle.data["pid"]), job.handle.data.get("start_ticks"))
+        for job in jobs
+        if job.handle is not None and job.handle.flavor == "local"
+    }
+
+
+def _still_running(processes: set[tuple[int, str | None]]) -> list[int]:
+    """Those of ``processes`` that are still there, after a moment to be reaped."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        left = [pid for pid, ticks in processes if is_running(pid, ticks)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("hold", "signum", "fresh"),
+    TRIALS,
+    ids=[
+        f"{hold or 'running'}-{signum.name}{'-fresh' if fresh else ''}"
+        for hold, signum, fresh in TRIALS
+    ],
+)
+def test_a_signal_during_a_local_jobs_start_stops_all_of_it(
+    project, cli_popen, hold, signum, fresh, tmp_path: Path
+) -> None:
+    held = tmp_path / "held"
+    held.mkdir()
+    pids = tmp_path / "pids"
+    path = project.write(PIPELINE.format(fresh=fresh, pids=str(pids)))
+    env = {HOLD_ENV: f"{hold}:{held}"} if hold else {}
+    process = cli_popen("run", str(path), env=env)
+    lines = Lines(process)
+    seen: set[tuple[int, str | None]] = set()
+    try:
+        if hold:
+            # A job start is waiting at the point: the signal lands inside the window.
+            files = _wait_for(lambda: list(held.glob(f"{hold}.*")), f"a job start held {hold}")
+            if hold == "before-setsid":  # a job's own process, not yet leading its group
+                seen.update(_with_ticks(int(name.suffix[1:]) for name in files))
+        else:
+            lines.wait_for("| started")
+        process.send_signal(signum)
+        lines.wait_for("cancelling running steps")
+        if hold == "before-setsid":
+            # Let the orchestrator's cancel reach a job that was handed out before it
+            # led its own group (the window of the bug: local's cancel_step marks the job
+            # before it signals).  Where job starts are answered only once the group
+            # exists, no cancel can come before the release: stop waiting after a while.
+            jobs = project.state_dir / "jobs"
+            _wait_for(lambda: list(jobs.glob("*.cancelled")), "a cancel", timeout=3.0, fail=False)
+        (held / "release").touch()
+        code = process.wait(timeout=60)
+        output = lines.wait_for(None)
+        assert code == EXIT_INTERRUPTED, output
+
+        if pids.exists():
+            for name in pids.iterdir():  # each step's process and the child it started
+                seen.update(_with_ticks(map(int, name.name.split("-"))))
+        seen.update(_ledger_jobs(project))
+        assert _still_running(seen) == [], (
+            f"processes of cancelled jobs outlived the run:\n{output}"
+        )
+    finally:
+        (held / "release").touch()
+        for pid, ticks in seen:
+            if is_running(pid, ticks):
+                os.kill(pid, signal.SIGKILL)
