@@ -482,7 +482,7 @@ def test_of_two_resumes_started_together_exactly_one_runs(project, sf_popen, rel
     assert loser.returncode == 2
     text = loser.stdout.read() if loser.stdout else ""
     winner = both[1] if loser is both[0] else both[0]
-    assert f"run {run_id} is being run by process {winner.pid}" in text
+    assert f"run {run_id} is still being run by process {winner.pid}" in text
     (project.root / "release").touch()
     assert winner.wait(timeout=60) == 0
     assert executions(project, "middle") == [job]

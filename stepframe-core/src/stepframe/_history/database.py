@@ -563,8 +563,8 @@ class RunHistory:
                 raise UsageError(f"run {run_id} already succeeded; there is nothing to resume")
             if status == "running" and pid != os.getpid() and _alive(pid, host, pid_started):
                 raise UsageError(
-                    f"run {run_id} is being run by process {pid} on {host}; stop that "
-                    "process first (or wait for it), then resume"
+                    f"run {run_id} is still being run by process {pid} on {host}; stop "
+                    "that process first (or wait for it), then resume"
                 )
             conn.execute(
                 "UPDATE runs SET status = 'running', ended_at = NULL, error = NULL, pid = ?,"
