@@ -83,8 +83,12 @@ def shown(name: object, limit: int = 40) -> str:
     return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
-def check_step_name(name: object, what: str = "step") -> str:
-    """``name`` if it is a valid step (or output) name, else `PipelineDefinitionError`."""
+def check_step_name(name: object, what: str = "step", fix: str = "@step(name=...)") -> str:
+    """``name`` if it is a valid step (or output) name, else `PipelineDefinitionError`.
+
+    :param what: what the name names, for the message (``"pipeline 'p': step"``).
+    :param fix: where the user sets a valid one.
+    """
     if isinstance(name, str) and _STEP_NAME.fullmatch(name):
         return name
     if not isinstance(name, str):
@@ -92,8 +96,7 @@ def check_step_name(name: object, what: str = "step") -> str:
             f"{what} name {name!r} is a {type(name).__name__}, not a string; {STEP_NAME_RULE}"
         )
     raise PipelineDefinitionError(
-        f"{what} name {shown(name)} is invalid: {STEP_NAME_RULE}; "
-        "set a valid one with @step(name=...)"
+        f"{what} name {shown(name)} is invalid: {STEP_NAME_RULE}; set a valid one with {fix}"
     )
 
 

@@ -19,7 +19,7 @@ import click
 from stepframe._cli.errors import reports_errors
 from stepframe._types import ComponentKind, ResourceRequest
 
-__all__ = ["component_groups", "config_path", "parse_options"]
+__all__ = ["check_names", "component_groups", "config_path", "parse_options"]
 
 
 def config_path() -> Path:
@@ -265,6 +265,16 @@ def _resources_using(
 _FLAVOR_OPTIONS = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
+def check_names(command: str, *names: str | None) -> None:
+    """Refuse, before anything is read or written, a name no component may have (see
+    _names.py): it could not be found, and must not be registered."""
+    from stepframe._names import check_component_name
+
+    for name in names:
+        if name is not None:
+            check_component_name(name, f"stepframe {command}")
+
+
 def _make_group(kind: ComponentKind) -> click.Group:
     command_name = kind.value.replace("_", "-")
     noun = kind.value.replace("_", " ")
@@ -283,6 +293,7 @@ def _make_group(kind: ComponentKind) -> click.Group:
     @click.pass_context
     @reports_errors
     def register(ctx: click.Context, name: str, flavor: str, connector: str | None) -> None:
+        check_names(f"{command_name} register", name, connector)
         table: dict[str, Any] = {"flavor": flavor}
         if connector:
             table["connector"] = connector
@@ -299,6 +310,7 @@ def _make_group(kind: ComponentKind) -> click.Group:
     @click.pass_context
     @reports_errors
     def update(ctx: click.Context, name: str, unset: tuple[str, ...]) -> None:
+        check_names(f"{command_name} update", name)
         table = _raw_table(kind, name)
         table.update(parse_options(list(ctx.args), _config_class(kind, str(table.get("flavor")))))
         for key in unset:
@@ -334,6 +346,7 @@ def _make_group(kind: ComponentKind) -> click.Group:
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @reports_errors
     def describe(name: str, as_json: bool) -> None:
+        check_names(f"{command_name} describe", name)
         info = _describe(kind, name)
         if as_json:
             click.echo(json.dumps(info, indent=2, default=str))
@@ -349,11 +362,13 @@ def _make_group(kind: ComponentKind) -> click.Group:
     @click.argument("name")
     @reports_errors
     def delete(name: str) -> None:
-        from stepframe._config.stacks import TABLES
+        check_names(f"{command_name} delete", name)
+        from stepframe._config.stacks import TABLES, check_document
         from stepframe._config.toml_file import edit_toml, remove_table
         from stepframe.exceptions import ConfigError
 
         with edit_toml(config_path()) as document:
+            check_document(document)
             section = document.get(TABLES[kind], {})
             if name not in section:
                 raise ConfigError(f"there is no {noun} named {name!r} in {config_path()}")
@@ -374,6 +389,7 @@ def _make_group(kind: ComponentKind) -> click.Group:
         @click.argument("name")
         @reports_errors
         def verify(name: str) -> None:
+            check_names(f"{command_name} verify", name)
             from stepframe._config.stacks import find_component
             from stepframe._config.toml_file import read_toml
 
@@ -393,6 +409,7 @@ def _make_group(kind: ComponentKind) -> click.Group:
         @click.option("--connector", required=True, help="The connector's name.")
         @reports_errors
         def connect(name: str, connector: str) -> None:
+            check_names(f"{command_name} connect", name, connector)
             table = _raw_table(kind, name)
             table["connector"] = connector
             _save_component(kind, name, table, create=False)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from stepframe._cli.components import config_path
+from stepframe._cli.components import check_names, config_path
 from stepframe._cli.errors import reports_errors
 from stepframe._types import ComponentKind
 
@@ -41,11 +41,14 @@ def register(
     step_operators: tuple[str, ...],
     make_active: bool,
 ) -> None:
-    from stepframe._config.stacks import DEFAULT_STACK, load_stack
+    from stepframe._config.stacks import DEFAULT_STACK, check_document, load_stack
     from stepframe._config.toml_file import add_table, edit_toml
     from stepframe._project import Project
     from stepframe.exceptions import ConfigError
 
+    check_names(
+        "stack register", name, artifact_store, image_builder, container_registry, *step_operators
+    )
     if name == DEFAULT_STACK:
         raise ConfigError(f"{DEFAULT_STACK!r} is the built-in stack; choose another name")
     table: dict[str, Any] = {"artifact_store": artifact_store}
@@ -55,6 +58,7 @@ def register(
         table["container_registry"] = container_registry
     table["step_operators"] = list(step_operators)
     with edit_toml(config_path()) as document:
+        check_document(document)
         if name in document.get("stacks", {}):
             raise ConfigError(
                 f"stack {name!r} already exists; delete it first or pick another name"
@@ -89,6 +93,7 @@ def list_() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @reports_errors
 def describe(name: str | None, as_json: bool) -> None:
+    check_names("stack describe", name)
     from stepframe._config.stacks import load_stack
     from stepframe._config.toml_file import read_toml
     from stepframe._project import Project
@@ -120,6 +125,7 @@ def describe(name: str | None, as_json: bool) -> None:
 @click.argument("name")
 @reports_errors
 def set_(name: str) -> None:
+    check_names("stack set", name)
     from stepframe._config.stacks import load_stack
     from stepframe._config.toml_file import edit_toml
     from stepframe._project import Project
@@ -134,11 +140,13 @@ def set_(name: str) -> None:
 @click.argument("name")
 @reports_errors
 def delete(name: str) -> None:
-    from stepframe._config.stacks import active_stack_name
+    check_names("stack delete", name)
+    from stepframe._config.stacks import active_stack_name, check_document
     from stepframe._config.toml_file import edit_toml, remove_table
     from stepframe.exceptions import ConfigError
 
     with edit_toml(config_path()) as document:
+        check_document(document)
         if name not in document.get("stacks", {}):
             raise ConfigError(f"there is no stack named {name!r} in {config_path()}")
         if active_stack_name(document) == name:

@@ -24,14 +24,16 @@ Step operators whose flavor needs no configuration (``inprocess``, ``local``) an
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from stepframe._names import check_component_name
 from stepframe._plugins.flavors import FlavorRegistry
-from stepframe._project import Project
+from stepframe._project import CONFIG_FILE, Project
 from stepframe._types import Component, ComponentKind
 from stepframe._validation import structure_config
 from stepframe.exceptions import ConfigError
@@ -43,6 +45,7 @@ __all__ = [
     "Stack",
     "StackDefinition",
     "build_component",
+    "check_document",
     "component_tables",
     "find_component",
     "implicit_components",
@@ -93,10 +96,8 @@ def component_tables(
     document: Mapping[str, Any], kind: ComponentKind
 ) -> dict[str, Mapping[str, Any]]:
     """The raw tables of every component of ``kind`` written in the file."""
-    section = document.get(TABLES[kind], {})
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"{TABLES[kind]}: expected a table of components")
-    return {str(name): table for name, table in section.items()}
+    check_document(document)
+    return {str(name): table for name, table in document.get(TABLES[kind], {}).items()}
 
 
 def build_component(
@@ -155,28 +156,132 @@ def implicit_components(kind: ComponentKind, flavors: FlavorRegistry) -> dict[st
 
 
 def stack_definitions(document: Mapping[str, Any]) -> dict[str, StackDefinition]:
-    section = document.get("stacks", {})
+    check_document(document)
     stacks = {DEFAULT_STACK: StackDefinition(DEFAULT_STACK)}
-    for name, table in section.items():
-        where = f"stacks.{name}"
-        data = _plain(table)
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where}: expected a table")
-        operators = data.pop("step_operators", [])
-        if not isinstance(operators, list) or not all(isinstance(o, str) for o in operators):
-            raise ConfigError(f"{where}.step_operators: expected a list of step operator names")
-        try:
-            stacks[str(name)] = StackDefinition(str(name), step_operators=tuple(operators), **data)
-        except TypeError:
-            allowed = ("artifact_store", "image_builder", "container_registry", "step_operators")
-            unknown = sorted(set(data) - set(allowed))
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}") from None
+    for name, table in document.get("stacks", {}).items():
+        data = dict(_plain(table))
+        operators = tuple(data.pop("step_operators", ()))
+        stacks[str(name)] = StackDefinition(str(name), step_operators=operators, **data)
     return stacks
 
 
 def active_stack_name(document: Mapping[str, Any]) -> str:
+    check_document(document)
     name = os.environ.get(ACTIVE_STACK_ENV) or document.get("active_stack") or DEFAULT_STACK
     return str(name)
+
+
+# What stepframe.toml may hold, and what each part of it must be.  The file is edited by
+# the CLI and by hand; a hand edit that stepframe would misread (or silently ignore, like
+# a misspelt table) is refused with the TOML path of the offending part.
+_STACK_KEYS = ("artifact_store", "image_builder", "container_registry", "step_operators")
+_TOP_LEVEL = ("active_stack", "stacks", *TABLES.values())
+
+
+def _a(value: Any) -> str:
+    """What a TOML value is, in TOML's words: "a string", "an array"..."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    kinds = {str: "a string", int: "an integer", float: "a float"}
+    for python, toml in kinds.items():
+        if isinstance(value, python):
+            return toml
+    return "a date or time"
+
+
+def _refuse(path: str, problem: str) -> ConfigError:
+    return ConfigError(f"{CONFIG_FILE}: {path}: {problem}")
+
+
+def _nearest(word: str, candidates: tuple[str, ...], table: bool = False) -> str:
+    """ "; did you mean X?" for the candidate closest to ``word`` (a typo), or nothing."""
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f"; did you mean [{close[0]}]?" if table else f"; did you mean {close[0]!r}?"
+
+
+def _check_name(name: str, path: str) -> None:
+    check_component_name(name, f"{CONFIG_FILE}: {path}")
+
+
+def check_document(document: Mapping[str, Any]) -> None:
+    """Refuse a ``stepframe.toml`` that is not shaped the way stepframe reads it.
+
+    One `ConfigError` for the first problem, naming its TOML path.  Checks the shape only
+    (tables, strings, names); a component's own keys are checked against its flavor when
+    the component is used (`build_component`), since its plugin may not be installed
+    everywhere the file is read.
+    """
+    for key, raw in document.items():
+        value = _plain(raw)
+        if key not in _TOP_LEVEL:
+            table = isinstance(value, Mapping)
+            raise _refuse(
+                f"[{key}]" if table else str(key),
+                f"unknown top-level {'table' if table else 'key'}"
+                f"{_nearest(str(key), _TOP_LEVEL, table)} (known: {', '.join(_TOP_LEVEL)})",
+            )
+        if key == "active_stack":
+            if not isinstance(value, str):
+                raise _refuse(key, f"expected a stack name (a string), got {_a(value)}")
+            continue
+        if not isinstance(value, Mapping):
+            raise _refuse(key, f"expected a table, got {_a(value)}")
+        for name, entry in value.items():
+            path = f"{key}.{name}"
+            _check_name(str(name), key)
+            if not isinstance(entry, Mapping):
+                raise _refuse(path, f"expected a table, got {_a(entry)}")
+            if key == "stacks":
+                _check_stack(path, entry)
+            else:
+                _check_component(path, entry)
+
+
+def _check_stack(path: str, table: Mapping[str, Any]) -> None:
+    for key, value in table.items():
+        if key not in _STACK_KEYS:
+            raise _refuse(
+                f"{path}.{key}",
+                f"unknown key{_nearest(key, _STACK_KEYS)} (known: {', '.join(_STACK_KEYS)})",
+            )
+        if key == "step_operators":
+            if not isinstance(value, list):
+                raise _refuse(
+                    f"{path}.{key}", f"expected an array of step operator names, got {_a(value)}"
+                )
+            for index, item in enumerate(value):
+                if not isinstance(item, str):
+                    raise _refuse(
+                        f"{path}.{key}[{index}]",
+                        f"expected a step operator name, got {_a(item)}",
+                    )
+            for operator in value:
+                _check_name(operator, f"{path}.{key}")
+        elif not isinstance(value, str):
+            raise _refuse(f"{path}.{key}", f"expected a component name, got {_a(value)}")
+        else:
+            _check_name(value, f"{path}.{key}")
+
+
+def _check_component(path: str, table: Mapping[str, Any]) -> None:
+    flavor = table.get("flavor")
+    if flavor is None:
+        raise _refuse(f"{path}.flavor", "required value is missing (the flavor to use)")
+    if not isinstance(flavor, str):
+        raise _refuse(f"{path}.flavor", f"expected a flavor name (a string), got {_a(flavor)}")
+    connector = table.get("connector")
+    if connector is not None:
+        if not isinstance(connector, str):
+            raise _refuse(
+                f"{path}.connector", f"expected the name of a connector, got {_a(connector)}"
+            )
+        _check_name(connector, f"{path}.connector")
 
 
 def find_component(
@@ -193,6 +298,7 @@ def find_component(
     implicit = implicit_components(kind, flavors)
     if name in implicit:
         return implicit[name]
+    check_component_name(name, where)
     raise ConfigError(
         f"{where}: there is no {kind.value.replace('_', ' ')} named {name!r}; register it with "
         f"`stepframe {kind.value.replace('_', '-')} register {name} --flavor ...`"

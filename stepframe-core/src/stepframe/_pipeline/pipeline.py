@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, overload
 import attrs
 
 from stepframe._manifests import FunctionRef
+from stepframe._names import check_step_name
 from stepframe._pipeline.step import EMPTY, OutputRef, Outputs, Step
 from stepframe.exceptions import PipelineDefinitionError
 
@@ -155,6 +156,12 @@ class _Compilation:
         return f"{name}_{n}"
 
     def add_invocation(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # A step's and its outputs' names become folders and files of the run: refuse a
+        # bad one now, not when the run gets to it (see _names.py).
+        where = f"pipeline {self.pipeline_name!r}: step"
+        check_step_name(step.name, where)
+        for output in step.output_names:
+            check_step_name(output, f"{where} {step.name!r} output", "@step(outputs=[...])")
         name = self._unique_name(step.name)
         try:
             bound = step.signature.bind(*args, **kwargs)
