@@ -15,6 +15,7 @@ import attrs
 from stepframe._artifacts.io import save_artifact
 from stepframe._artifacts.materializers import MaterializerRegistry
 from stepframe._artifacts.store import ArtifactStore
+from stepframe._names import safe_segments
 from stepframe._pipeline.pipeline import ConstantInput, PipelineSpec
 from stepframe._pipeline.step import EMPTY
 from stepframe._plugins.manager import Plugins, get_plugins
@@ -68,7 +69,7 @@ def store_constants(
         for param, given in step.inputs.items():
             if not isinstance(given, ConstantInput):
                 continue
-            uri = store.uri_for("runs", run_id, name, "inputs", session, param)
+            uri = store.uri_for(*safe_segments("runs", run_id, name, "inputs", session, param))
             annotation = step.step.input_annotations.get(param, EMPTY)
             try:
                 refs[(name, param)] = save_artifact(store, uri, given.value, annotation, registry)
