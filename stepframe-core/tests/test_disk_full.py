@@ -24,6 +24,9 @@ from pathlib import Path
 import click
 import pytest
 
+from stepframe._artifacts.io import load_artifact, save_artifact
+from stepframe._artifacts.local import LocalArtifactStore
+from stepframe._artifacts.materializers import MaterializerRegistry
 from stepframe._cli.errors import reports_errors
 from stepframe._history.database import RunHistory
 from stepframe.exceptions import StorageFullError
@@ -333,6 +336,19 @@ def test_store_disk_fills_in_a_local_job(project, cli, store_disk) -> None:
     [line] = [line for line in result.stdout.splitlines() if "cannot be written" in line]
     assert f"the artifact store at {store_root} cannot be written: the disk is full" in line
     assert f"runs/{run_id}/remote/attempt-1/" in line
+
+
+def test_loading_an_artifact_with_no_room_for_scratch_files(tmp_path, small_disk) -> None:
+    store = LocalArtifactStore.at(tmp_path / "store", create=True)
+    registry = MaterializerRegistry()
+    ref = save_artifact(store, store.uri_for("value"), {"a": 1}, dict, registry)
+    disk = small_disk(tmp_path / "state", "256k", inodes=1)  # not one more file or folder
+    with pytest.raises(StorageFullError) as raised:
+        load_artifact(store, ref, dict, registry, disk.path / "loaded")
+    assert str(raised.value).startswith(
+        f"the scratch folder for loaded artifacts at {disk.path / 'loaded'} cannot be written: "
+        "the disk is full"
+    )
 
 
 # ---- the jobs folder ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ import errno
 import os
 import sqlite3
 from pathlib import Path
+from typing import TypeGuard
 
 from stepframe.exceptions import StorageFullError
 
@@ -34,7 +35,7 @@ _SQLITE_FULL = 13
 _SQLITE_CANTOPEN = 14
 
 
-def is_storage_oserror(error: BaseException) -> bool:
+def is_storage_oserror(error: BaseException) -> TypeGuard[OSError]:
     """Whether ``error`` says the disk is full, over quota, read-only or failing."""
     return isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from stepframe._artifacts.materializers import CHUNK_SIZE, MaterializerRegistry, type_name
 from stepframe._artifacts.store import ArtifactStore
+from stepframe._storage import disk_is_full, is_storage_oserror, storage_error
 from stepframe._types import ArtifactRef
 from stepframe.exceptions import ArtifactCorruptedError, ArtifactError, NoMaterializerError
 
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
 __all__ = ["load_artifact", "save_artifact", "verify_artifact"]
+
+# Where loads put the files a materializer unpacks, as a full-disk error names it.
+_SCRATCH = "the scratch folder for loaded artifacts"
 
 
 class _HashingWriter(io.BufferedIOBase):
@@ -125,8 +129,13 @@ def load_artifact(
         materializer = registry.by_name(ref.materializer)
     except ArtifactError as error:
         raise ArtifactError(f"cannot load artifact {ref.uri}: {error}") from None
-    scratch_dir.mkdir(parents=True, exist_ok=True)
-    private = Path(tempfile.mkdtemp(prefix="load-", dir=scratch_dir))
+    try:
+        scratch_dir.mkdir(parents=True, exist_ok=True)
+        private = Path(tempfile.mkdtemp(prefix="load-", dir=scratch_dir))
+    except OSError as error:
+        if not is_storage_oserror(error):
+            raise
+        raise storage_error(_SCRATCH, scratch_dir, error) from error
     try:
         with store.open_read(ref.uri) as raw:
             reader = _HashingReader(raw)
@@ -140,6 +149,9 @@ def load_artifact(
                     corruption = _corruption(ref, reader)
                 if corruption is not None:
                     raise corruption from error
+                if is_storage_oserror(error) and disk_is_full(private):
+                    # The materializer unpacks into the scratch folder, and its disk filled.
+                    raise storage_error(_SCRATCH, private, error) from error
                 raise
             reader.drain()
         _check(ref, reader)
