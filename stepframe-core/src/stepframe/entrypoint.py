@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from stepframe._artifacts.io import load_artifact, save_artifact
 from stepframe._artifacts.materializers import MaterializerRegistry
+from stepframe._crashpoints import reached
 from stepframe._manifests import (
     FunctionRef,
     LaunchManifest,
@@ -216,6 +217,7 @@ def execute_launch(
         kwargs = _load_inputs(manifest, step, store, registry, scratch)
         value = func(**kwargs)
         outputs = _save_outputs(manifest, step, value, store, registry)
+        reached("outputs-written")  # the crash suite's stop: outputs stored, no result yet
         result = ResultManifest(outputs=outputs, started_at=started, ended_at=time.time())
     except BaseException as error:  # the step's failure is data for the client
         if isinstance(error, KeyboardInterrupt):
