@@ -17,8 +17,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO
 
-from stepframe._artifacts.store import ArtifactStore
+from stepframe._artifacts.store import ArtifactStore, mismatch
 from stepframe._storage import disk_is_full, is_storage_oserror, storage_reason
+from stepframe._types import ArtifactRef
 from stepframe.exceptions import (
     ArtifactError,
     ArtifactExistsError,
@@ -210,6 +211,16 @@ class LocalArtifactStore(ArtifactStore):
 
     def exists(self, uri: str) -> bool:
         return self.path_for(uri).is_file()
+
+    def verify(self, ref: ArtifactRef) -> str | None:
+        """A stat first, so that a truncated or extended file is caught without reading
+        it; then the bytes are hashed, as a local file keeps no checksum of its own."""
+        try:
+            info = self.path_for(ref.uri).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return "missing"
+        problem = mismatch(ref, size=info.st_size)
+        return problem if problem is not None else super().verify(ref)
 
     def list(self, prefix_uri: str) -> Iterator[str]:
         """Object URIs (percent-quoted) whose path starts with ``prefix_uri``, sorted.
