@@ -197,6 +197,9 @@ def test_a_signal_during_a_local_jobs_start_stops_all_of_it(
         assert _still_running(seen) == [], (
             f"processes of cancelled jobs outlived the run:\n{output}"
         )
+        with project.history() as history:
+            states = [job.state for job in history.list_jobs()]
+        assert states and set(states) == {"cancelled"}, (states, output)
     finally:
         (held / "release").touch()
         for pid, ticks in seen:

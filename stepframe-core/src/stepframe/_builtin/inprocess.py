@@ -9,7 +9,7 @@ dies with the process.
 from __future__ import annotations
 
 import io
-import itertools
+import secrets
 import sys
 import threading
 import traceback
@@ -37,7 +37,8 @@ class _Job:
         self.lines: list[str] = []
         self.partial = ""
         self.done = threading.Event()
-        self.failure: str | None = None
+        self.failure: str | None = None  # the machinery broke: its traceback
+        self.step_raised = False  # the step did: the result manifest has its error
         self.cancelled = False
         self.lock = threading.Lock()
 
@@ -56,7 +57,6 @@ class _Job:
 
 _jobs: dict[str, _Job] = {}
 _job_of_thread: dict[int, _Job] = {}
-_ids = itertools.count(1)
 _router_lock = threading.Lock()
 
 
@@ -120,7 +120,8 @@ def _run(job: _Job, launch: Launch) -> None:
             launch.manifest_uri, None
         )
         registry = MaterializerRegistry(plugins.materializers)
-        execute_launch(store, launch.manifest_uri, registry, Path(launch.code_root))
+        result = execute_launch(store, launch.manifest_uri, registry, Path(launch.code_root))
+        job.step_raised = result.error is not None
     except StepframeError as error:
         # The store refused the result (its disk is full, say): the error says what and
         # where in one line, which a traceback of stepframe's own frames would bury.
@@ -151,7 +152,9 @@ def submit_step(
     if operator.flavor != FLAVOR:
         return None
     _route_output()
-    job_id = f"inprocess-{next(_ids)}"
+    # Unique in the project's ledger, across runs, resumes and processes: the job name is
+    # unique per run, step and attempt, and the suffix covers an attempt started twice.
+    job_id = f"inprocess-{launch.job_name}-{secrets.token_hex(4)}"
     job = _Job()
     _jobs[job_id] = job
     thread = threading.Thread(target=_run, args=(job, launch), name=job_id, daemon=True)
@@ -181,7 +184,7 @@ def poll_step(
     elif not finished:
         state = JobState.RUNNING
     else:
-        state = JobState.FAILED if job.failure else JobState.SUCCEEDED
+        state = JobState.FAILED if job.failure or job.step_raised else JobState.SUCCEEDED
     if finished:
         _jobs.pop(handle.job_id, None)
     return JobStatus(state, lines, next_cursor, failure_reason=job.failure, poll_after=0.05)
