@@ -266,7 +266,7 @@ def sf(cli, lifecycle) -> Callable[..., subprocess.CompletedProcess[str]]:
 
 @pytest.fixture
 def sf_popen(cli_popen, lifecycle) -> Callable[..., subprocess.Popen[str]]:
-    return lambda *args: cli_popen(*args, env=lifecycle.env)
+    return lambda *args, env=None: cli_popen(*args, env={**lifecycle.env, **(env or {})})
 
 
 @pytest.fixture
@@ -444,10 +444,47 @@ def test_a_lost_submit_nobody_can_settle_stays_visible_as_unknown(project, sf) -
 
     assert failed.returncode == 1
     assert "cannot tell" in failed.stdout + failed.stderr
-    running = ok(sf("jobs", "list", "--running")).splitlines()
-    assert [line.split()[1:2] + line.split()[4:5] for line in running[1:]] == [
-        ["middle", "unknown"]
+    table, note = ok(sf("jobs", "list", "--running")).splitlines()[1:]
+    assert table.split()[1] == "middle" and table.split()[4] == "unknown"
+    assert "ledger row" in note and "cannot tell whether job" in note
+
+
+@pytest.mark.parametrize("settled_by", ["jobs list", "resume"])
+def test_a_submit_the_killed_orchestrator_never_saw_answered_is_found_again(
+    project, sf, sf_popen, tmp_path, released, settled_by
+) -> None:
+    """Killed after the backend accepted the job and before the ledger had its handle:
+    `jobs list` and `--resume` ask the operator (find_job) and adopt the job."""
+    ok(sf("step-operator", "register", "lossy", "-f", "lossy"))
+    (project.root / "lossy-mode").write_text("delivered")
+    (project.root / "hold").touch()
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    env = {
+        "STEPFRAME_CRASH_AT": "after-submit",
+        "STEPFRAME_CRASH_STEP": "middle",
+        "STEPFRAME_CRASH_DIR": str(crash),
+    }
+    process = sf_popen("run", str(write_pipeline(project, "lossy")), env=env)
+    wait_until(lambda: (crash / "after-submit.reached").exists(), "the submit to return")
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    run_id = only_run(project).run_id
+    assert [(j.step, j.state) for j in project.history().list_jobs() if j.step == "middle"] == [
+        ("middle", "submitting")
     ]
+    wait_until(lambda: executions(project, "middle"), "the job to start")
+    (job,) = executions(project, "middle")
+
+    if settled_by == "jobs list":
+        (row,) = [line.split() for line in ok(sf("jobs", "list", "--running")).splitlines()[1:]]
+        assert row[1:5] == ["middle", "lossy", str(job), "pending"]  # adopted by its handle
+    (project.root / "release").touch()
+    out = ok(sf("run", "--resume", run_id))
+
+    assert f"re-attached to lossy job {job}" in out or "found job" in out
+    assert executions(project, "middle") == [job]  # adopted, never submitted again
+    assert [row for row in ledger(project) if row[0] == "middle"] == [("middle", 1, "succeeded")]
 
 
 # ---- item 7: the orchestrator and its jobs killed together --------------------------------

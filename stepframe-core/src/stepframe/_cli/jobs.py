@@ -40,8 +40,8 @@ def _find(history: Any, job: str) -> Any:
     return row
 
 
-def _credentials(handle: Any) -> Any:
-    """Credentials through the connector of the operator that submitted the job, if any."""
+def _operator(name: str) -> tuple[Any, Any]:
+    """The step operator component of that name, and credentials through its connector."""
     from stepframe._cli.components import config_path
     from stepframe._config.stacks import find_component
     from stepframe._config.toml_file import read_toml
@@ -51,14 +51,49 @@ def _credentials(handle: Any) -> Any:
     plugins = get_plugins()
     document = read_toml(config_path())
     operator = find_component(
-        document, ComponentKind.STEP_OPERATOR, handle.operator, plugins.flavors, "job operator"
+        document, ComponentKind.STEP_OPERATOR, name, plugins.flavors, "job operator"
     )
     if operator.connector is None:
-        return None
+        return operator, None
     connector = find_component(
         document, ComponentKind.CONNECTOR, operator.connector, plugins.flavors, "operator connector"
     )
-    return plugins.hooks.authenticate(connector, ResourceRequest("generic"))
+    return operator, plugins.hooks.authenticate(connector, ResourceRequest("generic"))
+
+
+def _credentials(handle: Any) -> Any:
+    """Credentials through the connector of the operator that submitted the job, if any."""
+    return _operator(handle.operator)[1]
+
+
+def _settle_lost_submits(history: Any, rows: list[Any]) -> bool:
+    """Ask the operators about jobs whose submit answer was lost and whose run is no longer
+    being run (a live orchestrator settles its own); True if any row changed."""
+    from stepframe._history.database import POSSIBLY_SUBMITTED, SUBMITTING
+
+    lost = [
+        row
+        for row in rows
+        if row.handle is None
+        and row.state in (SUBMITTING, POSSIBLY_SUBMITTED)
+        and row.launch is not None
+        and history.get_run(row.run_id).status != "running"
+    ]
+    if not lost:
+        return False
+    from stepframe._orchestrator.reconcile import launch_from_record, settle
+    from stepframe._plugins.manager import get_plugins
+    from stepframe.exceptions import StepframeError
+
+    plugins = get_plugins()
+    for row in lost:
+        try:
+            operator, credentials = _operator(row.operator)
+        except StepframeError:
+            continue  # the operator is gone from the config: the row stays as it is
+        launch = launch_from_record(row.launch, row.flavor, plugins.flavors)
+        settle(history, plugins.hooks, row, launch, operator, credentials)
+    return True
 
 
 @click.group(help="Every job stepframe submitted: list them, stop one, follow one.")
@@ -73,6 +108,8 @@ def jobs() -> None:
 def list_(ctx: click.Context, running: bool) -> None:
     history = ctx.obj["history"]()
     rows = history.list_jobs(running_only=running)
+    if _settle_lost_submits(history, rows):
+        rows = history.list_jobs(running_only=running)
     if not rows:
         click.echo("no running jobs" if running else "no jobs recorded")
         return
@@ -94,6 +131,9 @@ def list_(ctx: click.Context, running: bool) -> None:
     widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
     for r in table:
         click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(r, widths)).rstrip())
+    for row in rows:
+        if row.note and row.is_active:  # why nobody can say more about a job that may run
+            click.echo(f"ledger row {row.id} ({row.step} of run {row.run_id}): {row.note}")
 
 
 @jobs.command(help="Stop a running job through its operator (cancel_step).")

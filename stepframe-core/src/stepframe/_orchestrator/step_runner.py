@@ -137,7 +137,7 @@ class StepRunner:
         if flavor is not None and flavor.needs_image:
             launch = attrs.evolve(launch, image=self._build_image())
         self._credentials = self._authenticate()
-        reached("before-intent")
+        reached("before-intent", self.spec.name)
         self._job_row = ctx.history.record_job_intent(
             ctx.run_id,
             self.spec.name,
@@ -150,7 +150,7 @@ class StepRunner:
         if self._cancel_requested:
             ctx.history.update_job_state(self._job_row, JobState.CANCELLED)
             raise StepCancelled()
-        reached("before-submit")
+        reached("before-submit", self.spec.name)
         try:
             handle = ctx.plugins.hooks.submit_step(launch, self.operator, self._credentials)
         except SubmitAmbiguousError as error:
@@ -164,7 +164,7 @@ class StepRunner:
             # classify proves nothing, so the job may exist.
             handle = self._find_lost_job(launch, error)
         else:
-            reached("after-submit")
+            reached("after-submit", self.spec.name)
             ctx.history.record_job_submitted(self._job_row, handle)
         return self._see_through(launch, handle)
 
@@ -234,7 +234,7 @@ class StepRunner:
             self._stop_unwatched_job()
             raise
         assert self._job_row is not None
-        reached("before-finish")
+        reached("before-finish", self.spec.name)
         ctx.history.update_job_state(self._job_row, status.state)
         if status.state is JobState.CANCELLED or self._cancel_requested:
             raise StepCancelled()
