@@ -196,6 +196,18 @@ def test_history_disk_full_when_a_run_starts(project, cli, history_disk) -> None
     assert [(run_id, status) for run_id, status, _ in runs] == [(first, "succeeded")]
 
 
+@pytest.mark.parametrize("command", [("runs", "list"), ("jobs", "list")])
+def test_listing_with_the_history_disk_full(project, cli, history_disk, command) -> None:
+    path = project.write(PIPELINE)
+    assert cli("run", str(path)).returncode == 0
+    history_disk.fill()  # reading needs room too: SQLite's shared-memory file
+    result = cli(*command)
+    assert result.returncode == EXIT_FAILED, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert f"the run history at {project.database_path} cannot be written" in line
+
+
 @pytest.mark.parametrize(
     "fill_in",
     [

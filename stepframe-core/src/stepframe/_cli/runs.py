@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import click
 
-from stepframe.exceptions import UsageError
+from stepframe.exceptions import StorageFullError, UsageError
 
 if TYPE_CHECKING:
     # Only for annotations: the database module (and sqlite3) loads when a command runs,
@@ -128,7 +128,8 @@ def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
 
 @contextmanager
 def _history(ctx: click.Context) -> Iterator[RunHistory]:
-    """Open the project's history and turn its usage errors into click's exit-1 errors."""
+    """Open the project's history and turn its usage errors (and a full disk under it) into
+    click's exit-1 errors."""
     obj: Any = ctx.obj
     if not isinstance(obj, dict) or "history" not in obj:
         raise click.ClickException(
@@ -137,7 +138,7 @@ def _history(ctx: click.Context) -> Iterator[RunHistory]:
     try:
         with obj["history"]() as history:
             yield history
-    except UsageError as error:
+    except (UsageError, StorageFullError) as error:
         raise click.ClickException(str(error)) from error
 
 
