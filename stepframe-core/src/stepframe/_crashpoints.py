@@ -1,8 +1,7 @@
 """Named points in a job's life where the crash-consistency suite stops a process.
 
 Off unless ``STEPFRAME_CRASH_AT`` names a point.  Then the process that reaches that
-point (the Nth to reach it with ``STEPFRAME_CRASH_NTH=N``: in a chain of steps, the Nth
-step, since every step passes the orchestrator's points and in-process steps the job's) writes ``$STEPFRAME_CRASH_DIR/<point>.reached`` (its pid inside) and waits there,
+point writes ``$STEPFRAME_CRASH_DIR/<point>.reached`` (its pid inside) and waits there,
 for at most a minute, for the suite's signal (or for ``<point>.release`` to appear, which
 lets a job that survived its orchestrator go on): a kill that lands exactly between two steps
 of the ledger's protocol, every time, instead of by timing luck.  The same idea as
@@ -45,23 +44,9 @@ def reached(point: str, step: str | None = None) -> None:
     marker = folder / f"{point}.reached"
     if marker.exists():  # only the first process to get here stops (a resume goes on)
         return
-    if _arrival(folder, point) != int(os.environ.get("STEPFRAME_CRASH_NTH") or 1):
-        return
     marker.write_text(str(os.getpid()))
     release = folder / f"{point}.release"
     deadline = time.monotonic() + _WAIT_SECONDS
     while time.monotonic() < deadline and not release.exists():  # or the suite's signal
         time.sleep(0.01)
 
-
-def _arrival(folder: Path, point: str) -> int:
-    """How many times ``point`` was reached, this one included, by any process: each
-    arrival claims the next free ``<point>.arrival-K`` file."""
-    arrival = 1
-    while True:
-        try:
-            os.close(os.open(folder / f"{point}.arrival-{arrival}", os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            arrival += 1
-        else:
-            return arrival
