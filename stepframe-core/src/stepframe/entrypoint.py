@@ -217,7 +217,7 @@ def execute_launch(
         kwargs = _load_inputs(manifest, step, store, registry, scratch)
         value = func(**kwargs)
         outputs = _save_outputs(manifest, step, value, store, registry)
-        reached("outputs-written")  # the crash suite's stop: outputs stored, no result yet
+        reached("outputs-written", manifest.step)  # the crash suite's stop: no result yet
         result = ResultManifest(outputs=outputs, started_at=started, ended_at=time.time())
     except BaseException as error:  # the step's failure is data for the client
         if isinstance(error, KeyboardInterrupt):
