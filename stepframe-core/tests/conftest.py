@@ -211,6 +211,29 @@ def cli_popen(project: ProjectDir) -> Iterator[Callable[..., subprocess.Popen[st
             process.stdout.close()
 
 
+@pytest.fixture
+def cli_in_process(project: ProjectDir) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The CLI run in this process (click's test runner, the core's own plugins), for tests
+    that make many short calls; answers like `cli` (exit code, stdout, stderr apart)."""
+    from click.testing import CliRunner
+
+    from stepframe._cli.main import cli as command
+    from stepframe._plugins.manager import activated
+
+    plugins = stepframe.load_plugins(env=CORE_ONLY)
+    try:
+        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2
+    except TypeError:
+        runner = CliRunner()
+
+    def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+        with activated(plugins):
+            result = runner.invoke(command, list(args), catch_exceptions=False)
+        return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+    return invoke
+
+
 # ---- third-party distributions ---------------------------------------------------------
 
 

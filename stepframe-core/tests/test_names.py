@@ -146,29 +146,6 @@ BAD_COMPONENT_NAMES = ["", "a/b", "a b", LONG, "../up", ".hidden", "_under", "ta
 CONFIG = "# the team's stacks\nactive_stack = 'default'\n\n[step_operators.ok]\nflavor = 'local'\n"
 
 
-@pytest.fixture
-def cli_here(project):
-    """The CLI in this process (click's runner; the core's own plugins): many short calls."""
-    from click.testing import CliRunner
-
-    import stepframe
-    from stepframe._cli.main import cli
-    from stepframe._plugins.manager import activated
-
-    plugins = stepframe.load_plugins(env={"STEPFRAME_LOAD_PLUGINS": ""})
-    try:
-        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2
-    except TypeError:
-        runner = CliRunner()
-
-    def invoke(*args: str) -> subprocess.CompletedProcess[str]:
-        with activated(plugins):
-            result = runner.invoke(cli, list(args), catch_exceptions=False)
-        return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
-
-    return invoke
-
-
 @pytest.mark.parametrize("name", BAD_COMPONENT_NAMES, ids=repr)
 @pytest.mark.parametrize(
     "command",
@@ -187,11 +164,11 @@ def cli_here(project):
     ids=lambda command: " ".join(command[:2]) + (" " + command[3] if len(command) > 3 else ""),
 )
 def test_a_bad_component_or_stack_name_is_refused_and_nothing_written(
-    project, cli_here, name, command
+    project, cli_in_process, name, command
 ) -> None:
     config = project.root / "stepframe.toml"
     config.write_text(CONFIG)
-    message = one_line_refusal(cli_here(*(a.replace("{name}", name) for a in command)))
+    message = one_line_refusal(cli_in_process(*(a.replace("{name}", name) for a in command)))
     assert f"stepframe {command[0]} {command[1]}: " in message
     assert "is not a valid name" in message and "at most 63 characters" in message
     assert (repr(name) if len(name) < 40 else "(5000 characters)") in message
@@ -200,9 +177,9 @@ def test_a_bad_component_or_stack_name_is_refused_and_nothing_written(
     assert files_under(project.root) == ["stepframe.toml"]
 
 
-def test_valid_component_names_are_registered(project, cli_here) -> None:
+def test_valid_component_names_are_registered(project, cli_in_process) -> None:
     for name in ("gpu", "GPU-2", "a.b_c-d", "9lives", "n" * 63):
-        result = cli_here("step-operator", "register", name, "--flavor", "local")
+        result = cli_in_process("step-operator", "register", name, "--flavor", "local")
         assert result.returncode == 0, result.stderr
-    result = cli_here("stack", "register", "team.v2", "-s", "n" * 63, "-s", "a.b_c-d")
+    result = cli_in_process("stack", "register", "team.v2", "-s", "n" * 63, "-s", "a.b_c-d")
     assert result.returncode == 0, result.stderr

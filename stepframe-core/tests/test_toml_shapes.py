@@ -93,38 +93,15 @@ def one_line_refusal(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def cli_here(project):
-    """The CLI in this process (click's runner; the core's own plugins): many short calls."""
-    from click.testing import CliRunner
-
-    import stepframe
-    from stepframe._cli.main import cli
-    from stepframe._plugins.manager import activated
-
-    plugins = stepframe.load_plugins(env={"STEPFRAME_LOAD_PLUGINS": ""})
-    try:
-        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2
-    except TypeError:
-        runner = CliRunner()
-
-    def invoke(*args: str) -> subprocess.CompletedProcess[str]:
-        with activated(plugins):
-            result = runner.invoke(cli, list(args), catch_exceptions=False)
-        return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
-
-    return invoke
-
-
 @pytest.mark.parametrize(("text", "expected"), SHAPES, ids=[s[0] for s in SHAPES])
 def test_every_command_names_the_malformed_part_and_edits_nothing(
-    project, cli_here, text, expected
+    project, cli_in_process, text, expected
 ) -> None:
     config = project.root / "stepframe.toml"
     written = f"# hand-edited\n{text}"
     config.write_text(written)
     for command in READERS + EDITORS:
-        message = one_line_refusal(cli_here(*command))
+        message = one_line_refusal(cli_in_process(*command))
         assert message == f"stepframe: error: {expected}" or expected in message, (command, message)
         assert config.read_bytes() == written.encode()
     # Nothing else either (the edit lock beside the file is how every edit starts).
@@ -152,14 +129,14 @@ def test_a_run_refuses_a_malformed_file_before_anything_runs(project, cli) -> No
     assert not (project.root / ".stepframe").exists()
 
 
-def test_a_well_formed_file_with_every_table_is_read(project, cli_here) -> None:
+def test_a_well_formed_file_with_every_table_is_read(project, cli_in_process) -> None:
     (project.root / "stepframe.toml").write_text(
         "active_stack = 'team'\n\n"
         "[artifact_stores.scratch]\nflavor = 'local'\npath = 'store'\n\n"
         "[step_operators.gpu]\nflavor = 'local'\n\n"
         "[stacks.team]\nartifact_store = 'scratch'\nstep_operators = ['gpu']\n"
     )
-    result = cli_here("stack", "list")
+    result = cli_in_process("stack", "list")
     assert result.returncode == 0, result.stderr
     assert "* team  (artifact store scratch; operators gpu)" in result.stdout
-    assert cli_here("stack", "describe").returncode == 0
+    assert cli_in_process("stack", "describe").returncode == 0
