@@ -238,6 +238,73 @@ def test_history_disk_fills_during_a_run(project, cli, history_disk, fill_in) ->
     assert set(steps.values()) == {"succeeded"}
 
 
+PARALLEL = """
+import os
+import time
+
+from stepframe import pipeline, step
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def wait_for(name):
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.path.join(HERE, name)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@step
+def filler() -> int:
+    if os.environ.get("FILL_DIR"):
+        wait_for("slow-started")  # the local job is running when the history fills
+        try:
+            with open(os.path.join(os.environ["FILL_DIR"], "filler-step"), "ab") as f:
+                while True:
+                    f.write(b"x" * 4096)
+                    f.flush()
+        except OSError:
+            pass
+    return 1
+
+
+@step(operator="local")
+def slow() -> int:
+    open(os.path.join(HERE, "slow-started"), "w").close()
+    wait_for("slow-go")
+    with open(os.path.join(HERE, "slow-runs"), "a") as f:
+        f.write("x")
+    return 2
+
+
+@step
+def join(a: int, b: int) -> int:
+    return a + b
+
+
+@pipeline
+def parallel():
+    join(filler(), slow())
+"""
+
+
+def test_history_disk_fills_while_a_local_job_runs(project, cli, history_disk) -> None:
+    path = project.write(PARALLEL)
+    line = one_error_line(cli("run", str(path), env={"FILL_DIR": str(project.state_dir)}))
+    assert f"the run history at {project.database_path} cannot be written" in line
+    history_disk.free()
+    # The job is not stopped behind the ledger's back: --resume re-attaches to it.
+    [(run_id, status, _)] = recorded(project)[0]
+    assert f"stepframe run --resume {run_id}" in line
+    (project.root / "slow-go").touch()
+    assert status == "running"
+    resumed = cli("run", "--resume", run_id)
+    assert resumed.returncode == 0, (resumed.stdout, resumed.stderr)
+    runs, steps = recorded(project)
+    assert [(r, s) for r, s, _ in runs] == [(run_id, "succeeded")]
+    assert set(steps.values()) == {"succeeded"}
+    assert (project.root / "slow-runs").read_text() == "x"  # the job ran once, in the end
+
+
 def _history_with_a_run(path: Path) -> RunHistory:
     history = RunHistory(path)
     history.create_run("run-1", "three", project_root="/p")

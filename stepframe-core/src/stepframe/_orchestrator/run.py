@@ -35,7 +35,7 @@ from stepframe._plugins.manager import Plugins, activated, get_plugins
 from stepframe._project import Project
 from stepframe._stack import connector_credentials, project_stack
 from stepframe._types import ResourceRequest
-from stepframe.exceptions import RunCancelled, RunFailed, UsageError
+from stepframe.exceptions import RunCancelled, RunFailed, StorageFullError, UsageError
 
 __all__ = ["RunResult", "StepOutcome", "default_max_parallel", "plan_rows", "run_pipeline"]
 
@@ -235,6 +235,19 @@ def run_pipeline(
             try:
                 with _closing(console), sharing(store):
                     outcomes = scheduler.run()
+            except StorageFullError as error:
+                if error.path != str(history.path):
+                    raise
+                # The history itself cannot be written: nothing can end the run or record
+                # a cancel.  The run stays recorded as started (`runs list` shows it
+                # interrupted once this process is gone), and its jobs go on, to be
+                # re-attached by --resume rather than stopped behind the ledger's back.
+                error.fix = (
+                    f"free space on that disk, then continue the run with "
+                    f"`stepframe run --resume {run_id}` (its jobs go on meanwhile)"
+                )
+                history.close()
+                raise
             except BaseException as error:
                 # Never leave the run recorded as running in a process that goes on (a
                 # notebook): an escaping error ends it as failed, and its jobs are stopped.
