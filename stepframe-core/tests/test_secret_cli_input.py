@@ -71,3 +71,12 @@ def test_deleting_a_name_that_is_not_stored_does_not_echo_it(cli, _user_config) 
     message = refused(cli("secret", "delete", value), value)
     assert "see `stepframe secret list`" in message
     assert _user_config.read_bytes() == before
+
+
+def test_a_value_given_instead_of_a_command_is_not_echoed(cli, _user_config) -> None:
+    value = a_value()
+    result = cli("secret", value)
+    assert result.returncode == EXIT_USAGE
+    assert value not in result.stdout + result.stderr
+    assert "no such command (not shown" in result.stderr and "delete, list, set" in result.stderr
+    assert not _user_config.exists()

@@ -33,7 +33,24 @@ def _refuse_extra_arguments(ctx: click.Context, usage: str) -> None:
         )
 
 
-@click.group(help="Store credentials outside the project, for connectors to refer to by name.")
+class _SecretGroup(click.Group):
+    """Says "no such command" without repeating the word: ``stepframe secret VALUE``."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and not args[0].startswith("-") and self.get_command(ctx, args[0]) is None:
+            ctx.fail(
+                "no such command (not shown: it may be a secret value); "
+                f"use one of: {', '.join(self.list_commands(ctx))}"
+            )
+        return super().resolve_command(ctx, args)
+
+
+@click.group(
+    cls=_SecretGroup,
+    help="Store credentials outside the project, for connectors to refer to by name.",
+)
 def secret() -> None:
     pass
 
