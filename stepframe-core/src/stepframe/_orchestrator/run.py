@@ -235,20 +235,18 @@ def run_pipeline(
             try:
                 with _closing(console), sharing(store):
                     outcomes = scheduler.run()
-            except StorageFullError as error:
-                if error.path != str(history.path):
-                    raise
-                # The history itself cannot be written: nothing can end the run or record
-                # a cancel.  The run stays recorded as started (`runs list` shows it
-                # interrupted once this process is gone), and its jobs go on, to be
-                # re-attached by --resume rather than stopped behind the ledger's back.
-                error.fix = (
-                    f"free space on that disk, then continue the run with "
-                    f"`stepframe run --resume {run_id}` (its jobs go on meanwhile)"
-                )
-                history.close()
-                raise
             except BaseException as error:
+                if isinstance(error, StorageFullError) and error.path == str(history.path):
+                    # The history itself cannot be written: nothing can end the run or
+                    # record a cancel.  The run stays recorded as started (`runs list`
+                    # shows it interrupted once this process is gone), and its jobs go on,
+                    # to be re-attached by --resume, not stopped behind the ledger's back.
+                    error.fix = (
+                        f"free space on that disk, then continue the run with "
+                        f"`stepframe run --resume {run_id}` (its jobs go on meanwhile)"
+                    )
+                    history.close()
+                    raise
                 # Never leave the run recorded as running in a process that goes on (a
                 # notebook): an escaping error ends it as failed, and its jobs are stopped.
                 scheduler.stop_all()
