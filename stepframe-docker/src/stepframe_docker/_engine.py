@@ -16,11 +16,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "client_for",
+    "engine_address",
     "engine_calls",
     "engine_error",
     "forget_clients",
     "is_engine_failure",
-    "where",
 ]
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -31,7 +31,8 @@ _clients: dict[str, docker.DockerClient] = {}
 _lock = threading.Lock()
 
 
-def _where(docker_host: str | None) -> str:
+def engine_address(docker_host: str | None) -> str:
+    """The engine address calls for ``docker_host`` go to."""
     return docker_host or os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
 
 
@@ -45,7 +46,7 @@ def _cause(error: BaseException, socket: str | None) -> str:
 
 def engine_error(error: BaseException, docker_host: str | None) -> EngineUnavailableError:
     """A connection failure as a message that says how to get the engine going."""
-    where = _where(docker_host)
+    where = engine_address(docker_host)
     text = f"{type(error).__name__}: {error}"
     socket = where[len("unix://") :] if where.startswith("unix://") else None
     cause = _cause(error, socket)
@@ -96,14 +97,9 @@ def engine_calls(docker_host: str | None) -> Iterator[None]:
         raise engine_error(error, docker_host) from None
 
 
-def where(docker_host: str | None) -> str:
-    """The engine address calls for ``docker_host`` go to."""
-    return _where(docker_host)
-
-
 def client_for(docker_host: str | None = None) -> docker.DockerClient:
     """A connected client for the engine (``DOCKER_HOST`` or the local socket by default)."""
-    key = _where(docker_host)
+    key = engine_address(docker_host)
     with _lock:
         client = _clients.get(key)
         if client is not None:

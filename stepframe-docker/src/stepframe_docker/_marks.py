@@ -57,33 +57,43 @@ class JobMarks:
 
     @classmethod
     def of(cls, data: Mapping[str, Any], container_id: str) -> JobMarks:
-        """The marks of the job a handle's ``data`` describes."""
-        return cls(marks_folder(data.get("workdir")), container_id)
+        """The marks of the job a handle's ``data`` describes (``data["marks"]``, the
+        folder chosen at submit; handles from before marks existed use the fallback)."""
+        folder = data.get("marks")
+        return cls(Path(folder) if folder else marks_folder(None), container_id)
 
     def _path(self, fact: str) -> Path:
         return self.folder / f"{self.container_id}.{fact}"
 
+    # Marks are bookkeeping beside the real work (stopping, polling, removing a
+    # container): a folder that cannot be written must not fail that work.  At worst a
+    # later poll from another process misreads a cancel as a failure.
+
     def _write(self, fact: str, text: str) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=f".{self.container_id}.", dir=self.folder)
+        temporary = None
         try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(prefix=f".{self.container_id}.", dir=self.folder)
             with os.fdopen(fd, "w") as file:
                 file.write(text)
             os.replace(temporary, self._path(fact))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        except OSError:
+            if temporary is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
 
     def mark(self, fact: str) -> None:
         self._write(fact, f"{time.time()}\n")
 
     def unmark(self, fact: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             self._path(fact).unlink()
 
     def has(self, fact: str) -> bool:
-        return self._path(fact).exists()
+        try:
+            return self._path(fact).exists()
+        except OSError:
+            return False
 
     def record_end(self, status: JobStatus) -> None:
         """Keep how the job ended (without its log lines) for pollers that come later."""

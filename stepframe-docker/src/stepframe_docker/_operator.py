@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stepframe import Component, ImageRef, JobHandle, JobState, JobStatus, Launch
-from stepframe_docker._engine import client_for, engine_calls, engine_error, inspect_image, where
+from stepframe_docker._engine import (
+    client_for,
+    engine_address,
+    engine_calls,
+    engine_error,
+    inspect_image,
+)
 from stepframe_docker._errors import DockerError, EngineUnavailableError, RegistryError
 from stepframe_docker._marks import ABANDONED, CANCEL, JobMarks, marked, marks_folder
 from stepframe_docker._settings import (
@@ -213,7 +219,7 @@ def _handle(
             "stop_timeout": settings.stop_timeout,
             # For polls and cancels from any process: where the job's marks live, and
             # what to tell the user when the engine goes away.
-            "workdir": str(folder.parent) if folder.name == "docker" else None,
+            "marks": str(folder),
             "run_id": launch.run_id,
             "step": launch.step,
             "engine_retries": getattr(config, "engine_retries", ENGINE_RETRIES),
@@ -373,14 +379,14 @@ def _engine_not_answering(
             )
         _outages.pop(handle.job_id, None)
         _last_state.pop(handle.job_id, None)
-    with contextlib.suppress(OSError):
-        marks.mark(ABANDONED)
+    marks.mark(ABANDONED)
     name = handle.data.get("name") or handle.job_id[:12]
     step = handle.data.get("step")
     run_id = handle.data.get("run_id") or "RUN_ID"
     waited = f" (asked {tries + 1} times over {tries * wait:.0f} s)" if tries else ""
+    address = engine_address(handle.data.get("docker_host"))
     raise EngineUnavailableError(
-        f"the Docker engine at {where(handle.data.get('docker_host'))} stopped answering while "
+        f"the Docker engine at {address} stopped answering while "
         f"{f'step {step!r} ran in ' if step else ''}container {name}: {error.cause}{waited}. "
         f"Start the Docker engine (dockerd) and run `stepframe run --resume {run_id}`: the "
         "container is followed again if it still runs, and removed once it has ended",
@@ -422,10 +428,10 @@ def cancel(handle: JobHandle) -> bool:
     except EngineUnavailableError as error:
         if marked_here:
             marks.unmark(CANCEL)  # not stopped: its end must not read as a cancel
+        name = handle.data.get("name") or handle.job_id[:12]
         raise EngineUnavailableError(
-            f"cannot stop container {handle.data.get('name') or handle.job_id[:12]}: the "
-            f"Docker engine at {where(docker_host)} does not answer ({error.cause}). Start the "
-            f"Docker engine (dockerd), then `stepframe jobs stop {handle.job_id}`",
+            f"cannot stop container {name}: the Docker engine at {engine_address(docker_host)} "
+            f"does not answer ({error.cause}); start the Docker engine (dockerd) and try again",
             cause=error.cause,
         ) from None
     timeout = int(handle.data.get("stop_timeout", 10))
@@ -448,7 +454,7 @@ def reap(client: docker.DockerClient, folder: Path) -> list[str]:
 
     :return: the names of the containers removed.
     """
-    from docker.errors import NotFound
+    from docker.errors import APIError
 
     candidates = set(marked(folder, ABANDONED)) | set(marked(folder, CANCEL))
     ended = client.containers.list(
@@ -468,14 +474,14 @@ def reap(client: docker.DockerClient, folder: Path) -> list[str]:
     for container_id in sorted(candidates):
         try:
             container = client.containers.get(container_id)
-        except NotFound:
+            state = container.attrs.get("State", {})
+            if str(state.get("Status", "")) in _ACTIVE:
+                continue
+            marks = JobMarks(folder, str(container.id))
+            marks.record_end(_ended(state, marks, (), None))
+            container.remove(force=True)
+        except APIError:  # removed meanwhile (another process reaps too), or being removed
             continue
-        state = container.attrs.get("State", {})
-        if str(state.get("Status", "")) in _ACTIVE:
-            continue
-        marks = JobMarks(folder, str(container.id))
-        marks.record_end(_ended(state, marks, (), None))
-        container.remove(force=True)
         removed.append(str(container.name))
     return removed
 

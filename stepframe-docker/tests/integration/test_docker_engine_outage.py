@@ -347,7 +347,10 @@ def test_poll_waits_out_a_blip_then_gives_one_error_and_the_container_is_reaped(
         message
     )
     # Cancelling meanwhile says the same kind of thing, in one line.
-    with pytest.raises(EngineUnavailableError, match=r"cannot stop container .*Start the Docker"):
+    with pytest.raises(
+        EngineUnavailableError,
+        match=r"cannot stop container .*start the Docker engine \(dockerd\) and try again",
+    ):
         plugin.cancel_step(handle=handle, credentials=None)
     assert engine.containers.get(handle.job_id).status == "exited"
 
@@ -369,11 +372,11 @@ def test_poll_waits_out_a_blip_then_gives_one_error_and_the_container_is_reaped(
         launch = Launch(
             run_id="sftest-outage", pipeline="p", step="t", attempt=1, job_name="{}",
             manifest_uri="sftest://x/launch.json", result_uri="sftest://x/result.json",
-            command=("true",), image=ImageRef({!r}, {!r}), workdir=old.data["workdir"],
+            command=("true",), image=ImageRef({!r}, {!r}), workdir={!r},
         )
         new = plugin.submit_step(launch=launch, operator=operator, credentials=None)
         print(plugin.poll_step(handle=old, credentials=None, cursor=None))
-        """.format(f"sftest-{uuid.uuid4().hex[:10]}", image.uri, image.digest),
+        """.format(f"sftest-{uuid.uuid4().hex[:10]}", image.uri, image.digest, str(tmp_path)),
         handle,
     )
     assert submitter.returncode == 0, submitter.stderr
