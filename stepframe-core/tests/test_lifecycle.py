@@ -547,3 +547,50 @@ def test_a_killed_run_is_listed_as_interrupted(project, sf, sf_popen, released) 
     with sqlite3.connect(project.database_path) as conn:
         (stored,) = conn.execute("SELECT status FROM runs").fetchone()
     assert stored == "running"  # derived when read: a dead process writes nothing
+
+
+@pytest.mark.parametrize("interrupt", ["SIGKILL", "double SIGINT"])
+def test_a_run_whose_orchestrator_was_stopped_at_once_is_interrupted(
+    project, sf, sf_popen, released, interrupt
+) -> None:
+    (project.root / "hold").touch()
+    process = sf_popen("run", str(write_pipeline(project, "local")))
+    wait_for_line(process, "middle | started")
+    if interrupt == "SIGKILL":
+        process.send_signal(signal.SIGKILL)
+    else:
+        process.send_signal(signal.SIGINT)
+        wait_for_line(process, "received SIGINT")
+        process.send_signal(signal.SIGINT)  # the second one exits at once
+    process.wait(timeout=30)
+    run_id = only_run(project).run_id
+
+    (row,) = [line for line in ok(sf("runs", "list")).splitlines() if run_id in line]
+    assert "interrupted" in row.split()
+    out = ok(sf("run", "--resume", run_id, "--no-cache"))  # and it can be resumed
+    assert f"run {run_id} succeeded" in out
+
+
+def test_an_error_escaping_the_scheduler_ends_the_run_as_failed(project, run) -> None:
+    """In a process that goes on (a notebook), the run must not stay 'running'."""
+    from stepframe._orchestrator.console import Console
+
+    class Broken(Console):
+        def step_state(self, step: str, state: str, detail: str = "") -> None:
+            if state == "running":
+                raise RuntimeError("the console broke")
+
+    from stepframe._orchestrator.run import run_pipeline
+    from stepframe._project import Project
+
+    module = project.module(TWO_STEPS.replace('@step(operator="OPERATOR")', "@step"))
+    with pytest.raises(RuntimeError, match="the console broke"):
+        run_pipeline(
+            module.lifecycle.compile(),
+            plugins=run.plugins,
+            project=Project(project.root),
+            console=Broken(),
+        )
+    run_record = only_run(project)
+    assert run_record.status == "failed"
+    assert "the console broke" in (run_record.error or "")
