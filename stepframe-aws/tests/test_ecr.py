@@ -140,18 +140,14 @@ def test_the_region_comes_from_the_registry_host() -> None:
     assert repositories("us-east-1") == []
 
 
-def test_the_hook_answers_for_ecr_registries_only() -> None:
+def test_the_hook_is_called_for_ecr_registries_only() -> None:
+    """The core dispatches by flavor: another registry's repository never reaches ECR."""
     plugins = make_plugins(load=("aws",))
-    answer = plugins.manager.hook.prepare_repository(
-        registry=registry(), repository=f"{HOST}/via-hook", credentials=None
-    )
-    assert answer is True
+    plugins.hooks.prepare_repository(registry(), f"{HOST}/via-hook", None)
     assert repositories() == ["via-hook"]
     other = attrs.evolve(registry(), flavor="kit-registry")
-    answer = plugins.manager.hook.prepare_repository(
-        registry=other, repository="registry.example.com/app", credentials=None
-    )
-    assert answer is None
+    plugins.hooks.prepare_repository(other, f"{HOST}/not-ecr", None)
+    assert repositories() == ["via-hook"]
 
 
 # ---- the whole path: pipeline -> image builder -> prepare_repository -> ECR -------------

@@ -24,6 +24,7 @@ from stepframe import (
     JobState,
     JobStatus,
     Materializer,
+    PluginConflictWarning,
     PluginLoadWarning,
     RunFailed,
     StepFailed,
@@ -141,7 +142,7 @@ def test_a_plugin_whose_registration_fails_is_left_out_entirely(dist) -> None:
         @hookimpl
         def register_flavors(register):
             register(Flavor(kind=ComponentKind.STEP_OPERATOR, name="half-registered"))
-            register(Flavor(kind=ComponentKind.STEP_OPERATOR, name="local"))  # taken
+            register("second-operator")  # not a Flavor
 
         @hookimpl
         def submit_step(launch, operator, credentials):
@@ -156,10 +157,53 @@ def test_a_plugin_whose_registration_fails_is_left_out_entirely(dist) -> None:
     message = str(caught[0].message)
     assert "'failing'" in message and "distribution stepframe-failing" in message
     assert "register_flavors failed" in message
-    assert "already registered by plugin 'local'" in message
+    assert "takes a stepframe Flavor" in message
     assert _operators(plugins) == {"inprocess", "local"}
     assert "failing" not in plugins.infos
     assert not plugins.manager.has_plugin("failing")
+
+
+def test_a_flavor_claimed_twice_costs_one_warning_and_the_first_keeps_it(dist) -> None:
+    """A taken flavor name is not a reason to lose the plugin's other flavors."""
+    rival = dist("stepframe-rival")
+    module = rival.module(
+        """
+        from stepframe import ComponentKind, Flavor, hookimpl
+
+        @hookimpl
+        def register_flavors(register):
+            register(Flavor(kind=ComponentKind.STEP_OPERATOR, name="rival-own"))
+            register(Flavor(kind=ComponentKind.STEP_OPERATOR, name="local"))  # the core's
+            register(
+                Flavor(kind=ComponentKind.ARTIFACT_STORE, name="rival-files", uri_schemes=("file",))
+            )
+
+        @hookimpl
+        def submit_step(launch, operator, credentials):
+            raise AssertionError("the core's local operator keeps flavor 'local'")
+        """
+    )
+    rival.install({"rival": module})
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plugins = stepframe.load_plugins(env={"STEPFRAME_LOAD_PLUGINS": "rival"})
+    conflicts = [str(w.message) for w in caught if w.category is PluginConflictWarning]
+
+    assert len(conflicts) == 2, conflicts
+    flavor, scheme = conflicts
+    assert "plugin 'rival' (distribution stepframe-rival)" in flavor
+    assert "plugin 'local' (distribution stepframe-core)" in flavor
+    assert "step_operator flavor 'local'; 'local' keeps it" in flavor
+    assert "URI scheme 'file'; 'local-artifact-store' keeps it" in scheme
+    assert "distribution stepframe-core" in scheme
+    assert plugins.flavors.provider(ComponentKind.STEP_OPERATOR, "local") == "local"
+    assert plugins.flavors.provider(ComponentKind.STEP_OPERATOR, "rival-own") == "rival"
+    assert plugins.flavors.scheme_provider("file") == "local-artifact-store"
+    assert plugins.infos["rival"].flavors == (
+        "step_operator:rival-own",
+        "artifact_store:rival-files",
+    )
 
 
 def test_allow_and_deny_lists_from_the_environment(dist, monkeypatch) -> None:
@@ -400,9 +444,9 @@ def test_a_plugin_returning_the_wrong_type_is_a_plugin_error(
     failure = caught.value.failures["double"]
     assert isinstance(failure, StepFailed)
     assert failure.error_type == "PluginError"
-    assert f"the plugin answering {hook}" in failure.message
+    assert f"plugin 'sloppy' (registered directly) answered {hook}" in failure.message
     assert "flavor 'sloppy'" in failure.message
-    assert f"returned {returned}, expected {expected}" in failure.message
+    assert f"with {returned}, expected {expected}" in failure.message
     if hook == "poll_step":
         # The job was submitted: it must not be left running when following it fails.
         assert plugin.names()[-1] == "cancel_step"

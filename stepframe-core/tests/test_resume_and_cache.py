@@ -685,8 +685,10 @@ def test_settings_start_from_the_operator_components_defaults(project, cli, acme
     assert out.splitlines() == [
         "defaults: operator batch (flavor acme)",
         '    settings.acme = {"environment": {"LEVEL": "component"}, "spot": true}',
+        "    cache: runs (no runs recorded yet)",
         "overridden: operator batch (flavor acme)",
         '    settings.acme = {"environment": {"LEVEL": "step"}, "spot": true}',
+        "    cache: runs (no runs recorded yet)",
     ]
     out = ok(cli("run", str(path), env=env))
     assert "defaults | LEVEL component SPOT true" in out

@@ -84,10 +84,15 @@ def test_log_cursor_returns_each_line_once() -> None:
     assert lines == () and again == cursor
 
 
-@pytest.mark.parametrize("flavor", ["local", "sagemaker"])
-def test_other_flavors_are_left_alone(flavor: str) -> None:
-    from stepframe_docker import plugin
+def test_other_flavors_never_reach_the_plugin() -> None:
+    """The core dispatches by flavor (hook contract, second edition): the plugin has no
+    flavor checks of its own, and another flavor's job never gets to it."""
+    from stepframe.exceptions import PluginError
+    from stepframe.testing import make_plugins
 
-    handle = JobHandle(flavor=flavor, operator="x", job_id="1")
-    assert plugin.poll_step(handle=handle, credentials=None, cursor=None) is None
-    assert plugin.cancel_step(handle=handle, credentials=None) is None
+    plugins = make_plugins(load=("docker",))
+    handle = JobHandle(flavor="sagemaker", operator="x", job_id="1")
+    with pytest.raises(PluginError, match="no installed plugin implements poll_step"):
+        plugins.hooks.poll_step(handle, None, None)
+    with pytest.raises(PluginError, match="no installed plugin implements cancel_step"):
+        plugins.hooks.cancel_step(handle, None)

@@ -1,9 +1,11 @@
 """stepframe hook implementations for AWS (entry point ``aws`` in group ``stepframe``).
 
-Flavors: connector ``aws``, artifact store ``s3``, container registry ``ecr``, step
-operator ``sagemaker``.  This module imports attrs config classes only: boto3 and the
-SageMaker SDK are imported inside the hooks, when an AWS component is actually used, so
-loading the plugin stays cheap.
+Flavors: connector ``aws``, artifact store ``s3`` (URI scheme ``s3``), container registry
+``ecr``, step operator ``sagemaker``.  The core calls each hook here only for components,
+jobs and URIs of these flavors (hook contract, second edition), so no hook checks the
+flavor itself.  This module imports attrs config classes only: boto3 and the SageMaker
+SDK are imported inside the hooks, when an AWS component is actually used, so loading
+the plugin stays cheap.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from stepframe import (
     JobHandle,
     JobStatus,
     Launch,
+    PlannedStep,
     ResourceRequest,
     hookimpl,
 )
@@ -32,6 +35,7 @@ from stepframe_aws._sagemaker.config import SageMakerOperatorConfig, SageMakerSe
 __all__ = [
     "authenticate",
     "cancel_step",
+    "check_step",
     "open_artifact_store",
     "poll_step",
     "prepare_repository",
@@ -61,6 +65,7 @@ def register_flavors(register: Callable[[Flavor], None]) -> None:
             name=STORE_FLAVOR,
             config_class=S3ArtifactStoreConfig,
             description="artifacts in an S3 bucket, streamed in multipart transfers",
+            uri_schemes=("s3",),
         )
     )
     register(
@@ -84,9 +89,17 @@ def register_flavors(register: Callable[[Flavor], None]) -> None:
 
 
 @hookimpl
+def check_step(step: PlannedStep, component: Component) -> list[str] | None:
+    """The pre-flight: a sagemaker step's settings against SageMaker's rules."""
+    if component.kind is not ComponentKind.STEP_OPERATOR:
+        return None  # the ecr registry: nothing to check before the run
+    from stepframe_aws._sagemaker.preflight import step_problems
+
+    return step_problems(step)
+
+
+@hookimpl
 def authenticate(connector: Component, resource: ResourceRequest) -> Credentials | None:
-    if connector.flavor != CONNECTOR_FLAVOR:
-        return None
     from stepframe_aws._connector.auth import authenticate as connector_authenticate
 
     return connector_authenticate(connector, resource)
@@ -96,8 +109,6 @@ def authenticate(connector: Component, resource: ResourceRequest) -> Credentials
 def verify_connector(
     connector: Component, resources: list[ResourceRequest]
 ) -> ConnectorReport | None:
-    if connector.flavor != CONNECTOR_FLAVOR:
-        return None
     from stepframe_aws._connector.verify import verify
 
     return verify(connector, resources)
@@ -105,8 +116,6 @@ def verify_connector(
 
 @hookimpl
 def open_artifact_store(uri: str, credentials: Credentials | None) -> ArtifactStore | None:
-    if not uri.startswith("s3://"):
-        return None
     from stepframe_aws._s3.store import S3ArtifactStore
 
     return S3ArtifactStore.open(uri, credentials)
@@ -116,8 +125,6 @@ def open_artifact_store(uri: str, credentials: Credentials | None) -> ArtifactSt
 def prepare_repository(
     registry: Component, repository: str, credentials: Credentials | None
 ) -> bool | None:
-    if registry.flavor != REGISTRY_FLAVOR:
-        return None
     from stepframe_aws._ecr.repository import ensure_repository
 
     return ensure_repository(registry, repository, credentials)
@@ -127,8 +134,6 @@ def prepare_repository(
 def submit_step(
     launch: Launch, operator: Component, credentials: Credentials | None
 ) -> JobHandle | None:
-    if operator.flavor != OPERATOR_FLAVOR:
-        return None
     from stepframe_aws._sagemaker.jobs import submit
 
     return submit(launch, operator, credentials)
@@ -138,8 +143,6 @@ def submit_step(
 def poll_step(
     handle: JobHandle, credentials: Credentials | None, cursor: str | None
 ) -> JobStatus | None:
-    if handle.flavor != OPERATOR_FLAVOR:
-        return None
     from stepframe_aws._sagemaker.jobs import poll
 
     return poll(handle, credentials, cursor)
@@ -147,8 +150,6 @@ def poll_step(
 
 @hookimpl
 def cancel_step(handle: JobHandle, credentials: Credentials | None) -> bool | None:
-    if handle.flavor != OPERATOR_FLAVOR:
-        return None
     from stepframe_aws._sagemaker.jobs import cancel
 
     return cancel(handle, credentials)

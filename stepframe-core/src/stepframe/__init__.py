@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from stepframe._pipeline.pipeline import Pipeline, pipeline
     from stepframe._pipeline.step import Step, step
     from stepframe._plugins.manager import (
+        PluginConflictWarning,
         PluginLoadWarning,
         Plugins,
         PluginVersionWarning,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
         JobState,
         JobStatus,
         Launch,
+        PlannedStep,
         RemoteError,
         ResourceRequest,
         StepResult,
@@ -79,9 +81,11 @@ _EXPORTS: dict[str, str] = {
     "JobState": "stepframe._types",
     "JobStatus": "stepframe._types",
     "Launch": "stepframe._types",
+    "PlannedStep": "stepframe._types",
     "Materializer": "stepframe._artifacts.materializer",
     "Pipeline": "stepframe._pipeline.pipeline",
     "PipelineLoadError": "stepframe.exceptions",
+    "PluginConflictWarning": "stepframe._plugins.manager",
     "PluginLoadWarning": "stepframe._plugins.manager",
     "PluginVersionWarning": "stepframe._plugins.manager",
     "Plugins": "stepframe._plugins.manager",
@@ -123,6 +127,8 @@ __all__ = [
     "Materializer",
     "Pipeline",
     "PipelineLoadError",
+    "PlannedStep",
+    "PluginConflictWarning",
     "PluginLoadWarning",
     "PluginVersionWarning",
     "Plugins",

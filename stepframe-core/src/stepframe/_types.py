@@ -27,6 +27,7 @@ __all__ = [
     "JobState",
     "JobStatus",
     "Launch",
+    "PlannedStep",
     "RemoteError",
     "ResourceRequest",
     "StepResult",
@@ -57,6 +58,8 @@ class Flavor:
     :param jobs_outlive_client: for step operators: a job keeps running when the
         orchestrating process dies, so ``run --resume`` re-attaches to it instead of
         submitting the step again.
+    :param uri_schemes: for artifact stores: the URI schemes it opens (``("s3",)``);
+        ``open_artifact_store`` is called for those URIs on this flavor's plugin only.
     """
 
     kind: ComponentKind
@@ -66,6 +69,7 @@ class Flavor:
     description: str = ""
     needs_image: bool = False
     jobs_outlive_client: bool = True
+    uri_schemes: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -305,3 +309,40 @@ class StepResult:
 
     outputs: Mapping[str, ArtifactRef] = attrs.field(factory=dict)
     error: RemoteError | None = None
+
+
+# ---- the pre-flight hook's view of a step (hook contract, second edition) -------------
+
+
+@attrs.frozen
+class PlannedStep:
+    """One step of a planned run, as ``check_step`` sees it before anything runs.
+
+    :param pipeline: the pipeline's name.
+    :param step: the step's name within the pipeline.
+    :param operator: the step operator component the step runs on.
+    :param settings: the operator flavor's settings for the step, validated into its
+        ``settings_class`` (or the raw mapping when it has none).
+    :param settings_by_flavor: every flavor's merged settings for the step, as mappings
+        (the image builder's are under its flavor's name).
+    :param needs_image: the operator's flavor runs steps in a container image.
+    :param code_root: absolute path of the project code (what an image would copy in).
+    :param stack: the name of the stack the run uses.
+    :param artifact_store: the stack's artifact store component.
+    :param artifact_store_uri: the store's root URI.
+    :param image_builder: the stack's image builder, or None.
+    :param container_registry: the stack's container registry, or None.
+    """
+
+    pipeline: str
+    step: str
+    operator: Component
+    settings: Any = None
+    settings_by_flavor: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    needs_image: bool = False
+    code_root: str = "."
+    stack: str = ""
+    artifact_store: Component | None = None
+    artifact_store_uri: str = ""
+    image_builder: Component | None = None
+    container_registry: Component | None = None

@@ -1,13 +1,28 @@
-"""Hook specifications: the whole contract between the core and plugins.
+"""Hook specifications: the whole contract between the core and plugins (second edition).
 
-Hooks are always called with keyword arguments.  Selection hooks are
-``firstresult=True``: an implementation returns ``None`` for a component or job whose
-flavor is not its own, and the first non-``None`` answer wins, the way pytest's
-collection hooks work.  Cross-cutting plugins (tags, cost policy, tracing) wrap a hook
-with ``@hookimpl(wrapper=True)``.
+Hooks are always called with keyword arguments.
+
+Selection hooks (``firstresult=True``) are dispatched by flavor: for a component, or a
+job handle, of flavor F the core calls the implementation of the plugin that registered
+F and no other plugin's; for an artifact store URI, the plugin whose store flavor declares
+the URI's scheme (`Flavor.uri_schemes`).  An implementation therefore needs no
+``if x.flavor != FLAVOR: return None``; one that still has it keeps working.  For a
+flavor no plugin registered nobody is asked (the hook has no answer).  A URI whose scheme
+no flavor declares is offered, first answer wins, to the plugins whose store flavors
+declare no scheme: first-edition stores that return None for URIs not theirs.
+
+Cross-cutting plugins (tags, cost policy, tracing) wrap a hook with
+``@hookimpl(wrapper=True)``: wrappers see every call, whichever flavor it is for.
+
+``check_step`` (the pre-flight) is a collecting hook: every answer counts.
 
 The core never calls ``pm.hook.<name>`` directly; it goes through
-`stepframe._plugins.facade.Hooks`, which checks what plugins return.
+`stepframe._plugins.facade.Hooks`, which dispatches and checks what plugins return.
+
+Versioning: hooks are added with a default-compatible meaning (a plugin that does not
+implement a new hook keeps working); a hook to be removed is first marked deprecated in
+its docstring and warned about by pluggy (``warn_on_impl``) for a whole minor series.
+docs/plugins.md, "Hook versioning", has the policy.
 """
 
 from __future__ import annotations
@@ -31,6 +46,7 @@ if TYPE_CHECKING:
         JobNotFound,
         JobStatus,
         Launch,
+        PlannedStep,
         ResourceRequest,
         StepResult,
     )
@@ -59,6 +75,37 @@ def register_materializers(register: Callable[[Materializer], None]) -> None:
 
 
 # -------------------------------------------------------------------------------------
+# Pre-flight: called for every step of the plan before anything runs or is built.
+# -------------------------------------------------------------------------------------
+
+
+@hookspec
+def check_step(step: PlannedStep, component: Component) -> list[str] | None:
+    """Check a step's settings against the backend's rules, before anything runs.
+
+    The core calls it for every step of a run's plan (and for ``stepframe run
+    --dry-run``), once per component the step uses: its operator and, when the
+    operator's flavor ``needs_image``, the stack's image builder and container registry.
+    It is called on the plugin that registered ``component.flavor``, and on every plugin
+    that registers no flavor at all (policies: they see every step and component).  Each
+    implementation is called on its own, not wrapped, so a problem or a crash is
+    reported with its plugin's name.  Problems of every step are reported together and
+    the run exits with status 2 before any step runs or any image is built.
+
+    Check here whatever the backend would refuse (limits, patterns, enums, combinations
+    of settings) and whatever a policy forbids; keep a last check at submit time where
+    it guards money.  Be quick and offline: no network calls, no builds.
+
+    :param step: the planned step: its operator, validated settings, every flavor's
+        merged settings, the code root and the stack's components.
+    :param component: the component being checked, of your flavor (for a plugin with
+        no flavor, any of the step's components: look at ``component.kind``).
+    :return: one line per problem, each naming the setting and the fix (the core puts
+        the step's name in front); an empty list or None when all is well.
+    """
+
+
+# -------------------------------------------------------------------------------------
 # Preparing a remote step: images and credentials.
 # -------------------------------------------------------------------------------------
 
@@ -67,12 +114,13 @@ def register_materializers(register: Callable[[Materializer], None]) -> None:
 def build_image(request: ImageRequest, builder: Component) -> ImageRef | None:
     """Build (or find already built) the image a remote step runs in, and push it.
 
-    Called once per distinct image a run needs.  Implementations should content-hash
-    the request so that an unchanged project builds and pushes nothing.
+    Called before each attempt of a step whose operator flavor ``needs_image`` (so the
+    same request comes again on retries and resumes): content-hash the request so that an
+    unchanged project builds and pushes nothing.  Called on the plugin that registered
+    ``builder.flavor`` only.
 
     :param request: what goes into the image.
-    :param builder: the stack's image builder component; return None unless its flavor
-        is yours.
+    :param builder: the stack's image builder component, of your flavor.
     :return: the pushed image, by digest where the registry gives one.
     """
 
@@ -81,7 +129,7 @@ def build_image(request: ImageRequest, builder: Component) -> ImageRef | None:
 def authenticate(connector: Component, resource: ResourceRequest) -> Credentials | None:
     """Hand out credentials for a resource through a connector.
 
-    :param connector: the connector component; return None unless its flavor is yours.
+    :param connector: the connector component, of your flavor.
     :param resource: what the credentials are for (generic, object store, registry).
     :return: credentials, short-lived and refreshable where the method allows.
     """
@@ -97,8 +145,7 @@ def prepare_repository(
     check or push a tag.  Registries that create repositories on the first push need no
     implementation; ECR, where a push to a missing repository fails, creates it here.
 
-    :param registry: the container registry component; return None unless its flavor
-        is yours.
+    :param registry: the container registry component, of your flavor.
     :param repository: the repository without a tag, ``HOST/NAME``.
     :param credentials: from the registry's connector (resource kind ``generic``), or None.
     :return: True once the repository exists.
@@ -114,7 +161,7 @@ def verify_connector(
     ``stepframe connector verify NAME`` calls it with the resources of every component
     that uses the connector.  Each check should be cheap and read-only.
 
-    :param connector: the connector component; return None unless its flavor is yours.
+    :param connector: the connector component, of your flavor.
     :param resources: what the components using the connector need it for (always at
         least one ``generic`` request).
     :return: who the connector authenticated as, and a line per resource checked.
@@ -138,12 +185,15 @@ def submit_step(
     with ``launch.environment``; it finds everything else in the launch manifest.
 
     :param launch: the step attempt to start.
-    :param operator: the step operator component; return None unless its flavor is yours.
+    :param operator: the step operator component, of your flavor.
     :param credentials: from the operator's connector, or None when it has none.
     :return: a handle from which the job can be found again, even by another process.
     :raises StepframeError: to refuse the launch before anything reached the backend (the
-        job ledger records it as failed); any other exception leaves the job recorded as
-        possibly submitted, for the user to check.
+        job ledger records it as failed).  Raise `SubmitAmbiguousError` when the request
+        may have reached the backend but its answer was lost (a dropped connection after
+        sending, a read timeout, a 5xx): the job is then recorded as possibly submitted
+        and the core asks ``find_job`` later.  Any other exception counts as ambiguous
+        too.
     """
 
 
@@ -153,7 +203,7 @@ def poll_step(
 ) -> JobStatus | None:
     """Report a job's state and the log lines it wrote since ``cursor``.
 
-    :param handle: the job; return None unless ``handle.flavor`` is yours.
+    :param handle: the job, of your flavor (``handle.flavor``).
     :param credentials: from the operator's connector, or None.
     :param cursor: the ``cursor`` of the previous status, or None on the first poll.
     :return: the job's status; must not block for long.
@@ -167,7 +217,7 @@ def fetch_artifacts(handle: JobHandle, launch: Launch) -> StepResult | None:
     When no plugin answers, the core reads the result manifest the entrypoint wrote to
     ``launch.result_uri``; a flavor implements this only to get results some other way.
 
-    :param handle: the finished job.
+    :param handle: the finished job, of your flavor.
     :param launch: the launch it was started with (``launch.result_uri``).
     :return: the step's outputs by name or the remote error, or None to leave it to
         the core.
@@ -178,7 +228,7 @@ def fetch_artifacts(handle: JobHandle, launch: Launch) -> StepResult | None:
 def cancel_step(handle: JobHandle, credentials: Credentials | None) -> bool | None:
     """Stop a running job.  Called on Ctrl-C, SIGTERM and ``stepframe jobs stop``.
 
-    :param handle: the job; return None unless ``handle.flavor`` is yours.
+    :param handle: the job, of your flavor (``handle.flavor``).
     :param credentials: from the operator's connector, or None.
     :return: True once the job is stopping (or already ended).
     """
@@ -197,7 +247,7 @@ def find_job(
 
     :param launch: the launch that was being submitted, as it was (its ``job_name`` is
         deterministic per run, step and attempt).
-    :param operator: the step operator component that submitted it.
+    :param operator: the step operator component that submitted it, of your flavor.
     :param credentials: from the operator's connector, or None.
     :return: the job's handle if it exists (after checking it is ours: its image and
         tags), `JobNotFound` if the backend proves no such job exists, or None if this
@@ -218,7 +268,8 @@ def open_artifact_store(uri: str, credentials: Credentials | None) -> ArtifactSt
     Called on the client and inside job containers (where credentials come from the
     job's own role, so ``credentials`` may be None).
 
-    :param uri: a store root or any object URI below it; return None unless you handle
-        its scheme (``file``, ``s3``, ...).
+    :param uri: a store root or any object URI below it, of a scheme your store flavor
+        declares in ``Flavor.uri_schemes`` (``file``, ``s3``, ...).  A plugin whose
+        flavor declares no scheme is asked for every URI and returns None for others'.
     :param credentials: from the artifact store's connector, or None.
     """

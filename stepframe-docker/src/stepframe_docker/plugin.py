@@ -2,7 +2,9 @@
 
 Flavors: image builder ``docker``, container registry ``default``, step operator
 ``docker``.  This module imports neither ``docker`` nor the builder: the hooks import
-them when a docker component is actually used, so loading the plugin stays cheap.
+them when a docker component is actually used, so loading the plugin stays cheap.  The
+core calls each hook here only for components and jobs of these flavors (hook contract,
+second edition), so no hook checks the flavor itself.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from stepframe import (
     JobHandle,
     JobStatus,
     Launch,
+    PlannedStep,
     hookimpl,
 )
 from stepframe_docker._settings import (
@@ -28,7 +31,14 @@ from stepframe_docker._settings import (
     DockerSettings,
 )
 
-__all__ = ["build_image", "cancel_step", "poll_step", "register_flavors", "submit_step"]
+__all__ = [
+    "build_image",
+    "cancel_step",
+    "check_step",
+    "poll_step",
+    "register_flavors",
+    "submit_step",
+]
 
 FLAVOR = "docker"
 REGISTRY_FLAVOR = "default"
@@ -66,9 +76,19 @@ def register_flavors(register: Callable[[Flavor], None]) -> None:
 
 
 @hookimpl
+def check_step(step: PlannedStep, component: Component) -> list[str] | None:
+    """The pre-flight: the image's and the container's settings, before anything is built."""
+    from stepframe_docker._checks import builder_problems, operator_problems, registry_problems
+
+    if component.kind is ComponentKind.IMAGE_BUILDER:
+        return builder_problems(step, component)
+    if component.kind is ComponentKind.CONTAINER_REGISTRY:
+        return registry_problems(component)
+    return operator_problems(step)
+
+
+@hookimpl
 def build_image(request: ImageRequest, builder: Component) -> ImageRef | None:
-    if builder.flavor != FLAVOR:
-        return None
     from stepframe_docker._builder import build
 
     return build(request, builder)
@@ -78,8 +98,6 @@ def build_image(request: ImageRequest, builder: Component) -> ImageRef | None:
 def submit_step(
     launch: Launch, operator: Component, credentials: Credentials | None
 ) -> JobHandle | None:
-    if operator.flavor != FLAVOR:
-        return None
     from stepframe_docker._operator import submit
 
     return submit(launch, operator)
@@ -89,8 +107,6 @@ def submit_step(
 def poll_step(
     handle: JobHandle, credentials: Credentials | None, cursor: str | None
 ) -> JobStatus | None:
-    if handle.flavor != FLAVOR:
-        return None
     from stepframe_docker._operator import poll
 
     return poll(handle, cursor)
@@ -98,8 +114,6 @@ def poll_step(
 
 @hookimpl
 def cancel_step(handle: JobHandle, credentials: Credentials | None) -> bool | None:
-    if handle.flavor != FLAVOR:
-        return None
     from stepframe_docker._operator import cancel
 
     return cancel(handle)

@@ -192,21 +192,35 @@ def test_an_allowed_instance_type_runs(stepframe_plugins, stepframe_project, mon
     assert json.loads(launch.environment["STEPFRAME_TAGS"])["team"] == "forecasting"
 
 
-def test_an_instance_type_outside_the_allow_list_is_never_submitted(
+def test_an_instance_type_outside_the_allow_list_is_refused_before_anything_runs(
     stepframe_plugins, stepframe_project, monkeypatch
 ) -> None:
     monkeypatch.setenv("STEPFRAME_POLICY_ALLOWED_INSTANCE_TYPES", ALLOWED)
     cloud = FakeCloud()
     plugins = stepframe_plugins(("policy", plugin), cloud)
     pipe = stepframe_project.load(CLOUD.format(instance_type="ml.p4d.24xlarge"))
-    with pytest.raises(stepframe.RunFailed) as caught:
+    with pytest.raises(stepframe.ConfigError) as caught:  # the pre-flight: exit status 2
         stepframe_project.run(pipe, plugins=plugins)
-    failure = caught.value.failures["train"]
-    assert isinstance(failure, stepframe.StepFailed)
-    assert failure.error_type == "PolicyViolation"
-    assert "asks for instance type 'ml.p4d.24xlarge'" in failure.message
-    assert "allowed: ml.g5.xlarge, ml.m5.large" in failure.message
+    message = str(caught.value)
+    assert "the pre-flight check found 1 problem; nothing was run" in message
+    assert "step 'train': operator 'fakecloud' asks for instance type 'ml.p4d.24xlarge'" in (
+        message
+    )
+    assert "allowed: ml.g5.xlarge, ml.m5.large" in message
     assert cloud.launches == []  # the operator never saw it: nothing to pay for
+    assert stepframe_project.runs() == []
+
+
+def test_the_submit_time_check_is_the_last_line(monkeypatch) -> None:
+    """A policy tightened after the pre-flight still stops the job before it is paid for."""
+    monkeypatch.setenv("STEPFRAME_POLICY_ALLOWED_INSTANCE_TYPES", "ml.m5.large")
+    launch = Launch(
+        "r", "p", "train", 1, "j", "m", "res", ("python",), settings=CloudSettings("ml.g5.xlarge")
+    )
+    operator = Component(ComponentKind.STEP_OPERATOR, "gpu", "fakecloud")
+    wrapper = plugin.submit_step(launch=launch, operator=operator, credentials=None)
+    with pytest.raises(stepframe.StepframeError, match="step 'train': operator 'gpu' asks for"):
+        next(wrapper)
 
 
 def test_without_an_allow_list_any_instance_type_runs(stepframe_plugins, stepframe_project) -> None:
@@ -221,9 +235,9 @@ def test_required_tags_must_be_set(stepframe_plugins, stepframe_project, tmp_pat
     policy_file.write_text(json.dumps({"required_tags": ["team", "project"]}))
     monkeypatch.setenv("STEPFRAME_POLICY_FILE", str(policy_file))
     plugins = stepframe_plugins(("policy", plugin))
-    with pytest.raises(stepframe.RunFailed) as caught:
+    with pytest.raises(stepframe.ConfigError) as caught:
         stepframe_project.run(stepframe_project.load(TAGGED), plugins=plugins)
-    assert "requires tag(s) project" in str(caught.value.failures["tags"])
+    assert "step 'tags': the cost policy requires tag(s) project" in str(caught.value)
 
 
 # ---- the policy's own configuration ---------------------------------------------------------
@@ -285,7 +299,7 @@ def test_the_installed_entry_point_loads(stepframe_plugins) -> None:
     assert (info.distribution, info.module, info.hooks) == (
         "stepframe-policy",
         "stepframe_policy.plugin",
-        ("submit_step",),
+        ("check_step", "submit_step"),
     )
 
 
@@ -295,7 +309,6 @@ def test_a_refused_job_is_not_left_in_the_job_ledger(
     monkeypatch.setenv("STEPFRAME_POLICY_ALLOWED_INSTANCE_TYPES", ALLOWED)
     plugins = stepframe_plugins(("policy", plugin), FakeCloud())
     pipe = stepframe_project.load(CLOUD.format(instance_type="ml.p4d.24xlarge"))
-    with pytest.raises(stepframe.RunFailed) as caught:
+    with pytest.raises(stepframe.ConfigError):
         stepframe_project.run(pipe, plugins=plugins)
-    states = {job["step"]: job["state"] for job in stepframe_project.jobs(caught.value.run_id)}
-    assert states.get("train") in (None, "failed", "cancelled"), states
+    assert stepframe_project.runs() == []  # no run, no ledger, no job

@@ -24,6 +24,7 @@ __all__ = [
     "image_by_digest",
     "input_shape_of",
     "output_path",
+    "request_problems",
     "training_job_name",
 ]
 
@@ -163,13 +164,14 @@ def merged_tags(
     }
 
 
-def _check_environment(
+def _environment_problems(
     step: str, environment: Mapping[str, str], credentials: Credentials | None
-) -> None:
+) -> list[str]:
     where = f"step {step!r} settings.sagemaker.environment"
+    problems = []
     leaked = sorted(set(environment) & set(FORBIDDEN_ENVIRONMENT))
     if leaked:
-        raise ConfigError(
+        problems.append(
             f"{where} sets {', '.join(leaked)}: client credentials never go into a job; the "
             "job runs as the operator's execution_role, give that role the access it needs"
         )
@@ -182,33 +184,35 @@ def _check_environment(
         }
     for name, value in environment.items():
         if value in secrets:
-            raise ConfigError(
+            problems.append(
                 f"{where}[{name!r}] holds the connector's secret key or session token; client "
                 "credentials never go into a job: give the execution_role the access instead"
             )
     if len(environment) > MAX_ENV_ENTRIES:
-        raise ConfigError(
+        problems.append(
             f"{where} has {len(environment)} variables (stepframe's own included); SageMaker "
             f"accepts at most {MAX_ENV_ENTRIES}: pass the rest as a step input"
         )
     for name, value in environment.items():
         if not _ENV_KEY.fullmatch(name) or len(name) > MAX_ENV_CHARS:
-            raise ConfigError(
+            problems.append(
                 f"{where}: variable name {name!r} is not accepted by SageMaker (letters, "
                 f"digits and _, not starting with a digit, at most {MAX_ENV_CHARS} characters)"
             )
         if len(value) > MAX_ENV_CHARS:
-            raise ConfigError(
+            problems.append(
                 f"{where}[{name!r}] is {len(value)} characters; SageMaker accepts at most "
                 f"{MAX_ENV_CHARS} per value: pass longer data as a step input or an "
                 "input channel"
             )
+    return problems
 
 
-def _check_settings(step: str, settings: SageMakerSettings, instance_type: str) -> None:
+def _settings_problems(step: str, settings: SageMakerSettings, instance_type: str) -> list[str]:
     where = f"step {step!r} settings.sagemaker"
+    problems = []
     if not _INSTANCE_TYPE.fullmatch(instance_type):
-        raise ConfigError(
+        problems.append(
             f"{where}.instance_type {instance_type!r} is not a SageMaker instance type; use "
             "an ml.* type (ml.m5.large, ml.g5.xlarge) or 'local' for the SDK's local mode"
         )
@@ -219,17 +223,17 @@ def _check_settings(step: str, settings: SageMakerSettings, instance_type: str) 
     }
     for name, value in positive.items():
         if value < 1:
-            raise ConfigError(f"{where}.{name} must be at least 1, got {value}")
+            problems.append(f"{where}.{name} must be at least 1, got {value}")
     if not settings.use_spot:
         for name in ("max_wait_seconds", "checkpoint_s3_uri"):
             if getattr(settings, name) is not None:
-                raise ConfigError(
+                problems.append(
                     f"{where}.{name} applies to managed spot training only; set "
                     "use_spot = true or remove it"
                 )
     wait = settings.max_wait_seconds
     if settings.use_spot and wait is not None and wait < settings.max_runtime_seconds:
-        raise ConfigError(
+        problems.append(
             f"{where}.max_wait_seconds ({wait}) must be at least max_runtime_seconds "
             f"({settings.max_runtime_seconds}): it counts the wait for spot capacity plus "
             "the run"
@@ -237,50 +241,62 @@ def _check_settings(step: str, settings: SageMakerSettings, instance_type: str) 
     if settings.checkpoint_s3_uri is not None and not settings.checkpoint_s3_uri.startswith(
         "s3://"
     ):
-        raise ConfigError(f"{where}.checkpoint_s3_uri must be an s3:// URI")
+        problems.append(f"{where}.checkpoint_s3_uri must be an s3:// URI")
     keep = settings.keep_alive_seconds
     if keep is not None:
         if not 0 <= keep <= MAX_KEEP_ALIVE_SECONDS:
-            raise ConfigError(
+            problems.append(
                 f"{where}.keep_alive_seconds must be 0 to {MAX_KEEP_ALIVE_SECONDS}, got {keep}"
             )
         if settings.use_spot:
-            raise ConfigError(
+            problems.append(
                 f"{where}: SageMaker warm pools (keep_alive_seconds) do not work with spot "
                 "training (use_spot); choose one"
             )
     retries = settings.retry_attempts
     if retries is not None and not 1 <= retries <= MAX_RETRY_ATTEMPTS:
-        raise ConfigError(
+        problems.append(
             f"{where}.retry_attempts must be 1 to {MAX_RETRY_ATTEMPTS} (SageMaker's own "
             f"retries of a job that failed with an internal error), got {retries}"
         )
     if bool(settings.subnets) != bool(settings.security_group_ids):
-        raise ConfigError(
+        problems.append(
             f"{where}: a VPC needs both subnets and security_group_ids; set both or neither"
         )
     for name, uri in settings.input_channels.items():
         if not _CHANNEL_NAME.fullmatch(name):
-            raise ConfigError(
+            problems.append(
                 f"{where}.input_channels: channel name {name!r} is not accepted by SageMaker "
                 "(letters, digits, '.', '-', '_', at most 64)"
             )
         if not uri.startswith("s3://"):
-            raise ConfigError(f"{where}.input_channels[{name!r}] must be an s3:// URI")
+            problems.append(f"{where}.input_channels[{name!r}] must be an s3:// URI")
+    return problems
 
 
-def _check_tags(step: str, tags: Mapping[str, str]) -> None:
+def _tag_problems(step: str, tags: Mapping[str, str]) -> list[str]:
+    problems = []
     if len(tags) > MAX_TAGS:
-        raise ConfigError(
+        problems.append(
             f"step {step!r} settings.sagemaker.tags: {len(tags)} tags with stepframe's 4; "
             f"SageMaker accepts at most {MAX_TAGS}"
         )
     for key, value in tags.items():
         if not 1 <= len(key) <= 128 or len(value) > 256:
-            raise ConfigError(
+            problems.append(
                 f"step {step!r} settings.sagemaker.tags[{key!r}]: keys take 1 to 128 "
                 "characters and values at most 256"
             )
+    return problems
+
+
+def _role_problems(config: SageMakerOperatorConfig) -> list[str]:
+    if _ROLE_ARN.fullmatch(config.execution_role):
+        return []
+    return [
+        f"the sagemaker operator's execution_role {config.execution_role!r} is not an IAM "
+        "role ARN (arn:aws:iam::123456789012:role/NAME)"
+    ]
 
 
 def _check_extra(step: str, extra: Mapping[str, Any], members: Mapping[str, Any]) -> None:
@@ -297,6 +313,33 @@ def _check_extra(step: str, extra: Mapping[str, Any], members: Mapping[str, Any]
                 f"{where}[{key!r}] is not a CreateTrainingJob field; {hint}see the SageMaker "
                 "CreateTrainingJob API reference"
             )
+
+
+def request_problems(
+    launch: Launch,
+    config: SageMakerOperatorConfig,
+    settings: SageMakerSettings,
+    credentials: Credentials | None,
+) -> list[str]:
+    """Everything in a launch's settings that SageMaker would refuse, each problem a line
+    naming the setting and the fix: the rules CreateTrainingJob's reference states, and
+    those it cannot state (spot, warm pools, VPC, credentials in the job).
+
+    The pre-flight calls it for every step before anything runs; `build_request` calls
+    it again at submit time, the last line before money is spent.  The checks against
+    SageMaker's API model (``extra_request``) are `build_request`'s.
+    """
+    instance_type = settings.instance_type or config.instance_type
+    problems = _settings_problems(launch.step, settings, instance_type)
+    problems += _role_problems(config)
+    environment = merged_environment(launch, config, settings)
+    problems += _environment_problems(launch.step, environment, credentials)
+    problems += _tag_problems(launch.step, merged_tags(launch, config, settings))
+    try:
+        output_path(launch, config)
+    except ConfigError as error:
+        problems.append(str(error))
+    return problems
 
 
 def build_request(
@@ -317,20 +360,15 @@ def build_request(
         the request (``client.meta.service_model``); loaded from botocore when None.
     :raises ConfigError: for anything AWS would refuse, naming the setting to change.
     """
+    problems = request_problems(launch, config, settings, credentials)
+    if problems:
+        raise ConfigError("; ".join(problems))
     instance_type = settings.instance_type or config.instance_type
-    _check_settings(launch.step, settings, instance_type)
-    if not _ROLE_ARN.fullmatch(config.execution_role):
-        raise ConfigError(
-            f"the sagemaker operator's execution_role {config.execution_role!r} is not an IAM "
-            "role ARN (arn:aws:iam::123456789012:role/NAME)"
-        )
     environment = merged_environment(launch, config, settings)
-    _check_environment(launch.step, environment, credentials)
     for item in ENTRYPOINT:
         if len(item) > MAX_ENTRYPOINT_ITEM:  # a guard should ENTRYPOINT ever grow
             raise ConfigError(f"entry point item {item[:40]!r}... exceeds 256 characters")
     tags = merged_tags(launch, config, settings)
-    _check_tags(launch.step, tags)
 
     resources: dict[str, Any] = {
         "InstanceType": instance_type,

@@ -56,6 +56,7 @@ def register_flavors(register: Callable[[Flavor], None]) -> None:
             name="local",
             config_class=LocalArtifactStoreConfig,
             description="Artifacts as files on this machine (file:// URIs)",
+            uri_schemes=("file",),
         )
     )
 

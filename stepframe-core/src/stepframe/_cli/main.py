@@ -89,7 +89,10 @@ def cli(ctx: click.Context) -> None:
 )
 @click.option("--no-cache", is_flag=True, help="Run every step, even unchanged ones.")
 @click.option(
-    "--dry-run", is_flag=True, help="Print each step's operator and settings; run nothing."
+    "--dry-run",
+    is_flag=True,
+    help="Check every step with its plugins (the pre-flight), print the DAG, each step's "
+    "operator, settings and whether it would come from the cache; run nothing.",
 )
 @click.option(
     "--resume", "resume", metavar="RUN_ID", default=None, help="Continue an interrupted run."
@@ -121,12 +124,10 @@ def run(
     pipeline = load_pipeline(target)
     spec = pipeline.compile()
     if dry_run:
-        for row in plan_rows(spec, stack=stack_name, run_settings=run_settings):
-            click.echo(f"{row['step']}: operator {row['operator']} (flavor {row['flavor']})")
-            for key, values in row["settings"].items():
-                click.echo(
-                    f"    settings.{key} = {json.dumps(values, sort_keys=True, default=str)}"
-                )
+        _print_dry_run(
+            spec.name,
+            plan_rows(spec, stack=stack_name, run_settings=run_settings, use_cache=not no_cache),
+        )
         return
     run_pipeline(
         spec,
@@ -137,6 +138,24 @@ def run(
         resume=resume,
         source=_absolute(*split_target(target)),
     )
+
+
+def _print_dry_run(pipeline: str, rows: list[dict[str, Any]]) -> None:
+    """The plan a dry run checked: per step its operator, the DAG edges into it, its
+    settings and what it would do about the cache (on stdout, one block per step)."""
+    stack = rows[0]["stack"] if rows else "?"
+    click.echo(
+        f"stepframe: pre-flight passed: pipeline {pipeline!r}, {len(rows)} steps, "
+        f"stack {stack!r}; nothing was run",
+        err=True,
+    )
+    for row in rows:
+        click.echo(f"{row['step']}: operator {row['operator']} (flavor {row['flavor']})")
+        for edge in row["edges"]:
+            click.echo(f"    input {edge['input']} <- {edge['from']}.{edge['output']}")
+        for key, values in row["settings"].items():
+            click.echo(f"    settings.{key} = {json.dumps(values, sort_keys=True, default=str)}")
+        click.echo(f"    cache: {row['cache']}")
 
 
 def _absolute(path: Path, name: str | None) -> str:

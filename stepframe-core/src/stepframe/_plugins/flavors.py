@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import attrs
+
 from stepframe._types import ComponentKind, Flavor
 
-__all__ = ["KNOWN_FLAVOR_DISTRIBUTIONS", "FlavorRegistry"]
+__all__ = ["KNOWN_FLAVOR_DISTRIBUTIONS", "Claimed", "FlavorRegistry"]
 
 # Flavors we know a published distribution provides, to tell the user what to install.
 KNOWN_FLAVOR_DISTRIBUTIONS: dict[str, str] = {
@@ -16,28 +18,53 @@ KNOWN_FLAVOR_DISTRIBUTIONS: dict[str, str] = {
 }
 
 
+@attrs.frozen
+class Claimed:
+    """A flavor name or URI scheme a plugin asked for that another plugin already has.
+
+    :param what: ``"step_operator flavor 'x'"`` or ``"URI scheme 's3'"``.
+    :param owner: the plugin that registered it first, and keeps it.
+    """
+
+    what: str
+    owner: str
+
+
 class FlavorRegistry:
-    """Flavors by kind and name, each with the plugin that registered it."""
+    """Flavors by kind and name, each with the plugin that registered it, and the URI
+    schemes artifact store flavors declared."""
 
     def __init__(self) -> None:
         self._flavors: dict[tuple[ComponentKind, str], tuple[Flavor, str]] = {}
+        self._schemes: dict[str, tuple[Flavor, str]] = {}
 
-    def add(self, flavor: Flavor, plugin: str) -> None:
+    def add(self, flavor: Flavor, plugin: str) -> list[Claimed]:
+        """Register ``flavor`` for ``plugin``; the first plugin to claim a name keeps it.
+
+        :return: what ``plugin`` asked for that another plugin already had (the flavor,
+            or some of its URI schemes); empty when everything was free.
+        """
         if not isinstance(flavor, Flavor):
             raise TypeError(f"register() takes a stepframe Flavor, not {flavor!r}")
         key = (ComponentKind(flavor.kind), flavor.name)
         if key in self._flavors:
             other = self._flavors[key][1]
-            raise ValueError(
-                f"{flavor.kind.value} flavor {flavor.name!r} is already registered "
-                f"by plugin {other!r}"
-            )
+            return [Claimed(f"{flavor.kind.value} flavor {flavor.name!r}", other)]
         self._flavors[key] = (flavor, plugin)
+        taken = []
+        for scheme in flavor.uri_schemes:
+            if scheme in self._schemes:
+                taken.append(Claimed(f"URI scheme {scheme!r}", self._schemes[scheme][1]))
+            else:
+                self._schemes[scheme] = (flavor, plugin)
+        return taken
 
     def remove_plugin(self, plugin: str) -> None:
         """Forget every flavor ``plugin`` registered (when its registration failed)."""
         for key in [key for key, (_, owner) in self._flavors.items() if owner == plugin]:
             del self._flavors[key]
+        for scheme in [s for s, (_, owner) in self._schemes.items() if owner == plugin]:
+            del self._schemes[scheme]
 
     def get(self, kind: ComponentKind, name: str) -> Flavor | None:
         entry = self._flavors.get((kind, name))
@@ -46,6 +73,19 @@ class FlavorRegistry:
     def provider(self, kind: ComponentKind, name: str) -> str | None:
         entry = self._flavors.get((kind, name))
         return entry[1] if entry else None
+
+    def scheme_provider(self, scheme: str) -> str | None:
+        """The plugin whose artifact store flavor declared URI ``scheme``, if any."""
+        entry = self._schemes.get(scheme)
+        return entry[1] if entry else None
+
+    def scheme_owners(self) -> set[str]:
+        """The names of the plugins whose store flavors declared URI schemes."""
+        return {owner for _, owner in self._schemes.values()}
+
+    def owners(self) -> set[str]:
+        """The names of the plugins that registered at least one flavor."""
+        return {owner for _, owner in self._flavors.values()}
 
     def of_kind(self, kind: ComponentKind | None = None) -> list[tuple[Flavor, str]]:
         return sorted(

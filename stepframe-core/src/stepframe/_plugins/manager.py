@@ -23,13 +23,14 @@ import pluggy
 from stepframe import hookspecs
 from stepframe._artifacts.materializer import Materializer
 from stepframe._plugins.facade import Hooks
-from stepframe._plugins.flavors import FlavorRegistry
+from stepframe._plugins.flavors import Claimed, FlavorRegistry
 from stepframe._plugins.markers import PROJECT_NAME
 from stepframe._types import Flavor
 
 __all__ = [
     "CORE_DISTRIBUTION",
     "ENTRY_POINT_GROUP",
+    "PluginConflictWarning",
     "PluginInfo",
     "PluginLoadWarning",
     "PluginVersionWarning",
@@ -117,6 +118,32 @@ def _warn(name: str, distribution: str | None, target: str, cause: str) -> None:
         f"entry point {name} = {target}): {cause}",
         PluginLoadWarning,
         stacklevel=3,
+    )
+
+
+class PluginConflictWarning(UserWarning):
+    """Two plugins claim the same flavor name or artifact store URI scheme.
+
+    The plugin registered first (the core's own before any other) keeps it; the other
+    plugin is loaded with the rest of what it registered.
+    """
+
+
+def _label(name: str, infos: Mapping[str, PluginInfo]) -> str:
+    info = infos.get(name)
+    distribution = info.distribution if info is not None else None
+    where = f"distribution {distribution}" if distribution else "registered directly"
+    return f"plugin {name!r} ({where})"
+
+
+def _warn_claimed(claim: Claimed, plugin: str, infos: Mapping[str, PluginInfo]) -> None:
+    warnings.warn(
+        f"stepframe: {_label(plugin, infos)} and {_label(claim.owner, infos)} both provide "
+        f"{claim.what}; {claim.owner!r} keeps it (registered first), {plugin!r} is not "
+        f"used for it. Uninstall one of them, or disable one with "
+        f"{DISABLE_ENV}={plugin}",
+        PluginConflictWarning,
+        stacklevel=4,
     )
 
 
@@ -335,8 +362,11 @@ def load_plugins(
         def register_flavor(
             flavor: Flavor, _plugin: str = plugin_name, _out: list[str] = registered
         ) -> None:
-            flavors.add(flavor, _plugin)
-            _out.append(f"{flavor.kind.value}:{flavor.name}")
+            taken = flavors.add(flavor, _plugin)
+            for claim in taken:
+                _warn_claimed(claim, _plugin, infos)
+            if not any(claim.what.endswith(f"flavor {flavor.name!r}") for claim in taken):
+                _out.append(f"{flavor.kind.value}:{flavor.name}")
 
         def register_materializer(
             materializer: Materializer, _out: list[Materializer] = mine
@@ -363,9 +393,11 @@ def load_plugins(
             materializer_plugins.append(plugin_name)
         infos[plugin_name] = attrs.evolve(info, flavors=tuple(registered))
 
+    typed_hooks = Hooks(manager)
+    typed_hooks.bind(flavors, {name: info.distribution for name, info in infos.items()})
     return Plugins(
         manager=manager,
-        hooks=Hooks(manager),
+        hooks=typed_hooks,
         flavors=flavors,
         materializers=tuple(materializers),
         infos=infos,

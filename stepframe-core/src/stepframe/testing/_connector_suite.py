@@ -91,14 +91,16 @@ class ConnectorSuite:
         )
 
     def test_authenticate_answers_only_for_its_own_flavor(self, connector_plugins: Plugins) -> None:
-        answer = connector_plugins.manager.hook.authenticate(
-            connector=other_flavor_component(ComponentKind.CONNECTOR),
-            resource=ResourceRequest(kind=self.resource_kinds[0]),
-        )
-        assert answer is None, (
-            f"authenticate answered for a connector of another flavor ({answer!r}); return "
-            "None unless connector.flavor is yours"
-        )
+        from stepframe.exceptions import PluginError
+
+        with pytest.raises(PluginError, match="no installed plugin implements"):
+            answer = connector_plugins.hooks.authenticate(
+                other_flavor_component(ComponentKind.CONNECTOR),
+                ResourceRequest(kind=self.resource_kinds[0]),
+            )
+            raise AssertionError(
+                f"authenticate answered for a connector of another flavor ({answer!r})"
+            )
 
     def test_credentials_for_each_declared_resource_kind(self, connector_plugins: Plugins) -> None:
         assert self.resource_kinds, "resource_kinds is empty"

@@ -194,6 +194,16 @@ class TempProject:
         finally:
             self.output = stream.getvalue()
 
+    def runs(self) -> list[tuple[str, str]]:
+        """Every run recorded here, ``(run id, status)``; empty when none ever started
+        (a pipeline refused by the pre-flight leaves nothing behind)."""
+        import sqlite3
+
+        if not (self.state_dir / "runs.db").exists():
+            return []
+        with sqlite3.connect(self.state_dir / "runs.db") as conn:
+            return [(str(a), str(b)) for a, b in conn.execute("SELECT run_id, status FROM runs")]
+
     def jobs(self, run_id: str) -> list[dict[str, Any]]:
         """The job ledger rows of a run: step, attempt, flavor, operator, job_id, state."""
         from stepframe._history.database import RunHistory

@@ -100,14 +100,14 @@ class ImageBuilderSuite:
         )
 
     def test_build_image_answers_only_for_its_own_flavor(self, build_case: BuildCase) -> None:
-        answer = build_case.plugins.manager.hook.build_image(
-            request=self.make_request(build_case.code_root),
-            builder=other_flavor_component(ComponentKind.IMAGE_BUILDER),
-        )
-        assert answer is None, (
-            f"build_image answered {answer!r} for a builder of another flavor; return None "
-            "unless builder.flavor is yours"
-        )
+        from stepframe.exceptions import PluginError
+
+        with pytest.raises(PluginError, match="no installed plugin implements"):
+            answer = build_case.plugins.hooks.build_image(
+                self.make_request(build_case.code_root),
+                other_flavor_component(ComponentKind.IMAGE_BUILDER),
+            )
+            raise AssertionError(f"build_image answered {answer!r} for another flavor")
 
     def test_a_build_returns_the_image_by_digest(self, build_case: BuildCase) -> None:
         image = self.build(build_case)

@@ -188,25 +188,38 @@ class StepOperatorSuite:
     def test_hooks_answer_only_for_their_own_flavor(
         self, operator_harness: OperatorHarness
     ) -> None:
-        hook = operator_harness.plugins.manager.hook
+        """Through the core, another flavor's step or job never reaches this plugin.
+
+        The core dispatches by flavor (a plugin needs no ``if operator.flavor != ...``);
+        this fails when the hooks are not on the plugin that registered the flavor.
+        """
+        from stepframe.exceptions import PluginError
+
+        hooks = operator_harness.plugins.hooks
         launch = operator_harness.launch("double", {"x": 1})
         other = other_flavor_component(ComponentKind.STEP_OPERATOR)
-        answer = hook.submit_step(launch=launch, operator=other, credentials=None)
-        assert answer is None, (
-            f"submit_step answered {answer!r} for an operator of flavor {other.flavor!r}; "
-            "return None unless operator.flavor is yours"
-        )
         handle = JobHandle(flavor=other.flavor, operator=other.name, job_id="kit-0")
-        for name, kwargs in (
-            ("poll_step", {"handle": handle, "credentials": None, "cursor": None}),
-            ("cancel_step", {"handle": handle, "credentials": None}),
-            ("fetch_artifacts", {"handle": handle, "launch": launch}),
-        ):
-            answer = getattr(hook, name)(**kwargs)
-            assert answer is None, (
-                f"{name} answered {answer!r} for a job of flavor {other.flavor!r}; "
-                "return None unless handle.flavor is yours"
-            )
+        calls: list[tuple[str, Any]] = [
+            ("submit_step", lambda: hooks.submit_step(launch, other, None)),
+            ("poll_step", lambda: hooks.poll_step(handle, None, None)),
+            ("cancel_step", lambda: hooks.cancel_step(handle, None)),
+        ]
+        for name, call in calls:
+            with pytest.raises(PluginError, match="no installed plugin implements"):
+                answer = call()
+                raise AssertionError(
+                    f"{name} answered {answer!r} for flavor {other.flavor!r}, which no plugin "
+                    "registered"
+                )
+        answer = hooks.fetch_artifacts(handle, launch)
+        assert answer is None, f"fetch_artifacts answered {answer!r} for another flavor's job"
+        owner = operator_harness.plugins.flavors.provider(ComponentKind.STEP_OPERATOR, self.flavor)
+        implemented = operator_harness.plugins.infos[str(owner)].hooks
+        missing = {"submit_step", "poll_step", "cancel_step"} - set(implemented)
+        assert not missing, (
+            f"plugin {owner!r} registered flavor {self.flavor!r} but does not implement "
+            f"{sorted(missing)}: the core calls a flavor's hooks on the plugin that registered it"
+        )
 
     def test_submit_poll_and_fetch_outputs(self, operator_harness: OperatorHarness) -> None:
         harness = operator_harness

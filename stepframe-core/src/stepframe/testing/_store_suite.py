@@ -195,13 +195,16 @@ class ArtifactStoreSuite:
         assert store_case.store.root_uri.startswith(f"{self.scheme}:"), (
             f"the store's root_uri {store_case.store.root_uri!r} is not a {self.scheme}: URI"
         )
-        other = store_case.plugins.manager.hook.open_artifact_store(
-            uri="stepframe-kit-nowhere://bucket/prefix", credentials=None
-        )
-        assert other is None, (
-            f"open_artifact_store answered {other!r} for a URI of another scheme; return "
-            "None unless you handle the URI's scheme"
-        )
+        from stepframe.exceptions import PluginError
+
+        with pytest.raises(PluginError, match="no installed plugin implements"):
+            other = store_case.plugins.hooks.open_artifact_store(
+                "stepframe-kit-nowhere://bucket/prefix", None
+            )
+            raise AssertionError(
+                f"open_artifact_store answered {other!r} for a URI of another scheme; declare "
+                "your schemes in Flavor.uri_schemes (or return None for others' URIs)"
+            )
 
     def test_write_read_and_exists(self, store_case: StoreCase) -> None:
         store = store_case.store
