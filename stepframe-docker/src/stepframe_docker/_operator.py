@@ -18,7 +18,16 @@ import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stepframe import Component, ImageRef, JobHandle, JobState, JobStatus, Launch
+from stepframe import (
+    Component,
+    ImageRef,
+    JobHandle,
+    JobNotFound,
+    JobState,
+    JobStatus,
+    Launch,
+    SubmitAmbiguousError,
+)
 from stepframe_docker._engine import (
     client_for,
     engine_address,
@@ -39,7 +48,7 @@ if TYPE_CHECKING:
     import docker
     from docker.models.containers import Container
 
-__all__ = ["cancel", "image_reference", "poll", "submit"]
+__all__ = ["cancel", "find", "image_reference", "poll", "reap", "submit"]
 
 FLAVOR = "docker"
 LABEL = "stepframe.job"
@@ -47,8 +56,9 @@ LABEL = "stepframe.job"
 # project are found again by label (see `reap`).
 MARKS_LABEL = "stepframe.marks"
 # An ended container of this project that nobody removed for this long has no follower
-# left (followers poll at least every few seconds), so `reap` removes it.
-UNFOLLOWED_SECONDS = 120.0
+# left (followers poll every few seconds and remove it), so `reap` removes it.  Long
+# enough that a `run --resume` soon after a crash still reads the container's last lines.
+UNFOLLOWED_SECONDS = 3600.0
 _ACTIVE = ("created", "running", "restarting", "paused")
 
 # Per process: consecutive polls that found no engine, the last state a poll saw, and the
@@ -196,8 +206,60 @@ def submit(launch: Launch, operator: Component) -> JobHandle:
             f"{error.explanation or error}"
         ) from None
     except (DockerException, OSError) as error:
-        raise engine_error(error, docker_host) from None
+        lost = engine_error(error, docker_host)
+        if _never_reached_the_engine(error, lost):
+            raise lost from None
+        # The request may have been carried out: the container may exist, even run.
+        raise SubmitAmbiguousError(
+            f"step {launch.step!r}: the connection to the Docker engine broke while "
+            f"creating and starting container {launch.job_name} ({lost.cause}); it may exist"
+        ) from None
     return _handle(operator, container, launch, settings, folder)
+
+
+def _never_reached_the_engine(error: BaseException, lost: EngineUnavailableError) -> bool:
+    """True when the failed call provably never reached the engine: no socket to connect
+    to, or the connection was refused.  (The SDK connects lazily, so requests reports
+    even those as "Connection aborted"; the cause inside tells them apart.)"""
+    if lost.cause.startswith("there is no socket") or "permission denied" in lost.cause:
+        return True
+    text = repr(error)
+    return any(
+        sign in text for sign in ("FileNotFoundError", "ConnectionRefusedError", "Errno 111")
+    )
+
+
+def find(launch: Launch, operator: Component) -> JobHandle | JobNotFound | None:
+    """The container of a launch whose submit answer was lost, by its deterministic name.
+
+    A container that was created but never started ran nothing: it is removed, and the
+    job reported absent, so the core submits the attempt afresh.
+    """
+    from docker.errors import APIError, NotFound
+
+    docker_host = getattr(operator.config, "docker_host", None)
+    try:
+        client = client_for(docker_host)
+        with engine_calls(docker_host):
+            try:
+                container = client.containers.get(launch.job_name)
+            except NotFound:
+                return JobNotFound(f"the Docker engine has no container {launch.job_name}")
+            if container.labels.get(LABEL) != launch.job_name:
+                return None  # a container of that name that stepframe did not make
+            if container.status == "created":
+                try:
+                    container.remove(force=True)
+                except NotFound:
+                    pass
+                except APIError:
+                    return None
+                return JobNotFound(
+                    f"container {launch.job_name} was created but never started; removed"
+                )
+    except EngineUnavailableError:
+        return None  # cannot tell now; the core asks again later
+    return _handle(operator, container, launch, _settings(launch), marks_folder(launch.workdir))
 
 
 def _handle(

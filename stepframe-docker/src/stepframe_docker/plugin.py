@@ -19,6 +19,7 @@ from stepframe import (
     ImageRef,
     ImageRequest,
     JobHandle,
+    JobNotFound,
     JobStatus,
     Launch,
     PlannedStep,
@@ -35,6 +36,7 @@ __all__ = [
     "build_image",
     "cancel_step",
     "check_step",
+    "find_job",
     "poll_step",
     "register_flavors",
     "submit_step",
@@ -117,3 +119,13 @@ def cancel_step(handle: JobHandle, credentials: Credentials | None) -> bool | No
     from stepframe_docker._operator import cancel
 
     return cancel(handle)
+
+
+@hookimpl
+def find_job(
+    launch: Launch, operator: Component, credentials: Credentials | None
+) -> JobHandle | JobNotFound | None:
+    """The container of a launch whose submit answer was lost, by its name (the job name)."""
+    from stepframe_docker._operator import find
+
+    return find(launch, operator)

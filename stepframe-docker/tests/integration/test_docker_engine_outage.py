@@ -25,7 +25,17 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pytest
 
-from stepframe import Component, ComponentKind, ImageRef, JobHandle, JobState, JobStatus, Launch
+from stepframe import (
+    Component,
+    ComponentKind,
+    ImageRef,
+    JobHandle,
+    JobNotFound,
+    JobState,
+    JobStatus,
+    Launch,
+    SubmitAmbiguousError,
+)
 from stepframe_docker import BuildReport, DockerOperatorConfig, EngineUnavailableError, plugin
 
 if TYPE_CHECKING:
@@ -44,6 +54,13 @@ class EngineProxy:
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._listener: socket.socket | None = None
+        self._drop_answer_to: re.Pattern[bytes] | None = None
+
+    def drop_answer_to(self, request: bytes) -> None:
+        """Pass the next request matching ``request`` (a regex on its first bytes) on to
+        the engine, then close the connection instead of passing back the answer."""
+        with self._lock:
+            self._drop_answer_to = re.compile(request)
 
     @property
     def url(self) -> str:
@@ -87,13 +104,39 @@ class EngineProxy:
                     _close(upstream)
                     return
                 self._connections.update((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+            answer_lost = threading.Event()
+            threading.Thread(
+                target=self._requests, args=(client, upstream, answer_lost), daemon=True
+            ).start()
+            threading.Thread(
+                target=_answers, args=(upstream, client, answer_lost), daemon=True
+            ).start()
+
+    def _requests(
+        self, client: socket.socket, upstream: socket.socket, answer_lost: threading.Event
+    ) -> None:
+        def watch(data: bytes) -> None:
+            with self._lock:
+                pattern = self._drop_answer_to
+                if pattern is not None and pattern.match(data):
+                    self._drop_answer_to = None
+                    answer_lost.set()
+
+        _pump(client, upstream, watch)
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
+def _answers(upstream: socket.socket, client: socket.socket, answer_lost: threading.Event) -> None:
+    def drop(data: bytes) -> None:
+        if answer_lost.is_set():
+            raise OSError("the answer is lost on the way")
+
+    _pump(upstream, client, drop)
+
+
+def _pump(source: socket.socket, sink: socket.socket, before: Callable[[bytes], None]) -> None:
     try:
         while data := source.recv(65536):
+            before(data)
             sink.sendall(data)
     except OSError:
         pass
@@ -231,7 +274,8 @@ def test_engine_lost_during_a_run_then_resume_finishes_and_removes_the_container
     fix = f"Start the Docker engine (dockerd) and run `stepframe run --resume {run_id}`"
     assert "EngineUnavailableError" in output + errors and fix in output + errors, output + errors
     assert f"there is no socket at {proxy.path}" in output + errors
-    assert "Traceback" not in errors and "Exception in thread" not in errors, errors
+    for text in (output, errors):
+        assert "Traceback" not in text and "Exception in thread" not in text, text
     # Left behind until the engine answers again.
     assert _gone(engine, label), "the container should outlive the lost engine"
 
@@ -247,7 +291,7 @@ def test_engine_lost_during_a_run_then_resume_finishes_and_removes_the_container
         check=False,
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "Traceback" not in resumed.stderr, resumed.stderr
+    assert "Traceback" not in resumed.stdout + resumed.stderr, resumed.stderr
     assert _gone(engine, label) == []
     # Re-attached, not run again.
     assert (gate / "runs").read_text() == "ran\n"
@@ -386,3 +430,53 @@ def test_poll_waits_out_a_blip_then_gives_one_error_and_the_container_is_reaped(
         engine.containers.get(handle.job_id)
     assert "state=<JobState.FAILED" in submitter.stdout, submitter.stdout
     assert "status 137 while the Docker engine was not answering" in submitter.stdout
+
+
+# ---- a submit whose answer is lost: ambiguous, and find_job settles it ----
+
+
+def test_a_lost_answer_to_start_is_ambiguous_and_find_job_adopts_the_container(
+    image: ImageRef, engine: docker.DockerClient, proxy: EngineProxy, tmp_path: Path
+) -> None:
+    operator = _operator(proxy.url)
+    launch = _launch(image, tmp_path, "python", "-c", "print('ran', flush=True)")
+    proxy.drop_answer_to(rb"POST \S*/containers/\S+/start ")
+    with pytest.raises(SubmitAmbiguousError, match=launch.job_name):
+        plugin.submit_step(launch=launch, operator=operator, credentials=None)
+    found = plugin.find_job(launch=launch, operator=operator, credentials=None)
+    assert isinstance(found, JobHandle), found
+    assert found.job_id == engine.containers.get(launch.job_name).id
+    status = _poll(found)
+    cursor = status.cursor
+    lines = list(status.log_lines)
+    for _ in range(600):
+        if status.state.is_terminal:
+            break
+        threading.Event().wait(0.1)
+        status = _poll(found, cursor)
+        cursor = status.cursor
+        lines += status.log_lines
+    assert status.state is JobState.SUCCEEDED and lines == ["ran"], (status, lines)
+
+
+def test_a_lost_answer_to_create_leaves_no_container_that_never_ran(
+    image: ImageRef, engine: docker.DockerClient, proxy: EngineProxy, tmp_path: Path
+) -> None:
+    from docker.errors import NotFound
+
+    operator = _operator(proxy.url)
+    launch = _launch(image, tmp_path, "python", "-c", "print('ran')")
+    proxy.drop_answer_to(rb"POST \S*/containers/create")
+    with pytest.raises(SubmitAmbiguousError):
+        plugin.submit_step(launch=launch, operator=operator, credentials=None)
+    assert engine.containers.get(launch.job_name).status == "created"
+    found = plugin.find_job(launch=launch, operator=operator, credentials=None)
+    assert isinstance(found, JobNotFound), found
+    assert "never started" in found.reason
+    with pytest.raises(NotFound):
+        engine.containers.get(launch.job_name)
+    # With no engine at all, nothing can be told: neither found nor absent.
+    proxy.cut()
+    assert plugin.find_job(launch=launch, operator=operator, credentials=None) is None
+    with pytest.raises(EngineUnavailableError, match="no socket"):
+        plugin.submit_step(launch=launch, operator=operator, credentials=None)
