@@ -273,6 +273,9 @@ class JobStatus:
     :param detail: a backend-specific status to show (SageMaker's secondary status).
     :param failure_reason: the backend's reason when the state is FAILED.
     :param poll_after: seconds the backend suggests waiting before the next poll.
+    :param retryable: the job FAILED for a reason that a new attempt may not meet (its
+        spot capacity was reclaimed, a host died); ``@step(retries=..., retry_on=
+        "retryable")`` retries only such failures.
     """
 
     state: JobState
@@ -281,6 +284,7 @@ class JobStatus:
     detail: str = ""
     failure_reason: str | None = None
     poll_after: float | None = None
+    retryable: bool = False
 
 
 @attrs.frozen

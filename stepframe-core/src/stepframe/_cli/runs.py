@@ -72,11 +72,16 @@ def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
         run = history.get_run(run_id)
         steps = history.get_steps(run.run_id)
         artifacts = history.get_artifacts(run.run_id)
+        jobs = history.list_jobs(run_id=run.run_id)
     if as_json:
         document = {
             "run": attrs.asdict(run),
             "steps": [attrs.asdict(s) for s in steps],
             "artifacts": [attrs.asdict(a) for a in artifacts],
+            "jobs": [
+                {**attrs.asdict(j, filter=lambda a, _v: a.name not in ("handle", "launch"))}
+                for j in jobs
+            ],
         }
         click.echo(json.dumps(document, indent=2))
         return
@@ -103,16 +108,26 @@ def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
                 s.step,
                 s.status,
                 s.operator or "-",
+                str(s.attempt) if s.attempt else "-",
                 s.job_id or "-",
                 _duration(s.started_at, s.ended_at),
                 _first_line(s.error),
             ]
             for s in steps
         ]
-        headers = ["STEP", "STATUS", "OPERATOR", "JOB ID", "DURATION", "ERROR"]
+        headers = ["STEP", "STATUS", "OPERATOR", "ATTEMPT", "JOB ID", "DURATION", "ERROR"]
         click.echo(_table(headers, step_rows, indent=2))
     else:
         click.echo("  (none recorded)")
+
+    if any(j.attempt > 1 for j in jobs):  # retries and resumes: every attempt's job
+        click.echo("\nattempts")
+        job_rows = [
+            [j.step, str(j.attempt), j.flavor, j.job_id or "-", j.state, j.note or ""]
+            for j in jobs
+        ]
+        headers = ["STEP", "ATTEMPT", "FLAVOR", "JOB ID", "STATE", "NOTE"]
+        click.echo(_table(headers, job_rows, indent=2))
 
     click.echo("\nartifacts")
     if artifacts:

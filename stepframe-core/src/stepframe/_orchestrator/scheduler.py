@@ -294,30 +294,69 @@ class Scheduler:
         self._mark(name, "running", detail=detail)
 
         def target() -> None:
-            current = runner
             try:
-                if earlier is not None:
-                    job, ended = earlier
-                    assert job.handle is not None
-                    try:
-                        outputs = current.reattach(job.handle, job.id, ended=ended)
-                    except JobLost as lost:
-                        # Killed together with its orchestrator: the exit status is
-                        # unknown, which is not success.  Run the step again.
-                        current = self._runner(name, inputs, history.allocate_attempt(run_id, name))
-                        self.running[name] = current
-                        self.context.console.message(
-                            f"step {name!r}: {lost}; submitting attempt {current.attempt}"
-                        )
-                        outputs = current.run()
-                else:
-                    outputs = current.run()
+                outputs = self._attempts(name, inputs, runner, earlier)
             except BaseException as error:  # reported to the scheduler, never lost
                 self.finished.put((name, None, error))
             else:
                 self.finished.put((name, outputs, None))
 
         threading.Thread(target=target, name=f"stepframe-{name}", daemon=True).start()
+
+    def _attempts(
+        self,
+        name: str,
+        inputs: Mapping[str, ArtifactRef],
+        runner: StepRunner,
+        earlier: tuple[JobRecord, JobState | None] | None,
+    ) -> dict[str, ArtifactRef]:
+        """Run a step's attempts (on a runner thread) until one succeeds, or no retry of
+        ``@step(retries=...)`` is left; each attempt is a new job with its own number."""
+        step = self.context.spec.steps[name].step
+        retries_left = step.retries
+        current = runner
+        while True:
+            try:
+                if earlier is None:
+                    return current.run()
+                job, ended = earlier
+                earlier = None
+                assert job.handle is not None
+                try:
+                    return current.reattach(job.handle, job.id, ended=ended)
+                except JobLost as lost:
+                    # Killed together with its orchestrator: the exit status is unknown,
+                    # which is not success.  Run the step again.
+                    current = self._next_attempt(name, inputs, f"{lost}")
+                    return current.run()
+            except StepFailed as failure:
+                retryable = step.retry_on == "any" or current.retryable_failure
+                if retries_left == 0 or not retryable or self.context.cancel_event.is_set():
+                    raise
+                retries_left -= 1
+                reason = str(failure).splitlines()[0]
+                self.context.console.message(
+                    f"step {name!r}: attempt {current.attempt} failed ({reason}); retrying"
+                    + (f" in {step.retry_delay:g} s" if step.retry_delay else "")
+                    + f" ({retries_left} retr{'y' if retries_left == 1 else 'ies'} left after)"
+                )
+                if self.context.cancel_event.wait(step.retry_delay):
+                    raise StepCancelled() from None
+                current = self._next_attempt(name, inputs, None)
+
+    def _next_attempt(
+        self, name: str, inputs: Mapping[str, ArtifactRef], why: str | None
+    ) -> StepRunner:
+        """A runner for the step's next attempt, registered so that a cancel reaches it."""
+        runner = self._runner(
+            name, inputs, self.context.history.allocate_attempt(self.context.run_id, name)
+        )
+        self.running[name] = runner
+        if why is not None:
+            self.context.console.message(
+                f"step {name!r}: {why}; submitting attempt {runner.attempt}"
+            )
+        return runner
 
     def _record_end(
         self, name: str, outputs: dict[str, ArtifactRef] | None, error: BaseException | None

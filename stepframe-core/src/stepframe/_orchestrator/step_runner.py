@@ -123,6 +123,10 @@ class StepRunner:
         self._cancel_sent = False
         self._job_row: int | None = None
         self._reattached = False
+        self._timed_out = False
+        #: Whether the attempt's failure is one that ``@step(retry_on="retryable")``
+        #: retries: the operator said so (``JobStatus.retryable``), or it timed out.
+        self.retryable_failure = False
 
     # ---- the happy path -------------------------------------------------------------
 
@@ -235,9 +239,19 @@ class StepRunner:
             raise
         assert self._job_row is not None
         reached("before-finish", self.spec.name)
+        if self._timed_out and not self._cancel_requested:
+            self.retryable_failure = True
+            ctx.history.update_job_state(self._job_row, JobState.FAILED, note="timed out")
+            raise StepFailed(
+                self.spec.name,
+                "StepTimeout",
+                f"attempt {self.attempt} ran longer than the step's timeout "
+                f"({self.spec.step.timeout:g} s) and was cancelled",
+            )
         ctx.history.update_job_state(self._job_row, status.state)
         if status.state is JobState.CANCELLED or self._cancel_requested:
             raise StepCancelled()
+        self.retryable_failure = status.state is JobState.FAILED and status.retryable
         result = ctx.plugins.hooks.fetch_artifacts(handle, launch) or self._read_result(
             launch, status
         )
@@ -339,12 +353,19 @@ class StepRunner:
         )
 
     def _follow(self, handle: JobHandle) -> JobStatus:
-        """Poll until the job ends, streaming its logs; give up shortly after a cancel."""
+        """Poll until the job ends, streaming its logs; give up shortly after a cancel, or
+        after the step's timeout (and a cancel sent for it)."""
         ctx = self.context
         cancel_deadline: list[float] = []
+        timeout = self.spec.step.timeout
+        # Counted from here: the submit (or, on --resume, the re-attach) just happened.
+        timeout_at = None if timeout is None else time.monotonic() + timeout
 
         def give_up() -> bool:
-            if not self._cancel_requested:
+            if timeout_at is not None and not self._timed_out and time.monotonic() > timeout_at:
+                self._timed_out = True
+                self._try_cancel()
+            if not (self._cancel_requested or self._timed_out):
                 return False
             if not cancel_deadline:
                 cancel_deadline.append(time.monotonic() + CANCEL_GRACE_SECONDS)

@@ -7,15 +7,16 @@ Outside a pipeline, a step is its plain function, so it stays easy to unit test.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import inspect
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, overload
+from typing import Any, Literal, get_args, overload
 
 from stepframe.exceptions import PipelineDefinitionError
 
-__all__ = ["OutputRef", "Outputs", "Step", "step"]
+__all__ = ["OutputRef", "Outputs", "RetryOn", "Step", "step"]
 
 EMPTY = inspect.Parameter.empty
 
@@ -77,6 +78,33 @@ def _output_annotations(names: Sequence[str] | None, return_hint: Any) -> dict[s
     return {name: (args[i] if fixed_tuple else EMPTY) for i, name in enumerate(names)}
 
 
+#: Which failures ``@step(retries=...)`` retries.
+RetryOn = Literal["any", "retryable"]
+
+
+def _count(option: str, value: object, step: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PipelineDefinitionError(
+            f"step {step!r}: {option}={value!r}; give a whole number, 0 or more"
+        )
+    return value
+
+
+def _seconds(option: str, value: object, step: str, *, allow_zero: bool = False) -> float:
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (value > 0 or (allow_zero and value == 0))
+    ):
+        least = "0 or more" if allow_zero else "more than 0"
+        raise PipelineDefinitionError(
+            f"step {step!r}: {option}={value!r}; give seconds ({least}) or a datetime.timedelta"
+        )
+    return float(value)
+
+
 class Step:
     """A function that runs as one unit of a pipeline, wherever its operator says."""
 
@@ -89,6 +117,10 @@ class Step:
         settings: Mapping[str, Any] | None = None,
         outputs: Sequence[str] | None = None,
         cache: bool = True,
+        retries: int = 0,
+        retry_delay: float | datetime.timedelta = 0.0,
+        retry_on: RetryOn = "any",
+        timeout: float | datetime.timedelta | None = None,
     ) -> None:
         if not callable(func):
             raise PipelineDefinitionError(f"@step decorates functions, not {func!r}")
@@ -103,6 +135,15 @@ class Step:
         self.operator = operator
         self.settings: dict[str, Any] = dict(settings or {})
         self.cache = cache
+        self.retries = _count("retries", retries, self.name)
+        self.retry_delay = _seconds("retry_delay", retry_delay, self.name, allow_zero=True)
+        if retry_on not in get_args(RetryOn):
+            raise PipelineDefinitionError(
+                f"step {self.name!r}: retry_on={retry_on!r}; use 'any' (every failure) or "
+                "'retryable' (only failures the operator reports as retryable)"
+            )
+        self.retry_on: RetryOn = retry_on
+        self.timeout = None if timeout is None else _seconds("timeout", timeout, self.name)
         self.signature = inspect.signature(func)
         hints = _resolved_hints(func)
         self.input_annotations: dict[str, Any] = {
@@ -129,7 +170,10 @@ class Step:
         settings: Mapping[str, Any] | None = None,
         cache: bool | None = None,
     ) -> Step:
-        """A copy of this step with some options changed; settings merge key by key."""
+        """A copy of this step with some options changed; settings merge key by key.
+
+        Retries and the timeout are kept as they are.
+        """
         merged = {**self.settings, **(settings or {})}
         copy = Step(
             self.func,
@@ -138,6 +182,10 @@ class Step:
             settings=merged,
             outputs=self.output_names if len(self.output_names) > 1 else None,
             cache=self.cache if cache is None else cache,
+            retries=self.retries,
+            retry_delay=self.retry_delay,
+            retry_on=self.retry_on,
+            timeout=self.timeout,
         )
         copy.output_annotations = dict(self.output_annotations)
         return copy
@@ -166,6 +214,10 @@ def step(
     settings: Mapping[str, Any] | None = None,
     outputs: Sequence[str] | None = None,
     cache: bool = True,
+    retries: int = 0,
+    retry_delay: float | datetime.timedelta = 0.0,
+    retry_on: RetryOn = "any",
+    timeout: float | datetime.timedelta | None = None,
 ) -> Callable[[Callable[..., Any]], Step]: ...
 
 
@@ -178,6 +230,10 @@ def step(
     settings: Mapping[str, Any] | None = None,
     outputs: Sequence[str] | None = None,
     cache: bool = True,
+    retries: int = 0,
+    retry_delay: float | datetime.timedelta = 0.0,
+    retry_on: RetryOn = "any",
+    timeout: float | datetime.timedelta | None = None,
 ) -> Step | Callable[[Callable[..., Any]], Step]:
     """Make a function a pipeline step.
 
@@ -188,11 +244,29 @@ def step(
         tuple of that length.  Without it, a ``tuple[A, B]`` return annotation gives
         outputs ``output_0`` and ``output_1``, anything else one output ``output``.
     :param cache: reuse recorded outputs when code, inputs and settings are unchanged.
+    :param retries: how many times a failed attempt is run again, each as a new attempt
+        with its own job (recorded in the ledger).
+    :param retry_delay: seconds (or a ``timedelta``) to wait before each retry.
+    :param retry_on: ``"any"`` retries every failure; ``"retryable"`` only the failures the
+        operator reports as retryable (a reclaimed spot instance, say) and timeouts.
+    :param timeout: seconds (or a ``timedelta``) an attempt may take from its submission;
+        a longer one is cancelled through its operator and fails as timed out.  An
+        in-process step cannot be stopped: it is reported timed out and its result, when
+        it comes, is discarded.
     """
 
     def decorate(function: Callable[..., Any]) -> Step:
         return Step(
-            function, name=name, operator=operator, settings=settings, outputs=outputs, cache=cache
+            function,
+            name=name,
+            operator=operator,
+            settings=settings,
+            outputs=outputs,
+            cache=cache,
+            retries=retries,
+            retry_delay=retry_delay,
+            retry_on=retry_on,
+            timeout=timeout,
         )
 
     if func is not None:
