@@ -29,6 +29,8 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# Headless Chromium: the report and `stepframe ui` tests look at the pages in a real browser.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if ((${#missing[@]})); then
     [[ $(id -u) -eq 0 ]] || die "need root to install ${missing[*]} (apt-get)"
     say "installing ${missing[*]}"
