@@ -1,13 +1,14 @@
 """A signal at any moment of a ``local`` job's start stops every process of that job.
 
 Each trial runs ``stepframe run`` in its own process on a pipeline of two ``local``
-steps that each start a child (``sleep``) and then wait.  The zygote is told, through
-`HOLD_ENV`, to hold every job start at one point -- before it forks, or in the new child
-before it calls ``setsid()`` -- so that SIGINT or SIGTERM lands exactly in that window
-rather than by timing luck; the last trials signal jobs that already run.  Once the
-orchestrator has exited, no process of any job it started may be left: not the job's
-own (known from the ledger's handle, with its start ticks, and from the hold files), not
-the one the step started.
+steps that each start a child (``sleep``) and then wait.  A crash point
+(`stepframe._crashpoints`) holds a job's start at one point -- in the zygote before it
+forks, or in the new child before it calls ``setsid()`` -- so that SIGINT or SIGTERM
+lands exactly in that window rather than by timing luck; the last trials signal jobs
+that already run.  Once the orchestrator has exited, no process of any job it started
+may be left: not the job's own (known from the ledger's handle, with its start ticks,
+and from the crash point's marker), not the one the step started; and the ledger lists
+every job ``cancelled``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from stepframe._builtin.local_zygote import HOLD_ENV
+from stepframe._builtin.local_zygote import BEFORE_FORK, BEFORE_SETSID
 from stepframe._processes import is_running, process_stat
 
 EXIT_INTERRUPTED = 130
@@ -67,10 +68,10 @@ def race():
 
 # (where the job start is held, signal, fresh interpreter)
 TRIALS = [
-    ("before-fork", signal.SIGINT, False),
-    ("before-fork", signal.SIGTERM, False),
-    ("before-setsid", signal.SIGINT, False),
-    ("before-setsid", signal.SIGTERM, False),
+    (BEFORE_FORK, signal.SIGINT, False),
+    (BEFORE_FORK, signal.SIGTERM, False),
+    (BEFORE_SETSID, signal.SIGINT, False),
+    (BEFORE_SETSID, signal.SIGTERM, False),
     (None, signal.SIGINT, False),
     (None, signal.SIGTERM, True),
 ]
@@ -164,28 +165,29 @@ def test_a_signal_during_a_local_jobs_start_stops_all_of_it(
     held.mkdir()
     pids = tmp_path / "pids"
     path = project.write(PIPELINE.format(fresh=fresh, pids=str(pids)))
-    env = {HOLD_ENV: f"{hold}:{held}"} if hold else {}
+    env = {"STEPFRAME_CRASH_AT": hold, "STEPFRAME_CRASH_DIR": str(held)} if hold else {}
     process = cli_popen("run", str(path), env=env)
     lines = Lines(process)
     seen: set[tuple[int, str | None]] = set()
     try:
         if hold:
             # A job start is waiting at the point: the signal lands inside the window.
-            files = _wait_for(lambda: list(held.glob(f"{hold}.*")), f"a job start held {hold}")
-            if hold == "before-setsid":  # a job's own process, not yet leading its group
-                seen.update(_with_ticks(int(name.suffix[1:]) for name in files))
+            marker = held / f"{hold}.reached"
+            holder = int(_wait_for(lambda: marker.exists() and marker.read_text(), str(marker)))
+            if hold == BEFORE_SETSID:  # a job's own process, not yet leading its group
+                seen.update(_with_ticks([holder]))
         else:
             lines.wait_for("| started")
         process.send_signal(signum)
         lines.wait_for("cancelling running steps")
-        if hold == "before-setsid":
+        if hold == BEFORE_SETSID:
             # Let the orchestrator's cancel reach a job that was handed out before it
             # led its own group (the window of the bug: local's cancel_step marks the job
             # before it signals).  Where job starts are answered only once the group
             # exists, no cancel can come before the release: stop waiting after a while.
             jobs = project.state_dir / "jobs"
             _wait_for(lambda: list(jobs.glob("*.cancelled")), "a cancel", timeout=3.0, fail=False)
-        (held / "release").touch()
+        (held / f"{hold}.release").touch()
         code = process.wait(timeout=60)
         output = lines.wait_for(None)
         assert code == EXIT_INTERRUPTED, output
@@ -201,7 +203,7 @@ def test_a_signal_during_a_local_jobs_start_stops_all_of_it(
             states = [job.state for job in history.list_jobs()]
         assert states and set(states) == {"cancelled"}, (states, output)
     finally:
-        (held / "release").touch()
+        (held / f"{hold}.release").touch()
         for pid, ticks in seen:
             if is_running(pid, ticks):
                 os.kill(pid, signal.SIGKILL)

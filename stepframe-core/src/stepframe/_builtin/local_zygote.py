@@ -46,17 +46,16 @@ import select
 import signal
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from stepframe._crashpoints import reached
 from stepframe._processes import process_stat
 
 __all__ = [
     "EXIT_SUFFIX",
-    "HOLD_ENV",
     "PRELOAD",
     "STORE_CREDENTIALS_FD_ENV",
     "credentials_pipe",
@@ -86,12 +85,11 @@ EXIT_SUFFIX = ".exit"
 # end of a pipe that holds them; `stepframe.entrypoint` reads it to the end and closes it).
 STORE_CREDENTIALS_FD_ENV = "STEPFRAME_STORE_CREDENTIALS_FD"
 
-# For tests of cancel races, set in the zygote's environment: "POINT:FOLDER" makes every
-# job start wait at POINT ("before-fork" in the zygote, "before-setsid" in the child)
-# after creating FOLDER/POINT.PID, until FOLDER/release exists.  A test can then land a
-# signal exactly in that window instead of by timing luck.
-HOLD_ENV = "STEPFRAME_TEST_HOLD_JOB_START"
-_hold_at: tuple[str, Path] | None = None
+# Crash points (`stepframe._crashpoints`, set through the zygote's environment) in a job's
+# start, where a test lands a signal exactly instead of by timing luck: in the zygote
+# before it forks, and in the new child before it leads its own process group.
+BEFORE_FORK = "zygote-before-fork"
+BEFORE_SETSID = "job-before-setsid"
 
 # The zygote's own standard streams: a child replaces sys.std* but must never let these
 # objects be collected, since closing them would close the child's log descriptors.
@@ -137,16 +135,6 @@ def credentials_pipe(payload: str) -> int:
     return read_end
 
 
-def _hold(point: str) -> None:
-    """Wait at ``point`` if a test asked for it (see `HOLD_ENV`)."""
-    if _hold_at is None or _hold_at[0] != point:
-        return
-    folder = _hold_at[1]
-    (folder / f"{point}.{os.getpid()}").touch()
-    while not (folder / "release").exists():
-        time.sleep(0.01)
-
-
 def start_ticks(pid: int) -> str | None:
     """The process start time, to tell a process from a later one with the same PID."""
     stat = process_stat(pid)
@@ -187,7 +175,7 @@ def _become_job(request: Mapping[str, Any], inherited: Sequence[int], leader: in
 
     :param leader: the pipe to tell the zygote that this process leads its own group.
     """
-    _hold("before-setsid")
+    reached(BEFORE_SETSID)
     os.setsid()  # its own session and process group: a cancel stops its children too
     # Fails (EPIPE) if the zygote died meanwhile: then nobody got this job's PID and the
     # orchestrator starts the job in a new interpreter, so this one must not run it.
@@ -333,7 +321,7 @@ class _Zygote:
         if threading.active_count() != 1:
             return {"error": "the zygote is not single-threaded; it will not fork"}
         inherited = (self.requests, self.replies, self.wake_read, self.wake_write)
-        _hold("before-fork")
+        reached(BEFORE_FORK)
         leader_read, leader_write = os.pipe()
         try:
             pid = os.fork()
@@ -409,9 +397,7 @@ def _warm_up() -> None:
 
 
 def main() -> int:
-    global _base_path, _hold_at
-    point, _, folder = os.environ.get(HOLD_ENV, "").partition(":")
-    _hold_at = (point, Path(folder)) if point and folder else None
+    global _base_path
     # `python -m` put the zygote's working directory first: no place to import from.
     script_dir = sys.path[0] if sys.path else None
     own_pythonpath = set(_pythonpath(os.environ))
