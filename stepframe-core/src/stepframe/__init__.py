@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from stepframe._artifacts.materializer import Materializer
     from stepframe._artifacts.store import ArtifactStore
+    from stepframe._client.runs import Runs
     from stepframe._config.secrets import SecretRef, resolve_secret
     from stepframe._pipeline.pipeline import Pipeline, pipeline
     from stepframe._pipeline.step import Step, step
@@ -93,6 +94,7 @@ _EXPORTS: dict[str, str] = {
     "ResourceRequest": "stepframe._types",
     "RunCancelled": "stepframe.exceptions",
     "RunFailed": "stepframe.exceptions",
+    "Runs": "stepframe._client.runs",
     "Step": "stepframe._pipeline.step",
     "StepFailed": "stepframe.exceptions",
     "SecretRef": "stepframe._config.secrets",
@@ -136,6 +138,7 @@ __all__ = [
     "ResourceRequest",
     "RunCancelled",
     "RunFailed",
+    "Runs",
     "SecretRef",
     "Step",
     "StepFailed",

@@ -878,6 +878,170 @@ class RunHistory:
             ).fetchall()
         return [_job_record(row) for row in rows]
 
+    # -- read-only views and clean-up (issue 14: the client API, the report, `stepframe
+    # ui`, `runs delete|prune` and `gc`) ------------------------------------------------
+
+    @classmethod
+    def open_read_only(cls, path: Path) -> RunHistory:
+        """The history at ``path`` opened read-only (SQLite ``mode=ro``), for viewers.
+
+        Nothing is created, migrated or switched to WAL, so a viewer never takes a write
+        lock and never blocks a ``stepframe run`` writing the same file.
+        """
+        import urllib.parse
+
+        path = Path(path)
+        if not path.is_file():
+            raise UsageError(
+                f"no runs recorded at {path} yet; run a pipeline first with `stepframe run FILE`"
+            )
+        self = cls.__new__(cls)
+        self.path = path
+        self._lock = threading.Lock()
+        uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+        with self._storage_errors():
+            self._conn = sqlite3.connect(
+                uri,
+                uri=True,
+                timeout=BUSY_TIMEOUT_SECONDS,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        try:
+            with self._storage_errors():
+                self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+                version = self._user_version(self._conn)
+        except BaseException:
+            self._conn.close()
+            raise
+        if version != SCHEMA_VERSION:
+            self._conn.close()
+            raise UsageError(
+                f"run history {path} has schema version {version}, and this stepframe reads "
+                f"version {SCHEMA_VERSION}; "
+                + (
+                    "upgrade stepframe-core"
+                    if version > SCHEMA_VERSION
+                    else "run `stepframe runs list` once to upgrade it"
+                )
+            )
+        return self
+
+    def find_run(self, text: str) -> RunRecord:
+        """The run whose id is ``text``, else the only one whose id contains it."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (text,)
+            ).fetchone()
+            rows = (
+                conn.execute(
+                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE instr(run_id, ?) > 0"
+                    " ORDER BY run_id LIMIT 6",
+                    (text,),
+                ).fetchall()
+                if row is None and text
+                else []
+            )
+        if row is not None:
+            return _run_record(row)
+        if len(rows) == 1:
+            return _run_record(rows[0])
+        if not rows:
+            raise self._no_run(text)
+        shown = ", ".join(str(r[0]) for r in rows[:5])
+        more = ", ..." if len(rows) > 5 else ""
+        raise UsageError(
+            f"run id {text!r} is ambiguous in {self.path}: it matches {shown}{more};"
+            " give more of the id"
+        )
+
+    def query_runs(
+        self,
+        *,
+        pipeline: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = 20,
+    ) -> list[RunRecord]:
+        """Runs newest first, filtered by pipeline, status (``interrupted`` included) and
+        start time (``since <= started_at < until``)."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if pipeline is not None:
+            clauses.append("pipeline = ?")
+            args.append(pipeline)
+        if status is not None:
+            # Interrupted is derived from a running row whose process is gone.
+            clauses.append("status = ?")
+            args.append("running" if status == INTERRUPTED else status)
+        if since is not None:
+            clauses.append("started_at >= ?")
+            args.append(since)
+        if until is not None:
+            clauses.append("started_at < ?")
+            args.append(until)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        derived = status in ("running", INTERRUPTED)
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs{where} ORDER BY started_at DESC, run_id DESC"
+        if limit is not None and not derived:
+            sql += f" LIMIT {int(limit)}"
+        with self._read() as conn:
+            rows = conn.execute(sql, args).fetchall()
+        records = [_run_record(row) for row in rows]
+        if derived:
+            records = [r for r in records if r.status == status]
+        return records if limit is None else records[:limit]
+
+    def pipelines(self) -> list[str]:
+        """The names of every pipeline with a recorded run, sorted."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT DISTINCT pipeline FROM runs ORDER BY pipeline").fetchall()
+        return [str(row[0]) for row in rows]
+
+    def artifact_uris(self) -> set[str]:
+        """Every artifact URI any recorded run references (its own outputs and those it
+        took from the cache): what clean-up must keep."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT DISTINCT uri FROM artifacts").fetchall()
+        return {str(row[0]) for row in rows}
+
+    def delete_runs(self, run_ids: list[str]) -> list[RunRecord]:
+        """Remove runs with their steps, jobs and artifact records; return what was removed.
+
+        A run whose orchestrator is alive is refused (a `UsageError` naming it), and so is
+        a run with a job that may still be running: deleting its records would lose track
+        of a paid job.  The checks and the deletion are one write transaction.
+        """
+        if not run_ids:
+            return []
+        marks = ", ".join("?" * len(run_ids))
+        with self._write() as conn:
+            rows = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id IN ({marks})", run_ids
+            ).fetchall()
+            records = [_run_record(row) for row in rows]
+            missing = sorted(set(run_ids) - {r.run_id for r in records})
+            if missing:
+                raise self._no_run(missing[0])
+            running = [r.run_id for r in records if r.status == "running"]
+            if running:
+                raise UsageError(
+                    f"run {running[0]} is still running; stop it first (or wait for it)"
+                )
+            active = conn.execute(
+                f"SELECT run_id, flavor, coalesce(job_id, '?') FROM jobs WHERE run_id IN ({marks})"
+                f" AND state IN ({', '.join('?' * len(_ACTIVE_JOB_STATES))}) LIMIT 1",
+                [*run_ids, *_ACTIVE_JOB_STATES],
+            ).fetchone()
+            if active is not None:
+                raise UsageError(
+                    f"run {active[0]} has {active[1]} job {active[2]} that may still be running;"
+                    " stop it with `stepframe jobs stop` (or resume the run) first"
+                )
+            conn.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", run_ids)
+        return records
+
 
 _RUN_COLUMNS = (
     "run_id, pipeline, status, started_at, ended_at, pid, hostname, project_root, error,"
