@@ -57,6 +57,8 @@ def tests(session: nox.Session) -> None:
         "--rootdir=.",
         "stepframe-core/tests",
         "tests",
+        # The crash matrix has a session of its own (`crash`): it needs Docker and root.
+        "--ignore=tests/crash",
         *session.posargs,
     )
 
@@ -106,6 +108,27 @@ def integration_aws(session: nox.Session) -> None:
         "stepframe-aws/tests/integration",
         *session.posargs,
         env={"STEPFRAME_REQUIRE_DOCKER": "1", "PATH": path},
+    )
+
+
+@nox.session
+def crash(session: nox.Session) -> None:
+    """The crash-consistency matrix (tests/crash): the orchestrator killed at each boundary
+    of a job's life, on the local and the docker operator, and full disks, then resumed.
+
+    Not a default session: it needs what `integration` needs (``bash .ci/services.sh``)
+    and root, to mount the small disks it fills.  The cases run in parallel (they wait on
+    processes far more than they compute); the table of cases is printed at the end.
+    """
+    session.install(CORE, DOCKER, "pytest", "pytest-xdist")
+    session.run(
+        "pytest",
+        "--import-mode=importlib",
+        "--rootdir=.",
+        "--numprocesses=3",
+        "tests/crash",
+        *session.posargs,
+        env={"STEPFRAME_REQUIRE_DOCKER": "1"},
     )
 
 
@@ -198,7 +221,7 @@ def _run_combination(session: nox.Session, name: str) -> None:
     folders = [PLUGIN_DISTRIBUTIONS[part][1] for part in wanted]
     # Tests that need outside services (a Docker engine and registry) have sessions of
     # their own (`integration`); here they would only skip, or fail on a half-set-up host.
-    ignore = [f"--ignore={folder}/integration" for folder in folders]
+    ignore = [f"--ignore={folder}/integration" for folder in folders] + ["--ignore=tests/crash"]
     session.run(
         "pytest",
         "--import-mode=importlib",

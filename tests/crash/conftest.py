@@ -25,6 +25,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -289,7 +290,23 @@ class CrashProject:
             (root / ".dockerignore").write_text(DOCKERIGNORE)
         source = PIPELINE.replace("OPERATOR", operator).replace("SETTINGS", settings)
         (root / PIPELINE_FILE).write_text(source)
-        self.case_folder.mkdir(parents=True)
+        self.make_case_folder()
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".stepframe"
+
+    @property
+    def store_root(self) -> Path:
+        return self.state_dir / "artifacts"
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_dir / "runs.db"
+
+    def make_case_folder(self) -> None:
+        """The case's folder in the store (again, after a disk was mounted over it)."""
+        self.case_folder.mkdir(parents=True, exist_ok=True)
         self.write_case({})
 
     # -- running ------------------------------------------------------------------------
@@ -309,7 +326,8 @@ class CrashProject:
         (self.case_folder / "case.json").write_text(json.dumps(case))
 
     def start(self, crash_at: str | None = None) -> Run:
-        """``stepframe run`` of the pipeline, stopping at ``crash_at`` in the orchestrator."""
+        """``stepframe run`` of the pipeline, stopping at ``crash_at`` in the orchestrator
+        (``middle``'s job reaching it)."""
         extra = {}
         if crash_at is not None:
             extra = {
@@ -401,12 +419,15 @@ class CrashProject:
         return pids
 
     def database(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"file:{self.root / '.stepframe' / 'runs.db'}?mode=ro", uri=True)
+        return sqlite3.connect(f"file:{self.database_path}?mode=ro", uri=True)
 
     def run_ids(self) -> list[str]:
-        if not (self.root / ".stepframe" / "runs.db").exists():
+        if not self.database_path.exists():
             return []
         with contextlib.closing(self.database()) as conn:
+            # A history that could not be written may hold no tables at all.
+            if not conn.execute("SELECT name FROM sqlite_master WHERE name = 'runs'").fetchone():
+                return []
             return [row[0] for row in conn.execute("SELECT run_id FROM runs")]
 
     def listed_status(self, run_id: str) -> str:
@@ -532,7 +553,7 @@ class CrashProject:
         from stepframe._artifacts.materializers import MaterializerRegistry
         from stepframe._history.database import RunHistory
 
-        with RunHistory(self.root / ".stepframe" / "runs.db") as history:
+        with RunHistory(self.database_path) as history:
             artifacts = {a.step: a.ref for a in history.get_artifacts(run_id)}
         assert set(artifacts) == set(EXPECTED), artifacts
         store = open_local_store(artifacts["last"].uri)
@@ -565,6 +586,54 @@ class CrashProject:
                 for run_id in self.run_ids():
                     for container in containers_of(run_id):
                         container.remove(force=True)
+
+
+# ---- small disks ----------------------------------------------------------------------------
+
+REQUIRE_MOUNT = os.environ.get("STEPFRAME_REQUIRE_MOUNT") == "1" or os.environ.get("CI") == "true"
+
+
+class SmallDisk:
+    """A mounted tmpfs that a case fills and frees."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fill(self) -> None:
+        with contextlib.suppress(OSError), open(self.path / "filler", "ab") as filler:
+            while True:
+                filler.write(b"x" * 65536)
+                filler.flush()
+        assert shutil.disk_usage(self.path).free < 65536, f"{self.path} did not fill"
+
+    def free(self) -> None:
+        (self.path / "filler").unlink()
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Callable[[Path, str], SmallDisk]]:
+    """``small_disk(path, size)``: a tmpfs of that size mounted at ``path`` for the test."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, size: str) -> SmallDisk:
+        path.mkdir(parents=True, exist_ok=True)
+        command = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]
+        if shutil.which("mount") is None:
+            problem = "there is no mount command"
+        else:
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+            problem = result.stderr.strip() if result.returncode else ""
+        if problem:
+            what = f"cannot mount a small tmpfs to fill ({problem})"
+            if REQUIRE_MOUNT:
+                pytest.fail(f"{what}; these cases need root (CI runs them as root)")
+            pytest.skip(f"{what} (set STEPFRAME_REQUIRE_MOUNT=1 to fail instead)")
+        mounted.append(path)
+        return SmallDisk(path)
+
+    yield mount
+    for path in reversed(mounted):  # inner mounts first
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @pytest.fixture(scope="session")
@@ -654,6 +723,10 @@ _ORDER = (
     "running",
     "outputs-written",
     "before-finish",
+    "store full before the run",
+    "store full while running",
+    "runs.db full before the run",
+    "runs.db full while running",
     "SIGKILL",
     "SIGINT",
     "SIGTERM",
