@@ -55,6 +55,7 @@ class TestDockerStepOperator(_Docker, StepOperatorSuite):
     flavor = "docker"
     plugin_names = ("docker",)
     sleep_seconds = 4.0
+    supports_find_job = True  # by the container's name, the launch's job name
 
     def make_image(self, plugins: Plugins, code_root: Path) -> ImageRef | None:
         request = ImageRequest(code_root=str(code_root), target_registry=self._registry())
