@@ -439,12 +439,15 @@ def test_cli_runs_show(db_path: Path) -> None:
 
     lines = out.splitlines()
     steps = lines[lines.index("steps") + 1 : lines.index("steps") + 5]
-    assert steps[0].split() == ["STEP", "STATUS", "OPERATOR", "JOB", "ID", "DURATION", "ERROR"]
-    assert steps[1].split() == ["load", "succeeded", "local", "-", "2.5s"]
+    assert steps[0].split() == [
+        "STEP", "STATUS", "OPERATOR", "ATTEMPT", "JOB", "ID", "DURATION", "ERROR"
+    ]  # fmt: skip
+    assert steps[1].split() == ["load", "succeeded", "local", "-", "-", "2.5s"]
     assert steps[2].split() == [
         "train",
         "failed",
         "gpu",
+        "-",
         "sm-job-7",
         "1m02s",
         "ValueError:",
@@ -452,7 +455,7 @@ def test_cli_runs_show(db_path: Path) -> None:
         "is",
         "nan",
     ]
-    assert steps[3].split() == ["report", "skipped", "-", "-", "-"]
+    assert steps[3].split() == ["report", "skipped", "-", "-", "-", "-"]
     assert "Traceback" not in out
 
     artifacts = lines[lines.index("artifacts") + 1 :]
