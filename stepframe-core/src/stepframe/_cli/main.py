@@ -200,6 +200,16 @@ def plugins(as_json: bool) -> None:
 for _group in (*component_groups(), stack, flavor, secret, jobs, runs):
     cli.add_command(_group)
 
+# Issue 14: the run report, the web view and clean-up (runs delete|prune, gc).
+from stepframe._cli.gc import delete_runs, gc, prune_runs  # noqa: E402
+from stepframe._cli.report import report  # noqa: E402
+from stepframe._cli.ui import ui  # noqa: E402
+
+for _command in (report, ui, gc):
+    cli.add_command(_command)
+runs.add_command(delete_runs)
+runs.add_command(prune_runs)
+
 
 def main() -> None:
     cli(prog_name="stepframe")

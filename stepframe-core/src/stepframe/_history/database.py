@@ -22,7 +22,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
@@ -999,12 +999,25 @@ class RunHistory:
             rows = conn.execute("SELECT DISTINCT pipeline FROM runs ORDER BY pipeline").fetchall()
         return [str(row[0]) for row in rows]
 
-    def artifact_uris(self) -> set[str]:
-        """Every artifact URI any recorded run references (its own outputs and those it
-        took from the cache): what clean-up must keep."""
+    def artifact_uris(self, excluding_runs: Collection[str] = ()) -> set[str]:
+        """Every artifact URI a recorded run references (its own outputs and those it
+        took from the cache), but for the runs in ``excluding_runs``: what clean-up must
+        keep."""
+        excluded = sorted(excluding_runs)
+        where = f" WHERE run_id NOT IN ({', '.join('?' * len(excluded))})" if excluded else ""
         with self._read() as conn:
-            rows = conn.execute("SELECT DISTINCT uri FROM artifacts").fetchall()
+            rows = conn.execute(f"SELECT DISTINCT uri FROM artifacts{where}", excluded).fetchall()
         return {str(row[0]) for row in rows}
+
+    def steps_with_cache_key(self, cache_key: str) -> list[StepRecord]:
+        """Every step recorded with this cache key, oldest end first: why a step did or
+        did not come from the cache."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_STEP_COLUMNS} FROM steps WHERE cache_key = ? ORDER BY ended_at",
+                (cache_key,),
+            ).fetchall()
+        return [StepRecord(*row) for row in rows]
 
     def delete_runs(self, run_ids: list[str]) -> list[RunRecord]:
         """Remove runs with their steps, jobs and artifact records; return what was removed.

@@ -1,0 +1,488 @@
+"""What a run page shows, read from the run history, the run's manifests and its logs.
+
+Everything here is read-only.  Manifests are write-once objects, so a `ManifestCache`
+keeps each one it read for as long as it lives (the web view reads a running run's page
+again and again).  The DAG's edges come from the steps' launch manifests: a step's
+inputs are artifact references, matched to the outputs of the run's other steps; a step
+that never started (pending, skipped) has no manifest, so its inputs are not known.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from stepframe._client.logs import read_log_tail, step_log_path
+
+if TYPE_CHECKING:
+    from stepframe._client.stores import ProjectStores
+    from stepframe._history.database import (
+        ArtifactRecord,
+        JobRecord,
+        RunHistory,
+        RunRecord,
+        StepRecord,
+    )
+    from stepframe._project import Project
+
+__all__ = [
+    "InputView",
+    "ManifestCache",
+    "OutputView",
+    "RunView",
+    "StepView",
+    "compare_runs",
+    "gather_run",
+    "run_version",
+]
+
+#: JSON outputs up to this size get a preview.
+PREVIEW_MAX_BYTES = 4096
+PREVIEW_CHARS = 400
+LOG_TAIL_BYTES = 8192
+# Where a step attempt's objects are, below its store's root (see StepRunner._uri).
+_ATTEMPT = re.compile(r"/runs/([^/]+)/([^/]+)/attempt-(\d+)/")
+
+
+@attrs.frozen
+class InputView:
+    """One input of a step: the artifact it was given and, when known, its producer."""
+
+    name: str
+    uri: str
+    sha256: str
+    size: int
+    materializer: str
+    source: tuple[str, str] | None  # (step, output) of this run, or None: a parameter
+
+
+@attrs.frozen
+class OutputView:
+    name: str
+    uri: str
+    sha256: str
+    size: int
+    materializer: str
+    type_name: str
+    preview: str | None = None
+
+
+@attrs.frozen
+class StepView:
+    """One step as its page shows it."""
+
+    name: str
+    status: str
+    operator: str | None
+    flavor: str | None
+    attempt: int
+    started_at: float | None
+    ended_at: float | None
+    error: str | None
+    cache_key: str | None
+    job: JobRecord | None
+    attempts: tuple[JobRecord, ...]
+    inputs: tuple[InputView, ...]
+    outputs: tuple[OutputView, ...]
+    settings: Mapping[str, Any]
+    function: str | None
+    #: Seconds: before the job was submitted (manifest, image), from submit to the step's
+    #: code starting (the backend's queue and start-up), in the job, and from the job's
+    #: end to the outputs being recorded (polling, fetching the result).
+    prepare_s: float | None = None
+    queue_s: float | None = None
+    run_s: float | None = None
+    fetch_s: float | None = None
+    log_path: str | None = None
+    log_tail: str | None = None
+    cache_reason: str | None = None
+
+    @property
+    def console_url(self) -> str | None:
+        if self.job is None or self.job.handle is None:
+            return None
+        url = self.job.handle.data.get("console_url")
+        return url if isinstance(url, str) else None
+
+
+@attrs.frozen
+class RunView:
+    run: RunRecord
+    steps: tuple[StepView, ...]
+    edges: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...] = ()
+
+    def step(self, name: str) -> StepView | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for step in self.steps:
+            counts[step.status] = counts.get(step.status, 0) + 1
+        return counts
+
+
+class ManifestCache:
+    """Reads manifests (and small artifacts) through the project's stores, once each."""
+
+    def __init__(self, stores: ProjectStores | None) -> None:
+        self.stores = stores
+        self._data: dict[str, Any] = {}
+        self._bytes: dict[str, bytes | None] = {}
+        self.problems: list[str] = []
+
+    def read_bytes(self, uri: str, limit: int | None = None) -> bytes | None:
+        key = f"{limit}:{uri}"
+        if key not in self._bytes:
+            self._bytes[key] = self._read_bytes(uri, limit)
+        return self._bytes[key]
+
+    def _read_bytes(self, uri: str, limit: int | None) -> bytes | None:
+        if self.stores is None:
+            return None
+        from stepframe.exceptions import ArtifactNotFoundError
+
+        try:
+            store = self.stores.for_uri(uri)
+            with store.open_read(uri) as stream:
+                return stream.read() if limit is None else stream.read(limit + 1)
+        except ArtifactNotFoundError:
+            return None
+        except Exception as error:  # a store that cannot be reached: say so, show the rest
+            problem = f"cannot read {uri}: {type(error).__name__}: {error}"
+            if problem not in self.problems:
+                self.problems.append(problem)
+            return None
+
+    def json(self, uri: str) -> Any:
+        if uri in self._data:
+            return self._data[uri]
+        raw = self._read_bytes(uri, None)
+        value = None
+        if raw is not None:
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = None
+            self._data[uri] = value  # written once: never changes after it exists
+        return value
+
+
+def gather_run(
+    history: RunHistory,
+    run: RunRecord,
+    *,
+    project: Project,
+    manifests: ManifestCache,
+    previews: bool = True,
+) -> RunView:
+    """Everything a run's pages show, for a run read from ``history``."""
+    steps = history.get_steps(run.run_id)
+    artifacts = history.get_artifacts(run.run_id)
+    jobs = history.list_jobs(run_id=run.run_id)
+    by_step: dict[str, list[ArtifactRecord]] = {}
+    for artifact in artifacts:
+        by_step.setdefault(artifact.step, []).append(artifact)
+    by_uri = {a.uri: (a.step, a.output) for a in artifacts}
+    by_sha = {a.sha256: (a.step, a.output) for a in artifacts}
+    attempts: dict[str, list[JobRecord]] = {}
+    for job in jobs:
+        attempts.setdefault(job.step, []).append(job)
+
+    views: list[StepView] = []
+    edges: dict[tuple[str, str], None] = {}
+    for record in steps:
+        own = by_step.get(record.step, [])
+        job_rows = attempts.get(record.step, [])
+        latest = job_rows[-1] if job_rows else None
+        launch_uri, result_uri = _manifest_uris(record, latest, own)
+        launch = manifests.json(launch_uri) if launch_uri else None
+        result = manifests.json(result_uri) if result_uri else None
+        inputs = _inputs(launch, by_uri, by_sha, record.step)
+        for item in inputs:
+            if item.source is not None:
+                edges[(item.source[0], record.step)] = None
+        timings = _timings(record, latest, result)
+        log_path = step_log_path(project, run.run_id, record.step, latest)
+        log_tail = read_log_tail(log_path, LOG_TAIL_BYTES) if log_path is not None else None
+        views.append(
+            StepView(
+                name=record.step,
+                status=_shown_status(run, record),
+                operator=record.operator,
+                flavor=record.flavor,
+                attempt=record.attempt,
+                started_at=record.started_at,
+                ended_at=record.ended_at,
+                error=record.error,
+                cache_key=record.cache_key,
+                job=latest,
+                attempts=tuple(job_rows),
+                inputs=tuple(inputs),
+                outputs=tuple(_output(a, manifests if previews else None) for a in own),
+                settings=_settings(launch, latest),
+                function=_function(launch),
+                log_path=None if log_path is None else str(log_path),
+                log_tail=log_tail,
+                cache_reason=_cache_reason(history, run, record, own),
+                **timings,
+            )
+        )
+    notes = list(manifests.problems)
+    unknown = [v.name for v in views if v.status in ("pending", "skipped") and not v.inputs]
+    if unknown:
+        notes.append(
+            f"{len(unknown)} step(s) did not start ({', '.join(unknown[:5])}"
+            f"{', ...' if len(unknown) > 5 else ''}): their inputs, and so their edges in "
+            "the DAG, are known only once a step starts"
+        )
+    return RunView(run=run, steps=tuple(views), edges=tuple(edges), notes=tuple(notes))
+
+
+def _shown_status(run: RunRecord, record: StepRecord) -> str:
+    # A step still marked running in a run whose orchestrator is gone is not running.
+    if run.status == "interrupted" and record.status == "running":
+        return "interrupted"
+    return record.status
+
+
+def _manifest_uris(
+    record: StepRecord, job: JobRecord | None, own: list[ArtifactRecord]
+) -> tuple[str | None, str | None]:
+    """The launch and result manifests of the step's latest attempt, when known."""
+    if job is not None and job.launch is not None:
+        launch = job.launch.get("manifest_uri")
+        result = job.launch.get("result_uri")
+        return (
+            launch if isinstance(launch, str) else None,
+            result if isinstance(result, str) else None,
+        )
+    for artifact in own:  # a cached step: the attempt that produced its outputs
+        match = _ATTEMPT.search(artifact.uri)
+        if match:
+            base = artifact.uri[: match.end()]
+            return base + "launch.json", base + "result.json"
+    return None, None
+
+
+def _inputs(
+    launch: Any,
+    by_uri: Mapping[str, tuple[str, str]],
+    by_sha: Mapping[str, tuple[str, str]],
+    step: str,
+) -> list[InputView]:
+    if not isinstance(launch, dict) or not isinstance(launch.get("inputs"), dict):
+        return []
+    found = []
+    for name, ref in sorted(launch["inputs"].items()):
+        if not isinstance(ref, dict):
+            continue
+        uri = str(ref.get("uri", ""))
+        sha = str(ref.get("sha256", ""))
+        source = by_uri.get(uri)
+        if source is None and "/inputs/" not in uri:
+            # A cached step's manifest names the outputs its first run was given; the
+            # same bytes in this run came from the step that produced them here.
+            source = by_sha.get(sha)
+        if source is not None and source[0] == step:
+            source = None
+        found.append(
+            InputView(
+                name=str(name),
+                uri=uri,
+                sha256=sha,
+                size=int(ref.get("size", 0) or 0),
+                materializer=str(ref.get("materializer", "")),
+                source=source,
+            )
+        )
+    return found
+
+
+def _timings(record: StepRecord, job: JobRecord | None, result: Any) -> dict[str, float | None]:
+    def span(start: Any, end: Any) -> float | None:
+        if isinstance(start, (int, float)) and isinstance(end, (int, float)) and start and end:
+            return max(0.0, float(end) - float(start))
+        return None
+
+    job_start = job.created_at if job is not None else None
+    code_start = result.get("started_at") if isinstance(result, dict) else None
+    code_end = result.get("ended_at") if isinstance(result, dict) else None
+    if record.status == "cached":
+        return {"prepare_s": None, "queue_s": None, "run_s": None, "fetch_s": None}
+    return {
+        "prepare_s": span(record.started_at, job_start),
+        "queue_s": span(job_start, code_start),
+        "run_s": span(code_start, code_end),
+        "fetch_s": span(code_end, record.ended_at),
+    }
+
+
+def _settings(launch: Any, job: JobRecord | None) -> Mapping[str, Any]:
+    if isinstance(launch, dict) and isinstance(launch.get("settings"), dict):
+        return dict(launch["settings"])
+    if job is not None and job.launch is not None and isinstance(job.launch.get("settings"), dict):
+        return {job.flavor: job.launch["settings"]}
+    return {}
+
+
+def _function(launch: Any) -> str | None:
+    if isinstance(launch, dict) and isinstance(launch.get("function"), dict):
+        function = launch["function"]
+        return f"{function.get('module')}:{function.get('qualname')}"
+    return None
+
+
+def _output(record: ArtifactRecord, manifests: ManifestCache | None) -> OutputView:
+    preview = None
+    if manifests is not None and record.materializer == "json" and record.size <= PREVIEW_MAX_BYTES:
+        raw = manifests.read_bytes(record.uri, PREVIEW_MAX_BYTES)
+        if raw is not None:
+            if hashlib.sha256(raw).hexdigest() != record.sha256:
+                preview = "(the stored bytes are not the recorded ones: changed or truncated)"
+            else:
+                preview = _preview(raw)
+    return OutputView(
+        name=record.output,
+        uri=record.uri,
+        sha256=record.sha256,
+        size=record.size,
+        materializer=record.materializer,
+        type_name=record.type_name,
+        preview=preview,
+    )
+
+
+def _preview(raw: bytes) -> str:
+    try:
+        text = json.dumps(json.loads(raw), sort_keys=True)
+    except ValueError:
+        text = raw.decode("utf-8", errors="replace")
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+def _cache_reason(
+    history: RunHistory, run: RunRecord, record: StepRecord, own: list[ArtifactRecord]
+) -> str | None:
+    """Why the step was, or was not, taken from the cache, as far as the records tell."""
+    if record.status == "cached":
+        for artifact in own:
+            match = _ATTEMPT.search(artifact.uri)
+            if match and match.group(1) != run.run_id:
+                return (
+                    f"taken from the cache: the outputs of run {match.group(1)}, step "
+                    f"{match.group(2)!r} (same code, inputs, settings and operator)"
+                )
+        return "taken from the cache"
+    if record.status != "succeeded":
+        return None
+    if record.cache_key is None:
+        return "ran: caching is off for this step (@step(cache=False))"
+    earlier = [
+        s
+        for s in history.steps_with_cache_key(record.cache_key)
+        if s.run_id != run.run_id
+        and s.status in ("succeeded", "cached")
+        and s.ended_at is not None
+        and record.started_at is not None
+        and s.ended_at < record.started_at
+    ]
+    if earlier:
+        return (
+            f"ran although run {earlier[-1].run_id} had the same cache key: the run was "
+            "started with --no-cache, or the cached outputs were missing or changed"
+        )
+    return "ran: no earlier run had the same code, inputs, settings and operator"
+
+
+def compare_runs(a: RunView, b: RunView) -> list[tuple[str, str, str, str]]:
+    """What differs between two runs of one pipeline: ``(what, name, in a, in b)`` rows
+    for parameters, each step's status, settings, input and output hashes, and the cache
+    key (a different key with the same inputs and settings: the code or the operator
+    changed)."""
+    rows: list[tuple[str, str, str, str]] = []
+    for key in sorted(set(a.run.params) | set(b.run.params)):
+        left, right = a.run.params.get(key), b.run.params.get(key)
+        if left != right:
+            rows.append(("parameter", key, _show(left), _show(right)))
+    b_steps = {s.name: s for s in b.steps}
+    for step in a.steps:
+        other = b_steps.get(step.name)
+        if other is None:
+            rows.append(("step", step.name, step.status, "(absent)"))
+            continue
+        if step.status != other.status:
+            rows.append(("status", step.name, step.status, other.status))
+        first_difference = len(rows)
+        for flavor in sorted(set(step.settings) | set(other.settings)):
+            left, right = step.settings.get(flavor), other.settings.get(flavor)
+            if left != right:
+                rows.append(("settings", f"{step.name} {flavor}", _show(left), _show(right)))
+        for what, mine, theirs in (
+            ("input", _hashes(step.inputs), _hashes(other.inputs)),
+            ("output", _hashes(step.outputs), _hashes(other.outputs)),
+        ):
+            for name in sorted(set(mine) | set(theirs)):
+                if mine.get(name) != theirs.get(name):
+                    rows.append(
+                        (
+                            f"{what} sha256",
+                            f"{step.name}.{name}",
+                            mine.get(name, "-")[:12],
+                            theirs.get(name, "-")[:12],
+                        )
+                    )
+        if step.cache_key and other.cache_key and step.cache_key != other.cache_key:
+            explained = any(
+                row[0] in ("settings", "input sha256") for row in rows[first_difference:]
+            )
+            why = (
+                "inputs or settings differ"
+                if explained
+                else "same inputs and settings: the code, operator or stepframe changed"
+            )
+            rows.append(
+                ("cache key", step.name, step.cache_key[:12], f"{other.cache_key[:12]} ({why})")
+            )
+    for name in b_steps:
+        if a.step(name) is None:
+            rows.append(("step", name, "(absent)", b_steps[name].status))
+    return rows
+
+
+def _hashes(items: Iterable[InputView | OutputView]) -> dict[str, str]:
+    return {item.name: item.sha256 for item in items}
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "-"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def run_version(history: RunHistory, run_id: str) -> str:
+    """A short string that changes whenever anything a run's pages show changes: the
+    run's row, its steps, its jobs and the size of its logs.  Cheap enough to ask a few
+    times a second while someone watches a running run."""
+    from stepframe._project import Project
+
+    run = history.find_run(run_id)
+    parts = [run.status, repr(run.ended_at)]
+    for s in history.get_steps(run.run_id):
+        parts.append(f"{s.step}:{s.status}:{s.attempt}:{s.ended_at}:{s.job_id}")
+    for job in history.list_jobs(run_id=run.run_id):
+        parts.append(f"{job.id}:{job.state}")
+        path = step_log_path(Project(Path(run.project_root)), run.run_id, job.step, job)
+        if path is not None:
+            try:
+                parts.append(str(path.stat().st_size))
+            except OSError:
+                pass
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
