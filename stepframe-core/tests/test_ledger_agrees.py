@@ -114,3 +114,57 @@ def test_a_local_job_stopped_from_another_shell_is_cancelled(project, cli, cli_p
             os.kill(step_pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+COUNTS = """
+import os
+from pathlib import Path
+
+from stepframe import pipeline, step
+
+
+@step(operator="local")
+def counted() -> int:
+    with open({runs!r}, "a") as runs:
+        runs.write(f"{{os.getpid()}}\\n")
+    return 7
+
+
+@pipeline
+def once():
+    counted()
+"""
+
+
+def test_a_local_job_whose_start_was_never_answered_is_found_and_runs_once(
+    project, cli, cli_popen, tmp_path: Path
+) -> None:
+    """The orchestrator is killed while the zygote starts its job (the answer never
+    arrives): the ledger's "submitting" row is settled by local's find_job, from the
+    record the zygote wrote before answering, and ``--resume`` does not run it again."""
+    from stepframe._builtin.local_zygote import BEFORE_SETSID
+
+    runs = tmp_path / "runs.txt"
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    path = project.write(COUNTS.format(runs=str(runs)))
+    process = cli_popen(
+        "run",
+        str(path),
+        env={"STEPFRAME_CRASH_AT": BEFORE_SETSID, "STEPFRAME_CRASH_DIR": str(crash)},
+    )
+    _wait_for_file(crash / f"{BEFORE_SETSID}.reached")
+    process.kill()
+    process.wait(timeout=30)
+    (crash / f"{BEFORE_SETSID}.release").touch()
+    job_pid = int(_wait_for_file(runs).split()[0])
+
+    listed = cli("jobs", "list")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    (job,) = _jobs(project)
+    assert job.handle is not None and job.job_id == str(job_pid), (job, listed.stdout)
+
+    ((run_id, _),) = project.run_rows()
+    resumed = cli("run", str(path), "--resume", run_id)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert runs.read_text().split() == [str(job_pid)]  # it ran once

@@ -23,6 +23,7 @@ from stepframe._types import (
     Credentials,
     Flavor,
     JobHandle,
+    JobNotFound,
     JobState,
     JobStatus,
     Launch,
@@ -56,6 +57,7 @@ class _Job:
 
 
 _jobs: dict[str, _Job] = {}
+_job_ids: dict[str, str] = {}  # launch.job_name -> job id, for find_job
 _job_of_thread: dict[int, _Job] = {}
 _router_lock = threading.Lock()
 
@@ -157,8 +159,22 @@ def submit_step(
     job_id = f"inprocess-{launch.job_name}-{secrets.token_hex(4)}"
     job = _Job()
     _jobs[job_id] = job
+    _job_ids[launch.job_name] = job_id
     thread = threading.Thread(target=_run, args=(job, launch), name=job_id, daemon=True)
     thread.start()
+    return JobHandle(flavor=FLAVOR, operator=operator.name, job_id=job_id)
+
+
+@hookimpl
+def find_job(
+    launch: Launch, operator: Component, credentials: Credentials | None
+) -> JobHandle | JobNotFound | None:
+    if operator.flavor != FLAVOR:
+        return None
+    job_id = _job_ids.get(launch.job_name)
+    if job_id is None:
+        # Its thread could only be in this process, and it was never started here.
+        return JobNotFound("in-process jobs end with the process that ran them")
     return JobHandle(flavor=FLAVOR, operator=operator.name, job_id=job_id)
 
 

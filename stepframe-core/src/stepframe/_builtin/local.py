@@ -48,10 +48,12 @@ import attrs
 
 from stepframe._builtin.local_zygote import (
     EXIT_SUFFIX,
+    RECORD_SUFFIX,
     STORE_CREDENTIALS_FD_ENV,
     credentials_pipe,
     read_exit_status,
     start_ticks,
+    write_job_record,
 )
 from stepframe._plugins.markers import hookimpl
 from stepframe._processes import is_running
@@ -61,6 +63,7 @@ from stepframe._types import (
     Credentials,
     Flavor,
     JobHandle,
+    JobNotFound,
     JobState,
     JobStatus,
     Launch,
@@ -363,10 +366,11 @@ def submit_step(
     )
     workdir = Path(launch.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / f"{launch.job_name}.log"
+    log_path = _log_path(launch)
     for left_by_an_earlier_attempt in (EXIT_SUFFIX, CANCELLED_SUFFIX):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(str(log_path) + left_by_an_earlier_attempt)
+    write_job_record(str(log_path), {})  # a start is under way (see find_job)
     python_path = os.pathsep.join(p for p in (launch.code_root, os.environ.get("PYTHONPATH")) if p)
     env = {
         **os.environ,
@@ -424,7 +428,36 @@ def submit_step(
         _children[process.pid] = process
         pid = process.pid
         data.update(pid=pid, start_ticks=start_ticks(pid))
+        write_job_record(str(log_path), {key: data[key] for key in ("pid", "start_ticks")})
     return JobHandle(flavor=FLAVOR, operator=operator.name, job_id=str(pid), data=data)
+
+
+def _log_path(launch: Launch) -> Path:
+    return Path(launch.workdir) / f"{launch.job_name}.log"
+
+
+@hookimpl
+def find_job(
+    launch: Launch, operator: Component, credentials: Credentials | None
+) -> JobHandle | JobNotFound | None:
+    if operator.flavor != FLAVOR:
+        return None
+    log_path = _log_path(launch)
+    try:
+        record = json.loads(Path(str(log_path) + RECORD_SUFFIX).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        # Written before anything is started: no record, no job.
+        return JobNotFound(f"no job was started on this machine for {launch.job_name}")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or "pid" not in record:
+        return None  # its start was under way when the client stopped: cannot tell
+    return JobHandle(
+        flavor=FLAVOR,
+        operator=operator.name,
+        job_id=str(record["pid"]),
+        data={"log": str(log_path), **record},
+    )
 
 
 @hookimpl

@@ -57,11 +57,13 @@ from stepframe._processes import process_stat
 __all__ = [
     "EXIT_SUFFIX",
     "PRELOAD",
+    "RECORD_SUFFIX",
     "STORE_CREDENTIALS_FD_ENV",
     "credentials_pipe",
     "main",
     "read_exit_status",
     "write_exit_status",
+    "write_job_record",
 ]
 
 # What a job process imports anyway: the entrypoint and its dependencies, and the public
@@ -80,6 +82,11 @@ PRELOAD_WHEN_IDLE = ("stepframe._plugins.manager",)
 IDLE_SECONDS = 0.25
 
 EXIT_SUFFIX = ".exit"
+# Next to a job's log: its record, what ``find_job`` finds a job by when the answer to its
+# submit was lost.  ``{}`` while a start is under way, then the process's handle data
+# (pid, start ticks and, for a child of the zygote, the zygote's), written by whoever
+# started it before answering: the zygote, or the client after Popen.
+RECORD_SUFFIX = ".job"
 
 # The variable that names the descriptor a job reads its store credentials from (the read
 # end of a pipe that holds them; `stepframe.entrypoint` reads it to the end and closes it).
@@ -102,6 +109,15 @@ def write_exit_status(log_path: str, status: int) -> None:
     temporary = f"{target}.{os.getpid()}.tmp"
     with open(temporary, "w", encoding="ascii") as stream:
         stream.write(f"{status}\n")
+    os.replace(temporary, target)
+
+
+def write_job_record(log_path: str, record: Mapping[str, Any]) -> None:
+    """Publish a job's record (see `RECORD_SUFFIX`) next to its log, all at once."""
+    target = log_path + RECORD_SUFFIX
+    temporary = f"{target}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="utf-8") as stream:
+        json.dump(dict(record), stream)
     os.replace(temporary, target)
 
 
@@ -342,7 +358,13 @@ class _Zygote:
         finally:
             os.close(leader_read)
         # Read before the next reap, so the PID cannot have been reused yet.
-        return {"pid": pid, "start_ticks": start_ticks(pid)}
+        started = {"pid": pid, "start_ticks": start_ticks(pid)}
+        with contextlib.suppress(OSError):  # the client may be gone: say it before answering
+            write_job_record(
+                str(request["log"]),
+                {**started, "zygote": os.getpid(), "zygote_ticks": start_ticks(os.getpid())},
+            )
+        return started
 
     def handle(self, line: bytes) -> None:
         try:
