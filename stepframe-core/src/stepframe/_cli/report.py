@@ -34,6 +34,7 @@ def report(run_id: str, output: Path | None) -> None:
     from stepframe._project import Project
     from stepframe._report.html import render_report
     from stepframe._report.model import ManifestCache, gather_run
+    from stepframe.exceptions import UsageError
 
     project = Project.discover()
     history = RunHistory.open_read_only(project.database_path)
@@ -47,8 +48,14 @@ def report(run_id: str, output: Path | None) -> None:
     path = output or Path(f"run-{run.run_id}.html")
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         temporary.write_text(page, encoding="utf-8")
         os.replace(temporary, path)
+    except OSError as error:
+        raise UsageError(
+            f"cannot write the report to {path}: {error.strerror or error}; give another "
+            "file with -o"
+        ) from None
     finally:
         temporary.unlink(missing_ok=True)
     click.echo(

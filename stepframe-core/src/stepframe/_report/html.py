@@ -213,6 +213,13 @@ def dag_layout(
     return {name: (column[name], row[name]) for name in names}
 
 
+def _lift(place: Mapping[str, tuple[int, int]], source: str, target: str) -> int:
+    """How high an edge arcs: not at all to the next column; over the nodes between
+    (drawn straight, it would hide behind them) further, the further the higher."""
+    span = place[target][0] - place[source][0]
+    return 0 if span <= 1 else min(_NODE_H // 2 + 8 * span, 70)
+
+
 def _label(name: str) -> str:
     return name if len(name) <= _MAX_LABEL else name[: _MAX_LABEL - 1] + "…"
 
@@ -234,12 +241,16 @@ def dag_svg(view: RunView, href: StepHref) -> str:
     for col in sorted(widths):
         x_of[col] = x
         x += widths[col] + _COL_GAP
-    height = 10 + max(r for _, r in place.values()) * (_NODE_H + _ROW_GAP) + _NODE_H + 10
+    lifts = {
+        edge: _lift(place, *edge) for edge in view.edges if edge[0] in place and edge[1] in place
+    }
+    top = 10 + int(0.75 * max(lifts.values(), default=0))
+    height = top + max(r for _, r in place.values()) * (_NODE_H + _ROW_GAP) + _NODE_H + 10
     width = x - _COL_GAP + 10
 
     def box(name: str) -> tuple[int, int, int]:
         col, r = place[name]
-        return x_of[col], 10 + r * (_NODE_H + _ROW_GAP), widths[col]
+        return x_of[col], top + r * (_NODE_H + _ROW_GAP), widths[col]
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="dag" width="{width}" '
@@ -256,9 +267,14 @@ def dag_svg(view: RunView, href: StepHref) -> str:
         tx, ty, _ = box(target)
         x1, y1, x2, y2 = sx + sw, sy + _NODE_H // 2, tx - 2, ty + _NODE_H // 2
         bend = max(20, (x2 - x1) // 2)
+        lift = lifts[(source, target)]
+        if lift:
+            x1, y1, x2, y2 = sx + sw - 12, sy, tx + 12, ty
+            bend = 0
         parts.append(
             f'<path class="edge" data-from="{esc(source)}" data-to="{esc(target)}" '
-            f'd="M{x1},{y1} C{x1 + bend},{y1} {x2 - bend},{y2} {x2},{y2}" fill="none" '
+            f'd="M{x1},{y1} C{x1 + bend},{y1 - lift} {x2 - bend},{y2 - lift} {x2},{y2}" '
+            'fill="none" '
             'stroke="#999" stroke-width="1.4" marker-end="url(#arrow)"/>'
         )
     for step in view.steps:
@@ -285,7 +301,7 @@ def dag_svg(view: RunView, href: StepHref) -> str:
 
 _ROW_H = 18
 _LABEL_W = 200
-_BAR_W = 900
+_BAR_W = 780
 
 
 def timeline_svg(view: RunView, href: StepHref, now: float) -> str:
@@ -529,7 +545,8 @@ def render_step_body(step: StepView, *, anchor: bool, now: float) -> str:
         out.append(f'<h4>Error</h4><pre class="traceback">{esc(step.error)}</pre>')
     if step.log_tail is not None:
         out.append(
-            f'<h4>Log <span class="mono">{esc(step.log_path or "")}</span></h4>'
+            f"<h4>{'Log of the step it was taken from' if step.status == 'cached' else 'Log'}"
+            f' <span class="mono">{esc(step.log_path or "")}</span></h4>'
             f'<pre class="log">{esc(step.log_tail)}</pre>'
         )
     out.append("</section>")

@@ -211,6 +211,8 @@ def gather_run(
                 edges[(item.source[0], record.step)] = None
         timings = _timings(record, latest, result)
         log_path = step_log_path(project, run.run_id, record.step, latest)
+        if log_path is None and record.status == "cached":
+            log_path = _origin_log(history, project, own)
         log_tail = read_log_tail(log_path, LOG_TAIL_BYTES) if log_path is not None else None
         views.append(
             StepView(
@@ -244,6 +246,19 @@ def gather_run(
             "the DAG, are known only once a step starts"
         )
     return RunView(run=run, steps=tuple(views), edges=tuple(edges), notes=tuple(notes))
+
+
+def _origin_log(history: RunHistory, project: Project, own: list[ArtifactRecord]) -> Path | None:
+    """A cached step's log: that of the step whose outputs it took, if it is kept."""
+    for artifact in own:
+        match = _ATTEMPT.search(artifact.uri)
+        if match is None:
+            continue
+        origin_run, origin_step = match.group(1), match.group(2)
+        jobs = [j for j in history.list_jobs(run_id=origin_run) if j.step == origin_step]
+        if jobs:
+            return step_log_path(project, origin_run, origin_step, jobs[-1])
+    return None
 
 
 def _shown_status(run: RunRecord, record: StepRecord) -> str:
