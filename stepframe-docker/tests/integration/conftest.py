@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import textwrap
 import urllib.error
 import urllib.request
@@ -171,3 +173,93 @@ def code(tmp_path: Path) -> Callable[..., Path]:
 
     write(**{"steps.py": "def f():\n    return 1\n"})
     return write
+
+
+# ---- a project on disk whose stack runs steps in containers, driven through the CLI ----
+
+PROJECT_STACK = """\
+active_stack = "containers"
+
+[image_builders.docker]
+flavor = "docker"
+parent_image = "{base_image}"
+
+[container_registries.local]
+flavor = "default"
+uri = "{registry}"
+
+[step_operators.docker]
+flavor = "docker"
+{operator_config}
+[stacks.containers]
+image_builder = "docker"
+container_registry = "local"
+step_operators = ["docker"]
+"""
+
+
+@attrs.frozen
+class DockerProject:
+    """A project folder with a ``containers`` stack; runs ``stepframe`` in it."""
+
+    path: Path
+    env: dict[str, str]
+
+    def stepframe(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "stepframe", *args],
+            cwd=self.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """``stepframe ARGS`` in the background, its stdout and stderr piped."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "stepframe", *args],
+            cwd=self.path,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    @staticmethod
+    def read_until(process: subprocess.Popen[str], wanted: str) -> str:
+        """What ``process`` printed up to and including the first line with ``wanted``."""
+        assert process.stdout is not None
+        seen: list[str] = []
+        for line in process.stdout:
+            seen.append(line)
+            if wanted in line:
+                return "".join(seen)
+        process.wait(timeout=60)
+        stderr = process.stderr.read() if process.stderr is not None else ""
+        pytest.fail(f"{wanted!r} never came:\n" + "".join(seen) + stderr, pytrace=False)
+
+
+@pytest.fixture
+def docker_project(tmp_path: Path, registry: str, base_image: str) -> Callable[..., DockerProject]:
+    """``docker_project(files={"flow.py": SOURCE}, engine_retries=2, ...)``: keyword
+    arguments other than ``files`` and ``env`` go into the docker operator's config."""
+
+    def make(
+        files: dict[str, str], env: dict[str, str] | None = None, **operator_config: Any
+    ) -> DockerProject:
+        project = tmp_path / f"proj-{uuid.uuid4().hex[:6]}"
+        project.mkdir()
+        config = "".join(f"{key} = {value!r}\n" for key, value in operator_config.items())
+        (project / "stepframe.toml").write_text(
+            PROJECT_STACK.format(base_image=base_image, registry=registry, operator_config=config)
+        )
+        for name, text in files.items():
+            (project / name).write_text(text)
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("STEPFRAME_")}
+        return DockerProject(project, {**environment, **(env or {})})
+
+    return make

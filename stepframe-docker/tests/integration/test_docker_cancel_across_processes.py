@@ -22,6 +22,7 @@ from stepframe_docker import BuildReport, DockerOperatorConfig, plugin
 
 if TYPE_CHECKING:
     import docker
+    from conftest import DockerProject
 
 Build = Callable[..., tuple[ImageRef, BuildReport]]
 
@@ -153,79 +154,26 @@ def nap() -> None:
     sleepy()
 """
 
-STACK = """\
-active_stack = "containers"
-
-[image_builders.docker]
-flavor = "docker"
-parent_image = "{base_image}"
-
-[container_registries.local]
-flavor = "default"
-uri = "{registry}"
-
-[step_operators.docker]
-flavor = "docker"
-
-[stacks.containers]
-image_builder = "docker"
-container_registry = "local"
-step_operators = ["docker"]
-"""
-
 
 def test_jobs_stop_from_a_second_shell_cancels_the_run(
-    tmp_path: Path, registry: str, base_image: str, engine: docker.DockerClient
+    docker_project: Callable[..., DockerProject],
 ) -> None:
     import re
 
-    project = tmp_path / "napproj"
-    project.mkdir()
-    (project / "stepframe.toml").write_text(STACK.format(base_image=base_image, registry=registry))
-    (project / "nap.py").write_text(SLEEPER)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEPFRAME_")}
-
-    def stepframe(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "stepframe", *args],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=120,
-            check=False,
-        )
-
-    run = subprocess.Popen(
-        [sys.executable, "-m", "stepframe", "run", "nap.py"],
-        cwd=project,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert run.stdout is not None
-    seen: list[str] = []
+    project = docker_project({"nap.py": SLEEPER})
+    run = project.start("run", "nap.py")
     try:
-        for line in run.stdout:
-            seen.append(line)
-            if "sleepy | sleeping" in line:
-                break
-        else:
-            pytest.fail("the step never started:\n" + "".join(seen))
-        listed = stepframe("jobs", "list", "--running")
+        project.read_until(run, "sleepy | sleeping")
+        listed = project.stepframe("jobs", "list", "--running")
         job = re.search(r"\bsleepy\s+docker\s+([0-9a-f]{64})\s+running\b", listed.stdout)
         assert job is not None, listed.stdout + listed.stderr
-        stopped = stepframe("jobs", "stop", job.group(1))
+        stopped = project.stepframe("jobs", "stop", job.group(1))
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-        rest, _ = run.communicate(timeout=120)
+        output, errors = run.communicate(timeout=120)
     finally:
         if run.poll() is None:
             run.kill()
-    output = "".join(seen) + rest
-    assert "[sleepy] cancelled" in output, output
-    assert "status 143" not in output and "failed" not in output, output
-    ledger = stepframe("jobs", "list").stdout
+    assert "[sleepy] cancelled" in output, output + errors
+    assert "status 143" not in output + errors and "failed" not in output + errors, output
+    ledger = project.stepframe("jobs", "list").stdout
     assert re.search(rf"{job.group(1)}\s+cancelled\b", ledger), ledger

@@ -40,6 +40,7 @@ from stepframe_docker import BuildReport, DockerOperatorConfig, EngineUnavailabl
 
 if TYPE_CHECKING:
     import docker
+    from conftest import DockerProject
 
 Build = Callable[..., tuple[ImageRef, BuildReport]]
 ENGINE_SOCKET = "/var/run/docker.sock"
@@ -171,7 +172,7 @@ def proxy(
         running.cut()
 
 
-def _gone(engine: docker.DockerClient, label: str) -> list[str]:
+def _containers(engine: docker.DockerClient, label: str) -> list[str]:
     return [str(c.name) for c in engine.containers.list(all=True, filters={"label": label})]
 
 
@@ -201,64 +202,26 @@ def gated() -> None:
     guarded()
 """
 
-STACK = """\
-active_stack = "containers"
-
-[image_builders.docker]
-flavor = "docker"
-parent_image = "{base_image}"
-
-[container_registries.local]
-flavor = "default"
-uri = "{registry}"
-
-[step_operators.docker]
-flavor = "docker"
-engine_retries = 2
-engine_retry_seconds = 0.2
-
-[stacks.containers]
-image_builder = "docker"
-container_registry = "local"
-step_operators = ["docker"]
-"""
-
 
 def test_engine_lost_during_a_run_then_resume_finishes_and_removes_the_container(
     tmp_path: Path,
-    registry: str,
-    base_image: str,
     engine: docker.DockerClient,
     proxy: EngineProxy,
+    docker_project: Callable[..., DockerProject],
 ) -> None:
-    project = tmp_path / "gatedproj"
-    project.mkdir()
     gate = tmp_path / "gate"
     gate.mkdir()
     gate.chmod(0o777)
-    (project / "stepframe.toml").write_text(STACK.format(base_image=base_image, registry=registry))
-    (project / "gated.py").write_text(GATED.format(gate=gate))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEPFRAME_")}
-    env["DOCKER_HOST"] = proxy.url
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stepframe", "run", "gated.py"],
-        cwd=project,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    project = docker_project(
+        {"gated.py": GATED.format(gate=gate)},
+        env={"DOCKER_HOST": proxy.url},
+        engine_retries=2,
+        engine_retry_seconds=0.2,
     )
-    assert process.stdout is not None
-    seen: list[str] = []
+    process = project.start("run", "gated.py")
     try:
-        for line in process.stdout:
-            seen.append(line)
-            if "guarded | waiting for the gate" in line:
-                break
-        else:
-            pytest.fail("the step never started:\n" + "".join(seen) + process.communicate()[1])
-        found = re.search(r"run (\S+) of pipeline 'gated'", "".join(seen))
+        seen = project.read_until(process, "guarded | waiting for the gate")
+        found = re.search(r"run (\S+) of pipeline 'gated'", seen)
         assert found is not None, seen
         run_id = found.group(1)
         label = f"stepframe.run={run_id}"
@@ -269,7 +232,7 @@ def test_engine_lost_during_a_run_then_resume_finishes_and_removes_the_container
     finally:
         if process.poll() is None:
             process.kill()
-    output = "".join(seen) + rest
+    output = seen + rest
     assert process.returncode == 1, output + errors
     fix = f"Start the Docker engine (dockerd) and run `stepframe run --resume {run_id}`"
     assert "EngineUnavailableError" in output + errors and fix in output + errors, output + errors
@@ -277,22 +240,13 @@ def test_engine_lost_during_a_run_then_resume_finishes_and_removes_the_container
     for text in (output, errors):
         assert "Traceback" not in text and "Exception in thread" not in text, text
     # Left behind until the engine answers again.
-    assert _gone(engine, label), "the container should outlive the lost engine"
+    assert _containers(engine, label), "the container should outlive the lost engine"
 
     proxy.start()
-    resumed = subprocess.run(
-        [sys.executable, "-m", "stepframe", "run", "--resume", run_id],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=300,
-        check=False,
-    )
+    resumed = project.stepframe("run", "--resume", run_id)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "Traceback" not in resumed.stdout + resumed.stderr, resumed.stderr
-    assert _gone(engine, label) == []
+    assert _containers(engine, label) == []
     # Re-attached, not run again.
     assert (gate / "runs").read_text() == "ran\n"
 
