@@ -207,7 +207,7 @@ def submit(launch: Launch, operator: Component) -> JobHandle:
         ) from None
     except (DockerException, OSError) as error:
         lost = engine_error(error, docker_host)
-        if _never_reached_the_engine(error, lost):
+        if _never_reached_the_engine(error):
             raise lost from None
         # The request may have been carried out: the container may exist, even run.
         raise SubmitAmbiguousError(
@@ -217,15 +217,15 @@ def submit(launch: Launch, operator: Component) -> JobHandle:
     return _handle(operator, container, launch, settings, folder)
 
 
-def _never_reached_the_engine(error: BaseException, lost: EngineUnavailableError) -> bool:
-    """True when the failed call provably never reached the engine: no socket to connect
-    to, or the connection was refused.  (The SDK connects lazily, so requests reports
-    even those as "Connection aborted"; the cause inside tells them apart.)"""
-    if lost.cause.startswith("there is no socket") or "permission denied" in lost.cause:
-        return True
+def _never_reached_the_engine(error: BaseException) -> bool:
+    """True when the failed call provably never reached the engine: connecting failed (no
+    socket file, refused, not permitted).  The SDK connects lazily, so requests reports
+    even those as "Connection aborted"; the error inside tells them apart.  Whether the
+    socket exists *now* proves nothing: the engine may have stopped after the request."""
     text = repr(error)
     return any(
-        sign in text for sign in ("FileNotFoundError", "ConnectionRefusedError", "Errno 111")
+        sign in text
+        for sign in ("FileNotFoundError", "ConnectionRefusedError", "PermissionError", "Errno 111")
     )
 
 
