@@ -160,6 +160,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _live_update(self, parts: list[str], after: str) -> None:
         run_id = self.viewer.history.find_run(parts[2]).run_id
+        # Logged on arrival (requests are logged when answered): a page is following it.
+        page = self.headers.get("Referer", "?")
+        self.log_message("%s: following run %s for %s", self.path, run_id, page)
         version = self.viewer.wait_for_change(run_id, after)
         view = self.viewer.view(run_id)
         now = time.time()
