@@ -207,3 +207,56 @@ def test_a_signal_during_a_local_jobs_start_stops_all_of_it(
         for pid, ticks in seen:
             if is_running(pid, ticks):
                 os.kill(pid, signal.SIGKILL)
+
+
+STUBBORN = """
+import os
+import signal
+import time
+from pathlib import Path
+
+from stepframe import pipeline, step
+
+
+@step(operator="local")
+def stubborn() -> int:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    Path({pid_file!r}).write_text(str(os.getpid()))
+    print("started", flush=True)
+    time.sleep(60)
+    return 1
+
+
+@pipeline
+def deaf():
+    stubborn()
+"""
+
+
+def test_a_job_deaf_to_sigterm_is_killed_when_its_orchestrator_exits_at_once(
+    project, cli_popen, tmp_path: Path
+) -> None:
+    """A second Ctrl-C ends the orchestrator at once, inside the job's grace period: the
+    SIGKILL that ends the grace period must not die with it."""
+    from stepframe._builtin.local import TERMINATE_GRACE_SECONDS
+
+    pid_file = tmp_path / "step.pid"
+    process = cli_popen("run", str(project.write(STUBBORN.format(pid_file=str(pid_file)))))
+    lines = Lines(process)
+    job: set[tuple[int, str | None]] = set()
+    try:
+        lines.wait_for("stubborn | started")
+        job.update(_with_ticks([int(pid_file.read_text())]))
+        process.send_signal(signal.SIGINT)
+        jobs = project.state_dir / "jobs"
+        _wait_for(lambda: list(jobs.glob("*.cancelled")), "local's cancel_step")
+        process.send_signal(signal.SIGINT)  # exits at once
+        assert process.wait(timeout=30) == EXIT_INTERRUPTED
+        deadline = time.monotonic() + TERMINATE_GRACE_SECONDS + 10
+        while [pid for pid, ticks in job if is_running(pid, ticks)]:
+            assert time.monotonic() < deadline, "the job outlived its grace period"
+            time.sleep(0.05)
+    finally:
+        for pid, ticks in job:
+            if is_running(pid, ticks):
+                os.kill(pid, signal.SIGKILL)

@@ -56,7 +56,7 @@ from stepframe._builtin.local_zygote import (
     write_job_record,
 )
 from stepframe._plugins.markers import hookimpl
-from stepframe._processes import is_running
+from stepframe._processes import is_running, kill_after, signal_job
 from stepframe._types import (
     Component,
     ComponentKind,
@@ -492,38 +492,25 @@ def poll_step(
     return JobStatus(state, lines, str(offset), failure_reason=reason)
 
 
-def _signal_job(pid: int, ticks: str | None, signum: int) -> bool:
-    """Send ``signum`` to every process of the job; whether any of them was there.
-
-    A job leads its own process group.  One that has not called ``setsid()`` yet (a job
-    another parent started a moment ago) is still in its parent's group: then the signal
-    goes to the job's process itself, rather than taking the job for gone.
-    """
+def _watch_until_stopped(pid: int, ticks: str | None) -> None:
+    """Make sure the job is gone ``TERMINATE_GRACE_SECONDS`` from now (SIGKILL otherwise),
+    from a process of its own: this one may exit at once (a second Ctrl-C, `jobs stop`)."""
     try:
-        os.killpg(pid, signum)
-        return True
-    except ProcessLookupError:
-        pass
-    if not is_running(pid, ticks):
-        return False
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _kill_after_grace(pid: int, ticks: str | None) -> None:
-    """The job got SIGTERM: SIGKILL whatever of it is left once the grace period is over."""
-    deadline = time.monotonic() + TERMINATE_GRACE_SECONDS
-    child = _children.get(pid)
-    while time.monotonic() < deadline:
-        if child is not None and child.poll() is not None:
-            return
-        if not _signal_job(pid, ticks, 0):
-            return
-        time.sleep(0.05)
-    _signal_job(pid, ticks, signal.SIGKILL)
+        command = ["-m", "stepframe._processes", "kill-after", str(TERMINATE_GRACE_SECONDS)]
+        watcher = subprocess.Popen(
+            [sys.executable, *command, str(pid), ticks or "-"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            start_new_session=True,  # Ctrl-C in the terminal is not for it
+        )
+    except OSError:  # no process to spare: watch from here, for as long as we live
+        threading.Thread(
+            target=kill_after, args=(TERMINATE_GRACE_SECONDS, pid, ticks), daemon=True
+        ).start()
+        return
+    threading.Thread(target=watcher.wait, daemon=True).start()  # reaped if we live on
 
 
 @hookimpl
@@ -534,12 +521,11 @@ def cancel_step(handle: JobHandle, credentials: Credentials | None) -> bool | No
     if ended:
         return True
     pid, ticks = int(handle.data["pid"]), handle.data.get("start_ticks")
+    _watch_until_stopped(pid, ticks)  # first: whatever happens to this process from here
     # Before the signal, so that whoever polls the job next -- this process or the
     # orchestrator following it from another one -- reports it cancelled, not failed.
     marker = str(handle.data["log"]) + CANCELLED_SUFFIX
     with contextlib.suppress(OSError):
         Path(marker).touch()
-    # SIGTERM now, from the caller's thread: a `jobs stop` process may exit right after.
-    if _signal_job(pid, ticks, signal.SIGTERM):
-        threading.Thread(target=_kill_after_grace, args=(pid, ticks), daemon=True).start()
+    signal_job(pid, ticks, signal.SIGTERM)
     return True
