@@ -20,7 +20,15 @@ gets ``python -m stepframe.entrypoint`` in a new interpreter, as does a step wit
 A job's exit status is written next to its log (``LOG.exit``), so it is known even to
 an orchestrator that re-attaches from another process; so is a cancel (``LOG.cancelled``,
 written before the job is signalled), so that a job stopped by ``stepframe jobs stop`` in
-another shell is reported ``cancelled``, not failed, to the orchestrator that follows it.
+another shell is reported ``cancelled``, not failed, to the orchestrator that follows it;
+and so is the job itself (``LOG.job``, see `find_job`), so that a job whose start was
+never answered (the client was killed meanwhile) is found again.
+
+A cancel is SIGTERM to the job's process group, and SIGKILL to what is left of it after
+`TERMINATE_GRACE_SECONDS`, sent by a watcher process (``python -m stepframe._processes
+kill-after``) that outlives a client which exits at once.  The zygote answers a start
+only once the child leads its own group, so a cancel that comes right after the answer
+still reaches all of the job.
 
 The artifact store's credentials (`Launch.store_credentials`) reach a job through a pipe
 whose read end the job inherits, named by `STORE_CREDENTIALS_FD_ENV`; the entrypoint reads
