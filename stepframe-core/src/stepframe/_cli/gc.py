@@ -56,7 +56,9 @@ def _report_sweeps(sweeps: list[StoreSweep], *, verb: str) -> None:
             line += " (sizes this store does not tell are not counted)"
         extras = []
         if sweep.kept_recent:
-            extras.append(f"kept {sweep.kept_recent} of runs started in the last hour")
+            extras.append(
+                f"kept {sweep.kept_recent} of runs with no record that may be starting (--min-age)"
+            )
         if sweep.kept_for_running:
             extras.append(
                 f"kept {sweep.kept_for_running} cacheable output(s) while another run is "
@@ -143,13 +145,13 @@ def delete_runs(run_ids: tuple[str, ...], dry_run: bool) -> None:
     _remove_runs(list(records.values()), dry_run=dry_run)
 
 
-def _duration(text: str) -> float:
+def _duration(text: str, option: str) -> float:
     from stepframe.exceptions import UsageError
 
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
     if match is None:
         raise UsageError(
-            f"--older-than {text!r} is not a duration; write a number and a unit: 30d, 12h, 2w, 90m"
+            f"{option} {text!r} is not a duration; write a number and a unit: 30d, 12h, 2w, 90m, 0s"
         )
     return float(match.group(1)) * _UNITS[match.group(2)]
 
@@ -174,7 +176,7 @@ def prune_runs(
 
     if keep is None and older_than is None:
         raise UsageError("say which runs to prune: --keep N or --older-than 30d")
-    cutoff = time.time() - _duration(older_than) if older_than is not None else None
+    cutoff = time.time() - _duration(older_than, "--older-than") if older_than is not None else None
     _project, history = _open()
     with history:
         records = history.query_runs(pipeline=pipeline, limit=None)
@@ -194,16 +196,22 @@ def prune_runs(
 @click.option(
     "--yes", "--delete", "delete", is_flag=True, help="Delete; without it, only say what."
 )
+@click.option(
+    "--min-age",
+    default="1h",
+    show_default=True,
+    help="Keep what runs with no record left if they started less than this before the "
+    "oldest running run (a run stores its inputs just before it is recorded): 1h, 10m, 0s.",
+)
 @reports_errors
-def gc(delete: bool) -> None:
+def gc(delete: bool, min_age: str) -> None:
     """Find, in every artifact store of the project, the objects of deleted runs that no
     recorded run references, and stale local job logs; delete them with --yes.
 
     Safe while runs are going: objects of recorded runs, of runs started in the last
-    hour and of anything a run references are never touched.
+    hour (--min-age) and of anything a run references are never touched.
     """
     from stepframe._client.cleanup import (
-        GRACE_SECONDS,
         delete_objects,
         orphan_job_logs,
         plan_sweep,
@@ -211,15 +219,14 @@ def gc(delete: bool) -> None:
     )
     from stepframe._client.stores import ProjectStores
 
+    grace = _duration(min_age, "--min-age")
     project, history = _open()
     with history:
         now = time.time()
         runs = history.query_runs(limit=None)
-        sweeps = plan_sweep(history, ProjectStores(project), now=now)
+        sweeps = plan_sweep(history, ProjectStores(project), now=now, grace=grace)
         running = [r.started_at for r in runs if r.status == "running"]
-        logs = orphan_job_logs(
-            project, {r.run_id for r in runs}, min([*running, now]) - GRACE_SECONDS
-        )
+        logs = orphan_job_logs(project, {r.run_id for r in runs}, min([*running, now]) - grace)
         if delete:
             for sweep in sweeps:
                 delete_objects(sweep)

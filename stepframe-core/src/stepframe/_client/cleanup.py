@@ -7,9 +7,9 @@ What is kept, always:
 - every object any recorded run references, wherever it lies: a run that took a step
   from the cache references the outputs of the run that computed them, so deleting that
   older run leaves those outputs in place;
-- objects of runs with no record that started less than `GRACE_SECONDS` before the
-  oldest running run (or before now): a run stores its inputs just before its row is
-  written;
+- objects of runs with no record that started less than `GRACE_SECONDS` (``gc
+  --min-age``) before the oldest running run (or before now): a run stores its inputs
+  just before its row is written;
 - while another run is going, the cacheable outputs of runs being deleted: that run may
   have just found them in the cache and not yet recorded that it uses them (the next
   ``stepframe gc`` removes them).
@@ -89,18 +89,22 @@ def plan_sweep(
     forget: Iterable[str] = (),
     protect: Iterable[str] = (),
     now: float | None = None,
+    grace: float = GRACE_SECONDS,
 ) -> list[StoreSweep]:
     """Every store's unreferenced objects (of ``only_runs``' folders, when given).
 
     :param forget: runs to count as deleted already (a dry run of deleting them).
     :param protect: URIs to keep although nothing references them.
+    :param grace: objects of a run with no record are kept if it started less than this
+        many seconds before the oldest running run (or now); runs in ``only_runs`` were
+        recorded, so they are not starting and get no grace.
     """
     now = time.time() if now is None else now
     forgotten = set(forget)
     runs = history.query_runs(limit=None)
     recorded = {r.run_id for r in runs} - forgotten
     running = [r.started_at for r in runs if r.status == "running"]
-    cutoff = min([*running, now]) - GRACE_SECONDS
+    cutoff = min([*running, now]) - grace
     keep = {_normal(uri) for uri in history.artifact_uris(excluding_runs=forgotten)}
     protected = {_normal(uri) for uri in protect}
     wanted = None if only_runs is None else set(only_runs)
@@ -128,7 +132,7 @@ def plan_sweep(
                 sweep.kept_for_running += 1
                 continue
             started = _started(run_id)
-            if started is None or started >= cutoff:
+            if wanted is None and (started is None or started >= cutoff):
                 sweep.kept_recent += 1
                 continue
             sweep.garbage.append((uri, _size(store, uri)))
