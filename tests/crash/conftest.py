@@ -180,6 +180,23 @@ def alive(pid: int) -> bool:
     return stat is not None and stat[0] not in ("Z", "X")
 
 
+def processes_with(variable: str) -> list[int]:
+    """Live processes whose environment holds ``variable`` (NAME=value): whatever a
+    case's commands started, in whatever session or process group it ended up."""
+    found = []
+    wanted = variable.encode() + b"\0"
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if (b"\0" + environ).find(b"\0" + wanted) >= 0 and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
 def session_members(session_id: int) -> list[int]:
     """Live processes of a session (the orchestrator's, started with a session of its own)."""
     members = []
@@ -194,6 +211,13 @@ def session_members(session_id: int) -> list[int]:
         if int(fields[3]) == session_id and fields[0] not in ("Z", "X"):
             members.append(int(entry.name))
     return members
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return "?"
 
 
 # ---- docker ---------------------------------------------------------------------------------
@@ -304,6 +328,10 @@ class CrashProject:
     def database_path(self) -> Path:
         return self.state_dir / "runs.db"
 
+    @property
+    def case_variable(self) -> str:
+        return f"STEPFRAME_CRASH_CASE={self.root}"
+
     def make_case_folder(self) -> None:
         """The case's folder in the store (again, after a disk was mounted over it)."""
         self.case_folder.mkdir(parents=True, exist_ok=True)
@@ -314,6 +342,8 @@ class CrashProject:
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STEPFRAME_")}
         env.update(
+            # Inherited by every process the case's commands start (see `processes_with`).
+            STEPFRAME_CRASH_CASE=str(self.root),
             PYTHONUNBUFFERED="1",
             STEPFRAME_LOAD_PLUGINS="docker" if self.operator == "docker" else "",
             STEPFRAME_SECRETS_FILE=str(self.secrets_file),
@@ -387,9 +417,14 @@ class CrashProject:
 
         :param holders: the pids that hold at each point reached (a local job's among them).
         """
+        # After SIGINT or SIGTERM the run's own cancel may get there first: a job already
+        # gone is dead enough.
         if self.operator == "docker":
-            (container,) = containers_of(run_id, running_only=True)
-            container.kill()
+            from docker.errors import APIError
+
+            for container in containers_of(run_id, running_only=True):
+                with contextlib.suppress(APIError):  # 409: it stopped meanwhile
+                    container.kill()
             return
         pid = holders.get("running") or holders["outputs-written"]
         with contextlib.suppress(ProcessLookupError):
@@ -453,6 +488,12 @@ class CrashProject:
             assert left == [], f"processes {left} outlive the orchestrator {run.process.pid}"
         jobs = sorted(pid for pid in self.local_job_pids() if alive(pid))
         assert jobs == [], f"job processes {jobs} outlive the run"
+        # Helpers that are no job (the local operator's pre-warmed parent) end when they
+        # read that their orchestrator ended, a moment later: give them that moment.
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: not processes_with(self.case_variable), "helpers to end", 30)
+        started = [(pid, _command(pid)) for pid in processes_with(self.case_variable)]
+        assert started == [], f"processes outlive the run: {started}"
         if self.operator == "docker":
             containers = [(c.name, c.status) for c in containers_of(run_id)]
             assert containers == [], f"containers outlive the run: {containers}"
@@ -577,6 +618,9 @@ class CrashProject:
             for pid in session_members(run.process.pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+        for pid in processes_with(self.case_variable):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for pid in self.local_job_pids():
             if alive(pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
