@@ -9,6 +9,8 @@ the tool (``nox -s tests -- -k quickstart -x``).
 from __future__ import annotations
 
 import os
+import shutil
+import zipfile
 from pathlib import Path
 
 import nox
@@ -30,6 +32,13 @@ ROOT = Path(__file__).resolve().parent
 CORE = "./stepframe-core"
 DOCKER = "./stepframe-docker"
 AWS = "./stepframe-aws"
+# pytest as every session runs it.  importlib mode: test files in different folders may share
+# a name (tests/test_imports.py and stepframe-core/tests/test_imports.py).  Test ids relative
+# to the repository, not to the first package's pyproject.toml.  A test still running after
+# five minutes is hung: pytest-timeout stops it, with a traceback of every thread.
+PYTEST = ("pytest", "--import-mode=importlib", "--rootdir=.", "--timeout=300")
+# Every session installs its test tools at the versions pinned there (moto above all).
+CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 # Put first on PATH for SageMaker local mode's tests: runs Compose on the host network.
 COMPOSE_WRAPPER = ROOT / "stepframe-aws" / "tests" / "integration" / "bin"
 BENCHMARKS = [
@@ -157,6 +166,19 @@ def types(session: nox.Session) -> None:
 
 
 @nox.session
+def bump(session: nox.Session) -> None:
+    """``nox -s bump -- X.Y.Z``: one new version for the core and every first-party plugin.
+
+    Rewrites each one's ``__version__`` and the plugins' exact pins on each other
+    (tools/bump_version.py; tests/test_versions.py checks they agree).
+    """
+    if len(session.posargs) != 1:
+        session.error("give the new version after --: nox -s bump -- 0.2.0")
+    session.install("tomlkit", *CONSTRAINTS)
+    session.run("python", "tools/bump_version.py", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Run the benchmarks in bench/; each prints its figures (not a pass/fail test)."""
     # With the first-party plugins installed, as the targets are stated.
@@ -250,3 +272,131 @@ def core_plugins(session: nox.Session) -> None:
 def plugin_combinations(session: nox.Session, combination: str) -> None:
     """The first-party plugins' combinations; skipped while a plugin does not exist yet."""
     _run_combination(session, combination)
+
+
+# ---- release artefacts: `nox -s wheels` -------------------------------------------------
+# Every distribution, built as a user gets it, then each plugin installed alone from the
+# wheel folder into a fresh environment: it must bring the core (and stepframe-docker) from
+# the folder, list exactly its plugins and pass its conformance-kit tests there.
+RELEASED = {
+    "stepframe-core": CORE,
+    "stepframe-docker": DOCKER,
+    "stepframe-aws": AWS,
+    "stepframe-policy": "./examples/plugins/stepframe-policy",
+}
+# Each plugin: the test tools its kit tests need besides pytest, and those tests (the
+# plugin's own conformance tests from this checkout, run against the installed wheel).
+# stepframe-aws: the connector and S3 artifact-store suites, on moto's server (offline);
+# its SageMaker operator has no kit suite that runs without SageMaker.  stepframe-docker:
+# the image-builder and step-operator suites need the Docker engine and registry of
+# `bash .ci/services.sh`.  stepframe-policy: its operator suites run on the local operator.
+WHEEL_CHECKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "stepframe-aws": (
+        ("moto[server]",),
+        (
+            "stepframe-aws/tests/test_connector_suite.py",
+            "stepframe-aws/tests/test_s3_store.py::TestS3StoreConformance",
+        ),
+    ),
+    "stepframe-docker": ((), ("stepframe-docker/tests/integration/test_docker_conformance.py",)),
+    "stepframe-policy": ((), ("examples/plugins/stepframe-policy/tests",)),
+}
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """Build every distribution's sdist and wheel, then install each plugin alone from them.
+
+    Not a default session: stepframe-docker's kit needs the services of ``bash
+    .ci/services.sh`` (`.ci/run` runs it after them).  ``nox -s wheels -- stepframe-aws``
+    checks one plugin.
+    """
+    session.install("build", "hatchling", "pytest", "pytest-timeout", *CONSTRAINTS)
+    dist = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    for folder in RELEASED.values():
+        # `build` makes the sdist, then the wheel from the sdist: so the sdist is shown to
+        # hold what a build needs.  Without isolation: the pinned hatchling installed above.
+        session.run("python", "-m", "build", "--no-isolation", "--outdir", str(dist), folder)
+    session.run(*PYTEST, "tests/wheels/test_sdists.py", env={"STEPFRAME_DIST_DIR": str(dist)})
+    for target in session.posargs or WHEEL_CHECKS:
+        _install_alone_and_check(session, dist, target)
+
+
+def _install_alone_and_check(session: nox.Session, dist: Path, target: str) -> None:
+    tools, kit_tests = WHEEL_CHECKS[target]
+    venv = Path(session.create_tmp()) / f"alone-{target}"
+    shutil.rmtree(venv, ignore_errors=True)
+    session.run("python", "-m", "venv", str(venv))
+    python = str(venv / "bin" / "python")
+    pip = (python, "-m", "pip", "--disable-pip-version-check", "install", "--quiet")
+    # pip has no "--no-index for some packages only", so two steps.  First the third-party
+    # requirements of the target and of the first-party wheels it needs, from the index...
+    session.run(*pip, *_third_party_requirements(dist, target), *CONSTRAINTS, external=True)
+    # ...then the target with no index at all: every first-party distribution can only come
+    # from the folder (pip's report, checked by tests/wheels/test_installed.py, says which
+    # it installed and from where; none of the machine's pip settings add another source).
+    report = venv / "pip-report.json"
+    session.run(
+        *pip,
+        "--no-index",
+        "--find-links",
+        str(dist),
+        "--report",
+        str(report),
+        target,
+        external=True,
+        env={"PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": str(dist)},
+    )
+    session.run(python, "-m", "pip", "check", external=True)
+    # Before any test tool goes in (they bring packages of their own): every module imports
+    # with only the declared dependencies installed.
+    session.run(python, "tests/wheels/import_everything.py", external=True)
+    session.run(python, "-m", "stepframe", "plugins", external=True)
+    session.run(*pip, "pytest", "pytest-timeout", *tools, *CONSTRAINTS, external=True)
+    session.run(
+        python,
+        "-m",
+        *PYTEST,
+        "tests/wheels/test_installed.py",
+        *kit_tests,
+        external=True,
+        env={
+            "STEPFRAME_DIST_DIR": str(dist),
+            "STEPFRAME_WHEELS_TARGET": target,
+            "STEPFRAME_WHEELS_REPORT": str(report),
+            "STEPFRAME_REQUIRE_DOCKER": "1",
+        },
+    )
+
+
+def _third_party_requirements(dist: Path, target: str) -> list[str]:
+    """The Requires-Dist lines (markers kept) of ``target``'s wheel and of the first-party
+    wheels it requires, in turn, leaving out the first-party ones and the extras'."""
+    from email.parser import HeaderParser
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    requires: dict[str, list[Requirement]] = {}
+    for wheel in dist.glob("*.whl"):
+        with zipfile.ZipFile(wheel) as archive:
+            info = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+            fields = HeaderParser().parsestr(archive.read(info).decode())
+        requires[canonicalize_name(fields["Name"])] = [
+            Requirement(line) for line in fields.get_all("Requires-Dist") or ()
+        ]
+    third_party: list[str] = []
+    wanted, seen = [canonicalize_name(target)], set()
+    while wanted:
+        name = wanted.pop()
+        seen.add(name)
+        for requirement in requires[name]:
+            if requirement.marker is not None and "extra" in str(requirement.marker):
+                continue
+            dependency = canonicalize_name(requirement.name)
+            if dependency in requires:
+                wanted += [] if dependency in seen else [dependency]
+            elif str(requirement) not in third_party:
+                third_party.append(str(requirement))
+    return third_party
