@@ -13,6 +13,7 @@ that ran it or a new one.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,12 +26,16 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
+    from stepframe._artifacts.materializers import MaterializerRegistry
+    from stepframe._artifacts.store import ArtifactStore
     from stepframe._history.database import ArtifactRecord, JobRecord, RunHistory, RunRecord
     from stepframe._plugins.manager import Plugins
 
 __all__ = ["Job", "Run", "RunStep", "Runs"]
 
 RUN_STATUSES = ("running", "interrupted", "succeeded", "failed", "cancelled")
+# An output below its attempt's folder: .../runs/RUN/STEP/attempt-N/outputs/NAME.
+_ATTEMPT_OUTPUT = re.compile(r"/outputs/[^/]+$")
 
 
 @attrs.frozen
@@ -154,12 +159,48 @@ class Runs:
     # What the steps' `output()` needs, shared by every run of this client.
     def _load(self, record: ArtifactRecord) -> Any:
         from stepframe._artifacts.io import load_artifact
-        from stepframe._artifacts.materializers import MaterializerRegistry
         from stepframe._pipeline.step import EMPTY
 
-        store = self._stores.for_uri(record.uri)
-        registry = MaterializerRegistry(self._stores.plugins.materializers)
+        store, registry = self._local_fast_path(record.uri) or self._through_plugins(record.uri)
         return load_artifact(store, record.ref, EMPTY, registry, self.project.state_dir / "loaded")
+
+    def _through_plugins(self, uri: str) -> tuple[ArtifactStore, MaterializerRegistry]:
+        from stepframe._artifacts.materializers import MaterializerRegistry
+
+        store = self._stores.for_uri(uri)
+        return store, MaterializerRegistry(self._stores.plugins.materializers)
+
+    def _local_fast_path(self, uri: str) -> tuple[ArtifactStore, MaterializerRegistry] | None:
+        """For an artifact of the core's local store in a project with only the default
+        stack: the store, and the materializers of the plugins the step's launch manifest
+        names (none, usually), as a job opens them; loading every plugin would cost more
+        than reading the artifact.  None when that does not apply."""
+        from stepframe.entrypoint import _local_store_is_builtin, _plugins_for
+
+        attempt = _ATTEMPT_OUTPUT.search(uri)
+        if self._stores.given_plugins or attempt is None or not _local_store_is_builtin(uri):
+            return None
+        from stepframe._project import CONFIG_FILE
+
+        if (self.project.root / CONFIG_FILE).is_file():
+            return None
+        import json
+
+        from stepframe._artifacts.local import open_local_store
+        from stepframe._artifacts.materializers import MaterializerRegistry
+        from stepframe.exceptions import StepframeError
+
+        store = open_local_store(uri)
+        try:  # one field of the launch manifest: no need for its full reader (cattrs)
+            with store.open_read(uri[: attempt.start()] + "/launch.json") as stream:
+                wanted = json.load(stream).get("materializer_plugins")
+        except (StepframeError, ValueError, AttributeError):  # missing or unreadable
+            return None
+        if not isinstance(wanted, list):
+            return None
+        if not wanted:
+            return store, MaterializerRegistry()
+        return store, MaterializerRegistry(_plugins_for(wanted).materializers)
 
 
 class Run:

@@ -34,10 +34,16 @@ class ProjectStores:
     def __init__(self, project: Project, plugins: Plugins | None = None) -> None:
         self.project = project
         self._plugins = plugins
+        self._given = plugins is not None
         self._stacks: dict[str, Stack] | None = None
         self._open: dict[str, ArtifactStore] = {}
         #: Stacks that could not be loaded (a plugin missing, say), one line each.
         self.problems: list[str] = []
+
+    @property
+    def given_plugins(self) -> bool:
+        """Whether the caller chose the plugins (then every store opens through them)."""
+        return self._given
 
     @property
     def plugins(self) -> Plugins:
@@ -72,14 +78,26 @@ class ProjectStores:
     def for_uri(self, uri: str) -> ArtifactStore:
         """The store an artifact URI lives in, opened read-only in spirit: nothing is
         written through it here."""
+        if urllib.parse.urlsplit(uri).scheme == "file" and not self._has_config():
+            # Only the default stack, whose local store needs no connector: no stack to
+            # load (which costs more than reading a small artifact).
+            return self._open_by_scheme(uri)
         roots = self.roots()
         matching = [root for root in roots if uri == root or uri.startswith(root + "/")]
         if matching:
             root = max(matching, key=len)
             return self._open_root(root, roots[root])
-        for store in self._open.values():
-            if store.contains(uri):
-                return store
+        return self._open_by_scheme(uri)
+
+    def _has_config(self) -> bool:
+        from stepframe._project import CONFIG_FILE
+
+        return (self.project.root / CONFIG_FILE).is_file()
+
+    def _open_by_scheme(self, uri: str) -> ArtifactStore:
+        for opened in self._open.values():
+            if opened.contains(uri):
+                return opened
         store = self.plugins.hooks.open_artifact_store(uri, None)
         self._open.setdefault(store.root_uri, store)
         return store
