@@ -300,6 +300,7 @@ def test_plugins_json_lists_the_core_plugins(cli) -> None:
         assert "register_flavors" in entry["hooks"]
     assert listed["local"]["hooks"] == [
         "cancel_step",
+        "find_job",
         "poll_step",
         "register_flavors",
         "submit_step",
@@ -315,4 +316,4 @@ def test_plugins_lists_the_core_plugins(cli) -> None:
         assert f"{name}  (stepframe-core " in text
         assert f"module:  {module}" in text
         assert f"flavors: {', '.join(flavors)}" in text
-    assert "hooks:   cancel_step, poll_step, register_flavors, submit_step" in text
+    assert "hooks:   cancel_step, find_job, poll_step, register_flavors, submit_step" in text
