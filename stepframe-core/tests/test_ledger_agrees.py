@@ -107,6 +107,10 @@ def test_a_local_job_stopped_from_another_shell_is_cancelled(project, cli, cli_p
         assert "[waits] cancelled" in output, output
         (job,) = _jobs(project)
         assert job.state == "cancelled"
+        # The run says what happened to it too: cancelled, not succeeded or failed.
+        assert process.returncode == 130, output
+        with project.history() as history:
+            assert history.get_run(job.run_id).status == "cancelled"
     finally:
         if process.poll() is None:
             process.kill()
