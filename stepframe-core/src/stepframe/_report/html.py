@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from stepframe._cli.runs import _first_line, _size
+from stepframe._cli.runs import _seconds as seconds_text
+
 if TYPE_CHECKING:
     from stepframe._history.database import RunRecord
     from stepframe._report.model import RunView, StepView
@@ -111,25 +114,7 @@ def _when(seconds: float | None) -> str:
 
 
 def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 60:
-        return f"{value:.1f}s"
-    whole = int(value)
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-
-
-def _size(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    value = float(size)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024 or unit == "TiB":
-            break
-    return f"{value:.1f} {unit}"
+    return "-" if value is None else seconds_text(value)
 
 
 def _pill(state: str) -> str:
@@ -449,14 +434,6 @@ def _step_duration(step: StepView, now: float) -> str:
     if step.ended_at is None:
         return _seconds(now - step.started_at) + (" so far" if step.status == "running" else "")
     return _seconds(step.ended_at - step.started_at)
-
-
-def _first_line(text: str | None) -> str:
-    if not text:
-        return ""
-    lines = text.strip().splitlines()
-    line = lines[-1] if lines[0].startswith("Traceback (most recent call last)") else lines[0]
-    return line if len(line) <= 100 else line[:97] + "..."
 
 
 def render_step_body(step: StepView, *, anchor: bool, now: float) -> str:

@@ -248,17 +248,24 @@ def gather_run(
     return RunView(run=run, steps=tuple(views), edges=tuple(edges), notes=tuple(notes))
 
 
-def _origin_log(history: RunHistory, project: Project, own: list[ArtifactRecord]) -> Path | None:
-    """A cached step's log: that of the step whose outputs it took, if it is kept."""
+def _producer(own: list[ArtifactRecord]) -> tuple[str, str, str] | None:
+    """Run, step and attempt folder URI of the attempt that stored a step's outputs (a
+    cached step's: those of an earlier run)."""
     for artifact in own:
         match = _ATTEMPT.search(artifact.uri)
-        if match is None:
-            continue
-        origin_run, origin_step = match.group(1), match.group(2)
-        jobs = [j for j in history.list_jobs(run_id=origin_run) if j.step == origin_step]
-        if jobs:
-            return step_log_path(project, origin_run, origin_step, jobs[-1])
+        if match is not None:
+            return match.group(1), match.group(2), artifact.uri[: match.end()]
     return None
+
+
+def _origin_log(history: RunHistory, project: Project, own: list[ArtifactRecord]) -> Path | None:
+    """A cached step's log: that of the step whose outputs it took, if it is kept."""
+    producer = _producer(own)
+    if producer is None:
+        return None
+    origin_run, origin_step, _ = producer
+    jobs = [j for j in history.list_jobs(run_id=origin_run) if j.step == origin_step]
+    return step_log_path(project, origin_run, origin_step, jobs[-1]) if jobs else None
 
 
 def _shown_status(run: RunRecord, record: StepRecord) -> str:
@@ -279,11 +286,9 @@ def _manifest_uris(
             launch if isinstance(launch, str) else None,
             result if isinstance(result, str) else None,
         )
-    for artifact in own:  # a cached step: the attempt that produced its outputs
-        match = _ATTEMPT.search(artifact.uri)
-        if match:
-            base = artifact.uri[: match.end()]
-            return base + "launch.json", base + "result.json"
+    producer = _producer(own)  # a cached step: the attempt that produced its outputs
+    if producer is not None:
+        return producer[2] + "launch.json", producer[2] + "result.json"
     return None, None
 
 
@@ -388,13 +393,12 @@ def _cache_reason(
 ) -> str | None:
     """Why the step was, or was not, taken from the cache, as far as the records tell."""
     if record.status == "cached":
-        for artifact in own:
-            match = _ATTEMPT.search(artifact.uri)
-            if match and match.group(1) != run.run_id:
-                return (
-                    f"taken from the cache: the outputs of run {match.group(1)}, step "
-                    f"{match.group(2)!r} (same code, inputs, settings and operator)"
-                )
+        producer = _producer(own)
+        if producer is not None and producer[0] != run.run_id:
+            return (
+                f"taken from the cache: the outputs of run {producer[0]}, step "
+                f"{producer[1]!r} (same code, inputs, settings and operator)"
+            )
         return "taken from the cache"
     if record.status != "succeeded":
         return None
