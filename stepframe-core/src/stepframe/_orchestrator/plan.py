@@ -185,14 +185,10 @@ def _cache_forecast(
                 outputs=step.step.output_names,
                 materializer_plugins=plugins.materializer_plugins,
             )
-            found = history.find_cached(key)
+            # The same lookup a run makes: a hit in the store the run would use.
+            found = history.find_cached(key, store_root=stack.artifact_store_uri)
             recorded = {} if found is None else {r.output: r.ref for r in found[2]}
-            root = stack.artifact_store_uri.rstrip("/") + "/"
-            if (
-                found is None
-                or set(recorded) != set(step.step.output_names)
-                or not all(ref.uri.startswith(root) for ref in recorded.values())
-            ):
+            if found is None or set(recorded) != set(step.step.output_names):
                 forecast[name] = "runs (no earlier outputs for its code, inputs and settings)"
                 continue
             outputs[name] = recorded
