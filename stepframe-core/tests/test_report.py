@@ -142,3 +142,48 @@ def test_an_unknown_run_is_one_line_and_exit_2(project, run, cli) -> None:
     done = cli("report", "x", cwd=elsewhere)
     assert done.returncode == 2
     assert "no runs recorded at" in done.stderr
+
+
+FLAKY = """
+    from pathlib import Path
+    from stepframe import pipeline, step
+
+    @step
+    def fetch() -> int:
+        return 3
+
+    @step
+    def check(n: int) -> int:
+        if Path("fail-check").exists():  # the test decides
+            raise RuntimeError("check failed on purpose")
+        return n
+
+    @step
+    def ship(n: int) -> int:
+        return n + 1
+
+    @pipeline
+    def flaky() -> None:
+        ship(check(fetch()))
+"""
+
+
+def test_edges_of_steps_that_did_not_start_come_dashed_from_an_earlier_run(
+    project, run, cli, browser, tmp_path
+) -> None:
+    pipeline = project.load(FLAKY)
+    first = run(pipeline)
+    (project.root / "fail-check").touch()
+    second = run(pipeline, use_cache=False, raise_on_failure=False)
+    assert statuses(project, second.run_id)["ship"] == "skipped"
+
+    done = cli("report", second.run_id, "-o", "second.html")
+    assert done.returncode == 0, done.stderr
+    dom = browser.dump_dom((project.root / "second.html").as_uri(), tmp_path / "profile")
+    nodes, edges = browser.dag(dom)
+    assert nodes["ship"]["data-state"] == "skipped"
+    assert edges == {("fetch", "check")}  # what this run's manifests say
+    dashed = browser.Elements(dom).find("path", **{"class": "inferred-edge"})
+    assert {(e["data-from"], e["data-to"]) for e in dashed} == {("check", "ship")}
+    assert all(e["stroke-dasharray"] for e in dashed)
+    assert f"their edges (dashed) are as in run {first.run_id}" in dom

@@ -193,8 +193,13 @@ def dag_layout(
             rows = [row[p] for p in parents[name] if p in row]
             return (sum(rows) / len(rows) if rows else float(order[name]), order[name])
 
-        for index, name in enumerate(sorted(members, key=centre)):
-            row[name] = index
+        # In order of their parents' mean row, each as near that row as the ones above
+        # allow: a child sits beside its parents instead of at the top of its column.
+        next_free = 0
+        for name in sorted(members, key=centre):
+            wanted = round(centre(name)[0]) if parents[name] else next_free
+            row[name] = max(next_free, wanted)
+            next_free = row[name] + 1
     return {name: (column[name], row[name]) for name in names}
 
 
@@ -215,7 +220,7 @@ def dag_svg(view: RunView, href: StepHref) -> str:
     names = [s.name for s in view.steps]
     if not names:
         return "<p>No steps recorded.</p>"
-    place = dag_layout(names, view.edges)
+    place = dag_layout(names, [*view.edges, *view.inferred_edges])
     widths: dict[int, int] = {}
     for step in view.steps:
         label = max(len(_label(step.name)), len(step.operator or "") + 4)
@@ -226,8 +231,9 @@ def dag_svg(view: RunView, href: StepHref) -> str:
     for col in sorted(widths):
         x_of[col] = x
         x += widths[col] + _COL_GAP
+    drawn = [(e, "edge") for e in view.edges] + [(e, "inferred-edge") for e in view.inferred_edges]
     lifts = {
-        edge: _lift(place, *edge) for edge in view.edges if edge[0] in place and edge[1] in place
+        edge: _lift(place, *edge) for edge, _ in drawn if edge[0] in place and edge[1] in place
     }
     top = 10 + int(0.75 * max(lifts.values(), default=0))
     height = top + max(r for _, r in place.values()) * (_NODE_H + _ROW_GAP) + _NODE_H + 10
@@ -245,7 +251,7 @@ def dag_svg(view: RunView, href: StepHref) -> str:
         'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#888"/></marker>'
         "</defs>",
     ]
-    for source, target in view.edges:
+    for (source, target), kind in drawn:
         if source not in place or target not in place:
             continue
         sx, sy, sw = box(source)
@@ -256,11 +262,11 @@ def dag_svg(view: RunView, href: StepHref) -> str:
         if lift:
             x1, y1, x2, y2 = sx + sw - 12, sy, tx + 12, ty
             bend = 0
+        dashes = ' stroke-dasharray="5 4"' if kind == "inferred-edge" else ""
         parts.append(
-            f'<path class="edge" data-from="{esc(source)}" data-to="{esc(target)}" '
+            f'<path class="{kind}" data-from="{esc(source)}" data-to="{esc(target)}" '
             f'd="M{x1},{y1} C{x1 + bend},{y1 - lift} {x2 - bend},{y2 - lift} {x2},{y2}" '
-            'fill="none" '
-            'stroke="#999" stroke-width="1.4" marker-end="url(#arrow)"/>'
+            f'fill="none" stroke="#999" stroke-width="1.4"{dashes} marker-end="url(#arrow)"/>'
         )
     for step in view.steps:
         bx, by, bw = box(step.name)

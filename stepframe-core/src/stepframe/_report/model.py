@@ -117,6 +117,9 @@ class RunView:
     steps: tuple[StepView, ...]
     edges: tuple[tuple[str, str], ...]
     notes: tuple[str, ...] = ()
+    #: Edges into steps that did not start, as they were in an earlier run of the same
+    #: pipeline (drawn dashed): the best knowledge there is until they start.
+    inferred_edges: tuple[tuple[str, str], ...] = ()
 
     def step(self, name: str) -> StepView | None:
         return next((s for s in self.steps if s.name == name), None)
@@ -239,13 +242,61 @@ def gather_run(
         )
     notes = list(manifests.problems)
     unknown = [v.name for v in views if v.status in ("pending", "skipped") and not v.inputs]
+    inferred: dict[tuple[str, str], None] = {}
     if unknown:
-        notes.append(
-            f"{len(unknown)} step(s) did not start ({', '.join(unknown[:5])}"
-            f"{', ...' if len(unknown) > 5 else ''}): their inputs, and so their edges in "
-            "the DAG, are known only once a step starts"
-        )
-    return RunView(run=run, steps=tuple(views), edges=tuple(edges), notes=tuple(notes))
+        names = {v.name for v in views}
+        found, source_run = _earlier_edges(history, run, set(unknown), manifests)
+        inferred = {e: None for e in found if e[0] in names and e not in edges}
+        known = {target for _, target in found}
+        if source_run is not None and known:
+            notes.append(
+                f"{len(known)} step(s) did not start: their edges (dashed) are as in run "
+                f"{source_run}, the latest earlier run of {run.pipeline!r} where they started"
+            )
+        left = [name for name in unknown if name not in known]
+        if left:
+            notes.append(
+                f"{len(left)} step(s) did not start ({', '.join(left[:5])}"
+                f"{', ...' if len(left) > 5 else ''}): their inputs, and so their edges in "
+                "the DAG, are known only once a step starts"
+            )
+    return RunView(
+        run=run,
+        steps=tuple(views),
+        edges=tuple(edges),
+        notes=tuple(notes),
+        inferred_edges=tuple(inferred),
+    )
+
+
+def _earlier_edges(
+    history: RunHistory, run: RunRecord, unknown: set[str], manifests: ManifestCache
+) -> tuple[set[tuple[str, str]], str | None]:
+    """Edges into ``unknown`` steps as the latest earlier runs of the pipeline recorded
+    them (from their launch manifests), and the newest run any came from."""
+    edges: set[tuple[str, str]] = set()
+    newest: str | None = None
+    for earlier in history.query_runs(pipeline=run.pipeline, until=run.started_at, limit=5):
+        if not unknown:
+            break
+        artifacts = history.get_artifacts(earlier.run_id)
+        by_uri = {a.uri: (a.step, a.output) for a in artifacts}
+        by_sha = {a.sha256: (a.step, a.output) for a in artifacts}
+        latest = {job.step: job for job in history.list_jobs(run_id=earlier.run_id)}
+        for record in history.get_steps(earlier.run_id):
+            if record.step not in unknown:
+                continue
+            own = [a for a in artifacts if a.step == record.step]
+            launch_uri, _ = _manifest_uris(record, latest.get(record.step), own)
+            launch = manifests.json(launch_uri) if launch_uri else None
+            if not isinstance(launch, dict):
+                continue
+            for item in _inputs(launch, by_uri, by_sha, record.step):
+                if item.source is not None:
+                    edges.add((item.source[0], record.step))
+            unknown.discard(record.step)
+            newest = newest or earlier.run_id
+    return edges, newest
 
 
 def _producer(own: list[ArtifactRecord]) -> tuple[str, str, str] | None:
