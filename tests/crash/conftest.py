@@ -741,7 +741,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    case = dict(report.user_properties).get(CASE_PROPERTY)
+    case: Any = dict(report.user_properties).get(CASE_PROPERTY)
     if case is None:
         return
     if report.failed:
@@ -752,7 +752,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         outcome = "survived"
     else:
         return
-    row, before = _outcomes.get(report.nodeid, (tuple(case), ""))
+    row, before = _outcomes.get(report.nodeid, (tuple(str(cell) for cell in case), ""))
     # A failed teardown after a passed call is still a failure; the first word otherwise.
     if not before or outcome == "FAILED":
         _outcomes[report.nodeid] = (row, outcome)

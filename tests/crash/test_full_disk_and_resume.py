@@ -13,6 +13,8 @@ Mounting needs root (as on CI).  Where it is not permitted the cases skip, unles
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 EXIT_FAILED = 1
@@ -20,7 +22,7 @@ DISKS = ("store", "runs.db")
 MOMENTS = ("before the run", "while running")
 
 
-def _cases() -> list[object]:
+def _cases() -> list[Any]:
     return [
         pytest.param(
             operator,
@@ -37,7 +39,7 @@ def _cases() -> list[object]:
 
 @pytest.mark.parametrize(("operator", "disk", "moment"), _cases())
 def test_full_disk_then_resume(
-    crash_project, small_disk, operator: str, disk: str, moment: str
+    crash_project: Any, small_disk: Any, operator: str, disk: str, moment: str
 ) -> None:
     project = crash_project(operator)
     if disk == "store":

@@ -15,6 +15,7 @@ ended (after-submit, running, outputs-written).
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 import pytest
 
@@ -34,8 +35,8 @@ OPERATORS = ("local", "docker")
 EXIT_CANCELLED = 130
 
 
-def _cases() -> list[object]:
-    cases = []
+def _cases() -> list[Any]:
+    cases: list[Any] = []
     for operator in OPERATORS:
         for boundary in BOUNDARIES:
             for signame in SIGNALS:
@@ -58,7 +59,7 @@ def _cases() -> list[object]:
 
 @pytest.mark.parametrize(("operator", "boundary", "signame", "jobs_die"), _cases())
 def test_kill_then_resume(
-    crash_project, operator: str, boundary: str, signame: str, jobs_die: bool
+    crash_project: Any, operator: str, boundary: str, signame: str, jobs_die: bool
 ) -> None:
     project = crash_project(operator)
     # The job holds where the case needs a live job process: "while running", and during
@@ -100,4 +101,3 @@ def test_kill_then_resume(
     # A job that lived on through a SIGKILL must be followed, never run again.
     exactly_once = signame == "SIGKILL" and not jobs_die
     project.assert_survived(run_id, exactly_once=exactly_once)
-
