@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -33,10 +34,12 @@ from stepframe import (
     Flavor,
     ImageRef,
     JobHandle,
+    JobNotFound,
     JobState,
     JobStatus,
     RemoteError,
     SecretRef,
+    StepframeError,
     StepResult,
     hookimpl,
     resolve_secret,
@@ -214,6 +217,247 @@ class TupleInHandle(SubprocessOperator):
 
     def handle_data(self, process: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
         return {"pid": process.pid, "log": str(log), "ports": (8080, 8081)}
+
+
+class DropsPartialLine(SubprocessOperator):
+    """Holds back a last line without a newline even once the job has ended: it is lost."""
+
+    flavor = "kit-drops-partial-line"
+
+    def read_log(self, handle: JobHandle, cursor: str | None, final: bool) -> tuple[list[str], int]:
+        return super().read_log(handle, cursor, final=False)
+
+
+class WaitsForRunning(SubprocessOperator):
+    """Learns that a job runs only from a poll made while its step is still at work, and
+    reports an end only after it reported RUNNING: a job whose step was done before the
+    first poll stays PENDING for ever."""
+
+    flavor = "kit-waits-for-running"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen_running: set[str] = set()
+        self.results: dict[str, Path] = {}
+
+    @hookimpl
+    def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+        handle = super().submit_step(launch, operator, credentials)
+        self.results[handle.job_id] = Path(launch.result_uri.removeprefix("file://"))
+        return handle
+
+    @hookimpl
+    def poll_step(self, handle, credentials, cursor):  # type: ignore[no-untyped-def]
+        status = super().poll_step(handle, credentials, cursor)
+        at_work = not self.results[handle.job_id].exists()
+        if status.state is JobState.RUNNING and at_work:
+            self.seen_running.add(handle.job_id)
+        elif handle.job_id not in self.seen_running:
+            return JobStatus(JobState.PENDING, cursor=cursor, poll_after=0.05)
+        return status
+
+
+class ClaimsToOutliveTheClient(SubprocessOperator):
+    """Says its jobs outlive the client, but finds them only in the submitting process's
+    memory: another process can neither follow nor stop them."""
+
+    flavor = "kit-claims-to-outlive"
+
+    @hookimpl
+    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+        register(Flavor(kind=ComponentKind.STEP_OPERATOR, name=self.flavor))
+
+
+# A job's process under DetachedOperator: runs the command, then records its exit status
+# (first writer wins: a cancel may have recorded "cancelled" already).
+_RECORDING_WRAPPER = """
+import os, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+try:
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+except FileExistsError:
+    sys.exit(0)
+os.write(fd, str(code).encode())
+os.close(fd)
+"""
+
+
+class DetachedOperator(SubprocessOperator):
+    """Jobs that outlive the client: everything that finds a job (its process group, log
+    and exit-status file) is in the handle, and a job's handle is kept next to its log so
+    that find_job finds it by the launch's job name.  Correct."""
+
+    flavor = "kit-detached"
+    supports_find_job = True
+
+    @hookimpl
+    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+        register(Flavor(kind=ComponentKind.STEP_OPERATOR, name=self.flavor))
+
+    def files(self, launch: Any) -> tuple[Path, Path, Path]:
+        workdir = Path(launch.workdir)
+        name = self.job_id(launch)
+        return workdir / f"{name}.log", workdir / f"{name}.status", workdir / f"{name}.handle"
+
+    @hookimpl
+    def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+        log, status, saved = self.files(launch)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        path = os.pathsep.join(p for p in (launch.code_root, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, **launch.environment, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+        command = [sys.executable, "-c", _RECORDING_WRAPPER, str(status), sys.executable]
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [*command, *launch.command[1:]],
+                cwd=launch.code_root,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        handle = JobHandle(
+            flavor=self.flavor,
+            operator=operator.name,
+            job_id=self.job_id(launch),
+            data={"pgid": process.pid, "log": str(log), "status": str(status)},
+        )
+        saved.write_text(json.dumps(attrs.asdict(handle)))
+        self.submitted(handle)
+        return handle
+
+    def submitted(self, handle: JobHandle) -> None:
+        pass
+
+    def ended(self, handle: JobHandle) -> str | None:
+        try:
+            return Path(handle.data["status"]).read_text()
+        except FileNotFoundError:
+            return None
+
+    @hookimpl
+    def poll_step(self, handle, credentials, cursor):  # type: ignore[no-untyped-def]
+        ended = self.ended(handle)
+        lines, next_cursor = self.read_log(handle, cursor, final=ended is not None)
+        if ended is None:
+            state, reason = JobState.RUNNING, None
+        elif ended == "cancelled":
+            state, reason = JobState.CANCELLED, None
+        elif ended == "0":
+            state, reason = JobState.SUCCEEDED, None
+        else:
+            state, reason = JobState.FAILED, f"exit status {ended}"
+        return JobStatus(
+            state, tuple(lines), str(next_cursor), failure_reason=reason, poll_after=0.05
+        )
+
+    @hookimpl
+    def cancel_step(self, handle, credentials):  # type: ignore[no-untyped-def]
+        if self.ended(handle) is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(handle.data["pgid"]), signal.SIGKILL)
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(handle.data["status"], os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+                os.write(fd, b"cancelled")
+                os.close(fd)
+        return True
+
+    @hookimpl
+    def find_job(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+        saved = self.files(launch)[2]
+        if not saved.is_file():
+            return JobNotFound(f"no job named {self.job_id(launch)}")
+        return JobHandle(**json.loads(saved.read_text()))
+
+
+class ProcessLocalCursor(DetachedOperator):
+    """Its log cursors are tokens into this process's memory: a re-attach from another
+    process starts the log over."""
+
+    flavor = "kit-process-local-cursor"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offsets: dict[str, int] = {}
+
+    def read_log(self, handle: JobHandle, cursor: str | None, final: bool) -> tuple[list[str], int]:
+        offset = self.offsets.get(cursor or "", 0)
+        lines, end = super().read_log(handle, str(offset), final)
+        token = uuid.uuid4().hex
+        self.offsets[token] = end
+        return lines, token  # type: ignore[return-value]
+
+
+class FindsAnyJob(DetachedOperator):
+    """find_job answers with the last job it submitted, whatever the launch."""
+
+    flavor = "kit-finds-any-job"
+
+    def submitted(self, handle: JobHandle) -> None:
+        self.last = handle
+
+    @hookimpl
+    def find_job(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+        return getattr(self, "last", None)
+
+
+# ==== policies ============================================================================
+
+
+class AllowListPolicy:
+    """Refuses kit-cloud instance types other than "small" in the pre-flight, again at
+    submit (the last line), and tags every job.  Correct."""
+
+    allowed = ("small",)
+
+    def problems(self, settings: Any) -> list[str]:
+        instance_type = getattr(settings, "instance_type", None)
+        if instance_type is not None and instance_type not in self.allowed:
+            return [f"instance type {instance_type!r} is not allowed (allowed: small)"]
+        return []
+
+    @hookimpl
+    def check_step(self, step, component):  # type: ignore[no-untyped-def]
+        if component.kind is not ComponentKind.STEP_OPERATOR:
+            return []
+        return self.problems(step.settings)
+
+    @hookimpl(wrapper=True)
+    def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+        refused = self.problems(launch.settings)
+        if refused:
+            raise StepframeError("; ".join(refused))
+        launch.environment["KIT_POLICY_TAG"] = "tagged"
+        return (yield)
+
+
+class SubmitTimePolicy(AllowListPolicy):
+    """Refuses only when the job is submitted: after the upstream steps ran."""
+
+    @hookimpl
+    def check_step(self, step, component):  # type: ignore[no-untyped-def]
+        return []
+
+
+class PolicyWithFlavor(AllowListPolicy):
+    """Also registers a flavor, so the core asks it about that flavor's components only."""
+
+    @hookimpl
+    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+        register(Flavor(kind=ComponentKind.CONNECTOR, name="kit-policy-vault"))
+
+    @hookimpl(wrapper=True)
+    def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+        return (yield)  # trusts its pre-flight, which is never asked
+
+
+class LogEatingPolicy(AllowListPolicy):
+    """Wraps poll_step and loses every job's log lines."""
+
+    @hookimpl(wrapper=True)
+    def poll_step(self, handle, credentials, cursor):  # type: ignore[no-untyped-def]
+        status = yield
+        return attrs.evolve(status, log_lines=())
 
 
 # ==== artifact stores =====================================================================

@@ -29,6 +29,8 @@ BACKENDS = Path(__file__).with_name("kit_backends.py")
 class TestLocalOperator(StepOperatorSuite):
     flavor = "local"
     plugin_names = ()
+    supports_find_job = True
+    supports_find_job = True  # by the job's record next to its log
 
 
 class TestInprocessOperator(StepOperatorSuite):
@@ -36,8 +38,7 @@ class TestInprocessOperator(StepOperatorSuite):
     plugin_names = ()
     # A thread cannot be stopped: cancelling only stops waiting for it.
     supports_cancel = False
-    # The thread itself ends normally when the step raises; the error is in the result.
-    failed_step_fails_job = False
+    supports_find_job = True  # in the process that started it
 
 
 class TestLocalArtifactStore(ArtifactStoreSuite):
@@ -57,6 +58,7 @@ from stepframe.testing import (
     ArtifactStoreSuite,
     ConnectorSuite,
     ImageBuilderSuite,
+    PolicySuite,
     StepOperatorSuite,
 )
 """
@@ -68,6 +70,9 @@ class TestOperator(StepOperatorSuite):
     extra_plugins = (kb.{backend}(),)
     max_job_name_length = 40
     sleep_seconds = 2.5  # it stops at once when it works; keep the inner runs short
+    job_timeout = 30.0  # a backend that never ends a job fails within it
+    cancel_timeout = 20.0
+    supports_find_job = getattr(kb.{backend}, "supports_find_job", False)
 """
 
 STORE = """
@@ -115,7 +120,24 @@ class TestConnector(ConnectorSuite):
         return ("kit-secret-token-value",)
 """
 
-TEMPLATES = {"operator": OPERATOR, "store": STORE, "builder": BUILDER, "connector": CONNECTOR}
+POLICY = """
+class TestPolicy(PolicySuite):
+    extra_plugins = (("kit-policy", kb.{backend}()),)
+
+    def refused_settings(self):
+        return {{"instance_type": "huge"}}
+
+    def allowed_settings(self):
+        return {{"instance_type": "small"}}
+"""
+
+TEMPLATES = {
+    "operator": OPERATOR,
+    "store": STORE,
+    "builder": BUILDER,
+    "connector": CONNECTOR,
+    "policy": POLICY,
+}
 
 
 def run_inner(pytester: pytest.Pytester, source: str, *args: str) -> dict[str, str]:
@@ -146,10 +168,11 @@ def test_reference_backends_pass_every_suite(pytester: pytest.Pytester) -> None:
     source = "".join(
         TEMPLATES[kind].format(backend=backend).replace("class Test", f"class Test{backend}")
         for kind, backend in [
-            ("operator", "SubprocessOperator"),
+            ("operator", "DetachedOperator"),
             ("store", "DirStorePlugin"),
             ("builder", "HashingBuilder"),
             ("connector", "TokenConnector"),
+            ("policy", "AllowListPolicy"),
         ]
     )
     outcomes = run_inner(pytester, source)
@@ -160,6 +183,19 @@ def test_reference_backends_pass_every_suite(pytester: pytest.Pytester) -> None:
         "test_round_trip_of_each_builtin_materializer[numpy-scalar]",
     }, skipped
     assert len(outcomes) >= 40, outcomes
+
+
+def test_an_operator_whose_jobs_die_with_the_client_passes_the_rest(
+    pytester: pytest.Pytester,
+) -> None:
+    """jobs_outlive_client=False: the cross-process tests are skipped, saying why."""
+    outcomes = run_inner(pytester, OPERATOR.format(backend="SubprocessOperator"))
+    assert failed(outcomes) == set(), outcomes
+    skipped = {name for name, outcome in outcomes.items() if outcome == "skipped"}
+    assert skipped == {
+        "test_a_job_is_followed_from_another_process_with_its_handle_and_cursor",
+        "test_a_job_is_cancelled_from_another_process_with_its_handle",
+    }, outcomes
 
 
 # (kind, backend, -k selection or None for the whole suite, the tests that must fail)
@@ -173,15 +209,57 @@ BROKEN = [
             "test_the_handle_finds_the_job_again_after_a_json_round_trip",
             "test_a_failing_step_returns_the_remote_error_with_its_traceback",
             "test_a_pipeline_step_runs_on_the_operator",
+            "test_a_job_that_ended_before_its_first_poll_is_followed_to_its_end",
         },
         id="operator-loses-outputs",
     ),
     pytest.param(
         "operator",
         "IgnoresCancel",
-        "cancel_stops or submit_poll",
-        {"test_cancel_stops_a_running_job"},
+        "cancel_stops or submit_poll or from_outside",
+        {
+            "test_cancel_stops_a_running_job",
+            "test_a_pipeline_ends_when_its_job_is_cancelled_from_outside",
+        },
         id="operator-ignores-cancel",
+    ),
+    pytest.param(
+        "operator",
+        "DropsPartialLine",
+        "without_a_newline or log_lines",
+        {"test_the_last_log_line_arrives_without_a_newline"},
+        id="operator-drops-the-last-partial-line",
+    ),
+    pytest.param(
+        "operator",
+        "WaitsForRunning",
+        "first_poll or log_lines",
+        {"test_a_job_that_ended_before_its_first_poll_is_followed_to_its_end"},
+        id="operator-needs-to-see-running",
+    ),
+    pytest.param(
+        "operator",
+        "ClaimsToOutliveTheClient",
+        "another_process or submit_poll",
+        {
+            "test_a_job_is_followed_from_another_process_with_its_handle_and_cursor",
+            "test_a_job_is_cancelled_from_another_process_with_its_handle",
+        },
+        id="operator-handle-works-in-one-process-only",
+    ),
+    pytest.param(
+        "operator",
+        "ProcessLocalCursor",
+        "another_process or log_lines",
+        {"test_a_job_is_followed_from_another_process_with_its_handle_and_cursor"},
+        id="operator-cursor-works-in-one-process-only",
+    ),
+    pytest.param(
+        "operator",
+        "FindsAnyJob",
+        "find_job or submit_poll",
+        {"test_find_job_finds_the_submitted_job_and_nothing_else"},
+        id="operator-finds-jobs-that-do-not-exist",
     ),
     pytest.param(
         "operator",
@@ -203,6 +281,30 @@ BROKEN = [
         "json_round_trip or submit_poll",
         {"test_the_handle_finds_the_job_again_after_a_json_round_trip"},
         id="operator-handle-not-json",
+    ),
+    pytest.param(
+        "policy",
+        "SubmitTimePolicy",
+        None,
+        {"test_a_refused_step_stops_the_run_in_the_pre_flight"},
+        id="policy-refuses-only-at-submit",
+    ),
+    pytest.param(
+        "policy",
+        "PolicyWithFlavor",
+        None,
+        {
+            "test_a_refused_step_stops_the_run_in_the_pre_flight",
+            "test_the_policy_is_asked_about_every_step",
+        },
+        id="policy-with-a-flavor-misses-steps",
+    ),
+    pytest.param(
+        "policy",
+        "LogEatingPolicy",
+        None,
+        {"test_steps_on_every_operator_still_run"},
+        id="policy-breaks-other-plugins-logs",
     ),
     pytest.param(
         "store",

@@ -59,8 +59,8 @@ step_operators = ["docker"]
 
 
 def test_every_docker_problem_is_reported_before_anything_is_built(
-    stepframe_project,
-    monkeypatch,  # noqa: F811
+    stepframe_project,  # noqa: F811 (the fixture, imported to be found)
+    monkeypatch,
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")  # no engine may be reached
     stepframe_project.write_config(STACK)

@@ -29,7 +29,7 @@ from stepframe import (
     Launch,
     hookimpl,
 )
-from stepframe.testing import StepOperatorSuite
+from stepframe.testing import PolicySuite, StepOperatorSuite
 
 ALLOWED = "ml.m5.large,ml.g5.xlarge"
 
@@ -110,6 +110,7 @@ class TestLocalOperatorUnderThePolicy(StepOperatorSuite):
     flavor = "local"
     plugin_names = ()
     extra_plugins = (("policy", plugin),)
+    supports_find_job = True
 
 
 class TestCloudOperatorUnderThePolicy(StepOperatorSuite):
@@ -126,6 +127,23 @@ class TestCloudOperatorUnderThePolicy(StepOperatorSuite):
 
     def step_settings(self) -> dict[str, str]:
         return {"instance_type": "ml.g5.xlarge"}
+
+
+class TestThePolicyPassesThePolicySuite(PolicySuite):
+    """The kit's suite for policy plugins: it refuses in the pre-flight, it is asked about
+    every step, and it breaks no other plugin."""
+
+    extra_plugins = (("policy", plugin),)
+
+    @pytest.fixture(autouse=True)
+    def allow_list(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("STEPFRAME_POLICY_ALLOWED_INSTANCE_TYPES", ALLOWED)
+
+    def refused_settings(self) -> dict[str, str]:
+        return {"instance_type": "ml.p4d.24xlarge"}
+
+    def allowed_settings(self) -> dict[str, str]:
+        return {"instance_type": "ml.m5.large"}
 
 
 # ---- what the policy does, in pipeline runs -------------------------------------------------

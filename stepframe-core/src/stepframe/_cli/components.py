@@ -17,9 +17,10 @@ from typing import Any
 import click
 
 from stepframe._cli.errors import reports_errors
+from stepframe._cli.flavor_help import FlavorOptionsCommand
 from stepframe._types import ComponentKind, ResourceRequest
 
-__all__ = ["check_names", "component_groups", "config_path", "parse_options"]
+__all__ = ["check_names", "check_options", "component_groups", "config_path", "parse_options"]
 
 
 def config_path() -> Path:
@@ -98,6 +99,17 @@ def parse_options(args: list[str], config_class: type | None) -> dict[str, Any]:
         values[field] = _coerce(value, types.get(field, str))
         index += 1
     return values
+
+
+def check_options(kind: ComponentKind, name: str, values: Mapping[str, Any], flavor: str) -> None:
+    """Issue 11: an unknown option names the nearest valid one and lists them all."""
+    from stepframe._config.stacks import TABLES
+    from stepframe._plugins.describe import unknown_options
+    from stepframe.exceptions import ConfigError
+
+    problem = unknown_options(list(values), _config_class(kind, flavor), allowed=("connector",))
+    if problem is not None:
+        raise ConfigError(f"{TABLES[kind]}.{name}: {problem}")
 
 
 def _plugins() -> Any:
@@ -284,6 +296,8 @@ def _make_group(kind: ComponentKind) -> click.Group:
         pass
 
     @group.command(
+        cls=FlavorOptionsCommand,  # issue 11: --flavor F --help lists F's options
+        kind=kind,
         context_settings=_FLAVOR_OPTIONS,
         help=f"Register a {noun}; the flavor's options follow as --key value.",
     )
@@ -297,7 +311,9 @@ def _make_group(kind: ComponentKind) -> click.Group:
         table: dict[str, Any] = {"flavor": flavor}
         if connector:
             table["connector"] = connector
-        table.update(parse_options(list(ctx.args), _config_class(kind, flavor)))
+        options = parse_options(list(ctx.args), _config_class(kind, flavor))
+        check_options(kind, name, options, flavor)
+        table.update(options)
         _save_component(kind, name, table, create=True)
         click.echo(f"registered {noun} {name!r} (flavor {flavor}) in {config_path()}")
 
@@ -312,7 +328,9 @@ def _make_group(kind: ComponentKind) -> click.Group:
     def update(ctx: click.Context, name: str, unset: tuple[str, ...]) -> None:
         check_names(f"{command_name} update", name)
         table = _raw_table(kind, name)
-        table.update(parse_options(list(ctx.args), _config_class(kind, str(table.get("flavor")))))
+        options = parse_options(list(ctx.args), _config_class(kind, str(table.get("flavor"))))
+        check_options(kind, name, options, str(table.get("flavor")))
+        table.update(options)
         for key in unset:
             table.pop(key.replace("-", "_"), None)
         _save_component(kind, name, table, create=False)

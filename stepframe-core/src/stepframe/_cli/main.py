@@ -18,6 +18,7 @@ from stepframe._cli.jobs import jobs
 from stepframe._cli.runs import runs
 from stepframe._cli.secrets import secret
 from stepframe._cli.stacks import flavor, stack
+from stepframe._types import ComponentKind
 
 if TYPE_CHECKING:
     from stepframe._history.database import RunHistory
@@ -197,6 +198,40 @@ def plugins(as_json: bool) -> None:
         click.echo(f"  flavors: {', '.join(info.flavors) or '-'}")
 
 
+@flavor.command(name="describe")
+@click.argument("name")
+@click.option(
+    "--kind",
+    type=click.Choice([kind.value for kind in ComponentKind]),
+    default=None,
+    help="The component kind, when several kinds have a flavor of that name.",
+)
+@reports_errors
+def flavor_describe(name: str, kind: str | None) -> None:
+    """Show a flavor's config and settings fields and the plugin that provides it."""
+    from stepframe._plugins.describe import describe_flavor
+    from stepframe._plugins.manager import get_plugins
+    from stepframe.exceptions import UsageError
+
+    plugins = get_plugins()
+    found = [
+        (entry, plugin)
+        for entry, plugin in plugins.flavors.of_kind(ComponentKind(kind) if kind else None)
+        if entry.name == name
+    ]
+    if not found:
+        known = sorted({entry.name for entry, _ in plugins.flavors.of_kind()})
+        raise UsageError(
+            f"no installed plugin provides a flavor named {name!r}; "
+            f"{plugins.flavors.install_hint(name)} (flavors: {', '.join(known)})"
+        )
+    blocks = []
+    for entry, plugin in found:
+        info = plugins.infos.get(plugin)
+        blocks.append(describe_flavor(entry, plugin, info.distribution if info else None))
+    click.echo("\n\n".join(blocks))
+
+
 for _group in (*component_groups(), stack, flavor, secret, jobs, runs):
     cli.add_command(_group)
 
@@ -205,7 +240,10 @@ from stepframe._cli.gc import delete_runs, gc, prune_runs  # noqa: E402
 from stepframe._cli.report import report  # noqa: E402
 from stepframe._cli.ui import ui  # noqa: E402
 
-for _command in (report, ui, gc):
+# Issue 14 part 1: step logs.
+from stepframe._cli.logs import logs  # noqa: E402
+
+for _command in (report, ui, gc, logs):
     cli.add_command(_command)
 runs.add_command(delete_runs)
 runs.add_command(prune_runs)

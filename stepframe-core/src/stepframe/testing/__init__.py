@@ -19,7 +19,8 @@ backend cannot do::
         supports_cancel = True
 
 Suites: `StepOperatorSuite`, `ImageBuilderSuite`, `ArtifactStoreSuite`,
-`ConnectorSuite`.  docs/plugins.md describes each test and capability flag.
+`ConnectorSuite`, and `PolicySuite` for plugins that register no flavor and refuse or
+wrap (cost policies, tags).  docs/plugins.md describes each test and capability flag.
 
 Importing this module imports pytest and the core, nothing else.  It is not registered
 as a pytest entry-point plugin, so it never loads into test runs that did not ask for it.
@@ -40,14 +41,19 @@ from stepframe.testing._fixtures import (
 from stepframe.testing._image_suite import ImageBuilderSuite
 from stepframe.testing._jobs import FinishedJob, OperatorHarness
 from stepframe.testing._operator_suite import StepOperatorSuite
+from stepframe.testing._policy_suite import KIT_CLOUD, KitCloud, KitCloudSettings, PolicySuite
 from stepframe.testing._store_suite import ArtifactStoreSuite
 
 __all__ = [
+    "KIT_CLOUD",
     "ArtifactStoreSuite",
     "ConnectorSuite",
     "FinishedJob",
     "ImageBuilderSuite",
+    "KitCloud",
+    "KitCloudSettings",
     "OperatorHarness",
+    "PolicySuite",
     "SmallPipeline",
     "StepOperatorSuite",
     "TempProject",

@@ -8,9 +8,10 @@ the orchestrator around it is left out, so each hook's answer can be checked on 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ STEPS_SOURCE = '''\
 """Steps that stepframe's conformance kit (stepframe.testing) runs on step operators."""
 
 import os
+import sys
 import time
 
 
@@ -83,6 +85,13 @@ def sleeper(seconds):
 
 def environment(names):
     return {name: os.environ.get(name) for name in names}
+
+
+def unterminated():
+    print("kit first line", flush=True)
+    sys.stdout.write("kit last line without a newline")
+    sys.stdout.flush()
+    return "done"
 '''
 
 
@@ -94,6 +103,8 @@ class FinishedJob:
     log_lines: tuple[str, ...]
     polls: int
     states: tuple[JobState, ...]
+    #: the cursor of the last poll: where a later follow continues the log.
+    cursor: str | None = None
 
 
 @attrs.define
@@ -211,13 +222,15 @@ class OperatorHarness:
         timeout: float,
         *,
         until: Any = None,
+        cursor: str | None = None,
     ) -> FinishedJob:
         """Poll until the job ends (or ``until(status, lines)`` is true); collect its log.
 
+        :param cursor: where to continue the log from (a cursor an earlier follow, maybe
+            in another process, ended with); None from the start.
         Fails the test when the job is still going after ``timeout`` seconds.
         """
         deadline = time.monotonic() + timeout
-        cursor: str | None = None
         lines: list[str] = []
         states: list[JobState] = []
         polls = 0
@@ -230,7 +243,7 @@ class OperatorHarness:
                 states.append(status.state)
             done = status.state.is_terminal or (until is not None and until(status, lines))
             if done:
-                return FinishedJob(status, tuple(lines), polls, tuple(states))
+                return FinishedJob(status, tuple(lines), polls, tuple(states), cursor)
             assert time.monotonic() < deadline, (
                 f"job {handle.job_id!r} still {status.state.value} after {timeout:.0f}s "
                 f"(states seen: {[s.value for s in states]}, log: {lines[-5:]})"
@@ -272,6 +285,51 @@ class OperatorHarness:
             except Exception as error:  # AssertionError too: still running after the timeout
                 problems.append(f"job {handle.job_id!r}: {type(error).__name__}: {error}")
         return problems
+
+
+def in_another_process(work: Callable[[], Any]) -> Any:
+    """Run ``work`` in a forked copy of this process, which then dies without any cleanup
+    (``os._exit``), the way a killed client does; return what ``work`` returned.
+
+    ``work`` must return JSON data; an exception in it fails the calling test with its
+    text.  Whatever ``work`` started lives on; what it kept in memory dies with it.
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: do the work, report, and die at once
+        try:
+            os.close(read)
+            try:
+                payload: dict[str, Any] = {"answer": work()}
+            except BaseException as error:  # reported to the parent, never raised here
+                payload = {"error": f"{type(error).__name__}: {error}"}
+            with os.fdopen(write, "wb") as out:
+                out.write(json.dumps(payload).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        data = answer.read()
+    os.waitpid(pid, 0)
+    payload = json.loads(data.decode() or '{"error": "the other process died silently"}')
+    assert "error" not in payload, f"in the other process: {payload['error']}"
+    return payload["answer"]
+
+
+def handle_to_json(handle: JobHandle) -> str:
+    """A handle as the run history stores it."""
+    from stepframe._history.database import _handle_to_json
+
+    return _handle_to_json(handle)
+
+
+def handle_from_json(text: str) -> JobHandle:
+    """A handle read back from the run history, as another process does."""
+    from stepframe._history.database import _handle_from_json
+
+    restored = _handle_from_json(text)
+    assert restored is not None, f"no handle in {text!r}"
+    return restored
 
 
 def handle_round_trip(handle: JobHandle) -> JobHandle:

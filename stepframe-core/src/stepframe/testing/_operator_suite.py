@@ -26,7 +26,10 @@ from stepframe.testing._jobs import (
     POLL_CAP_SECONDS,
     STEPS_MODULE,
     OperatorHarness,
+    handle_from_json,
     handle_round_trip,
+    handle_to_json,
+    in_another_process,
     lines_with,
     other_flavor_component,
 )
@@ -34,6 +37,8 @@ from stepframe.testing._jobs import (
 __all__ = ["StepOperatorSuite"]
 
 _PIPELINE = """
+import time
+
 from stepframe import pipeline, step
 
 
@@ -61,6 +66,18 @@ def kit_small(count: int = 5) -> None:
 @pipeline
 def kit_failing(count: int = 5) -> None:
     fail(total(numbers(count)))
+
+
+@step(operator={operator!r}, settings={settings!r})
+def nap(seconds: float) -> str:
+    print("kit nap started", flush=True)
+    time.sleep(seconds)
+    return "rested"
+
+
+@pipeline
+def kit_sleepy(seconds: float = 4.0) -> None:
+    nap(seconds)
 """
 
 
@@ -91,6 +108,9 @@ class StepOperatorSuite:
     #: a job whose step raised ends FAILED (in-process threads end SUCCEEDED regardless;
     #: the error is in the result manifest either way).
     failed_step_fails_job: ClassVar[bool] = True
+    #: ``find_job`` finds a submitted job again from its launch (the reconcile hook);
+    #: when False, it must answer None ("cannot tell") for every launch.
+    supports_find_job: ClassVar[bool] = False
 
     #: seconds a job may take from submit to its end.
     job_timeout: ClassVar[float] = 120.0
@@ -109,8 +129,12 @@ class StepOperatorSuite:
         """The plugins under test: the core's, `plugin_names` and `extra_plugins`."""
         return make_plugins(*self.extra_plugins, load=self.plugin_names)
 
-    def make_operator(self, plugins: Plugins) -> Component:
-        """The step operator component; by default the flavor with its default config."""
+    def make_operator(self, plugins: Plugins, tmp_path: Path | None = None) -> Component:
+        """The step operator component; by default the flavor with its default config.
+
+        :param tmp_path: the test's own temporary folder (for a component that keeps files:
+            a queue folder, a state file).  An override may leave the argument out.
+        """
         return default_component(plugins, ComponentKind.STEP_OPERATOR, self.flavor)
 
     def make_credentials(self, plugins: Plugins, operator: Component) -> Credentials | None:
@@ -133,9 +157,27 @@ class StepOperatorSuite:
         """The name the backend knows the job by; by default ``handle.job_id``."""
         return handle.job_id
 
-    def stack_config(self) -> str | None:
-        """``stepframe.toml`` text whose active stack has the operator, if it needs one."""
+    def stack_config(self, tmp_path: Path | None = None) -> str | None:
+        """``stepframe.toml`` text whose active stack has the operator, or None to let the
+        kit write one from `make_operator`'s component (its name, flavor and config).
+
+        :param tmp_path: the test's own temporary folder.  An override may leave it out.
+        """
         return None
+
+    # ---- calling the overridable methods ------------------------------------------
+
+    def _operator(self, plugins: Plugins, tmp_path: Path) -> Component:
+        component: Component = _with_tmp_path(self.make_operator, tmp_path, plugins)
+        return component
+
+    def _stack_config(self, tmp_path: Path, operator: Component) -> str | None:
+        config = _with_tmp_path(self.stack_config, tmp_path)
+        if config is not None:
+            return str(config)
+        if operator.name == operator.flavor:
+            return None  # steps find the flavor by its name, with its default config
+        return _stack_for(operator)
 
     # ---- fixtures -------------------------------------------------------------------
 
@@ -154,7 +196,7 @@ class StepOperatorSuite:
         code_root.mkdir()
         monkeypatch.chdir(code_root)
         plugins = suite_plugins
-        operator = self.make_operator(plugins)
+        operator = self._operator(plugins, tmp_path)
         settings, merged = resolve_settings(
             plugins.flavors, "kit", operator, ({operator.flavor: dict(self.step_settings())},)
         )
@@ -397,6 +439,202 @@ class StepOperatorSuite:
             job = harness.follow(handle, self.job_timeout)
             assert job.status.state is JobState.SUCCEEDED, job.status
 
+    def test_the_last_log_line_arrives_without_a_newline(
+        self, operator_harness: OperatorHarness
+    ) -> None:
+        if not self.supports_logs:
+            pytest.skip(f"{self.flavor} does not return log lines (supports_logs = False)")
+        harness = operator_harness
+        launch = harness.launch("unterminated")
+        handle = harness.submit(launch)
+        job = harness.follow(handle, self.job_timeout)
+        assert job.status.state is JobState.SUCCEEDED, job.status
+        assert lines_with("kit first line", job.log_lines), list(job.log_lines)
+        assert lines_with("kit last line without a newline", job.log_lines), (
+            "the step's last output line had no newline, and it never arrived; the log was "
+            f"{list(job.log_lines[-5:])}. Hold back a partial line only while the job runs: "
+            "the poll that reports the end must return it"
+        )
+
+    def test_a_job_that_ended_before_its_first_poll_is_followed_to_its_end(
+        self, operator_harness: OperatorHarness
+    ) -> None:
+        """A job may go from submitted to ended without any poll seeing it run."""
+        harness = operator_harness
+        launch = harness.launch("double", {"x": 4})
+        handle = harness.submit(launch)
+        deadline = time.monotonic() + self.job_timeout
+        while not harness.store.exists(launch.result_uri):  # the step is done
+            assert time.monotonic() < deadline, "the job wrote no result"
+            time.sleep(0.05)
+        job = harness.follow(handle, self.job_timeout)
+        assert job.status.state is JobState.SUCCEEDED, (
+            f"a job that ended before it was ever polled ended {job.status.state.value} "
+            f"({job.status.failure_reason}); states seen: {[s.value for s in job.states]}"
+        )
+        result = harness.result(handle, launch, job.status)
+        assert result is not None and harness.load(result.outputs["output"]) == 8
+
+    def test_a_job_is_followed_from_another_process_with_its_handle_and_cursor(
+        self, operator_harness: OperatorHarness
+    ) -> None:
+        """What ``run --resume`` and ``stepframe jobs attach`` do: another process, with only
+        the stored handle and log cursor, follows the job on; the submitting client is gone."""
+        self._skip_unless_jobs_outlive_the_client(operator_harness)
+        harness = operator_harness
+        launch = harness.launch("chatter", {"lines": 25, "pause": 2 * POLL_CAP_SECONDS})
+
+        def submit_and_watch_a_while() -> dict[str, Any]:
+            handle = harness.submit(launch)
+            first = harness.follow(
+                handle,
+                self.job_timeout,
+                until=lambda status, lines: bool(lines_with("kit line 0", lines)),
+            )
+            return {
+                "handle": handle_to_json(handle),
+                "cursor": first.cursor,
+                "lines": list(first.log_lines),
+            }
+
+        seen = in_another_process(submit_and_watch_a_while)
+        handle = handle_from_json(seen["handle"])
+        harness.jobs.append((handle, launch))
+        rest = harness.follow(handle, self.job_timeout, cursor=seen["cursor"])
+        assert rest.status.state is JobState.SUCCEEDED, (
+            f"followed from another process with its handle, the job ended "
+            f"{rest.status.state.value} ({rest.status.failure_reason}): a handle must find "
+            "the job from any process (put what finds it in handle.data), or set "
+            "jobs_outlive_client=False on the flavor"
+        )
+        if self.supports_logs:
+            lines = lines_with("kit line ", [*seen["lines"], *rest.log_lines])
+            expected = [f"kit line {number}" for number in range(25)]
+            assert [line[line.index("kit line ") :] for line in lines] == expected, (
+                "the log, read up to a cursor in one process and on from that cursor in "
+                f"another, was {lines!r}; a cursor must mean the same in every process (a "
+                "byte offset, a token the backend gives), so a re-attach replays nothing"
+            )
+        result = harness.result(handle, launch, rest.status)
+        assert result is not None and harness.load(result.outputs["output"]) == 25
+
+    def test_a_job_is_cancelled_from_another_process_with_its_handle(
+        self, operator_harness: OperatorHarness
+    ) -> None:
+        """What ``stepframe jobs stop`` does from another shell: only the handle is known."""
+        self._skip_unless_jobs_outlive_the_client(operator_harness)
+        if not self.supports_cancel:
+            pytest.skip(f"{self.flavor} cannot stop a running job (supports_cancel = False)")
+        harness = operator_harness
+        launch = harness.launch("sleeper", {"seconds": self.sleep_seconds})
+
+        def submit_until_running() -> str:
+            handle = harness.submit(launch)
+            self._wait_until_running(harness, handle)
+            return handle_to_json(handle)
+
+        handle = handle_from_json(in_another_process(submit_until_running))
+        started = time.monotonic()
+        harness.jobs.append((handle, launch))
+        assert harness.cancel(handle) is True, "cancel_step must return True once stopping"
+        job = harness.follow(handle, self.cancel_timeout)
+        assert job.status.state in (JobState.CANCELLED, JobState.FAILED), (
+            f"cancelled from another process with its handle, the job ended "
+            f"{job.status.state.value}"
+        )
+        time.sleep(max(0.0, started + self.sleep_seconds + 2.0 - time.monotonic()))
+        assert not harness.store.exists(launch.result_uri), (
+            "cancel_step from another process than the one that submitted the job did not "
+            "stop it: the step ran to its end"
+        )
+
+    def test_find_job_finds_the_submitted_job_and_nothing_else(
+        self, operator_harness: OperatorHarness
+    ) -> None:
+        """The reconcile hook: a submit whose answer was lost is found by its launch."""
+        from stepframe._types import JobNotFound
+
+        harness = operator_harness
+        hooks = harness.plugins.hooks
+        launch = harness.launch("double", {"x": 3})
+        handle = harness.submit(launch)
+        found = hooks.find_job(launch, harness.operator, harness.credentials)
+        if not self.supports_find_job:
+            assert found is None, (
+                f"find_job answered {found!r}, but supports_find_job = False: set it, or "
+                "answer None (cannot tell)"
+            )
+        else:
+            assert isinstance(found, JobHandle), (
+                f"find_job answered {found!r} for a launch that was submitted; it must find "
+                "the job by the launch's job name"
+            )
+            assert self.job_name_of(found, launch) == self.job_name_of(handle, launch), (
+                f"find_job found {found!r}, not the submitted {handle!r}"
+            )
+            job = harness.follow(found, self.job_timeout)
+            assert job.status.state is JobState.SUCCEEDED, job.status
+        harness.follow(handle, self.job_timeout)
+        never = harness.launch("double", {"x": 3}, attempt=7)
+        absent = hooks.find_job(never, harness.operator, harness.credentials)
+        assert absent is None or isinstance(absent, JobNotFound), (
+            f"find_job answered {absent!r} for a launch that was never submitted; a job "
+            "that does not exist must never be reported found"
+        )
+
+    def test_a_pipeline_ends_when_its_job_is_cancelled_from_outside(
+        self, suite_plugins: Plugins, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``stepframe jobs stop`` during a run: the run ends, the step is not left running,
+        and nothing the cancelled step would have written appears."""
+        import threading
+
+        from stepframe._history.database import RunHistory
+
+        if not (self.supports_pipeline_run and self.supports_cancel):
+            pytest.skip(f"{self.flavor}: supports_pipeline_run and supports_cancel needed")
+        project, operator = self._pipeline_project(suite_plugins, tmp_path, monkeypatch)
+        settings = {operator.flavor: dict(self.step_settings())} if self.step_settings() else {}
+        source = _PIPELINE.format(operator=operator.name, settings=settings)
+        try:
+            sleepy = project.load(source, "kit_sleepy")
+            outcome: list[Any] = []
+            runner = threading.Thread(
+                target=lambda: outcome.append(
+                    project.run(sleepy, self.sleep_seconds, raise_on_failure=False)
+                ),
+                daemon=True,
+            )
+            runner.start()
+            database = project.state_dir / "runs.db"
+            deadline = time.monotonic() + self.job_timeout
+            handle = None
+            while handle is None:
+                assert runner.is_alive(), f"the run ended before its job started: {outcome}"
+                assert time.monotonic() < deadline, "the sleeping step's job never started"
+                time.sleep(0.1)
+                if database.exists():
+                    with RunHistory(database) as history:
+                        rows = [j for j in history.list_jobs() if j.step == "nap"]
+                    if rows and rows[-1].handle is not None and rows[-1].state == "running":
+                        handle = rows[-1].handle
+            started = time.monotonic()
+            assert suite_plugins.hooks.cancel_step(handle, None) is True
+            runner.join(self.cancel_timeout + self.job_timeout)
+            assert not runner.is_alive(), (
+                "the job was cancelled from outside the run, and the run never ended: a "
+                "CANCELLED (or FAILED) job must end its step"
+            )
+            (result,) = outcome
+            assert result.steps["nap"].status in ("cancelled", "failed"), result.steps
+            time.sleep(max(0.0, started + self.sleep_seconds + 2.0 - time.monotonic()))
+            assert not list(project.artifacts_dir.rglob("runs/*/nap/*/result.json")), (
+                "the step cancelled from outside ran to its end and wrote its result"
+            )
+        finally:
+            for name in project.modules:
+                sys.modules.pop(name, None)
+
     def test_a_pipeline_step_runs_on_the_operator(
         self, suite_plugins: Plugins, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -404,16 +642,7 @@ class StepOperatorSuite:
 
         if not self.supports_pipeline_run:
             pytest.skip(f"{self.flavor}: supports_pipeline_run = False")
-        root = tmp_path / "pipeline-project"
-        root.mkdir()
-        monkeypatch.chdir(root)
-        monkeypatch.setattr(sys, "path", list(sys.path))
-        monkeypatch.delenv("STEPFRAME_STACK", raising=False)
-        project = TempProject(root, suite_plugins)
-        config = self.stack_config()
-        if config:
-            project.write_config(config)
-        operator = self.make_operator(suite_plugins)
+        project, operator = self._pipeline_project(suite_plugins, tmp_path, monkeypatch)
         settings = {operator.flavor: dict(self.step_settings())} if self.step_settings() else {}
         source = _PIPELINE.format(operator=operator.name, settings=settings)
         try:
@@ -438,6 +667,30 @@ class StepOperatorSuite:
                 sys.modules.pop(name, None)
 
     # ---- helpers --------------------------------------------------------------------
+
+    def _pipeline_project(
+        self, plugins: Plugins, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> tuple[TempProject, Component]:
+        """A project folder as the working directory, its stack holding the operator."""
+        root = tmp_path / "pipeline-project"
+        root.mkdir()
+        monkeypatch.chdir(root)
+        monkeypatch.setattr(sys, "path", list(sys.path))
+        monkeypatch.delenv("STEPFRAME_STACK", raising=False)
+        project = TempProject(root, plugins)
+        operator = self._operator(plugins, tmp_path)
+        config = self._stack_config(tmp_path, operator)
+        if config:
+            project.write_config(config)
+        return project, operator
+
+    def _skip_unless_jobs_outlive_the_client(self, harness: OperatorHarness) -> None:
+        flavor = harness.plugins.flavors.get(ComponentKind.STEP_OPERATOR, self.flavor)
+        if flavor is not None and not flavor.jobs_outlive_client:
+            pytest.skip(
+                f"{self.flavor}: its jobs die with the client (Flavor.jobs_outlive_client = "
+                "False), so no other process can follow them"
+            )
 
     def _wait_until_running(self, harness: OperatorHarness, handle: JobHandle) -> float:
         """Poll until the step's code runs (its first log line, or RUNNING without logs)."""
@@ -471,3 +724,52 @@ def default_component(plugins: Plugins, kind: ComponentKind, flavor_name: str) -
                 "override make_operator()/make_builder()/make_connector() in the suite"
             ) from None
     return Component(kind=kind, name=flavor_name, flavor=flavor_name, config=config)
+
+
+def _with_tmp_path(method: Any, tmp_path: Path, *args: Any) -> Any:
+    """Call a suite method an author may have overridden with or without ``tmp_path``."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        parameters = {}  # type: ignore[assignment]
+    if len(parameters) > len(args) or "tmp_path" in parameters:
+        return method(*args, tmp_path)
+    return method(*args)
+
+
+def _stack_for(operator: Component) -> str:
+    """``stepframe.toml`` text with ``operator`` registered and in the active stack."""
+    import json
+
+    from stepframe._validation import unstructure_config
+
+    lines = [
+        'active_stack = "stepframe-kit"',
+        "",
+        f"[step_operators.{json.dumps(operator.name)}]",
+        f"flavor = {json.dumps(operator.flavor)}",
+    ]
+    if operator.connector:
+        lines.append(f"connector = {json.dumps(operator.connector)}")
+    config = unstructure_config(operator.config) if operator.config is not None else {}
+    for key, value in sorted(config.items()):
+        if value is not None:
+            lines.append(f"{key} = {_toml_value(value)}")
+    lines += ["", '[stacks."stepframe-kit"]', f"step_operators = [{json.dumps(operator.name)}]"]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    """A TOML value for plain config data (JSON's strings, numbers and lists are TOML's)."""
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        items = ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)
