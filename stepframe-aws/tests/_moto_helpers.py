@@ -179,6 +179,100 @@ def ecr_logins_last(seconds: float, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(moto.ecr.responses, "datetime", issued)
 
 
+# ---- dropped connections ------------------------------------------------------------------
+
+# The first bytes of an HTTP request: where the proxy sees which call a connection makes.
+_METHODS = (b"GET ", b"PUT ", b"POST ", b"HEAD ", b"DELETE ")
+
+
+class CuttingProxy:
+    """A TCP proxy to moto that drops connections as networks do.
+
+    ``cut_after(n)``: the connection carrying the n-th byte sent back from now on is
+    closed after that byte, once.  ``drop_answers_to(marker)``: every request whose
+    first bytes (its request line and headers) hold ``marker`` reaches moto and is
+    processed, and the connection is closed before any byte of the answer comes back.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        import socket
+        import threading
+
+        host, _, port = upstream.removeprefix("http://").partition(":")
+        self._upstream = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._budget: int | None = None
+        self._drop_marker: bytes | None = None
+        self.cuts = 0
+        self.dropped = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut_after(self, count: int) -> None:
+        with self._lock:
+            self._budget = count
+
+    def drop_answers_to(self, marker: bytes | None) -> None:
+        with self._lock:
+            self._drop_marker = marker
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                downstream, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._upstream)
+            # Whether the request now on this connection is one whose answer is dropped.
+            dropping = [False]
+            for source, target, counted in (
+                (downstream, upstream, False),
+                (upstream, downstream, True),
+            ):
+                threading.Thread(
+                    target=self._pump, args=(source, target, counted, dropping), daemon=True
+                ).start()
+
+    def _pump(self, source: Any, target: Any, counted: bool, dropping: list[bool]) -> None:
+        import socket
+
+        try:
+            while data := source.recv(65536):
+                cut = False
+                with self._lock:
+                    if not counted and data.startswith(_METHODS):
+                        marker = self._drop_marker
+                        dropping[0] = marker is not None and marker in data
+                    if counted and dropping[0]:  # moto answered: it processed the request
+                        self.dropped += 1
+                        break
+                    if counted and self._budget is not None:
+                        if len(data) >= self._budget:
+                            data, cut = data[: self._budget], True
+                            self._budget = None
+                            self.cuts += 1
+                        else:
+                            self._budget -= len(data)
+                target.sendall(data)
+                if cut:
+                    break
+        except OSError:
+            pass
+        for sock in (source, target):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
 # ---- answers through botocore's event hooks ----------------------------------------------
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from _moto_helpers import CuttingProxy
 
 from stepframe import ArtifactStore, ConfigError
 from stepframe.exceptions import ArtifactError, ArtifactExistsError, ArtifactNotFoundError
@@ -315,78 +316,6 @@ def test_uris_outside_the_store_and_reserved_names_are_refused(bucket: str) -> N
 
 
 # ---- dropped connections ------------------------------------------------------------------
-
-
-class CuttingProxy:
-    """A TCP proxy to moto that can drop one connection mid-response, as networks do.
-
-    ``cut_after(n)``: the connection carrying the n-th byte sent back from now on is
-    closed after that byte, once.
-    """
-
-    def __init__(self, upstream: str) -> None:
-        import socket
-        import threading
-
-        host, _, port = upstream.removeprefix("http://").partition(":")
-        self._upstream = (host, int(port))
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._lock = threading.Lock()
-        self._budget: int | None = None
-        self.cuts = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def cut_after(self, count: int) -> None:
-        with self._lock:
-            self._budget = count
-
-    def close(self) -> None:
-        self._listener.close()
-
-    def _accept(self) -> None:
-        import socket
-        import threading
-
-        while True:
-            try:
-                downstream, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self._upstream)
-            for source, target, counted in (
-                (downstream, upstream, False),
-                (upstream, downstream, True),
-            ):
-                threading.Thread(
-                    target=self._pump, args=(source, target, counted), daemon=True
-                ).start()
-
-    def _pump(self, source: Any, target: Any, counted: bool) -> None:
-        import socket
-
-        try:
-            while data := source.recv(65536):
-                cut = False
-                if counted:
-                    with self._lock:
-                        if self._budget is not None and len(data) >= self._budget:
-                            data, cut = data[: self._budget], True
-                            self._budget = None
-                            self.cuts += 1
-                        elif self._budget is not None:
-                            self._budget -= len(data)
-                target.sendall(data)
-                if cut:
-                    break
-        except OSError:
-            pass
-        for sock in (source, target):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
 
 
 @pytest.fixture

@@ -176,6 +176,52 @@ def test_a_retried_create_finds_the_job_its_first_try_made() -> None:
     assert again.data["arn"] == first.data["arn"]
 
 
+def test_find_job_adopts_only_this_launchs_job() -> None:
+    from stepframe import JobNotFound
+
+    launch = make_launch()
+    assert isinstance(jobs.find_job(launch, OPERATOR, None), JobNotFound)  # nothing yet
+    handle = jobs.submit(launch, OPERATOR, None)
+    found = jobs.find_job(launch, OPERATOR, None)
+    assert isinstance(found, JobHandle)
+    assert (found.job_id, found.data["arn"]) == (handle.job_id, handle.data["arn"])
+    assert found.data["console_url"] == handle.data["console_url"]
+    # Same name, another image or another attempt's tags: not this launch's job.
+    other_image = make_launch(image=ImageRef("x.dkr.ecr.us-east-1.amazonaws.com/y", DIGEST))
+    assert isinstance(jobs.find_job(other_image, OPERATOR, None), JobNotFound)
+    other_run = make_launch(run_id="20260101-000000-ffffff")
+    assert isinstance(jobs.find_job(other_run, OPERATOR, None), JobNotFound)
+
+
+def test_find_job_cannot_tell_when_sagemaker_is_out_of_reach(
+    monkeypatch: pytest.MonkeyPatch, instant_retries: None
+) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    assert jobs.find_job(make_launch(), OPERATOR, None) is None
+
+
+def test_a_create_that_never_connected_is_not_ambiguous(
+    monkeypatch: pytest.MonkeyPatch, instant_retries: None
+) -> None:
+    """No connection was made: nothing was created, the error is an ordinary one."""
+    import socket
+
+    from stepframe import SubmitAmbiguousError
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    with pytest.raises(StepframeError, match="cannot reach") as caught:
+        jobs.submit(make_launch(), OPERATOR, None)
+    assert not isinstance(caught.value, SubmitAmbiguousError)
+
+
 # ---- polling -----------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ import pytest
 from _moto_helpers import (
     ACCOUNT,
     REGION,
+    CuttingProxy,
     Recording,
     sagemaker_backend,
     teach_stop_training_job,
@@ -129,11 +130,16 @@ class FixedImage:
 def sagemaker_like(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """moto's SageMaker, closer to the real one: a new job starts InProgress (moto's is
     Completed at once), and StopTrainingJob (moto answers 500) stops it."""
+    from moto.sagemaker.exceptions import ResourceInUseException
     from moto.sagemaker.models import SageMakerModelBackend
 
     create = SageMakerModelBackend.create_training_job
 
     def create_in_progress(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # Job names are unique for good on SageMaker (moto would replace the job).
+        name = kwargs.get("training_job_name", args[0] if args else None)
+        if name in self.training_jobs:
+            raise ResourceInUseException(f"Training job {name} already exists")
         job = create(self, *args, **kwargs)
         job.training_job_status = "InProgress"
         job.secondary_status = "Starting"
@@ -214,7 +220,8 @@ def play_sagemaker(recording: Recording, monkeypatch: pytest.MonkeyPatch) -> thr
     def drive() -> None:
         try:
             job = wait_for_job()
-            (request,) = recording.requests("CreateTrainingJob")
+            # Retries of a create whose answer was lost send the same request again.
+            request = recording.requests("CreateTrainingJob")[0]
             job.secondary_status = "Training"
             job.secondary_status_transitions.append(
                 {"Status": "Training", "StartTime": time.time(), "StatusMessage": "running"}
@@ -371,6 +378,109 @@ def test_a_job_outlives_aws_throttling_its_polls(
     assert sagemaker_like == []
     assert recording.requests("StopTrainingJob") == []
     assert "AWS is throttling DescribeTrainingJob" in project.output, project.output
+
+
+# ---- a CreateTrainingJob whose answer is lost ---------------------------------------------
+
+
+@pytest.fixture
+def lossy_endpoint(project: Project_) -> Iterator[CuttingProxy]:
+    """The connector reaches moto through a `CuttingProxy` (the job's own calls do not)."""
+    proxy = CuttingProxy(project.endpoint)
+    config = project.root / "stepframe.toml"
+    config.write_text(config.read_text().replace(project.endpoint, proxy.endpoint))
+    yield proxy
+    proxy.close()
+
+
+def test_a_create_whose_answers_are_lost_adopts_the_job_and_creates_it_once(
+    project: Project_,
+    recording: Recording,
+    sagemaker_like: list[str],
+    lossy_endpoint: CuttingProxy,
+    instant_retries: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SageMaker processes CreateTrainingJob, and the connection closes before every
+    answer (the first try and each retry): the run finds the job by its name, follows it
+    to the end and never creates a second one."""
+    from stepframe_aws._sagemaker.jobs import CREATE_ATTEMPTS
+
+    lossy_endpoint.drop_answers_to(b"SageMaker.CreateTrainingJob")
+    driver = play_sagemaker(recording, monkeypatch)
+    result = project.run()
+    driver.join(10)
+    assert driver.errors == []  # type: ignore[attr-defined]
+    assert lossy_endpoint.dropped == CREATE_ATTEMPTS
+    assert len(recording.requests("CreateTrainingJob")) == CREATE_ATTEMPTS
+    (job,) = sagemaker_backend().training_jobs.values()  # the retries met ResourceInUse
+    assert result.status == "succeeded"
+    assert result.output("report") == "total=30.0"
+    assert "the submit's answer was lost" in project.output, project.output
+    assert f"found job {job.training_job_name!r}" in project.output, project.output
+    with _history(project.root) as history:
+        (record,) = [j for j in history.list_jobs(run_id=result.run_id) if j.step == "train"]
+    assert record.state == "succeeded"
+    assert record.job_id == job.training_job_name
+    assert record.handle is not None
+    assert record.handle.data["console_url"].endswith(f"#/jobs/{job.training_job_name}")
+
+
+def test_a_create_answered_by_a_server_error_after_creating_is_adopted(
+    project: Project_,
+    recording: Recording,
+    sagemaker_like: list[str],
+    instant_retries: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 5xx does not prove that nothing was created: SageMaker made the job, then
+    answered 500 to the create and to every retry."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.sagemaker.responses import SageMakerResponse
+
+    create = SageMakerResponse.create_training_job
+
+    def create_then_fail(self: Any) -> Any:
+        try:
+            create(self)
+        except Exception:  # the retries' ResourceInUse, also hidden behind a 500
+            pass
+        raise JsonRESTError("InternalFailure", "We encountered an internal error")
+
+    monkeypatch.setattr(JsonRESTError, "code", 500, raising=False)
+    monkeypatch.setattr(SageMakerResponse, "create_training_job", create_then_fail)
+    driver = play_sagemaker(recording, monkeypatch)
+    result = project.run()
+    driver.join(10)
+    assert driver.errors == []  # type: ignore[attr-defined]
+    assert result.status == "succeeded"
+    assert len(sagemaker_backend().training_jobs) == 1
+
+
+def test_a_refused_create_fails_the_step_without_looking_for_a_job(
+    project: Project_,
+    recording: Recording,
+    sagemaker_like: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 4xx proves that nothing was created: the step fails at once, the ledger says
+    failed (not possibly submitted or unknown), and no DescribeTrainingJob is made."""
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.responses import SageMakerResponse
+
+    def refuse(self: Any) -> Any:
+        raise ValidationError("1 validation error detected: Value 'ml.m5.lrage'")
+
+    monkeypatch.setattr(SageMakerResponse, "create_training_job", refuse)
+    with pytest.raises(RunFailed) as caught:
+        project.run()
+    failure = caught.value.failures["train"]
+    assert "AWS answered ValidationException" in str(failure), failure
+    assert recording.requests("DescribeTrainingJob") == []
+    assert len(recording.requests("CreateTrainingJob")) == 1
+    with _history(project.root) as history:
+        (record,) = [j for j in history.list_jobs(run_id=caught.value.run_id) if j.step == "train"]
+    assert record.state == "failed"
 
 
 def _history(root: Path) -> Any:

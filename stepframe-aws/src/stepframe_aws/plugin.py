@@ -20,6 +20,7 @@ from stepframe import (
     Credentials,
     Flavor,
     JobHandle,
+    JobNotFound,
     JobStatus,
     Launch,
     PlannedStep,
@@ -36,6 +37,7 @@ __all__ = [
     "authenticate",
     "cancel_step",
     "check_step",
+    "find_job",
     "open_artifact_store",
     "poll_step",
     "prepare_repository",
@@ -153,3 +155,12 @@ def cancel_step(handle: JobHandle, credentials: Credentials | None) -> bool | No
     from stepframe_aws._sagemaker.jobs import cancel
 
     return cancel(handle, credentials)
+
+
+@hookimpl
+def find_job(
+    launch: Launch, operator: Component, credentials: Credentials | None
+) -> JobHandle | JobNotFound | None:
+    from stepframe_aws._sagemaker.jobs import find_job as find_training_job
+
+    return find_training_job(launch, operator, credentials)

@@ -26,9 +26,9 @@ Use = Literal["submit", "poll", "logs", "stop"]
 # 5xx and connection errors.  These are total attempts, the first try included
 # (botocore's ``total_max_attempts``; its ``max_attempts`` would count retries only).
 RETRIES: dict[str, int] = {
-    # CreateTrainingJob with a unique name: a retry after a lost answer meets
-    # ResourceInUse, which submit() handles, so a few attempts are safe.
-    "submit": 4,
+    # CreateTrainingJob: jobs._create retries it itself, remembering a try whose answer
+    # was lost (botocore's retries would hide it behind the last try's error).
+    "submit": 1,
     # A poll that gives up makes the run fail; throttling is the usual cause, so wait.
     "poll": 6,
     "logs": 4,

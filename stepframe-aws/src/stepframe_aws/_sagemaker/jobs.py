@@ -18,10 +18,12 @@ from stepframe import (
     ConfigError,
     Credentials,
     JobHandle,
+    JobNotFound,
     JobState,
     JobStatus,
     Launch,
     StepframeError,
+    SubmitAmbiguousError,
 )
 from stepframe_aws._errors import aws_errors, error_code, transient_problem
 from stepframe_aws._sagemaker.clients import cached_client
@@ -32,7 +34,12 @@ from stepframe_aws._sagemaker.config import (
     SageMakerSettings,
 )
 from stepframe_aws._sagemaker.logs import LOG_GROUP, read_new_lines
-from stepframe_aws._sagemaker.request import build_request, input_shape_of
+from stepframe_aws._sagemaker.request import (
+    build_request,
+    image_by_digest,
+    input_shape_of,
+    training_job_name,
+)
 from stepframe_aws._sagemaker.status import (
     BUDGET_WINDOW,
     MAX_DESCRIBES_PER_MINUTE,
@@ -45,7 +52,7 @@ from stepframe_aws._sagemaker.status import (
     unanswered_delay,
 )
 
-__all__ = ["cancel", "poll", "submit"]
+__all__ = ["cancel", "console_url", "create_outcome", "find_job", "poll", "submit"]
 
 _ENDED = frozenset({"Completed", "Failed", "Stopped"})
 
@@ -107,41 +114,211 @@ def submit(launch: Launch, operator: Component, credentials: Credentials | None)
         client = cached_client("submit", credentials, config.region)
     request = build_request(launch, config, settings, credentials, input_shape_of(client))
     name = request["TrainingJobName"]
-    with aws_errors(f"creating SageMaker training job {name}"):
-        arn = _create(client, request)
+    arn = _create(client, request, credentials)
+    region = client.meta.region_name
+    return _handle(operator.name, name, region, arn, request["ResourceConfig"])
+
+
+def _handle(
+    operator: str, name: str, region: str, arn: str, resources: Mapping[str, Any]
+) -> JobHandle:
     return JobHandle(
         flavor=FLAVOR,
-        operator=operator.name,
+        operator=operator,
         job_id=name,
         data={
             "mode": "remote",
-            "region": client.meta.region_name,
+            "region": region,
             "arn": arn,
             "log_group": LOG_GROUP,
-            "instance_type": request["ResourceConfig"]["InstanceType"],
-            "instance_count": request["ResourceConfig"]["InstanceCount"],
+            "instance_type": resources.get("InstanceType"),
+            "instance_count": resources.get("InstanceCount"),
+            "console_url": console_url(region, name),
         },
     )
 
 
-def _create(client: Any, request: dict[str, Any]) -> str:
-    """CreateTrainingJob; a retry whose first try did get through finds its own job."""
+def console_url(region: str, name: str) -> str:
+    """The training job's page in the SageMaker console."""
+    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{name}"
+
+
+# CreateTrainingJob tries, the first included.  botocore's own retries are off for it
+# (see clients.RETRIES): only here can a lost answer on one try be remembered on the next.
+CREATE_ATTEMPTS = 4
+
+
+def _create(client: Any, request: dict[str, Any], credentials: Credentials | None) -> str:
+    """CreateTrainingJob, tried up to `CREATE_ATTEMPTS` times; a retry whose first try
+    did get through finds its own job (ResourceInUse).
+
+    :raises SubmitAmbiguousError: when a try may have created the job and no later try
+        settled it (its answer lost, timed out or a 5xx): the core asks `find_job`.
+    :raises StepframeError: when every try was refused in a way that proves no job was
+        created (a 4xx validation error, access denied, throttling, no connection).
+    """
+    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+    from botocore.retries.standard import (  # type: ignore[import-untyped,unused-ignore]
+        ExponentialBackoff,
+        RetryContext,
+    )
+
+    name = request["TrainingJobName"]
+    doing = f"creating SageMaker training job {name}"
+    backoff = ExponentialBackoff()
+    lost: BaseException | None = None  # the first try that may have created the job
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            return str(client.create_training_job(**request)["TrainingJobArn"])
+        except ClientError as error:
+            if error_code(error) == "ResourceInUse":
+                return _existing(client, request, credentials)
+            kind = create_outcome(error)
+            last: BaseException = error
+        except Exception as error:
+            kind = create_outcome(error)
+            last = error
+        if kind == "ambiguous" and lost is None:
+            lost = last
+        if kind == "refused" or attempt == CREATE_ATTEMPTS:
+            break
+        time.sleep(backoff.delay_amount(RetryContext(attempt_number=attempt)))
+    if lost is not None:
+        raise SubmitAmbiguousError(
+            f"{doing}: the request may have reached SageMaker but its answer was lost "
+            f"({_describe_error(lost)}); looking the job up by its name"
+        ) from None
+    with aws_errors(doing):
+        raise last
+    raise AssertionError("unreachable")  # aws_errors re-raises every error
+
+
+def create_outcome(error: BaseException) -> str:
+    """What a failed CreateTrainingJob try proves.
+
+    :return: ``"retry"`` (nothing was created and a new try may pass: throttling, no
+        connection made), ``"refused"`` (nothing was created, a new try will not pass: a
+        4xx such as a validation error or access denied) or ``"ambiguous"`` (the request
+        may have been processed: the connection dropped after sending, a read timeout,
+        a 5xx, anything unknown).
+    """
+    from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+        BotoCoreError,
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        HTTPClientError,
+        ProxyConnectionError,
+    )
+
+    if isinstance(error, ClientError):
+        problem = transient_problem(error)
+        if problem == "throttling":
+            return "retry"
+        if problem == "unavailable":  # a 5xx: the service may have created it anyway
+            return "ambiguous"
+        return "refused"
+    # Connecting failed: the request was never sent.
+    if isinstance(error, (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError)):
+        return "retry"
+    if isinstance(error, HTTPClientError):  # dropped, reset or timed out after sending
+        return "ambiguous"
+    if isinstance(error, BotoCoreError):  # no credentials, no region, a bad parameter
+        return "refused"
+    return "ambiguous"
+
+
+def _describe_error(error: BaseException) -> str:
+    code = error_code(error)
+    if code:
+        status = getattr(error, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"HTTP {status} {code}" if status else code
+    return f"{type(error).__name__}: {error}"
+
+
+def _existing(client: Any, request: dict[str, Any], credentials: Credentials | None) -> str:
+    """The job a retry met under its name (ResourceInUse): ours if its image is."""
+    name = request["TrainingJobName"]
+    with aws_errors(f"looking up SageMaker training job {name}"):
+        existing = cached_client("poll", credentials, client.meta.region_name)
+        answer = existing.describe_training_job(TrainingJobName=name)
+    image = answer.get("AlgorithmSpecification", {}).get("TrainingImage")
+    if image != request["AlgorithmSpecification"]["TrainingImage"]:
+        raise StepframeError(
+            f"a SageMaker training job named {name} already exists with another image "
+            f"({image}); job names are unique per account and region for good, so this "
+            "attempt cannot reuse it: run the step again"
+        ) from None
+    return str(answer["TrainingJobArn"])
+
+
+def find_job(
+    launch: Launch, operator: Component, credentials: Credentials | None
+) -> JobHandle | JobNotFound | None:
+    """The training job of ``launch`` whose CreateTrainingJob answer was lost.
+
+    DescribeTrainingJob by the launch's deterministic name: adopted when its image (by
+    digest) and its stepframe tags are the launch's; `JobNotFound` when SageMaker has no
+    such job, or one that is not this launch's (job names are unique, so this launch's
+    was never created); None when SageMaker cannot be asked (out of reach, throttling,
+    a 5xx, refused credentials), and for local mode, whose jobs end with their process.
+    """
     from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
 
+    config = _config(operator)
+    settings = _settings(launch)
+    if (settings.instance_type or config.instance_type) == LOCAL_INSTANCE_TYPE:
+        return None
+    name = training_job_name(launch.job_name)
     try:
-        return str(client.create_training_job(**request)["TrainingJobArn"])
+        client = cached_client("poll", credentials, config.region)
+        answer = client.describe_training_job(TrainingJobName=name)
+        tags = _tags(client, str(answer["TrainingJobArn"]))
     except ClientError as error:
-        if error_code(error) != "ResourceInUse":
-            raise
-        existing = client.describe_training_job(TrainingJobName=request["TrainingJobName"])
-        image = existing.get("AlgorithmSpecification", {}).get("TrainingImage")
-        if image != request["AlgorithmSpecification"]["TrainingImage"]:
-            raise StepframeError(
-                f"a SageMaker training job named {request['TrainingJobName']} already exists "
-                f"with another image ({image}); job names are unique per account and region "
-                "for good, so this attempt cannot reuse it: run the step again"
-            ) from None
-        return str(existing["TrainingJobArn"])
+        if _not_found(error):
+            return JobNotFound(f"SageMaker has no training job {name}")
+        return None
+    except Exception:  # unreachable, timed out, no credentials: nobody can tell
+        return None
+    image = answer.get("AlgorithmSpecification", {}).get("TrainingImage")
+    expected = image_by_digest(launch.image) if launch.image is not None else None
+    ours = {
+        "stepframe:run": launch.run_id,
+        "stepframe:step": launch.step,
+        "stepframe:attempt": str(launch.attempt),
+    }
+    mismatch = [key for key, value in ours.items() if tags.get(key) != value]
+    if (expected is not None and image != expected) or mismatch:
+        return JobNotFound(
+            f"SageMaker training job {name} exists but is not this launch's (image {image}, "
+            f"tags {', '.join(mismatch) or 'match'}); this launch's job was never created"
+        )
+    return _handle(
+        operator.name,
+        name,
+        client.meta.region_name,
+        str(answer["TrainingJobArn"]),
+        answer.get("ResourceConfig", {}),
+    )
+
+
+def _tags(client: Any, arn: str) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for page in client.get_paginator("list_tags").paginate(ResourceArn=arn):
+        tags.update({tag["Key"]: tag["Value"] for tag in page.get("Tags", [])})
+    return tags
+
+
+def _not_found(error: BaseException) -> bool:
+    """SageMaker's answer for a job that does not exist: ``ValidationException`` "Requested
+    resource not found" (or moto's "Could not find"), or ``ResourceNotFound``."""
+    code = error_code(error)
+    if code in ("ResourceNotFound", "ResourceNotFoundException"):
+        return True
+    message = str(getattr(error, "response", {}).get("Error", {}).get("Message", "")).lower()
+    return code in ("ValidationException", "ValidationError") and (
+        "not found" in message or "could not find" in message
+    )
 
 
 def poll(
