@@ -602,13 +602,21 @@ class DirStorePlugin:
 
     @hookimpl
     def register_flavors(self, register):  # type: ignore[no-untyped-def]
-        register(Flavor(kind=ComponentKind.ARTIFACT_STORE, name=SCHEME))
+        register(Flavor(kind=ComponentKind.ARTIFACT_STORE, name=SCHEME, uri_schemes=(SCHEME,)))
 
     @hookimpl
     def open_artifact_store(self, uri, credentials):  # type: ignore[no-untyped-def]
         if not uri.startswith(f"{SCHEME}://"):
             return None
         return self.store_class.open(uri)
+
+
+class UndeclaredSchemePlugin(DirStorePlugin):
+    """A first-edition store: it declares no URI scheme, so the core finds it by trial."""
+
+    @hookimpl
+    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+        register(Flavor(kind=ComponentKind.ARTIFACT_STORE, name=SCHEME))
 
 
 class TruncatingStorePlugin(DirStorePlugin):

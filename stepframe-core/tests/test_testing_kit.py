@@ -308,6 +308,13 @@ BROKEN = [
     ),
     pytest.param(
         "store",
+        "UndeclaredSchemePlugin",
+        "scheme or write_read",
+        {"test_the_flavor_declares_its_uri_scheme"},
+        id="store-scheme-not-declared",
+    ),
+    pytest.param(
+        "store",
         "CachingStorePlugin",
         None,
         {"test_corruption_at_rest_is_detected", "test_a_large_file_streams_with_bounded_memory"},

@@ -191,6 +191,19 @@ class ArtifactStoreSuite:
 
     # ---- the tests ------------------------------------------------------------------
 
+    def test_the_flavor_declares_its_uri_scheme(self, store_case: StoreCase) -> None:
+        """The core finds a URI's store by the scheme its flavor declares, not by trial."""
+        owner = store_case.plugins.flavors.scheme_provider(self.scheme)
+        assert owner is not None, (
+            f"no artifact store flavor declares URI scheme {self.scheme!r}: register the "
+            f"flavor with Flavor(..., uri_schemes=({self.scheme!r},))"
+        )
+        implemented = store_case.plugins.infos[owner].hooks
+        assert "open_artifact_store" in implemented, (
+            f"plugin {owner!r} declares scheme {self.scheme!r} but does not implement "
+            "open_artifact_store: the core asks the plugin that declared the scheme"
+        )
+
     def test_the_store_answers_for_its_scheme_only(self, store_case: StoreCase) -> None:
         assert store_case.store.root_uri.startswith(f"{self.scheme}:"), (
             f"the store's root_uri {store_case.store.root_uri!r} is not a {self.scheme}: URI"
