@@ -186,11 +186,10 @@ class Runs:
             return None
         import json
 
-        from stepframe._artifacts.local import open_local_store
         from stepframe._artifacts.materializers import MaterializerRegistry
         from stepframe.exceptions import StepframeError
 
-        store = open_local_store(uri)
+        store = self._stores.for_uri(uri)
         try:  # one field of the launch manifest: no need for its full reader (cattrs)
             with store.open_read(uri[: attempt.start()] + "/launch.json") as stream:
                 wanted = json.load(stream).get("materializer_plugins")

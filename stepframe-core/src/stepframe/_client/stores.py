@@ -80,8 +80,9 @@ class ProjectStores:
         written through it here."""
         if urllib.parse.urlsplit(uri).scheme == "file" and not self._has_config():
             # Only the default stack, whose local store needs no connector: no stack to
-            # load (which costs more than reading a small artifact).
-            return self._open_by_scheme(uri)
+            # load, and, as a job does, no plugin either unless the core's local store
+            # plugin is disabled (loading them costs more than reading a small artifact).
+            return self._open_local(uri)
         roots = self.roots()
         matching = [root for root in roots if uri == root or uri.startswith(root + "/")]
         if matching:
@@ -93,6 +94,28 @@ class ProjectStores:
         from stepframe._project import CONFIG_FILE
 
         return (self.project.root / CONFIG_FILE).is_file()
+
+    def _open_local(self, uri: str) -> ArtifactStore:
+        from stepframe.entrypoint import _local_store_is_builtin
+
+        if self._given or not _local_store_is_builtin(uri):
+            return self._open_by_scheme(uri)
+        for opened in self._open.values():
+            if opened.contains(uri):
+                return opened
+        from stepframe._artifacts.local import find_store_root, open_local_store
+
+        if find_store_root(uri) is None:
+            # Opening it as a store would create one there: a reader creates nothing.
+            from stepframe.exceptions import ArtifactNotFoundError
+
+            raise ArtifactNotFoundError(
+                f"no artifact is stored at {uri}: there is no artifact store there any more "
+                "(it was moved or deleted)"
+            )
+        store = open_local_store(uri)
+        self._open.setdefault(store.root_uri, store)
+        return store
 
     def _open_by_scheme(self, uri: str) -> ArtifactStore:
         for opened in self._open.values():
