@@ -594,36 +594,13 @@ class RunHistory:
         return [_run_record(row) for row in rows]
 
     def get_run(self, run_id: str) -> RunRecord:
-        """The run with this id, or with the only id that starts with it.
+        """The run with this id, or with the only id that contains it.
 
-        Prefixes let people type ``stepframe runs show 20261122-0315`` instead of the
-        whole id.
+        Any unique part of an id will do: ``stepframe runs show 0315`` instead of the
+        whole ``20261122-031502-a1b2c3`` (a prefix such as ``20261122-0315`` is one such
+        part).
         """
-        with self._read() as conn:
-            row = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            if row is not None:
-                return _run_record(row)
-            rows = (
-                conn.execute(
-                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE substr(run_id, 1, ?) = ?"
-                    " ORDER BY run_id LIMIT 6",
-                    (len(run_id), run_id),
-                ).fetchall()
-                if run_id
-                else []
-            )
-        if len(rows) == 1:
-            return _run_record(rows[0])
-        if not rows:
-            raise self._no_run(run_id)
-        shown = ", ".join(str(row[0]) for row in rows[:5])
-        more = ", ..." if len(rows) > 5 else ""
-        raise UsageError(
-            f"run id prefix {run_id!r} is ambiguous in {self.path}: it matches {shown}{more};"
-            " give more of the id"
-        )
+        return self.find_run(run_id)
 
     def find_cached(
         self, cache_key: str, store_root: str | None = None

@@ -371,20 +371,32 @@ class StepRunner:
                 cancel_deadline.append(time.monotonic() + CANCEL_GRACE_SECONDS)
             return time.monotonic() > cancel_deadline[0]
 
+        # Issue 14.1: every line the console gets is kept in the step's log too, for any
+        # operator (the history sits in the project's state folder, next to the logs).
+        from stepframe._logs import StepLogWriter, attempt_log_path
+
+        step_log = StepLogWriter(
+            attempt_log_path(ctx.history.path.parent, ctx.run_id, self.spec.name, self.attempt)
+        )
+
         def show(lines: tuple[str, ...]) -> None:
+            step_log.write_lines(lines)
             for line in lines:
                 ctx.console.step_log(self.spec.name, line)
 
-        return follow_job(
-            ctx.plugins.hooks,
-            handle,
-            credentials=lambda: self._credentials.fresh() if self._credentials else None,
-            on_lines=show,
-            on_detail=lambda detail: ctx.console.step_state(self.spec.name, "running", detail),
-            on_state=self._record_state,
-            wake=ctx.cancel_event,
-            give_up=give_up,
-        )
+        try:
+            return follow_job(
+                ctx.plugins.hooks,
+                handle,
+                credentials=lambda: self._credentials.fresh() if self._credentials else None,
+                on_lines=show,
+                on_detail=lambda detail: ctx.console.step_state(self.spec.name, "running", detail),
+                on_state=self._record_state,
+                wake=ctx.cancel_event,
+                give_up=give_up,
+            )
+        finally:
+            step_log.close()
 
     def _record_state(self, state: JobState) -> None:
         if self._job_row is not None:
