@@ -81,6 +81,7 @@ def test_deleting_a_run_keeps_what_a_later_run_took_from_the_cache(project, run,
     }
     first_logs = {n for n in job_logs(project) if first.run_id in n}
     assert first_logs
+    assert (project.state_dir / "logs" / first.run_id).is_dir()  # the step logs
 
     out = ok(cli("runs", "delete", first.run_id[-6:]))
 
@@ -90,6 +91,7 @@ def test_deleting_a_run_keeps_what_a_later_run_took_from_the_cache(project, run,
     assert left and referenced <= left  # the outputs the second run uses stay...
     assert len(left) == 2  # ...and nothing else of the first run: manifests and inputs went
     assert not {n for n in job_logs(project) if first.run_id in n}
+    assert not (project.state_dir / "logs" / first.run_id).exists()
     assert Runs(project.root).get(second.run_id).step("total").output() == 15
 
     # Once no run references them, they go too.
@@ -121,12 +123,14 @@ def test_gc_is_a_dry_run_unless_told_and_prints_counts_and_bytes(project, run, c
     assert files_of(project, gone.run_id) == garbage
 
     lost_logs = {p for p in (project.state_dir / "jobs").iterdir() if gone.run_id in p.name}
-    assert lost_logs  # the local job's log and exit status
+    lost_logs |= {p for p in (project.state_dir / "logs" / gone.run_id).rglob("*") if p.is_file()}
+    assert lost_logs  # the local job's log and exit status, the steps' logs
 
     out = ok(cli("gc", "--yes", "--min-age", "0s"))
     assert f"deleted {len(garbage)} object(s), {size_text(size)}" in out
-    assert f"job logs: deleted {len(lost_logs)} file(s)" in out
+    assert f"logs: deleted {len(lost_logs)} file(s)" in out
     assert not any(p.exists() for p in lost_logs)
+    assert not (project.state_dir / "logs" / gone.run_id).exists()
     assert not files_of(project, gone.run_id)
     assert {p: p.stat().st_mtime_ns for p in files_of(project, kept.run_id)} == before
     assert Runs(project.root).get(kept.run_id).step("total").output() == 15

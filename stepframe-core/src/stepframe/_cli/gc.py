@@ -76,6 +76,7 @@ def _remove_runs(records: list[RunRecord], *, dry_run: bool) -> None:
         job_logs_of,
         plan_sweep,
         remove_job_logs,
+        step_logs_of,
     )
     from stepframe._client.stores import ProjectStores
 
@@ -108,9 +109,9 @@ def _remove_runs(records: list[RunRecord], *, dry_run: bool) -> None:
                 click.echo(f"would delete run {record.run_id} ({record.pipeline}, {record.status})")
             sweeps = plan_sweep(history, stores, only_runs=ids, forget=ids, protect=protect)
             _report_sweeps(sweeps, verb="would delete")
-            logs = job_logs_of(jobs, project)
+            logs = job_logs_of(jobs, project) + step_logs_of(project, ids)
             if logs:
-                click.echo(f"would delete {len(logs)} job log file(s)")
+                click.echo(f"would delete {len(logs)} log file(s)")
             click.echo("dry run: nothing was deleted")
             return
         deleted = history.delete_runs(ids)
@@ -120,9 +121,10 @@ def _remove_runs(records: list[RunRecord], *, dry_run: bool) -> None:
         for sweep in sweeps:
             delete_objects(sweep)
         _report_sweeps(sweeps, verb="deleted")
-        count, size = remove_job_logs(job_logs_of(jobs, project))
+        logs = job_logs_of(jobs, project) + step_logs_of(project, ids)
+        count, size = remove_job_logs(logs, project)
         if count:
-            click.echo(f"deleted {count} job log file(s), {_size(size)}")
+            click.echo(f"deleted {count} log file(s), {_size(size)}")
 
 
 @click.command("delete")
@@ -214,6 +216,7 @@ def gc(delete: bool, min_age: str) -> None:
     from stepframe._client.cleanup import (
         delete_objects,
         orphan_job_logs,
+        orphan_step_logs,
         plan_sweep,
         remove_job_logs,
     )
@@ -226,15 +229,19 @@ def gc(delete: bool, min_age: str) -> None:
         runs = history.query_runs(limit=None)
         sweeps = plan_sweep(history, ProjectStores(project), now=now, grace=grace)
         running = [r.started_at for r in runs if r.status == "running"]
-        logs = orphan_job_logs(project, {r.run_id for r in runs}, min([*running, now]) - grace)
+        recorded = {r.run_id for r in runs}
+        cutoff = min([*running, now]) - grace
+        logs = orphan_job_logs(project, recorded, cutoff) + orphan_step_logs(
+            project, recorded, cutoff
+        )
         if delete:
             for sweep in sweeps:
                 delete_objects(sweep)
     _report_sweeps(sweeps, verb="deleted" if delete else "would delete")
     log_bytes = sum(path.stat().st_size for path in logs if path.exists())
     if delete:
-        count, size = remove_job_logs(logs)
-        click.echo(f"job logs: deleted {count} file(s), {_size(size)}")
+        count, size = remove_job_logs(logs, project)
+        click.echo(f"logs: deleted {count} file(s), {_size(size)}")
     else:
-        click.echo(f"job logs: would delete {len(logs)} file(s), {_size(log_bytes)}")
+        click.echo(f"logs: would delete {len(logs)} file(s), {_size(log_bytes)}")
         click.echo("dry run: nothing was deleted; `stepframe gc --yes` deletes them")

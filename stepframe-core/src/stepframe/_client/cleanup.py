@@ -187,6 +187,31 @@ def _remove_empty_folders(folder: Path, root: Path) -> None:
         folder = folder.parent
 
 
+def step_logs_of(project: Project, run_ids: Iterable[str]) -> list[Path]:
+    """The step logs the orchestrator kept for these runs (`stepframe._logs`)."""
+    from stepframe._names import safe_segments
+
+    found: list[Path] = []
+    for run_id in run_ids:
+        folder = project.state_dir.joinpath("logs", *safe_segments(run_id))
+        if folder.is_dir():
+            found.extend(sorted(p for p in folder.rglob("*") if p.is_file()))
+    return found
+
+
+def orphan_step_logs(project: Project, recorded: set[str], cutoff: float) -> list[Path]:
+    """Step logs of runs that have no record (and are not new)."""
+    logs = project.state_dir / "logs"
+    if not logs.is_dir():
+        return []
+    lost = []
+    for name in sorted(os.listdir(logs)):
+        started = _started(name)
+        if name not in recorded and started is not None and started < cutoff:
+            lost.append(name)
+    return step_logs_of(project, lost)
+
+
 def job_logs_of(jobs: Iterable[JobRecord], project: Project) -> list[Path]:
     """The local job logs (and their side files) of these jobs inside the project."""
     found = []
@@ -220,9 +245,11 @@ def orphan_job_logs(project: Project, recorded: set[str], cutoff: float) -> list
     return found
 
 
-def remove_job_logs(paths: Iterable[Path]) -> tuple[int, int]:
-    """Remove files; return how many and how many bytes."""
+def remove_job_logs(paths: Iterable[Path], project: Project) -> tuple[int, int]:
+    """Remove log files (and the step log folders they leave empty); return how many
+    and how many bytes."""
     count = size = 0
+    logs = project.state_dir / "logs"
     for path in paths:
         try:
             length = path.stat().st_size
@@ -231,6 +258,7 @@ def remove_job_logs(paths: Iterable[Path]) -> tuple[int, int]:
             continue
         count += 1
         size += length
+        _remove_empty_folders(path.parent, logs)
     return count, size
 
 
