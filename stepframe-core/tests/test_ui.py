@@ -64,9 +64,11 @@ GATED = """
     @step
     def gate(x: int) -> int:
         gate = Path(os.environ["GATE"])
+        print("waiting at the gate", flush=True)
         Path(str(gate) + ".waiting").touch()
         while not gate.exists():  # the test opens the gate
             time.sleep(0.02)
+        print("through the gate", flush=True)
         return x + 1
 
     @step
@@ -269,3 +271,35 @@ def test_the_server_reads_only_and_never_blocks_a_writer(project, run, ui) -> No
     with pytest.raises(urllib.error.HTTPError) as missing:
         server.get("/run/nosuchrun")
     assert missing.value.code == 404
+
+
+def test_a_step_page_follows_its_log(project, cli_popen, ui, browser, tmp_path) -> None:
+    gate = tmp_path / "gate"
+    running = cli_popen("run", str(project.write(GATED)), env={"GATE": str(gate)})
+    wait_for(lambda: Path(str(gate) + ".waiting").exists(), "the step to reach the gate")
+    with sqlite3.connect(project.database_path) as conn:
+        (run_id,) = conn.execute("SELECT run_id FROM runs").fetchone()
+    server = ui()
+    path = f"run/{run_id}/step/gate?kept=open"
+    wait_for(lambda: "waiting at the gate" in server.get(path), "the step's first line in its log")
+    url = server.url + path
+    page = subprocess.Popen(
+        browser.browser_command(
+            url, tmp_path / "profile", "--virtual-time-budget=120000", "--dump-dom"
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        server.wait_for_line(rf"/step/gate\?after=\S+: following run {run_id} for \S+kept=open")
+        gate.touch()
+        after, _ = page.communicate(timeout=120)
+    finally:
+        if page.poll() is None:
+            page.kill()
+            page.wait()
+    assert running.wait(timeout=60) == 0
+    assert int(browser.Elements(after).find("body")[0].get("data-updates", "0")) >= 1
+    log = after[after.index('<pre class="log">') :]
+    assert "waiting at the gate" in log and "through the gate" in log
