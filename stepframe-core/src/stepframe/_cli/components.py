@@ -287,11 +287,18 @@ def check_names(command: str, *names: str | None) -> None:
             check_component_name(name, f"stepframe {command}")
 
 
+def _plural(noun: str) -> str:
+    """ "container registry" -> "container registries", "artifact store" -> "... stores"."""
+    return noun[:-1] + "ies" if noun.endswith("ry") else noun + "s"
+
+
 def _make_group(kind: ComponentKind) -> click.Group:
     command_name = kind.value.replace("_", "-")
     noun = kind.value.replace("_", " ")
+    nouns = _plural(noun)
+    a_noun = f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
-    @click.group(name=command_name, help=f"Register and inspect {noun}s.")
+    @click.group(name=command_name, help=f"Register and inspect {nouns}.")
     def group() -> None:
         pass
 
@@ -299,7 +306,7 @@ def _make_group(kind: ComponentKind) -> click.Group:
         cls=FlavorOptionsCommand,  # issue 11: --flavor F --help lists F's options
         kind=kind,
         context_settings=_FLAVOR_OPTIONS,
-        help=f"Register a {noun}; the flavor's options follow as --key value.",
+        help=f"Register {a_noun}; the flavor's options follow as --key value.",
     )
     @click.argument("name")
     @click.option("--flavor", "-f", required=True, help="The flavor (see `stepframe flavor list`).")
@@ -319,7 +326,7 @@ def _make_group(kind: ComponentKind) -> click.Group:
 
     @group.command(
         context_settings=_FLAVOR_OPTIONS,
-        help=f"Change a {noun}'s options (--key value); --unset KEY restores a default.",
+        help=f"Change {a_noun}'s options (--key value); --unset KEY restores a default.",
     )
     @click.argument("name")
     @click.option("--unset", multiple=True, help="A config key to remove.")
@@ -336,7 +343,7 @@ def _make_group(kind: ComponentKind) -> click.Group:
         _save_component(kind, name, table, create=False)
         click.echo(f"updated {noun} {name!r}")
 
-    @group.command(name="list", help=f"List {noun}s, configured and built in.")
+    @group.command(name="list", help=f"List {nouns}, configured and built in.")
     @reports_errors
     def list_() -> None:
         from stepframe._config.stacks import component_tables, implicit_components
@@ -353,13 +360,13 @@ def _make_group(kind: ComponentKind) -> click.Group:
         ]
         if not rows:
             click.echo(
-                f"no {noun}s; register one with `stepframe {command_name} register NAME --flavor F`"
+                f"no {nouns}; register one with `stepframe {command_name} register NAME --flavor F`"
             )
         width = max((len(row[0]) for row in rows), default=0)
         for row_name, row_flavor, origin in sorted(rows):
             click.echo(f"{row_name:<{width}}  {row_flavor:<12}  {origin}")
 
-    @group.command(help=f"Show a {noun}'s flavor, plugin and configuration.")
+    @group.command(help=f"Show {a_noun}'s flavor, plugin and configuration.")
     @click.argument("name")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @reports_errors
@@ -376,7 +383,7 @@ def _make_group(kind: ComponentKind) -> click.Group:
         for key, value in info["config"].items():
             click.echo(f"  {key} = {value!r}")
 
-    @group.command(help=f"Delete a {noun} that nothing refers to.")
+    @group.command(help=f"Delete {a_noun} that nothing refers to.")
     @click.argument("name")
     @reports_errors
     def delete(name: str) -> None:
@@ -422,7 +429,7 @@ def _make_group(kind: ComponentKind) -> click.Group:
 
     else:
 
-        @group.command(help=f"Make a {noun} authenticate through a connector.")
+        @group.command(help=f"Make {a_noun} authenticate through a connector.")
         @click.argument("name")
         @click.option("--connector", required=True, help="The connector's name.")
         @reports_errors

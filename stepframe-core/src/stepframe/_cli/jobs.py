@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -101,15 +102,33 @@ def jobs() -> None:
     pass
 
 
-@jobs.command(name="list", help="List jobs with their run, step, flavor, id, state and timing.")
+@jobs.command(name="list", help="List jobs, newest first: run, step, flavor, id, state, timing.")
 @click.option("--running", is_flag=True, help="Only jobs that may still be running.")
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Show at most this many jobs.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 @reports_errors
-def list_(ctx: click.Context, running: bool) -> None:
-    history = ctx.obj["history"]()
-    rows = history.list_jobs(running_only=running)
-    if _settle_lost_submits(history, rows):
+def list_(ctx: click.Context, running: bool, limit: int, as_json: bool) -> None:
+    from stepframe._cli.errors import NoRunsYet
+
+    try:
+        history = ctx.obj["history"]()
+    except NoRunsYet:  # a fresh project: an empty listing, not a failure
+        rows = []
+    else:
         rows = history.list_jobs(running_only=running)
+        if _settle_lost_submits(history, rows):
+            rows = history.list_jobs(running_only=running)
+    rows = rows[::-1][:limit]  # the ledger is oldest first
+    if as_json:
+        click.echo(json.dumps([_job_json(row) for row in rows], indent=2))
+        return
     if not rows:
         click.echo("no running jobs" if running else "no jobs recorded")
         return
@@ -134,6 +153,26 @@ def list_(ctx: click.Context, running: bool) -> None:
     for row in rows:
         if row.note and row.is_active:  # why nobody can say more about a job that may run
             click.echo(f"ledger row {row.id} ({row.step} of run {row.run_id}): {row.note}")
+
+
+def _job_json(row: Any) -> dict[str, Any]:
+    """A ledger row for ``--json``: what the table shows and more, not the launch record
+    (credentials are never in it, but it is the plugins' business)."""
+    return {
+        "id": row.id,
+        "run_id": row.run_id,
+        "step": row.step,
+        "attempt": row.attempt,
+        "flavor": row.flavor,
+        "operator": row.operator,
+        "job_id": row.job_id,
+        "state": row.state,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "image_digest": row.image_digest,
+        "region": row.region,
+        "note": row.note,
+    }
 
 
 @jobs.command(help="Stop a running job through its operator (cancel_step).")

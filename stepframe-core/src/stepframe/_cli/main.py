@@ -7,13 +7,14 @@ Only click is imported at start-up; each command imports what it needs, so
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from stepframe._cli.components import component_groups
-from stepframe._cli.errors import reports_errors
+from stepframe._cli.errors import NoRunsYet, StepframeGroup, reports_errors
 from stepframe._cli.jobs import jobs
 from stepframe._cli.runs import runs
 from stepframe._cli.secrets import secret
@@ -32,7 +33,7 @@ def _history_factory() -> RunHistory:
 
     project = Project.discover()
     if not project.database_path.exists():
-        raise click.ClickException(
+        raise NoRunsYet(
             f"no runs recorded in {project.root} yet (looked for {project.database_path}); "
             "run a pipeline first with `stepframe run FILE`"
         )
@@ -42,18 +43,14 @@ def _history_factory() -> RunHistory:
 def _run_config(path: Path) -> dict[str, Any]:
     """A run config file: ``[settings.FLAVOR]`` for every step, ``[steps.NAME.settings.FLAVOR]``
     for one."""
-    from stepframe._config.toml_file import read_toml
     from stepframe.exceptions import ConfigError
 
     if not path.is_file():
         raise ConfigError(f"run config {path} does not exist")
-    data = read_toml(path).unwrap()
+    data = _parse_run_config(path)
     unknown = sorted(set(data) - {"settings", "steps"})
     if unknown:
-        raise ConfigError(
-            f"{path}: unknown key(s) {', '.join(unknown)}; a run config holds [settings.FLAVOR] "
-            "and [steps.STEP.settings.FLAVOR] tables"
-        )
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; {_RUN_CONFIG_SHAPE}")
     steps: dict[str, Any] = {}
     for step, table in data.get("steps", {}).items():
         extra = sorted(set(table) - {"settings"})
@@ -63,7 +60,49 @@ def _run_config(path: Path) -> dict[str, Any]:
     return {**data.get("settings", {}), "steps": steps}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_RUN_CONFIG_SHAPE = "a run config holds [settings.FLAVOR] and [steps.STEP.settings.FLAVOR] tables"
+
+
+def _parse_run_config(path: Path) -> dict[str, Any]:
+    """The run config's TOML; a syntax error names the file, line and column, and what a
+    run config holds (it is the user's file: stepframe never edits it)."""
+    import re
+
+    from stepframe.exceptions import ConfigError
+
+    text = path.read_text(encoding="utf-8")
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            where, reason = "", str(error)
+    else:  # tomlkit's parser, which points less precisely
+        import tomlkit
+        from tomlkit.exceptions import ParseError
+
+        try:
+            data: dict[str, Any] = tomlkit.parse(text).unwrap()
+            return data
+        except ParseError as error:
+            where, reason = f"{error.line}:{error.col + 1}", str(error)
+    # Both parsers end their message with the position: "(at line 3, column 7)",
+    # "at line 3 col 7", or "(at end of document)".
+    found = re.search(r"\(?at line (\d+),? col(?:umn)? (\d+)\)?$", reason)
+    if found:
+        where = where or f"{found.group(1)}:{found.group(2)}"
+        reason = reason[: found.start()].rstrip()
+    elif reason.endswith("(at end of document)"):
+        where = f"{text.count(chr(10)) + 1}:1"
+        reason = reason.removesuffix("(at end of document)").rstrip() + " at the end of the file"
+    raise ConfigError(
+        f"{path}:{where}: invalid TOML in this run config: {reason}; fix it there "
+        f"({_RUN_CONFIG_SHAPE})"
+    )
+
+
+@click.group(cls=StepframeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="stepframe-core", prog_name="stepframe")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -146,7 +185,8 @@ def _print_dry_run(pipeline: str, rows: list[dict[str, Any]]) -> None:
     settings and what it would do about the cache (on stdout, one block per step)."""
     stack = rows[0]["stack"] if rows else "?"
     click.echo(
-        f"stepframe: pre-flight passed: pipeline {pipeline!r}, {len(rows)} steps, "
+        f"stepframe: pre-flight passed: pipeline {pipeline!r}, {len(rows)} "
+        f"step{'' if len(rows) == 1 else 's'}, "
         f"stack {stack!r}; nothing was run",
         err=True,
     )
@@ -235,13 +275,11 @@ def flavor_describe(name: str, kind: str | None) -> None:
 for _group in (*component_groups(), stack, flavor, secret, jobs, runs):
     cli.add_command(_group)
 
-# Issue 14: the run report, the web view and clean-up (runs delete|prune, gc).
+# Issue 14: step logs, the run report, the web view and clean-up (runs delete|prune, gc).
 from stepframe._cli.gc import delete_runs, gc, prune_runs  # noqa: E402
+from stepframe._cli.logs import logs  # noqa: E402
 from stepframe._cli.report import report  # noqa: E402
 from stepframe._cli.ui import ui  # noqa: E402
-
-# Issue 14 part 1: step logs.
-from stepframe._cli.logs import logs  # noqa: E402
 
 for _command in (report, ui, gc, logs):
     cli.add_command(_command)

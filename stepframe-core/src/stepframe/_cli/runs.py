@@ -42,18 +42,45 @@ def runs() -> None:
     type=click.IntRange(min=1),
     help="Show at most this many runs, newest first.",
 )
+@click.option("--pipeline", default=None, help="Only runs of this pipeline.")
+@click.option(
+    "--status",
+    type=click.Choice(
+        ["running", "succeeded", "failed", "cancelled", "interrupted"], case_sensitive=False
+    ),
+    default=None,
+    help="Only runs that ended (or are) so.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
-def list_runs(ctx: click.Context, limit: int, as_json: bool) -> None:
+def list_runs(
+    ctx: click.Context, limit: int, pipeline: str | None, status: str | None, as_json: bool
+) -> None:
     """List recent runs, newest first."""
-    with _history(ctx) as history:
-        records = history.list_runs(limit)
-        path = history.path
+    from stepframe._cli.errors import NoRunsYet
+
+    try:
+        with _history(ctx) as history:
+            records = history.query_runs(
+                pipeline=pipeline, status=status.lower() if status else None, limit=limit
+            )
+            path = history.path
+    except NoRunsYet as error:  # a fresh project: an empty listing, not a failure
+        records, path = [], None
+        empty = error.format_message()
     if as_json:
         click.echo(json.dumps([attrs.asdict(r) for r in records], indent=2))
         return
     if not records:
-        click.echo(f"no runs recorded yet in {path}")
+        wanted = [
+            f"{name} {value!r}"
+            for name, value in (("pipeline", pipeline), ("status", status))
+            if value
+        ]
+        if path is not None:
+            which = f"with {' and '.join(wanted)} " if wanted else ""
+            empty = f"no runs {which}recorded yet in {path}"
+        click.echo(empty)
         return
     rows = [
         [r.run_id, r.pipeline, r.status, _timestamp(r.started_at), _run_duration(r)]
@@ -123,8 +150,7 @@ def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
     if any(j.attempt > 1 for j in jobs):  # retries and resumes: every attempt's job
         click.echo("\nattempts")
         job_rows = [
-            [j.step, str(j.attempt), j.flavor, j.job_id or "-", j.state, j.note or ""]
-            for j in jobs
+            [j.step, str(j.attempt), j.flavor, j.job_id or "-", j.state, j.note or ""] for j in jobs
         ]
         headers = ["STEP", "ATTEMPT", "FLAVOR", "JOB ID", "STATE", "NOTE"]
         click.echo(_table(headers, job_rows, indent=2))

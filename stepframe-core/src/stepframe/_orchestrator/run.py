@@ -228,7 +228,8 @@ def run_pipeline(
             )
             verb = "resuming" if earlier is not None else "run"
             console.message(
-                f"{verb} {run_id} of pipeline {spec.name!r} ({len(spec.steps)} steps, "
+                f"{verb} {run_id} of pipeline {spec.name!r} ({len(spec.steps)} "
+                f"step{'' if len(spec.steps) == 1 else 's'}, "
                 f"stack {stack_used.name!r})"
             )
             scheduler = Scheduler(context, plan, constants, max_parallel, use_cache, earlier)
