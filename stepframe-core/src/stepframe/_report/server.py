@@ -8,6 +8,7 @@ for news; the server answers as soon as the run's version differs from V (or aft
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -118,6 +119,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(HTTPStatus.NOT_FOUND, str(error))
         except (BrokenPipeError, ConnectionResetError):
             pass  # the browser went away
+        except Exception as error:  # the history went away, say: one line, no traceback
+            message = f"{type(error).__name__}: {error}"
+            self.log_message("%s failed: %s", url.path, message)
+            with contextlib.suppress(OSError):
+                self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, message)
 
     def _runs_list(self, query: dict[str, str], now: float) -> str:
         pipeline = query.get("pipeline") or None
