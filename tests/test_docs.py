@@ -155,6 +155,29 @@ def test_the_python_on_the_page_compiles() -> None:
         compile(body, f"docs/plugins.md block after {before!r}", "exec")
 
 
+VALUE_CLASSES = {
+    "ArtifactRef", "Component", "ConnectorReport", "Credentials", "Flavor", "ImageRef",
+    "ImageRequest", "JobHandle", "JobNotFound", "JobStatus", "Launch", "PlannedStep",
+    "RemoteError", "ResourceRequest", "StepResult",
+}  # fmt: skip
+
+
+def test_the_pages_examples_build_value_classes_with_keyword_arguments() -> None:
+    """The compatibility promise says value classes only gain fields and their order is
+    not promised: the page's own examples follow that rule."""
+    import ast
+
+    positional = []
+    for before, language, body in _fenced_blocks(DOCS.read_text()):
+        if language != "python":
+            continue
+        for node in ast.walk(ast.parse(body)):
+            name = getattr(getattr(node, "func", None), "id", None)
+            if isinstance(node, ast.Call) and name in VALUE_CLASSES and node.args:
+                positional.append(f"{name}(...) in the block after {before!r}")
+    assert not positional, positional
+
+
 # ---- the configuration reference ----------------------------------------------------------
 
 CONFIGURATION = ROOT / "docs" / "configuration.md"
