@@ -216,7 +216,7 @@ def gather_run(
         log_path = step_log_path(project, run.run_id, record.step, latest)
         if log_path is None and record.status == "cached":
             log_path = _origin_log(history, project, own)
-        log_tail = read_log_tail(log_path, LOG_TAIL_BYTES) if log_path is not None else None
+        log_tail = _tail(log_path)
         views.append(
             StepView(
                 name=record.step,
@@ -245,9 +245,8 @@ def gather_run(
     inferred: dict[tuple[str, str], None] = {}
     if unknown:
         names = {v.name for v in views}
-        found, source_run = _earlier_edges(history, run, set(unknown), manifests)
+        found, known, source_run = _earlier_edges(history, run, set(unknown), manifests)
         inferred = {e: None for e in found if e[0] in names and e not in edges}
-        known = {target for _, target in found}
         if source_run is not None and known:
             notes.append(
                 f"{len(known)} step(s) did not start: their edges (dashed) are as in run "
@@ -271,10 +270,12 @@ def gather_run(
 
 def _earlier_edges(
     history: RunHistory, run: RunRecord, unknown: set[str], manifests: ManifestCache
-) -> tuple[set[tuple[str, str]], str | None]:
+) -> tuple[set[tuple[str, str]], set[str], str | None]:
     """Edges into ``unknown`` steps as the latest earlier runs of the pipeline recorded
-    them (from their launch manifests), and the newest run any came from."""
+    them (from their launch manifests), the steps whose inputs were found, and the
+    newest run any came from."""
     edges: set[tuple[str, str]] = set()
+    resolved: set[str] = set()
     newest: str | None = None
     for earlier in history.query_runs(pipeline=run.pipeline, until=run.started_at, limit=5):
         if not unknown:
@@ -295,8 +296,18 @@ def _earlier_edges(
                 if item.source is not None:
                     edges.add((item.source[0], record.step))
             unknown.discard(record.step)
+            resolved.add(record.step)
             newest = newest or earlier.run_id
-    return edges, newest
+    return edges, resolved, newest
+
+
+def _tail(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return read_log_tail(path, LOG_TAIL_BYTES)
+    except OSError:  # removed meanwhile (`stepframe gc`), or unreadable
+        return None
 
 
 def _producer(own: list[ArtifactRecord]) -> tuple[str, str, str] | None:
