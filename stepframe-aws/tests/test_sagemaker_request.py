@@ -211,23 +211,35 @@ def test_a_local_artifact_store_is_refused() -> None:
             SageMakerSettings(use_spot=True, max_wait_seconds=10, max_runtime_seconds=20),
             "must be at least max_runtime_seconds",
         ),
-        (SageMakerSettings(keep_alive_seconds=7200), "keep_alive_seconds must be 0 to 3600"),
+        (
+            SageMakerSettings(keep_alive_seconds=30000),
+            r"keep_alive_seconds is 30000; SageMaker accepts at most 21600",
+        ),
         (SageMakerSettings(keep_alive_seconds=60, use_spot=True), "warm pools"),
         (SageMakerSettings(subnets=["subnet-1"]), "both subnets and security_group_ids"),
         (SageMakerSettings(input_channels={"train": "/data"}), "must be an s3:// URI"),
-        (SageMakerSettings(input_channels={"a b": "s3://b/k"}), "channel name 'a b'"),
-        (SageMakerSettings(retry_attempts=99), "retry_attempts must be 1 to 30"),
+        (
+            SageMakerSettings(input_channels={"a b": "s3://b/k"}),
+            r"input_channels\['a b'\] name 'a b' does not match SageMaker's pattern",
+        ),
+        (
+            SageMakerSettings(retry_attempts=99),
+            "retry_attempts is 99; SageMaker accepts at most 30",
+        ),
         (SageMakerSettings(environment={"X": "y" * 513}), r"\['X'\] is 513 characters"),
         (
-            SageMakerSettings(environment={f"V{i}": "1" for i in range(48)}),
-            "49 variables.*at most 48",
+            SageMakerSettings(environment={f"V{i}": "1" for i in range(100)}),
+            r"environment has 101 entries; SageMaker accepts at most 100",
         ),
-        (SageMakerSettings(environment={"1X": "y"}), "variable name '1X'"),
+        (SageMakerSettings(environment={"1X": "y"}), "environment key '1X' does not match"),
         (
             SageMakerSettings(environment={"AWS_SECRET_ACCESS_KEY": "x"}),
             "client credentials never go into a job",
         ),
-        (SageMakerSettings(tags={"k": "v" * 300}), r"tags\['k'\]"),
+        (
+            SageMakerSettings(tags={"k": "v" * 300}),
+            r"tags\['k'\] is 300 characters; SageMaker accepts at most 256",
+        ),
         (
             SageMakerSettings(extra_request={"Environment": {}}),
             "stepframe sets Environment itself; use environment",
@@ -270,3 +282,134 @@ def test_the_connectors_secret_never_goes_into_the_job() -> None:
 def test_a_role_that_is_no_arn_is_refused() -> None:
     with pytest.raises(ConfigError, match="execution_role 'admin' is not an IAM role ARN"):
         request_for(config=SageMakerOperatorConfig(execution_role="admin"))
+
+
+# ---- every rule of SageMaker's API model (issue 13 part 2) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            SageMakerSettings(instance_type="ml.m5.lrage"),
+            "settings.sagemaker.instance_type 'ml.m5.lrage' is not a SageMaker training "
+            "instance type; did you mean 'ml.m5.large'?",
+        ),
+        (
+            SageMakerSettings(input_channels={f"c{i}": f"s3://b/{i}" for i in range(21)}),
+            "settings.sagemaker.input_channels has 21 entries; SageMaker accepts at most 20",
+        ),
+        (
+            SageMakerSettings(extra_request={"HyperParameters": {"lr": "1" * 3000}}),
+            "settings.sagemaker.extra_request['HyperParameters']['lr'] is 3000 characters; "
+            "SageMaker accepts at most 2500",
+        ),
+        (
+            SageMakerSettings(
+                subnets=[f"subnet-{i}" for i in range(17)], security_group_ids=["sg-1"]
+            ),
+            "settings.sagemaker.subnets has 17 entries; SageMaker accepts at most 16",
+        ),
+        (
+            SageMakerSettings(experiment_config={"ExperimentName": "my experiment"}),
+            "settings.sagemaker.experiment_config['ExperimentName'] 'my experiment' does not "
+            "match SageMaker's pattern",
+        ),
+        (
+            SageMakerSettings(volume_size_gb=100000),
+            "settings.sagemaker.volume_size_gb 100000 is larger than an EBS volume can be",
+        ),
+        (
+            SageMakerSettings(max_pending_seconds=60),
+            "settings.sagemaker.max_pending_seconds is 60; SageMaker needs at least 1800",
+        ),
+        (
+            SageMakerSettings(input_mode="Fast"),
+            "settings.sagemaker.input_mode 'Fast' is not one of SageMaker's TrainingInputMode "
+            "values (CreateTrainingJob AlgorithmSpecification.TrainingInputMode); did you mean",
+        ),
+        (
+            SageMakerSettings(input_channels={"a": "s3://b/a"}, sharded_channels=["b"]),
+            "settings.sagemaker.sharded_channels names 'b', which input_channels does not have",
+        ),
+        (
+            SageMakerSettings(tags={"team": "ml!"}),
+            "settings.sagemaker.tags['team'] 'ml!' does not match SageMaker's pattern",
+        ),
+        (
+            SageMakerSettings(metric_definitions={"loss": ""}),
+            "settings.sagemaker.metric_definitions[0]['Regex'] '' is 0 characters",
+        ),
+        (
+            SageMakerSettings(extra_request={"CheckpointConfig": {"S3Uri": "s3://b/c"}}),
+            "extra_request['CheckpointConfig']['S3Uri']: stepframe sets it itself; use "
+            "checkpoint_s3_uri",
+        ),
+        (SageMakerSettings(distribution="mpi"), "distribution 'mpi' is not known"),
+        (SageMakerSettings(processes_per_host=2), "processes_per_host applies to"),
+    ],
+)
+def test_every_rule_of_the_model_is_checked(settings: SageMakerSettings, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        request_for(settings)
+    assert message in str(caught.value), str(caught.value)
+
+
+def test_the_models_own_limits_allow_what_sagemaker_allows() -> None:
+    """100 environment entries, a warm pool of 2 hours, checkpoints without spot, a tag
+    value with letters of any script: all accepted, as SageMaker accepts them."""
+    environment = {f"V{i}": "1" for i in range(99)}  # and stepframe's manifest variable
+    settings = SageMakerSettings(
+        environment=environment,
+        keep_alive_seconds=7200,
+        checkpoint_s3_uri="s3://bucket/checkpoints/",
+        tags={"owner": "Zoë Ångström"},
+    )
+    request = request_for(settings)
+    assert len(request["Environment"]) == 100
+    assert request["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 7200
+    assert request["CheckpointConfig"] == {"S3Uri": "s3://bucket/checkpoints/"}
+    assert "EnableManagedSpotTraining" not in request
+
+
+def test_algorithm_and_checkpoint_fields_are_merged_from_extra_request() -> None:
+    settings = SageMakerSettings(
+        checkpoint_s3_uri="s3://bucket/checkpoints/",
+        metric_definitions={"loss": r"loss=([0-9.]+)"},
+        max_pending_seconds=3600,
+        input_mode="FastFile",
+        input_channels={"train": "s3://bucket/train/", "eval": "s3://bucket/eval/"},
+        channel_input_modes={"eval": "File"},
+        sharded_channels=["train"],
+        extra_request={
+            "AlgorithmSpecification": {
+                "ContainerArguments": ["--epochs", "3"],
+                "TrainingImageConfig": {"TrainingRepositoryAccessMode": "Vpc"},
+                "EnableSageMakerMetricsTimeSeries": True,
+            },
+            "CheckpointConfig": {"LocalPath": "/opt/ml/ckpt"},
+        },
+    )
+    request = request_for(settings)
+    assert request["AlgorithmSpecification"] == {
+        "TrainingImage": f"123456789012.dkr.ecr.us-east-1.amazonaws.com/fit@{DIGEST}",
+        "TrainingInputMode": "FastFile",
+        # The arguments come after the manifest, which the entrypoint reads first.
+        "ContainerEntrypoint": ["python", "-m", "stepframe.entrypoint", MANIFEST],
+        "MetricDefinitions": [{"Name": "loss", "Regex": r"loss=([0-9.]+)"}],
+        "ContainerArguments": ["--epochs", "3"],
+        "TrainingImageConfig": {"TrainingRepositoryAccessMode": "Vpc"},
+        "EnableSageMakerMetricsTimeSeries": True,
+    }
+    assert request["CheckpointConfig"] == {
+        "LocalPath": "/opt/ml/ckpt",
+        "S3Uri": "s3://bucket/checkpoints/",
+    }
+    assert request["StoppingCondition"]["MaxPendingTimeInSeconds"] == 3600
+    train, evaluation = request["InputDataConfig"]
+    assert train["DataSource"]["S3DataSource"]["S3DataDistributionType"] == "ShardedByS3Key"
+    assert "InputMode" not in train  # the job's default, FastFile
+    assert evaluation["DataSource"]["S3DataSource"]["S3DataDistributionType"] == (
+        "FullyReplicated"
+    )
+    assert evaluation["InputMode"] == "File"

@@ -29,9 +29,11 @@ class SageMakerSettings:
     :param max_runtime_seconds: SageMaker stops the job after this long.
     :param use_spot: run on managed spot capacity.
     :param max_wait_seconds: with spot: how long to wait for capacity plus run time.
-    :param checkpoint_s3_uri: with spot: where ``/opt/ml/checkpoints`` is synced.
+    :param checkpoint_s3_uri: where SageMaker syncs ``/opt/ml/checkpoints`` (with or
+        without spot); ``extra_request["CheckpointConfig"]`` may add a ``LocalPath``.
     :param keep_alive_seconds: keep the instances in a warm pool this long after the job.
-    :param environment: extra variables for the job (at most 48 entries, 512 characters).
+    :param environment: extra variables for the job (SageMaker's API model allows 100
+        entries, stepframe's own included, of 512 characters each).
     :param tags: tags on the training job.
     :param subnets: VPC subnets to run in (with ``security_group_ids``).
     :param security_group_ids: VPC security groups to run in.
@@ -39,12 +41,29 @@ class SageMakerSettings:
     :param output_kms_key: KMS key for the model output SageMaker writes.
     :param input_channels: channel name to ``s3://`` URI, mounted under
         ``/opt/ml/input/data/NAME``.
+    :param input_mode: how channels reach the job: ``File`` (copied before the step
+        starts), ``FastFile`` (streamed on read) or ``Pipe``.
+    :param channel_input_modes: channel name to its own input mode.
+    :param sharded_channels: channels split across the hosts by S3 key
+        (``ShardedByS3Key``) instead of copied to each (``FullyReplicated``).
+    :param metric_definitions: metric name to a regex on the job's log
+        (``MetricDefinitions``); SageMaker keeps the last value of each, and the run
+        prints and records them.
+    :param max_pending_seconds: SageMaker stops a job that waits longer than this for
+        capacity (``MaxPendingTimeInSeconds``, 1800 or more).
+    :param distribution: ``"torchrun"`` starts the step on every host under torchrun
+        (PyTorch DDP), ranks spread across ``instance_count`` hosts.
+    :param processes_per_host: with ``distribution``: processes on each host; default one
+        per GPU (one on a CPU instance).
     :param experiment_config: CreateTrainingJob's ``ExperimentConfig`` (``ExperimentName``,
         ``TrialName``, ``TrialComponentDisplayName``, ``RunName``).
     :param retry_attempts: SageMaker's own retries of a job that failed with an internal
         error (``RetryStrategy.MaximumRetryAttempts``).
     :param extra_request: any other CreateTrainingJob field, checked against the
-        SageMaker API model before the job is submitted.
+        SageMaker API model before the job is submitted; ``AlgorithmSpecification``
+        (``ContainerArguments``, ``TrainingImageConfig``,
+        ``EnableSageMakerMetricsTimeSeries``) and ``CheckpointConfig`` are merged into
+        stepframe's.
     """
 
     instance_type: str | None = None
@@ -62,6 +81,13 @@ class SageMakerSettings:
     volume_kms_key: str | None = None
     output_kms_key: str | None = None
     input_channels: dict[str, str] = attrs.field(factory=dict)
+    input_mode: str = "File"
+    channel_input_modes: dict[str, str] = attrs.field(factory=dict)
+    sharded_channels: list[str] = attrs.field(factory=list)
+    metric_definitions: dict[str, str] = attrs.field(factory=dict)
+    max_pending_seconds: int | None = None
+    distribution: str | None = None
+    processes_per_host: int | None = None
     experiment_config: dict[str, str] | None = None
     retry_attempts: int | None = None
     extra_request: dict[str, Any] = attrs.field(factory=dict)

@@ -2,8 +2,9 @@
 
 The core calls ``check_step`` for every step of a run before the first one runs and
 before any image is built.  Here the step's settings go through the same checks as the
-CreateTrainingJob request at submit time (`request_problems`, then the API model's
-validation in `build_request`), on a draft launch that has everything the real one will
+CreateTrainingJob request at submit time (`request_problems`: the rules the API model
+cannot state, then every min, max, pattern and enum of the model over the whole
+request), on a draft launch that has everything the real one will
 have but the image's digest and the run's id.  Submit checks again: that stays the last
 line before money is spent.
 """
@@ -15,17 +16,13 @@ from collections.abc import Mapping
 
 import attrs
 
-from stepframe import ConfigError, ImageRef, Launch, PlannedStep
+from stepframe import ImageRef, Launch, PlannedStep
 from stepframe_aws._sagemaker.config import (
     LOCAL_INSTANCE_TYPE,
     SageMakerOperatorConfig,
     SageMakerSettings,
 )
-from stepframe_aws._sagemaker.request import (
-    FORBIDDEN_ENVIRONMENT,
-    build_request,
-    request_problems,
-)
+from stepframe_aws._sagemaker.request import FORBIDDEN_ENVIRONMENT, request_problems
 
 __all__ = ["step_problems"]
 
@@ -98,12 +95,5 @@ def step_problems(step: PlannedStep) -> list[str]:
                 "credentials never go into a job"
             ]
         return []
-    launch = _draft_launch(step, settings)
-    problems = request_problems(launch, config, settings, None)
-    if problems:
-        return problems
-    try:  # the request against SageMaker's API model, as boto3 would check it on send
-        build_request(launch, config, settings, None)
-    except ConfigError as error:
-        return [str(error)]
-    return []
+    # The whole request the step will send, against the rules and the API model.
+    return request_problems(_draft_launch(step, settings), config, settings, None)

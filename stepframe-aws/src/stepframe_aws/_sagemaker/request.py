@@ -10,16 +10,21 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import attrs
 
 from stepframe import ConfigError, Credentials, ImageRef, Launch
 from stepframe_aws._sagemaker.config import SageMakerOperatorConfig, SageMakerSettings
+from stepframe_aws._sagemaker.model_rules import Path, model_problems
 
 __all__ = [
+    "DISTRIBUTIONS",
     "ENTRYPOINT",
     "FORBIDDEN_ENVIRONMENT",
     "MANAGED_FIELDS",
+    "MERGED_FIELDS",
     "build_request",
     "image_by_digest",
     "input_shape_of",
@@ -30,20 +35,16 @@ __all__ = [
 
 ENTRYPOINT = ("python", "-m", "stepframe.entrypoint")
 
-# SageMaker's limits, from the CreateTrainingJob API reference.
+# Limits SageMaker's API model does not state (its own limits are read from the model,
+# see model_rules): the job name stepframe shortens to, and an EBS volume's largest size.
 MAX_JOB_NAME = 63
-MAX_ENV_ENTRIES = 48
-MAX_ENV_CHARS = 512
 MAX_ENTRYPOINT_ITEM = 256
 MAX_IMAGE_URI = 255
-MAX_TAGS = 50
-MAX_KEEP_ALIVE_SECONDS = 3600
-MAX_RETRY_ATTEMPTS = 30
+MAX_VOLUME_GB = 16384
 _JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-_ENV_KEY = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9-]+")
 _ROLE_ARN = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")
-_CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
+#: ``distribution`` values: how the step starts on each host.
+DISTRIBUTIONS = ("torchrun",)
 
 # The job runs as its execution role; client keys in its environment would leak them
 # into DescribeTrainingJob for anyone allowed to read it.
@@ -52,21 +53,61 @@ FORBIDDEN_ENVIRONMENT = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESS
 # CreateTrainingJob fields stepframe fills itself, with the setting to use instead.
 MANAGED_FIELDS: dict[str, str] = {
     "TrainingJobName": "nothing: stepframe names each job after its run, step and attempt",
-    "AlgorithmSpecification": "nothing: the image and entry point come from the run",
     "RoleArn": "the operator's execution_role",
     "OutputDataConfig": "the operator's output_path and the output_kms_key setting",
     "ResourceConfig": (
         "instance_type, instance_count, volume_size_gb, volume_kms_key, keep_alive_seconds"
     ),
-    "StoppingCondition": "max_runtime_seconds and max_wait_seconds",
+    "StoppingCondition": "max_runtime_seconds, max_wait_seconds and max_pending_seconds",
     "Environment": "environment",
     "Tags": "tags",
     "VpcConfig": "subnets and security_group_ids",
     "EnableManagedSpotTraining": "use_spot",
-    "CheckpointConfig": "checkpoint_s3_uri",
-    "InputDataConfig": "input_channels",
+    "InputDataConfig": "input_channels, input_mode, channel_input_modes, sharded_channels",
     "ExperimentConfig": "experiment_config",
     "RetryStrategy": "retry_attempts",
+}
+# Fields extra_request may set parts of (ContainerArguments, TrainingImageConfig,
+# EnableSageMakerMetricsTimeSeries, a checkpoint LocalPath): merged into stepframe's,
+# except for these members.
+MERGED_FIELDS: dict[str, dict[str, str]] = {
+    "AlgorithmSpecification": {
+        "TrainingImage": "nothing: the image is the one built for the run",
+        "ContainerEntrypoint": "nothing: the entry point is stepframe's (see distribution)",
+        "MetricDefinitions": "metric_definitions",
+        "TrainingInputMode": "input_mode",
+    },
+    "CheckpointConfig": {"S3Uri": "checkpoint_s3_uri"},
+}
+
+# Where the request's output would go when the store is not on S3 (already a problem).
+_STAND_IN_OUTPUT = "s3://stand-in/sagemaker-output/"
+
+# Which setting fills which part of the request, for messages: the longest prefix wins.
+_SETTINGS_OF: dict[tuple[str, ...], str] = {
+    ("TrainingJobName",): "the job name",
+    ("RoleArn",): "the sagemaker operator's execution_role",
+    ("OutputDataConfig", "S3OutputPath"): "the sagemaker operator's output_path",
+    ("OutputDataConfig", "KmsKeyId"): "settings.sagemaker.output_kms_key",
+    ("ResourceConfig", "InstanceType"): "settings.sagemaker.instance_type",
+    ("ResourceConfig", "InstanceCount"): "settings.sagemaker.instance_count",
+    ("ResourceConfig", "VolumeSizeInGB"): "settings.sagemaker.volume_size_gb",
+    ("ResourceConfig", "VolumeKmsKeyId"): "settings.sagemaker.volume_kms_key",
+    ("ResourceConfig", "KeepAlivePeriodInSeconds"): "settings.sagemaker.keep_alive_seconds",
+    ("StoppingCondition", "MaxRuntimeInSeconds"): "settings.sagemaker.max_runtime_seconds",
+    ("StoppingCondition", "MaxWaitTimeInSeconds"): "settings.sagemaker.max_wait_seconds",
+    ("StoppingCondition", "MaxPendingTimeInSeconds"): "settings.sagemaker.max_pending_seconds",
+    ("Environment",): "settings.sagemaker.environment",
+    ("Tags",): "settings.sagemaker.tags",
+    ("VpcConfig", "Subnets"): "settings.sagemaker.subnets",
+    ("VpcConfig", "SecurityGroupIds"): "settings.sagemaker.security_group_ids",
+    ("InputDataConfig",): "settings.sagemaker.input_channels",
+    ("ExperimentConfig",): "settings.sagemaker.experiment_config",
+    ("RetryStrategy", "MaximumRetryAttempts"): "settings.sagemaker.retry_attempts",
+    ("CheckpointConfig", "S3Uri"): "settings.sagemaker.checkpoint_s3_uri",
+    ("AlgorithmSpecification", "MetricDefinitions"): "settings.sagemaker.metric_definitions",
+    ("AlgorithmSpecification", "TrainingInputMode"): "settings.sagemaker.input_mode",
+    ("AlgorithmSpecification", "TrainingImage"): "the image built for the run",
 }
 
 
@@ -188,34 +229,13 @@ def _environment_problems(
                 f"{where}[{name!r}] holds the connector's secret key or session token; client "
                 "credentials never go into a job: give the execution_role the access instead"
             )
-    if len(environment) > MAX_ENV_ENTRIES:
-        problems.append(
-            f"{where} has {len(environment)} variables (stepframe's own included); SageMaker "
-            f"accepts at most {MAX_ENV_ENTRIES}: pass the rest as a step input"
-        )
-    for name, value in environment.items():
-        if not _ENV_KEY.fullmatch(name) or len(name) > MAX_ENV_CHARS:
-            problems.append(
-                f"{where}: variable name {name!r} is not accepted by SageMaker (letters, "
-                f"digits and _, not starting with a digit, at most {MAX_ENV_CHARS} characters)"
-            )
-        if len(value) > MAX_ENV_CHARS:
-            problems.append(
-                f"{where}[{name!r}] is {len(value)} characters; SageMaker accepts at most "
-                f"{MAX_ENV_CHARS} per value: pass longer data as a step input or an "
-                "input channel"
-            )
     return problems
 
 
-def _settings_problems(step: str, settings: SageMakerSettings, instance_type: str) -> list[str]:
+def _settings_problems(step: str, settings: SageMakerSettings) -> list[str]:
+    """The rules SageMaker's API model cannot state; its own limits are model_rules'."""
     where = f"step {step!r} settings.sagemaker"
     problems = []
-    if not _INSTANCE_TYPE.fullmatch(instance_type):
-        problems.append(
-            f"{where}.instance_type {instance_type!r} is not a SageMaker instance type; use "
-            "an ml.* type (ml.m5.large, ml.g5.xlarge) or 'local' for the SDK's local mode"
-        )
     positive = {
         "instance_count": settings.instance_count,
         "volume_size_gb": settings.volume_size_gb,
@@ -224,13 +244,17 @@ def _settings_problems(step: str, settings: SageMakerSettings, instance_type: st
     for name, value in positive.items():
         if value < 1:
             problems.append(f"{where}.{name} must be at least 1, got {value}")
-    if not settings.use_spot:
-        for name in ("max_wait_seconds", "checkpoint_s3_uri"):
-            if getattr(settings, name) is not None:
-                problems.append(
-                    f"{where}.{name} applies to managed spot training only; set "
-                    "use_spot = true or remove it"
-                )
+    if settings.volume_size_gb > MAX_VOLUME_GB:
+        problems.append(
+            f"{where}.volume_size_gb {settings.volume_size_gb} is larger than an EBS volume "
+            f"can be ({MAX_VOLUME_GB} GB); use at most {MAX_VOLUME_GB}, or an input channel "
+            "with input_mode 'FastFile' for large data"
+        )
+    if not settings.use_spot and settings.max_wait_seconds is not None:
+        problems.append(
+            f"{where}.max_wait_seconds applies to managed spot training only; set "
+            "use_spot = true or remove it"
+        )
     wait = settings.max_wait_seconds
     if settings.use_spot and wait is not None and wait < settings.max_runtime_seconds:
         problems.append(
@@ -242,50 +266,39 @@ def _settings_problems(step: str, settings: SageMakerSettings, instance_type: st
         "s3://"
     ):
         problems.append(f"{where}.checkpoint_s3_uri must be an s3:// URI")
-    keep = settings.keep_alive_seconds
-    if keep is not None:
-        if not 0 <= keep <= MAX_KEEP_ALIVE_SECONDS:
-            problems.append(
-                f"{where}.keep_alive_seconds must be 0 to {MAX_KEEP_ALIVE_SECONDS}, got {keep}"
-            )
-        if settings.use_spot:
-            problems.append(
-                f"{where}: SageMaker warm pools (keep_alive_seconds) do not work with spot "
-                "training (use_spot); choose one"
-            )
-    retries = settings.retry_attempts
-    if retries is not None and not 1 <= retries <= MAX_RETRY_ATTEMPTS:
+    if settings.keep_alive_seconds is not None and settings.use_spot:
         problems.append(
-            f"{where}.retry_attempts must be 1 to {MAX_RETRY_ATTEMPTS} (SageMaker's own "
-            f"retries of a job that failed with an internal error), got {retries}"
+            f"{where}: SageMaker warm pools (keep_alive_seconds) do not work with spot "
+            "training (use_spot); choose one"
         )
     if bool(settings.subnets) != bool(settings.security_group_ids):
         problems.append(
             f"{where}: a VPC needs both subnets and security_group_ids; set both or neither"
         )
     for name, uri in settings.input_channels.items():
-        if not _CHANNEL_NAME.fullmatch(name):
-            problems.append(
-                f"{where}.input_channels: channel name {name!r} is not accepted by SageMaker "
-                "(letters, digits, '.', '-', '_', at most 64)"
-            )
         if not uri.startswith("s3://"):
             problems.append(f"{where}.input_channels[{name!r}] must be an s3:// URI")
-    return problems
-
-
-def _tag_problems(step: str, tags: Mapping[str, str]) -> list[str]:
-    problems = []
-    if len(tags) > MAX_TAGS:
-        problems.append(
-            f"step {step!r} settings.sagemaker.tags: {len(tags)} tags with stepframe's 4; "
-            f"SageMaker accepts at most {MAX_TAGS}"
-        )
-    for key, value in tags.items():
-        if not 1 <= len(key) <= 128 or len(value) > 256:
+    for option in ("channel_input_modes", "sharded_channels"):
+        unknown = sorted(set(getattr(settings, option)) - set(settings.input_channels))
+        if unknown:
             problems.append(
-                f"step {step!r} settings.sagemaker.tags[{key!r}]: keys take 1 to 128 "
-                "characters and values at most 256"
+                f"{where}.{option} names {', '.join(map(repr, unknown))}, which "
+                "input_channels does not have; add the channel or remove the name"
+            )
+    if settings.distribution is not None and settings.distribution not in DISTRIBUTIONS:
+        problems.append(
+            f"{where}.distribution {settings.distribution!r} is not known; use "
+            f"{', '.join(map(repr, DISTRIBUTIONS))} or leave it unset"
+        )
+    if settings.processes_per_host is not None:
+        if settings.distribution is None:
+            problems.append(
+                f"{where}.processes_per_host applies to distribution = 'torchrun' only; set "
+                "distribution or remove processes_per_host"
+            )
+        elif settings.processes_per_host < 1:
+            problems.append(
+                f"{where}.processes_per_host must be at least 1, got {settings.processes_per_host}"
             )
     return problems
 
@@ -299,20 +312,75 @@ def _role_problems(config: SageMakerOperatorConfig) -> list[str]:
     ]
 
 
-def _check_extra(step: str, extra: Mapping[str, Any], members: Mapping[str, Any]) -> None:
+def _extra_problems(step: str, extra: Mapping[str, Any], members: Mapping[str, Any]) -> list[str]:
     where = f"step {step!r} settings.sagemaker.extra_request"
-    for key in extra:
+    problems = []
+    for key, value in extra.items():
         if key in MANAGED_FIELDS:
-            raise ConfigError(
+            problems.append(
                 f"{where}[{key!r}]: stepframe sets {key} itself; use {MANAGED_FIELDS[key]}"
             )
-        if key not in members:
+        elif key not in members:
             close = difflib.get_close_matches(key, list(members), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(
+            problems.append(
                 f"{where}[{key!r}] is not a CreateTrainingJob field; {hint}see the SageMaker "
                 "CreateTrainingJob API reference"
             )
+        elif key in MERGED_FIELDS and isinstance(value, Mapping):
+            for member in value:
+                if member in MERGED_FIELDS[key]:
+                    problems.append(
+                        f"{where}[{key!r}][{member!r}]: stepframe sets it itself; use "
+                        f"{MERGED_FIELDS[key][member]}"
+                    )
+    return problems
+
+
+def _setting_namer(
+    step: str, extra: Mapping[str, Any], request: Mapping[str, Any]
+) -> Callable[[Path], str]:
+    """Names the setting a request path came from: extra_request for what it set, else
+    the structured setting that fills that part of the request (a tag and a channel by
+    their names, not their places in the request's lists)."""
+
+    def setting_for(path: Path) -> str:
+        head = str(path[0]) if path else ""
+        if head in ("Tags", "InputDataConfig") and head not in extra and len(path) > 1:
+            index = path[1]
+            assert isinstance(index, int)
+            item = request[head][index]
+            name = item["Key"] if head == "Tags" else item["ChannelName"]
+            setting = "tags" if head == "Tags" else "input_channels"
+            rest = (
+                ""
+                if path[2:] in ((), ("Key",), ("Value",), ("ChannelName",))
+                else (_rest(path[2:]))
+            )
+            key = " key" if path[2:] == ("Key",) else ""
+            if path[2:] == ("ChannelName",):
+                key = " name"
+            return f"step {step!r} settings.sagemaker.{setting}[{name!r}]{key}{rest}"
+        from_extra = head in extra and (
+            head not in MERGED_FIELDS
+            or (len(path) > 1 and isinstance(extra[head], Mapping) and path[1] in extra[head])
+        )
+        if from_extra:
+            return f"step {step!r} settings.sagemaker.extra_request[{head!r}]" + _rest(path[1:])
+        for length in range(len(path), 0, -1):
+            name = _SETTINGS_OF.get(tuple(str(p) for p in path[:length]))
+            if name is not None:
+                return f"step {step!r} {name}" + _rest(path[length:])
+        return f"step {step!r} settings.sagemaker" + _rest(path)
+
+    return setting_for
+
+
+def _rest(path: Path) -> str:
+    return "".join(
+        f"[{part}]" if isinstance(part, int) or part.startswith("key ") else f"[{part!r}]"
+        for part in path
+    )
 
 
 def request_problems(
@@ -320,26 +388,56 @@ def request_problems(
     config: SageMakerOperatorConfig,
     settings: SageMakerSettings,
     credentials: Credentials | None,
+    input_shape: Any = None,
 ) -> list[str]:
     """Everything in a launch's settings that SageMaker would refuse, each problem a line
-    naming the setting and the fix: the rules CreateTrainingJob's reference states, and
-    those it cannot state (spot, warm pools, VPC, credentials in the job).
+    naming the setting, the value, the rule and the fix.
 
-    The pre-flight calls it for every step before anything runs; `build_request` calls
-    it again at submit time, the last line before money is spent.  The checks against
-    SageMaker's API model (``extra_request``) are `build_request`'s.
+    First the rules SageMaker's API model cannot state (spot, warm pools, VPC, channels,
+    credentials in the job); then the whole request as it would be sent, against every
+    ``min``, ``max``, ``pattern`` and ``enum`` of the loaded model (`model_rules`) and
+    botocore's own validation (types, required members, unknown members).  The pre-flight
+    calls it for every step before anything runs; `build_request` calls it again at
+    submit time, the last line before money is spent.
+
+    :param input_shape: CreateTrainingJob's input shape; loaded from botocore when None.
     """
-    instance_type = settings.instance_type or config.instance_type
-    problems = _settings_problems(launch.step, settings, instance_type)
+    problems = _settings_problems(launch.step, settings)
     problems += _role_problems(config)
     environment = merged_environment(launch, config, settings)
     problems += _environment_problems(launch.step, environment, credentials)
-    problems += _tag_problems(launch.step, merged_tags(launch, config, settings))
     try:
-        output_path(launch, config)
+        output = output_path(launch, config)
     except ConfigError as error:
         problems.append(str(error))
+        output = _STAND_IN_OUTPUT  # the rest of the request is still worth checking
+    try:
+        image_by_digest(launch.image)
+    except ConfigError as error:
+        return [*problems, str(error)]
+    shape = input_shape if input_shape is not None else input_shape_of()
+    extra = settings.extra_request
+    extra_problems = _extra_problems(launch.step, extra, shape.members)
+    if extra_problems:
+        return problems + extra_problems
+    request = _assemble(launch, config, _reported_left_out(settings), output)
+    namer = _setting_namer(launch.step, extra, request)
+    # The role's shape has its own message (_role_problems).
+    problems += model_problems(request, shape, namer, skip=frozenset({"RoleArn"}))
+    problems += _type_problems(launch.step, request, extra, shape)
     return problems
+
+
+def _reported_left_out(settings: SageMakerSettings) -> SageMakerSettings:
+    """``settings`` without what `_settings_problems` reported already (a half-set VPC,
+    a channel that is no s3:// URI), so the model's checks do not report it twice."""
+    channels = {
+        name: uri if uri.startswith("s3://") else _STAND_IN_OUTPUT
+        for name, uri in settings.input_channels.items()
+    }
+    if bool(settings.subnets) != bool(settings.security_group_ids):
+        return attrs.evolve(settings, subnets=[], security_group_ids=[], input_channels=channels)
+    return attrs.evolve(settings, input_channels=channels)
 
 
 def build_request(
@@ -360,16 +458,37 @@ def build_request(
         the request (``client.meta.service_model``); loaded from botocore when None.
     :raises ConfigError: for anything AWS would refuse, naming the setting to change.
     """
-    problems = request_problems(launch, config, settings, credentials)
+    problems = request_problems(launch, config, settings, credentials, input_shape)
     if problems:
         raise ConfigError("; ".join(problems))
-    instance_type = settings.instance_type or config.instance_type
-    environment = merged_environment(launch, config, settings)
-    for item in ENTRYPOINT:
-        if len(item) > MAX_ENTRYPOINT_ITEM:  # a guard should ENTRYPOINT ever grow
-            raise ConfigError(f"entry point item {item[:40]!r}... exceeds 256 characters")
-    tags = merged_tags(launch, config, settings)
+    return _assemble(launch, config, settings, output_path(launch, config))
 
+
+def _entrypoint(launch: Launch, settings: SageMakerSettings, arguments: bool) -> list[str]:
+    """The container's entry point: stepframe's entrypoint, under torchrun when the step
+    is distributed that way (one process per GPU by default)."""
+    command = list(ENTRYPOINT)
+    if settings.distribution == "torchrun":
+        command = [*ENTRYPOINT, "--torchrun"]
+        if settings.processes_per_host is not None:
+            command.append(f"--processes-per-host={settings.processes_per_host}")
+    if arguments or settings.distribution is not None:
+        # ContainerArguments come after the entry point: the manifest must come first.
+        command.append(launch.manifest_uri)
+    for item in command:
+        if len(item) > MAX_ENTRYPOINT_ITEM:
+            raise ConfigError(
+                f"entry point item {item[:40]!r}... exceeds {MAX_ENTRYPOINT_ITEM} characters"
+            )
+    return command
+
+
+def _assemble(
+    launch: Launch, config: SageMakerOperatorConfig, settings: SageMakerSettings, output_uri: str
+) -> dict[str, Any]:
+    """The request from the settings, unchecked (`build_request` checks it)."""
+    instance_type = settings.instance_type or config.instance_type
+    extra = dict(settings.extra_request)
     resources: dict[str, Any] = {
         "InstanceType": instance_type,
         "InstanceCount": settings.instance_count,
@@ -379,23 +498,37 @@ def build_request(
         resources["VolumeKmsKeyId"] = settings.volume_kms_key
     if settings.keep_alive_seconds is not None:
         resources["KeepAlivePeriodInSeconds"] = settings.keep_alive_seconds
-    output: dict[str, Any] = {"S3OutputPath": output_path(launch, config)}
+    output: dict[str, Any] = {"S3OutputPath": output_uri}
     if settings.output_kms_key:
         output["KmsKeyId"] = settings.output_kms_key
     stopping: dict[str, Any] = {"MaxRuntimeInSeconds": settings.max_runtime_seconds}
+    if settings.max_pending_seconds is not None:
+        stopping["MaxPendingTimeInSeconds"] = settings.max_pending_seconds
+    algorithm_extra = dict(extra.pop("AlgorithmSpecification", None) or {})
+    algorithm: dict[str, Any] = {
+        "TrainingImage": image_by_digest(launch.image),
+        "TrainingInputMode": settings.input_mode,
+        "ContainerEntrypoint": _entrypoint(
+            launch, settings, bool(algorithm_extra.get("ContainerArguments"))
+        ),
+    }
+    if settings.metric_definitions:
+        algorithm["MetricDefinitions"] = [
+            {"Name": name, "Regex": regex} for name, regex in settings.metric_definitions.items()
+        ]
+    algorithm.update(algorithm_extra)
     request: dict[str, Any] = {
         "TrainingJobName": training_job_name(launch.job_name),
-        "AlgorithmSpecification": {
-            "TrainingImage": image_by_digest(launch.image),
-            "TrainingInputMode": "File",
-            "ContainerEntrypoint": list(ENTRYPOINT),
-        },
+        "AlgorithmSpecification": algorithm,
         "RoleArn": config.execution_role,
         "OutputDataConfig": output,
         "ResourceConfig": resources,
         "StoppingCondition": stopping,
-        "Environment": environment,
-        "Tags": [{"Key": key, "Value": value} for key, value in tags.items()],
+        "Environment": merged_environment(launch, config, settings),
+        "Tags": [
+            {"Key": key, "Value": value}
+            for key, value in merged_tags(launch, config, settings).items()
+        ],
     }
     if settings.use_spot:
         request["EnableManagedSpotTraining"] = True
@@ -403,8 +536,11 @@ def build_request(
         stopping["MaxWaitTimeInSeconds"] = settings.max_wait_seconds or (
             settings.max_runtime_seconds + 3600
         )
-        if settings.checkpoint_s3_uri:
-            request["CheckpointConfig"] = {"S3Uri": settings.checkpoint_s3_uri}
+    checkpoint = dict(extra.pop("CheckpointConfig", None) or {})
+    if settings.checkpoint_s3_uri:  # with or without spot: SageMaker syncs it either way
+        checkpoint["S3Uri"] = settings.checkpoint_s3_uri
+    if checkpoint:
+        request["CheckpointConfig"] = checkpoint
     if settings.subnets:
         request["VpcConfig"] = {
             "Subnets": list(settings.subnets),
@@ -412,25 +548,33 @@ def build_request(
         }
     if settings.input_channels:
         request["InputDataConfig"] = [
-            {
-                "ChannelName": name,
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": uri,
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-            }
-            for name, uri in settings.input_channels.items()
+            _channel(name, uri, settings) for name, uri in settings.input_channels.items()
         ]
     if settings.experiment_config:
         request["ExperimentConfig"] = dict(settings.experiment_config)
     if settings.retry_attempts is not None:
         request["RetryStrategy"] = {"MaximumRetryAttempts": settings.retry_attempts}
-    _validate_against_model(launch.step, request, settings.extra_request, input_shape)
-    request.update(settings.extra_request)
+    request.update(extra)
     return request
+
+
+def _channel(name: str, uri: str, settings: SageMakerSettings) -> dict[str, Any]:
+    """One input channel: its S3 prefix, replicated to every host or sharded by key."""
+    sharded = name in settings.sharded_channels
+    channel: dict[str, Any] = {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": uri,
+                "S3DataDistributionType": "ShardedByS3Key" if sharded else "FullyReplicated",
+            }
+        },
+    }
+    mode = settings.channel_input_modes.get(name)
+    if mode is not None:
+        channel["InputMode"] = mode
+    return channel
 
 
 def input_shape_of(client: Any = None) -> Any:
@@ -445,21 +589,21 @@ def input_shape_of(client: Any = None) -> Any:
     return model.operation_model("CreateTrainingJob").input_shape
 
 
-def _validate_against_model(
+def _type_problems(
     step: str, request: dict[str, Any], extra: Mapping[str, Any], shape: Any
-) -> None:
-    """Check the request with botocore's own validator and SageMaker's API model, the
-    checks boto3 would make on send, so a mistake is reported as a setting to fix."""
+) -> list[str]:
+    """botocore's own validator over the request: the checks boto3 makes on send (types,
+    required and unknown members), so a mistake is reported as a setting to fix."""
     from botocore.validate import ParamValidator  # type: ignore[import-untyped,unused-ignore]
 
-    shape = shape if shape is not None else input_shape_of()
-    _check_extra(step, extra, shape.members)
-    report = ParamValidator().validate({**request, **extra}, shape)
-    if report.has_errors():
-        problems = report.generate_report().replace("\n", "; ")
-        blame = [key for key in extra if key in problems]
-        where = f"settings.sagemaker.extra_request[{blame[0]!r}]" if blame else "settings.sagemaker"
-        raise ConfigError(
-            f"step {step!r} {where}: SageMaker's CreateTrainingJob would refuse the "
-            f"request: {problems}"
-        )
+    report = ParamValidator().validate(request, shape)
+    # Lengths and ranges are model_rules' (with the setting's name and the maximum too).
+    report._errors = [e for e in report._errors if e[0] not in ("invalid length", "invalid range")]
+    if not report.has_errors():
+        return []
+    problems = report.generate_report().replace("\n", "; ")
+    blame = [key for key in extra if key in problems]
+    where = f"settings.sagemaker.extra_request[{blame[0]!r}]" if blame else "settings.sagemaker"
+    return [
+        f"step {step!r} {where}: SageMaker's CreateTrainingJob would refuse the request: {problems}"
+    ]
