@@ -48,7 +48,7 @@ def _run_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"run config {path} does not exist")
     data = _parse_run_config(path)
-    unknown = sorted(set(data) - {"settings", "steps"})
+    unknown = sorted(set(data) - {"settings", "steps", "parameters"})
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; {_RUN_CONFIG_SHAPE}")
     steps: dict[str, Any] = {}
@@ -60,7 +60,9 @@ def _run_config(path: Path) -> dict[str, Any]:
     return {**data.get("settings", {}), "steps": steps}
 
 
-_RUN_CONFIG_SHAPE = "a run config holds [settings.FLAVOR] and [steps.STEP.settings.FLAVOR] tables"
+_RUN_CONFIG_SHAPE = (
+    "a run config holds [parameters], [settings.FLAVOR] and [steps.STEP.settings.FLAVOR] tables"
+)
 
 
 def _parse_run_config(path: Path) -> dict[str, Any]:
@@ -137,6 +139,15 @@ def cli(ctx: click.Context) -> None:
 @click.option(
     "--resume", "resume", metavar="RUN_ID", default=None, help="Continue an interrupted run."
 )
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    metavar="NAME=VALUE",
+    multiple=True,
+    help="A pipeline parameter, converted by the pipeline function's type hint "
+    "(repeat for several; they override a run config's [parameters]).",
+)
 @reports_errors
 def run(
     target: str | None,
@@ -146,6 +157,7 @@ def run(
     no_cache: bool,
     dry_run: bool,
     resume: str | None,
+    params: tuple[str, ...],
 ) -> None:
     """Run a pipeline defined in a Python file.
 
@@ -162,7 +174,7 @@ def run(
         target = _source_of(resume)
     run_settings = _run_config(config_path) if config_path else None
     pipeline = load_pipeline(target)
-    spec = pipeline.compile()
+    spec = pipeline.compile(**_parameters(pipeline, config_path, params, resume))
     if dry_run:
         _print_dry_run(
             spec.name,
@@ -178,6 +190,29 @@ def run(
         resume=resume,
         source=_absolute(*split_target(target)),
     )
+
+
+def _parameters(
+    pipeline: Any, config_path: Path | None, given: tuple[str, ...], resume: str | None
+) -> dict[str, Any]:
+    """The pipeline's parameters: a run config's ``[parameters]``, then ``-p`` options; on
+    ``--resume`` without either, the parameters the run started with."""
+    from stepframe._pipeline.parameters import parameters_from_config, parameters_from_shell
+
+    values: dict[str, Any] = {}
+    if config_path is not None:
+        table = _parse_run_config(config_path).get("parameters", {})
+        values.update(parameters_from_config(pipeline.func, pipeline.name, table, str(config_path)))
+    values.update(parameters_from_shell(pipeline.func, pipeline.name, given))
+    if resume is not None and not values:
+        history = _history_factory()
+        try:
+            recorded = history.get_run(resume).params
+        finally:
+            history.close()
+        where = f"run {resume}'s recorded parameters"
+        values = parameters_from_config(pipeline.func, pipeline.name, recorded, where)
+    return values
 
 
 def _print_dry_run(pipeline: str, rows: list[dict[str, Any]]) -> None:

@@ -271,8 +271,10 @@ def run_pipeline(
     return result
 
 
-def _printable(params: Mapping[str, Any]) -> dict[str, str]:
-    return {key: repr(value)[:200] for key, value in params.items()}
+def _printable(params: Mapping[str, Any]) -> dict[str, Any]:
+    from stepframe._pipeline.parameters import recorded_parameters
+
+    return recorded_parameters(params)
 
 
 def _run_status(outcomes: Mapping[str, StepOutcome], cancelled: bool) -> RunStatus:
