@@ -151,15 +151,13 @@ def test_every_problem_of_a_step_is_reported_at_once() -> None:
         input_channels={"a b": "/data"},
         environment={"X": "y" * 600},
     )
-    config = SageMakerOperatorConfig(execution_role="admin")
-    problems = step_problems(planned(settings, config, store="file:///tmp/store"))
+    problems = step_problems(planned(settings, store="file:///tmp/store"))
     expected = [
         "instance_type 'm5.large' is not a SageMaker training instance type",
         "warm pools (keep_alive_seconds) do not work with spot",
         "a VPC needs both subnets and security_group_ids",
         "input_channels['a b'] name 'a b' does not match SageMaker's pattern",
         "input_channels['a b'] must be an s3:// URI",
-        "execution_role 'admin' is not an IAM role ARN",
         "environment['X'] is 600 characters",
         "SageMaker jobs need an s3 artifact store",
     ]

@@ -279,9 +279,31 @@ def test_the_connectors_secret_never_goes_into_the_job() -> None:
     assert "s3cr3t" not in str(caught.value)
 
 
-def test_a_role_that_is_no_arn_is_refused() -> None:
-    with pytest.raises(ConfigError, match="execution_role 'admin' is not an IAM role ARN"):
-        request_for(config=SageMakerOperatorConfig(execution_role="admin"))
+def test_a_role_that_is_no_arn_is_refused_when_the_operator_is_registered(
+    tmp_path: Any,
+) -> None:
+    """At `register`, before anything is written: one line naming the setting, exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    def register(role: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "stepframe", "step-operator", "register", "sm"]
+            + ["--flavor", "sagemaker", "--execution-role", role],
+            cwd=tmp_path,
+            env={**os.environ, "STEPFRAME_LOAD_PLUGINS": "aws"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    refused = register("admin")
+    assert refused.returncode == 2, refused
+    assert "execution_role 'admin' is not an IAM role ARN" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "stepframe.toml").exists()
+    assert register(ROLE).returncode == 0
 
 
 # ---- every rule of SageMaker's API model (issue 13 part 2) ----------------------------------
@@ -409,7 +431,5 @@ def test_algorithm_and_checkpoint_fields_are_merged_from_extra_request() -> None
     train, evaluation = request["InputDataConfig"]
     assert train["DataSource"]["S3DataSource"]["S3DataDistributionType"] == "ShardedByS3Key"
     assert "InputMode" not in train  # the job's default, FastFile
-    assert evaluation["DataSource"]["S3DataSource"]["S3DataDistributionType"] == (
-        "FullyReplicated"
-    )
+    assert evaluation["DataSource"]["S3DataSource"]["S3DataDistributionType"] == ("FullyReplicated")
     assert evaluation["InputMode"] == "File"

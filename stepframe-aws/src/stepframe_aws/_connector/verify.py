@@ -2,7 +2,9 @@
 
 Every check is one cheap read: sts:GetCallerIdentity for the identity, s3:HeadBucket per
 object store, ecr:GetAuthorizationToken and ecr:DescribeRepositories (one result) per
-registry.  Nothing is created or changed.
+registry; iam:GetRole and iam:SimulatePrincipalPolicy per SageMaker execution role
+(`role_check`, for ``ResourceRequest("execution_role", ARN)``).  Nothing is created or
+changed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from stepframe import (
     StepframeError,
 )
 from stepframe_aws._connector.auth import Clock, authenticate, credential_source
+from stepframe_aws._connector.role_check import RESOURCE_KIND, check_execution_role
 from stepframe_aws._ecr.hosts import registry_account_region, registry_host
 from stepframe_aws._errors import CredentialSource, aws_errors, error_code, key_hint
 
@@ -52,7 +55,8 @@ def verify(
             continue
         label = _label(resource)
         try:
-            checks.append(f"{label}: {_check(connector, resource, generic, source, clock)}")
+            line = _check(connector, resource, generic, source, clock, arn)
+            checks.append(f"{label}: {line}")
         except StepframeError as error:
             failures.append(f"{label}: {error}")
     if failures:
@@ -91,6 +95,8 @@ def _label(resource: ResourceRequest) -> str:
         return f"s3 {resource.resource_id or '(no path)'}"
     if resource.kind == "container_registry":
         return f"ecr {resource.resource_id or '(no uri)'}"
+    if resource.kind == RESOURCE_KIND:
+        return f"sagemaker execution role {resource.resource_id or '(none)'}"
     return f"{resource.kind} {resource.resource_id or ''}".rstrip()
 
 
@@ -104,7 +110,10 @@ def _check(
     generic: Credentials,
     source: CredentialSource,
     clock: Clock,
+    caller_arn: str,
 ) -> str:
+    if resource.kind == RESOURCE_KIND:
+        return check_execution_role(resource.resource_id or "", caller_arn, generic, source)
     if resource.kind == "object_store":
         credentials = authenticate(connector, resource, clock=clock)
         return _check_bucket(resource.resource_id or "", credentials, source)

@@ -6,6 +6,7 @@ attrs classes only: the core validates ``stepframe.toml`` tables and a step's
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import attrs
@@ -93,6 +94,19 @@ class SageMakerSettings:
     extra_request: dict[str, Any] = attrs.field(factory=dict)
 
 
+# CreateTrainingJob's RoleArn pattern (SageMaker's API model).
+_ROLE_ARN = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")
+
+
+def _role_arn(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or not _ROLE_ARN.fullmatch(value):
+        raise ValueError(
+            f"execution_role {value!r} is not an IAM role ARN; expected "
+            "arn:aws:iam::ACCOUNT:role/NAME "
+            "(the role SageMaker jobs run as)"
+        )
+
+
 @attrs.frozen
 class SageMakerOperatorConfig:
     """Configuration of a ``sagemaker`` step operator component.
@@ -111,7 +125,7 @@ class SageMakerOperatorConfig:
         working files; default a folder in the run's work directory.
     """
 
-    execution_role: str
+    execution_role: str = attrs.field(validator=_role_arn)
     region: str | None = None
     instance_type: str = "ml.m5.large"
     output_path: str | None = None
