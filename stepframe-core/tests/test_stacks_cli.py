@@ -67,8 +67,8 @@ def test_the_default_stack_exists_without_a_file(project, cli) -> None:
         ("step operator", "inprocess", "inprocess"),
         ("step operator", "local", "local"),
     }
-    assert ok(cli("stack", "list")).splitlines() == [
-        "* default  (artifact store local; operators -)"
+    assert ok(cli("stack", "list")).splitlines() == [  # as `stack describe` shows it
+        "* default  (artifact store local; operators inprocess, local)"
     ]
     operators = ok(cli("step-operator", "list")).splitlines()
     assert [line.split() for line in operators] == [
@@ -432,9 +432,9 @@ def test_stacks_register_list_describe_set_and_delete(project, cli, acme) -> Non
     }
     assert config(project)["active_stack"] == "team"
     assert ok(cli("stack", "list", env=env)).splitlines() == [
-        "  default  (artifact store local; operators -)",
-        "  plain  (artifact store local; operators -)",
-        "* team  (artifact store shared; operators batch)",
+        "  default  (artifact store local; operators inprocess, local)",
+        "  plain  (artifact store local; operators inprocess, local)",
+        "* team  (artifact store shared; operators inprocess, local, batch)",
     ]
     described = ok(cli("stack", "describe", env=env))
     shared = (project.root.parent / "shared").as_uri()

@@ -89,6 +89,11 @@ def resolve_operator(
     component = stack.step_operators.get(wanted)
     if component is not None:
         return component
+    if wanted in stack.registered_operators:
+        raise UnknownOperatorError(
+            f"step {step!r}: operator {wanted!r} is registered but not in stack "
+            f"{stack.name!r}; add it with `stepframe stack update {stack.name} -s {wanted}`"
+        )
     provider = flavors.provider(ComponentKind.STEP_OPERATOR, wanted)
     if provider is not None:
         raise UnknownOperatorError(

@@ -148,6 +148,7 @@ def _save_outputs(
     store: ArtifactStore,
     registry: MaterializerRegistry,
 ) -> dict[str, ArtifactRef]:
+    from stepframe._artifacts.materializers import storing_output
     from stepframe._pipeline.step import EMPTY
 
     targets = manifest.outputs
@@ -165,9 +166,10 @@ def _save_outputs(
     refs = {}
     for target, item in zip(targets, values):
         try:
-            refs[target.name] = save_artifact(
-                store, target.uri, item, annotations.get(target.name, EMPTY), registry
-            )
+            with storing_output(manifest.step, target.name):  # named in a pickle warning
+                refs[target.name] = save_artifact(
+                    store, target.uri, item, annotations.get(target.name, EMPTY), registry
+                )
         except NoMaterializerError as error:
             raise NoMaterializerError(
                 f"step {manifest.step!r} output {target.name!r}: {error}"

@@ -183,8 +183,9 @@ class StepFailed(StepframeError):
 
     def __str__(self) -> str:
         text = f"step {self.step!r} failed: {self.error_type}: {self.message}"
-        if self.remote_traceback:
-            text += "\n\nTraceback from where the step ran:\n" + self.remote_traceback.rstrip()
+        remote = self.remote_traceback.strip("\n").rstrip()
+        if remote.strip():  # a blank one (no frame of the user's) would print an empty block
+            text += "\n\nTraceback from where the step ran:\n" + remote
         return text
 
 

@@ -16,6 +16,8 @@ import tarfile
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -31,6 +33,7 @@ __all__ = [
     "PathMaterializer",
     "PickleFallbackWarning",
     "PickleMaterializer",
+    "storing_output",
     "type_name",
 ]
 
@@ -51,7 +54,47 @@ def type_name(value: object) -> str:
 
 
 class PickleFallbackWarning(UserWarning):
-    """A value was stored with pickle because no other materializer handles its type."""
+    """A value was stored with pickle because no other materializer handles its type.
+
+    Shown as one line, ``stepframe: warning: step 'S' output 'O': ...``, rather than with
+    the file and line of stepframe's code that stored it, which would tell the user
+    nothing; it is a warning all the same, for filters and ``pytest.warns``.
+    """
+
+
+# What is being stored, for the warning: set around each output a step stores.
+_storing: ContextVar[str | None] = ContextVar("stepframe_storing", default=None)
+
+
+@contextmanager
+def storing_output(step: str, output: str) -> Iterator[None]:
+    """Name the step output stored within the block in a `PickleFallbackWarning`."""
+    token = _storing.set(f"step {step!r} output {output!r}")
+    try:
+        yield
+    finally:
+        _storing.reset(token)
+
+
+def _one_line_pickle_warnings() -> None:
+    """Show `PickleFallbackWarning` as one line; every other warning as before."""
+    previous = warnings.formatwarning
+
+    def formatwarning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        line: str | None = None,
+    ) -> str:
+        if issubclass(category, PickleFallbackWarning):
+            return f"stepframe: warning: {message}\n"
+        return previous(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatwarning
+
+
+_one_line_pickle_warnings()
 
 
 # -------------------------------------------------------------------------------------
@@ -299,10 +342,12 @@ class PickleMaterializer(Materializer):
                 "the register_materializers hook, or return a JSON-friendly value "
                 "(dict, list, str, int, float, bool, None) instead"
             ) from error
+        what = _storing.get()
         warnings.warn(
-            f"stored a value of type {kind} with pickle, since no materializer handles "
-            "it; pickles break when libraries change. Register a materializer for it "
-            "(register_materializers hook) or return a JSON-friendly value instead",
+            f"{what + ': ' if what else ''}stored a {kind} with pickle, which may stop "
+            "loading when libraries change; register a materializer for the type "
+            "(register_materializers hook) or return JSON-friendly data (dict, list, str, "
+            "number, bool, None)",
             PickleFallbackWarning,
             stacklevel=2,
         )

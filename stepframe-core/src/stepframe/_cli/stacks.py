@@ -71,21 +71,131 @@ def register(
     click.echo(f"registered stack {name!r}" + (" and made it active" if make_active else ""))
 
 
-@stack.command(name="list", help="List stacks; * marks the active one.")
+@stack.command(name="list", help="List stacks with their components; * marks the active one.")
 @reports_errors
 def list_() -> None:
-    from stepframe._config.stacks import active_stack_name, stack_definitions
+    from stepframe._config.stacks import active_stack_name, load_stack, stack_definitions
     from stepframe._config.toml_file import read_toml
+    from stepframe._project import Project
+    from stepframe.exceptions import ConfigError
 
     document = read_toml(config_path())
     active = active_stack_name(document)
-    for definition in sorted(stack_definitions(document).values(), key=lambda d: d.name):
+    definitions = stack_definitions(document)
+    flavors = _plugins().flavors
+    for definition in sorted(definitions.values(), key=lambda d: d.name):
         mark = "*" if definition.name == active else " "
-        operators = ", ".join(definition.step_operators) or "-"
+        try:  # as `stack describe` shows it: the built-in operators included
+            loaded = load_stack(Project(config_path().parent), flavors, document, definition.name)
+        except ConfigError as error:
+            click.echo(f"{mark} {definition.name}  (cannot be used: {error})")
+            continue
+        parts = [f"artifact store {loaded.artifact_store.name}"]
+        if loaded.image_builder is not None:
+            parts.append(f"image builder {loaded.image_builder.name}")
+        if loaded.container_registry is not None:
+            parts.append(f"container registry {loaded.container_registry.name}")
+        parts.append(f"operators {', '.join(loaded.step_operators) or '-'}")
+        click.echo(f"{mark} {definition.name}  ({'; '.join(parts)})")
+    if active not in definitions:
         click.echo(
-            f"{mark} {definition.name}  "
-            f"(artifact store {definition.artifact_store}; operators {operators})"
+            f"stepframe: warning: the active stack {active!r} ({_active_source(document)}) "
+            f"is not defined, so runs fail until you pick one: `stepframe stack set NAME`",
+            err=True,
         )
+
+
+def _active_source(document: Any) -> str:
+    """Where the active stack's name comes from: the environment or stepframe.toml."""
+    import os
+
+    from stepframe._config.stacks import ACTIVE_STACK_ENV
+
+    if os.environ.get(ACTIVE_STACK_ENV):
+        return f"from ${ACTIVE_STACK_ENV}"
+    return f"active_stack in {config_path()}"
+
+
+@stack.command(
+    help="Change a stack's components: -a/-i/-c replace one, -s adds a step operator, "
+    "-r removes one.  The built-in 'default' stack can be changed too."
+)
+@click.argument("name")
+@click.option("-a", "--artifact-store", default=None)
+@click.option("-i", "--image-builder", default=None)
+@click.option("-c", "--container-registry", default=None)
+@click.option(
+    "-s", "--step-operator", "added", multiple=True, help="Add this operator (repeat for several)."
+)
+@click.option(
+    "-r",
+    "--remove-step-operator",
+    "removed",
+    multiple=True,
+    help="Remove this operator (repeat for several).",
+)
+@reports_errors
+def update(
+    name: str,
+    artifact_store: str | None,
+    image_builder: str | None,
+    container_registry: str | None,
+    added: tuple[str, ...],
+    removed: tuple[str, ...],
+) -> None:
+    from stepframe._config.stacks import (
+        DEFAULT_STACK,
+        check_document,
+        load_stack,
+        stack_definitions,
+    )
+    from stepframe._config.toml_file import add_table, edit_toml, update_table
+    from stepframe._project import Project
+    from stepframe.exceptions import ConfigError, UsageError
+
+    check_names(
+        "stack update", name, artifact_store, image_builder, container_registry, *added, *removed
+    )
+    if not (artifact_store or image_builder or container_registry or added or removed):
+        raise UsageError(
+            "say what to change: stepframe stack update NAME [-a STORE] [-i BUILDER] "
+            "[-c REGISTRY] [-s OPERATOR ...] [-r OPERATOR ...]"
+        )
+    with edit_toml(config_path()) as document:
+        check_document(document)
+        definitions = stack_definitions(document)
+        if name not in definitions:
+            raise ConfigError(
+                f"there is no stack named {name!r} in {config_path()}; register it with "
+                f"`stepframe stack register {name} ...`"
+            )
+        definition = definitions[name]
+        operators = [op for op in definition.step_operators if op not in removed]
+        not_there = sorted(set(removed) - set(definition.step_operators))
+        if not_there:
+            raise ConfigError(
+                f"stack {name!r} does not list step operator(s) {', '.join(not_there)}"
+                + (" (built-in operators are in every stack)" if name == DEFAULT_STACK else "")
+            )
+        operators += [op for op in added if op not in operators]
+        table: dict[str, Any] = {
+            "artifact_store": artifact_store or definition.artifact_store,
+        }
+        for key, value in (
+            ("image_builder", image_builder or definition.image_builder),
+            ("container_registry", container_registry or definition.container_registry),
+        ):
+            if value:
+                table[key] = value
+        table["step_operators"] = operators
+        stacks = document.get("stacks", {})
+        if name in stacks:
+            update_table(stacks[name], table)
+        else:  # the built-in default stack, written down for the first time
+            add_table(document, "stacks", name, table)
+        # Refuses (and so writes nothing) if a component is missing or invalid.
+        load_stack(Project(config_path().parent), _plugins().flavors, document, name)
+    click.echo(f"updated stack {name!r}")
 
 
 @stack.command(help="Show a stack's components (the active stack by default).")

@@ -79,6 +79,9 @@ class Stack:
     image_builder: Component | None = None
     container_registry: Component | None = None
     connectors: Mapping[str, Component] = attrs.field(factory=dict)
+    #: Step operators registered in the file, in this stack or not: a step naming one
+    #: that is not in the stack is told to add it (issue 14).
+    registered_operators: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -368,6 +371,7 @@ def load_stack(
         image_builder=builder,
         container_registry=registry,
         connectors=connectors,
+        registered_operators=tuple(component_tables(document, ComponentKind.STEP_OPERATOR)),
     )
 
 
