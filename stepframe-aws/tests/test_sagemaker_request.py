@@ -288,9 +288,9 @@ def test_a_role_that_is_no_arn_is_refused_when_the_operator_is_registered(
     import sys
 
     def register(role: str) -> subprocess.CompletedProcess[str]:
+        command = ("step-operator", "register", "sm", "--flavor", "sagemaker")
         return subprocess.run(
-            [sys.executable, "-m", "stepframe", "step-operator", "register", "sm"]
-            + ["--flavor", "sagemaker", "--execution-role", role],
+            [sys.executable, "-m", "stepframe", *command, "--execution-role", role],
             cwd=tmp_path,
             env={**os.environ, "STEPFRAME_LOAD_PLUGINS": "aws"},
             capture_output=True,
