@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -184,9 +184,13 @@ def gather_run(
     *,
     project: Project,
     manifests: ManifestCache,
-    previews: bool = True,
+    details: Collection[str] | None = None,
 ) -> RunView:
-    """Everything a run's pages show, for a run read from ``history``."""
+    """Everything a run's pages show, for a run read from ``history``.
+
+    :param details: the steps whose log tail and output previews to read (None: all);
+        a page that shows no step's details reads none.
+    """
     steps = history.get_steps(run.run_id)
     artifacts = history.get_artifacts(run.run_id)
     jobs = history.list_jobs(run_id=run.run_id)
@@ -213,8 +217,9 @@ def gather_run(
             if item.source is not None:
                 edges[(item.source[0], record.step)] = None
         timings = _timings(record, latest, result)
-        log_path = step_log_path(project, run.run_id, record.step, latest)
-        if log_path is None and record.status == "cached":
+        detailed = details is None or record.step in details
+        log_path = step_log_path(project, run.run_id, record.step, latest) if detailed else None
+        if log_path is None and detailed and record.status == "cached":
             log_path = _origin_log(history, project, own)
         log_tail = _tail(log_path)
         views.append(
@@ -231,7 +236,7 @@ def gather_run(
                 job=latest,
                 attempts=tuple(job_rows),
                 inputs=tuple(inputs),
-                outputs=tuple(_output(a, manifests if previews else None) for a in own),
+                outputs=tuple(_output(a, manifests if detailed else None) for a in own),
                 settings=_settings(launch, latest),
                 function=_function(launch),
                 log_path=None if log_path is None else str(log_path),

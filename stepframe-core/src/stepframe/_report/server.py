@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Collection
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -47,9 +48,13 @@ class Viewer:
         self.manifests = ManifestCache(stores)
         self.stopping = threading.Event()
 
-    def view(self, run_id: str) -> RunView:
+    def view(self, run_id: str, details: Collection[str] | None = ()) -> RunView:
+        """A run's view; with the log tails and previews of the ``details`` steps only
+        (None: every step's, for the report)."""
         run = self.history.find_run(run_id)
-        return gather_run(self.history, run, project=self.project, manifests=self.manifests)
+        return gather_run(
+            self.history, run, project=self.project, manifests=self.manifests, details=details
+        )
 
     def wait_for_change(self, run_id: str, after: str) -> str:
         """The run's version once it differs from ``after``, or after `POLL_SECONDS`."""
@@ -95,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
                 version = run_version(self.viewer.history, view.run.run_id)
                 self._send_html(html.render_run_page(view, now, version=version))
             elif parts[0] == "run" and len(parts) == 4 and parts[2] == "step":
-                view = self.viewer.view(parts[1])
+                view = self.viewer.view(parts[1], details={parts[3]})
                 step = view.step(parts[3])
                 if step is None:
                     missing = f"run {view.run.run_id} has no step {parts[3]!r}"
@@ -108,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif parts[0] == "compare":
                 self._send_html(self._compare(query))
             elif parts[0] == "report" and len(parts) == 2:
-                view = self.viewer.view(parts[1])
+                view = self.viewer.view(parts[1], details=None)
                 self._send_html(
                     html.render_report(view, now),
                     disposition=f'attachment; filename="run-{view.run.run_id}.html"',
@@ -170,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
         page = self.headers.get("Referer", "?")
         self.log_message("%s: following run %s for %s", self.path, run_id, page)
         version = self.viewer.wait_for_change(run_id, after)
-        view = self.viewer.view(run_id)
+        view = self.viewer.view(run_id, details={parts[4]} if len(parts) == 5 else ())
         now = time.time()
         if len(parts) == 5:
             step = view.step(parts[4])
