@@ -64,6 +64,10 @@ class StepframeGroup(click.Group):
 
 def show_click_error(error: click.ClickException) -> None:
     """One ``stepframe: error:`` line; a usage error adds the usage and the help hint."""
+    no_args_is_help = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+    if isinstance(error, no_args_is_help):
+        error.show()  # a group called without a command: its help, which is no error
+        return
     lines = [ERROR_PREFIX + error.format_message()]
     ctx = error.ctx if isinstance(error, click.UsageError) else None
     if ctx is not None:
