@@ -76,9 +76,21 @@ class SubprocessOperator:
         if operator.flavor != self.flavor:
             return None
         job_id = self.job_id(launch)
-        workdir = Path(launch.workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        log = workdir / f"{job_id}.log"
+        log = Path(launch.workdir) / f"{job_id}.log"
+        process = self.start(launch, log)
+        self.processes[job_id] = process
+        return JobHandle(
+            flavor=self.flavor,
+            operator=operator.name,
+            job_id=job_id,
+            data=self.handle_data(process, log),
+        )
+
+    def start(
+        self, launch: Any, log: Path, wrapper: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
+        """Start the job's command (after ``wrapper``) in its own session, output to ``log``."""
+        log.parent.mkdir(parents=True, exist_ok=True)
         path = os.pathsep.join(p for p in (launch.code_root, os.environ.get("PYTHONPATH")) if p)
         env = {
             **os.environ,
@@ -88,8 +100,8 @@ class SubprocessOperator:
             "STEPFRAME_CODE_ROOT": launch.code_root,
         }
         with log.open("ab") as out:
-            process = subprocess.Popen(
-                [sys.executable, *launch.command[1:]],
+            return subprocess.Popen(
+                [*wrapper, sys.executable, *launch.command[1:]],
                 cwd=launch.code_root,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -97,13 +109,6 @@ class SubprocessOperator:
                 env=env,
                 start_new_session=True,
             )
-        self.processes[job_id] = process
-        return JobHandle(
-            flavor=self.flavor,
-            operator=operator.name,
-            job_id=job_id,
-            data=self.handle_data(process, log),
-        )
 
     def handle_data(self, process: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
         return {"pid": process.pid, "log": str(log)}
@@ -215,6 +220,30 @@ class TupleInHandle(SubprocessOperator):
 
     flavor = "kit-tuple-handle"
 
+    def start(
+        self, launch: Any, log: Path, wrapper: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
+        """Start the job's command (after ``wrapper``) in its own session, output to ``log``."""
+        log.parent.mkdir(parents=True, exist_ok=True)
+        path = os.pathsep.join(p for p in (launch.code_root, os.environ.get("PYTHONPATH")) if p)
+        env = {
+            **os.environ,
+            **launch.environment,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": path,
+            "STEPFRAME_CODE_ROOT": launch.code_root,
+        }
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [*wrapper, sys.executable, *launch.command[1:]],
+                cwd=launch.code_root,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
     def handle_data(self, process: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
         return {"pid": process.pid, "log": str(log), "ports": (8080, 8081)}
 
@@ -302,20 +331,9 @@ class DetachedOperator(SubprocessOperator):
     @hookimpl
     def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
         log, status, saved = self.files(launch)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        path = os.pathsep.join(p for p in (launch.code_root, os.environ.get("PYTHONPATH")) if p)
-        env = {**os.environ, **launch.environment, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
-        command = [sys.executable, "-c", _RECORDING_WRAPPER, str(status), sys.executable]
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                [*command, *launch.command[1:]],
-                cwd=launch.code_root,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
+        process = self.start(
+            launch, log, wrapper=(sys.executable, "-c", _RECORDING_WRAPPER, str(status))
+        )
         handle = JobHandle(
             flavor=self.flavor,
             operator=operator.name,

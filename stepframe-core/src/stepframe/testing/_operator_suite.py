@@ -599,10 +599,11 @@ class StepOperatorSuite:
         try:
             sleepy = project.load(source, "kit_sleepy")
             outcome: list[Any] = []
+            # Long enough to be surely still asleep when the cancel comes, however slow
+            # the machine; a step that goes on regardless would wake up after it.
+            nap = self.sleep_seconds * 4
             runner = threading.Thread(
-                target=lambda: outcome.append(
-                    project.run(sleepy, self.sleep_seconds, raise_on_failure=False)
-                ),
+                target=lambda: outcome.append(project.run(sleepy, nap, raise_on_failure=False)),
                 daemon=True,
             )
             runner.start()
@@ -627,7 +628,7 @@ class StepOperatorSuite:
             )
             (result,) = outcome
             assert result.steps["nap"].status in ("cancelled", "failed"), result.steps
-            time.sleep(max(0.0, started + self.sleep_seconds + 2.0 - time.monotonic()))
+            time.sleep(max(0.0, started + nap + 2.0 - time.monotonic()))
             assert not list(project.artifacts_dir.rglob("runs/*/nap/*/result.json")), (
                 "the step cancelled from outside ran to its end and wrote its result"
             )
