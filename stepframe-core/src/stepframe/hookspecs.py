@@ -102,6 +102,9 @@ def check_step(step: PlannedStep, component: Component) -> list[str] | None:
         no flavor, any of the step's components: look at ``component.kind``).
     :return: one line per problem, each naming the setting and the fix (the core puts
         the step's name in front); an empty list or None when all is well.
+
+    New in the contract's second edition (stepframe-core 0.1): a plugin without it
+    reports no problem.
     """
 
 
@@ -253,6 +256,9 @@ def find_job(
         tags), `JobNotFound` if the backend proves no such job exists, or None if this
         operator cannot tell; the ledger then shows the job as ``unknown``, never as
         failed, so nobody forgets a job that may be running and paid for.
+
+    New in the contract's second edition (stepframe-core 0.1): a plugin without it
+    "cannot tell".
     """
 
 
