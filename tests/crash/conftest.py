@@ -431,6 +431,14 @@ class CrashProject:
             os.killpg(pid, signal.SIGKILL)
         wait_until(lambda: not alive(pid), f"the job {pid} to die")
 
+    def wait_job_stopped(self, run_id: str, holders: dict[str, int]) -> None:
+        """Wait until the held job no longer runs (a cancel reached it)."""
+        if self.operator == "docker":
+            wait_until(lambda: not containers_of(run_id, running_only=True), "the job to stop")
+            return
+        pid = holders.get("running") or holders["outputs-written"]
+        wait_until(lambda: not alive(pid), f"the job {pid} to stop")
+
     # -- what happened ------------------------------------------------------------------
 
     def executions(self, step: str) -> list[tuple[str, str, int]]:
@@ -523,7 +531,7 @@ class CrashProject:
             parts += ["--- ledger", *(str(row) for row in rows)]
         return "\n".join(parts)
 
-    def _ledger(self, run_id: str) -> tuple[dict[str, tuple[str, int, str]], list[Any]]:
+    def ledger(self, run_id: str) -> tuple[dict[str, tuple[str, int, str]], list[Any]]:
         """The run's steps (step: status, attempt, job id) and its ledger rows."""
         with contextlib.closing(self.database()) as conn:
             steps = {
@@ -544,7 +552,7 @@ class CrashProject:
         assert self.listed_status(run_id) == "succeeded"
         running = self.running_jobs()
         assert running == "no running jobs\n", f"jobs list --running says\n{running}"
-        steps, ledger = self._ledger(run_id)
+        steps, ledger = self.ledger(run_id)
         assert {step: s[0] for step, s in steps.items()} == dict.fromkeys(EXPECTED, "succeeded")
         for step, (_status, attempt, job_id) in steps.items():
             rows = [(a, state, j) for s, a, state, j in ledger if s == step]
@@ -566,7 +574,7 @@ class CrashProject:
     def assert_ran_once(self, run_id: str, exactly_once: bool) -> None:
         """At most once per attempt, at least once in the end, and only as an attempt the
         ledger knows of; with ``exactly_once``, once in all."""
-        steps, ledger = self._ledger(run_id)
+        steps, ledger = self.ledger(run_id)
         for step in ("first", "last"):
             assert len(self.executions(step)) == 1, f"{step} ran {self.executions(step)}"
         middle = self.executions("middle")

@@ -29,6 +29,8 @@ BOUNDARIES = (
 )
 # Where a job process exists that can die with its orchestrator.
 JOB_ALIVE = ("after-submit", "running", "outputs-written")
+# Where the job itself holds, so that the run's cancel is sure to find it running.
+JOB_HOLDS = ("running", "outputs-written")
 ORCHESTRATOR_POINTS = ("before-intent", "before-submit", "after-submit", "before-finish")
 SIGNALS = ("SIGKILL", "SIGINT", "SIGTERM")
 OPERATORS = ("local", "docker")
@@ -80,6 +82,8 @@ def test_kill_then_resume(
         run.process.wait(timeout=30)
     else:  # the run has taken the signal in before anything held goes on
         run.wait_for_output(f"received {signame}: cancelling")
+        if boundary in JOB_HOLDS and not jobs_die:
+            project.wait_job_stopped(run_id, holders)  # by the run's cancel
     if jobs_die:
         project.kill_job(run_id, holders)
     project.release_all()
@@ -93,6 +97,7 @@ def test_kill_then_resume(
         project.assert_nothing_outlives(run_id, [run])
         assert project.listed_status(run_id) == "cancelled", run.output()
         assert project.running_jobs() == "no running jobs\n"
+        _assert_recorded_after_cancel(project, run_id, boundary, jobs_die)
 
     resumed = project.cli("run", "--resume", run_id)
     assert resumed.returncode == 0, (
@@ -101,3 +106,26 @@ def test_kill_then_resume(
     # A job that lived on through a SIGKILL must be followed, never run again.
     exactly_once = signame == "SIGKILL" and not jobs_die
     project.assert_survived(run_id, exactly_once=exactly_once)
+
+
+def _assert_recorded_after_cancel(project: Any, run_id: str, boundary: str, jobs_die: bool) -> None:
+    """The step and its ledger row say what became of the job, in the same word.
+
+    A job the run's cancel stopped is cancelled (never failed).  While the orchestrator
+    itself holds, the cancel reaches the step runner a moment after the signal, so a job
+    submitted meanwhile may end by itself first (succeeded); a job the case killed may be
+    recorded as failed.
+    """
+    steps, ledger = project.ledger(run_id)
+    step_status = steps["middle"][0]
+    states = [state for step, _attempt, state, _job in ledger if step == "middle"]
+    if boundary in JOB_HOLDS and not jobs_die:
+        allowed = {"cancelled"}
+    elif jobs_die:
+        allowed = {"cancelled", "failed"}
+    else:
+        allowed = {"cancelled", "succeeded"}
+    assert step_status in allowed, f"middle is {step_status}: {steps}"
+    assert len(states) == 1 and states[0] in allowed, f"middle's ledger rows: {ledger}"
+    if step_status != "cancelled":
+        assert states == [step_status], f"the step is {step_status}, its job {states}"
