@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["is_running", "job_is_alive", "process_stat", "signal_job"]
+__all__ = ["is_running", "job_is_alive", "process_stat", "signal_job", "start_ticks"]
 
 # How often the watcher looks whether the job is gone.
 _WATCH_INTERVAL = 0.05
@@ -32,6 +32,12 @@ def process_stat(pid: int) -> tuple[str, str] | None:
         return None
     fields = stat.rsplit(")", 1)[1].split()
     return fields[0], fields[19]
+
+
+def start_ticks(pid: int) -> str | None:
+    """The process start time, to tell a process from a later one with the same PID."""
+    stat = process_stat(pid)
+    return stat[1] if stat else None
 
 
 def is_running(pid: int, start_ticks: str | None = None) -> bool:

@@ -60,11 +60,11 @@ from stepframe._builtin.local_zygote import (
     STORE_CREDENTIALS_FD_ENV,
     credentials_pipe,
     read_exit_status,
-    start_ticks,
     write_job_record,
 )
+from stepframe._files import read_log_lines
 from stepframe._plugins.markers import hookimpl
-from stepframe._processes import is_running, kill_after, signal_job
+from stepframe._processes import is_running, kill_after, signal_job, start_ticks
 from stepframe._types import (
     Component,
     ComponentKind,
@@ -331,24 +331,6 @@ def _outcome(handle: JobHandle) -> tuple[bool, int | None]:
     return True, None
 
 
-def _read_lines(path: str, offset: int, final: bool) -> tuple[tuple[str, ...], int]:
-    """Complete lines from ``offset`` on (and a trailing partial one once ``final``)."""
-    try:
-        with open(path, "rb") as log:
-            log.seek(offset)
-            data = log.read()
-    except FileNotFoundError:
-        return (), offset
-    if not final:
-        cut = data.rfind(b"\n") + 1
-        data = data[:cut]
-    text = data.decode("utf-8", errors="replace")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return tuple(lines), offset + len(data)
-
-
 @hookimpl
 def register_flavors(register):  # type: ignore[no-untyped-def]
     register(
@@ -475,7 +457,7 @@ def poll_step(
     if handle.flavor != FLAVOR:
         return None
     ended, code = _outcome(handle)
-    lines, offset = _read_lines(str(handle.data["log"]), int(cursor or 0), final=ended)
+    lines, offset = read_log_lines(str(handle.data["log"]), int(cursor or 0), final=ended)
     if not ended:
         return JobStatus(JobState.RUNNING, lines, str(offset), poll_after=0.1)
     pid = int(handle.data["pid"])

@@ -52,7 +52,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from stepframe._crashpoints import reached
-from stepframe._processes import process_stat
+from stepframe._files import write_atomically
+from stepframe._processes import start_ticks
 
 __all__ = [
     "EXIT_SUFFIX",
@@ -105,20 +106,12 @@ _kept_streams: list[object] = []
 
 def write_exit_status(log_path: str, status: int) -> None:
     """Publish a job's exit status next to its log, all at once."""
-    target = log_path + EXIT_SUFFIX
-    temporary = f"{target}.{os.getpid()}.tmp"
-    with open(temporary, "w", encoding="ascii") as stream:
-        stream.write(f"{status}\n")
-    os.replace(temporary, target)
+    write_atomically(log_path + EXIT_SUFFIX, f"{status}\n", durable=False)
 
 
 def write_job_record(log_path: str, record: Mapping[str, Any]) -> None:
     """Publish a job's record (see `RECORD_SUFFIX`) next to its log, all at once."""
-    target = log_path + RECORD_SUFFIX
-    temporary = f"{target}.{os.getpid()}.tmp"
-    with open(temporary, "w", encoding="utf-8") as stream:
-        json.dump(dict(record), stream)
-    os.replace(temporary, target)
+    write_atomically(log_path + RECORD_SUFFIX, json.dumps(dict(record)), durable=False)
 
 
 def read_exit_status(log_path: str) -> int | None:
@@ -149,12 +142,6 @@ def credentials_pipe(payload: str) -> int:
     finally:
         os.close(write_end)
     return read_end
-
-
-def start_ticks(pid: int) -> str | None:
-    """The process start time, to tell a process from a later one with the same PID."""
-    stat = process_stat(pid)
-    return stat[1] if stat else None
 
 
 def _pythonpath(env: Mapping[str, str]) -> list[str]:

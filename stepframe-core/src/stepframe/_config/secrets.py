@@ -13,6 +13,7 @@ import re
 import stat
 from pathlib import Path
 
+from stepframe._files import file_lock, write_atomically
 from stepframe._names import SECRET_NAME_RULE, is_secret_name
 from stepframe.exceptions import ConfigError
 
@@ -101,17 +102,8 @@ class SecretStore:
 
     def _save(self, secrets: dict[str, str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temp = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as stream:
-                json.dump(secrets, stream, indent=1, sort_keys=True)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temp, self.path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        # 0600 from the first byte: the values must never be readable by others.
+        write_atomically(self.path, json.dumps(secrets, indent=1, sort_keys=True), mode=0o600)
 
     def names(self) -> list[str]:
         return sorted(self._load())
@@ -132,19 +124,13 @@ class SecretStore:
         if not value:
             raise ConfigError(f"secret {name!r}: refusing to store an empty value")
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Imported here: SecretRef (this module) is imported by every plugin config that
-        # holds a credential, and the TOML machinery would cost each `stepframe` command.
-        from stepframe._config.toml_file import _locked
-
-        with _locked(self.path):
+        with file_lock(self.path):
             secrets = self._load()
             secrets[name] = value
             self._save(secrets)
 
     def delete(self, name: str) -> None:
-        from stepframe._config.toml_file import _locked
-
-        with _locked(self.path):
+        with file_lock(self.path):
             secrets = self._load()
             if name not in secrets:
                 # Not echoed: a "name" that is not stored may well be a pasted value.

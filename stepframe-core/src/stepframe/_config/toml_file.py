@@ -7,15 +7,13 @@ single rename, so a crash mid-write never leaves half a file.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from stepframe._files import file_lock, write_atomically
 from stepframe.exceptions import ConfigError
 
 __all__ = ["add_table", "edit_toml", "read_toml", "remove_table", "update_table"]
@@ -46,34 +44,6 @@ def read_toml(path: Path) -> Any:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    lock_path = path.with_name(f".{path.name}.lock")
-    with open(lock_path, "a+b") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        if path.exists():
-            os.chmod(temp, path.stat().st_mode & 0o777)
-        else:
-            os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-@contextmanager
 def edit_toml(path: Path) -> Iterator[Any]:
     """Yield the document for changes; write it back only if the block succeeds.
 
@@ -82,13 +52,13 @@ def edit_toml(path: Path) -> Iterator[Any]:
     import tomlkit
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path):
+    with file_lock(path):
         document = read_toml(path)
         before = tomlkit.dumps(document)
         yield document
         after = tomlkit.dumps(document)
         if after != before:
-            _write_atomically(path, after)
+            write_atomically(path, after)
 
 
 # tomlkit keeps the comment lines written just above a table header at the end of the
