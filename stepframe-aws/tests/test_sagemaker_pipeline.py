@@ -88,7 +88,7 @@ def make(n: int = 5) -> list[float]:
 
 @step(
     operator="sagemaker",
-    settings={{"sagemaker": {{"max_runtime_seconds": 3600, "environment": {{"SCALE": "3"}}}}}},
+    settings={{"sagemaker": {{"max_runtime_seconds": 3600, "environment": {{"SCALE": "3"}}{settings}}}}},
 )
 def train(xs: list[float]) -> float:
     import os
@@ -158,10 +158,12 @@ class Project_:
         self.endpoint = endpoint
         self.output = ""
 
-    def run(self, body: str = "pass") -> RunResult:
+    def run(self, body: str = "pass", settings: str = "") -> RunResult:
+        """Run the pipeline; ``body`` goes into the sagemaker step (lines joined with
+        ``"\n    "``), ``settings`` after its sagemaker settings (``, "key": value``)."""
         module = f"fitpipe_{uuid.uuid4().hex[:8]}"
         path = self.root / f"{module}.py"
-        path.write_text(PIPELINE.format(body=body))
+        path.write_text(PIPELINE.format(body=body, settings=settings))
         spec = load_pipeline(str(path)).compile()
         plugins = stepframe.load_plugins(
             extra=[("fixed-image", FixedImage())], env={"STEPFRAME_LOAD_PLUGINS": "aws"}
@@ -241,6 +243,53 @@ def play_sagemaker(recording: Recording, monkeypatch: pytest.MonkeyPatch) -> thr
 
     thread = threading.Thread(target=drive, daemon=True)
     thread.errors = errors  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def play_sagemaker_hosts(
+    recording: Recording, root: Path, hosts: list[str], marks: Path
+) -> threading.Thread:
+    """SageMaker's part for a job on several instances: one entrypoint process per host,
+    each with SageMaker's host variables, all at once, against moto's S3."""
+    import json
+    import subprocess
+
+    results: dict[str, tuple[int, str]] = {}
+    errors: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            job = wait_for_job()
+            request = recording.requests("CreateTrainingJob")[0]
+            job.secondary_status = "Training"
+            base = {**os.environ, **request["Environment"], "HOSTS_DIR": str(marks)}
+            base["SM_HOSTS"] = json.dumps(hosts)
+            running = {
+                host: subprocess.Popen(
+                    [sys.executable, "-m", "stepframe.entrypoint"],
+                    cwd=root,
+                    env={**base, "SM_CURRENT_HOST": host},
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+                for host in hosts
+            }
+            for host, process in running.items():
+                output, _ = process.communicate(timeout=120)
+                results[host] = (process.returncode, output)
+            if all(code == 0 for code, _ in results.values()):
+                job.secondary_status = job.training_job_status = "Completed"
+            else:
+                job.failure_reason = "AlgorithmError: a host exited non-zero"
+                job.secondary_status = job.training_job_status = "Failed"
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=drive, daemon=True)
+    thread.errors = errors  # type: ignore[attr-defined]
+    thread.results = results  # type: ignore[attr-defined]
     thread.start()
     return thread
 
@@ -481,6 +530,49 @@ def test_a_refused_create_fails_the_step_without_looking_for_a_job(
     with _history(project.root) as history:
         (record,) = [j for j in history.list_jobs(run_id=caught.value.run_id) if j.step == "train"]
     assert record.state == "failed"
+
+
+# ---- several instances ---------------------------------------------------------------------
+
+HOST_MARK = "\n    ".join(
+    [
+        "import json, stepframe",
+        "job = stepframe.current_job()",
+        "with open(os.path.join(os.environ['HOSTS_DIR'], job.current_host), 'w') as mark:",
+        "    json.dump([job.rank, job.world_size, job.master_addr, len(xs)], mark)",
+    ]
+)
+
+
+def test_a_step_on_two_instances_runs_on_both_and_writes_its_outputs_once(
+    project: Project_,
+    recording: Recording,
+    sagemaker_like: list[str],
+    tmp_path: Path,
+) -> None:
+    """Two entrypoint processes play SageMaker's two hosts: both run the step (each
+    knows its rank and the first host), only algo-1 writes the outputs and the result
+    manifest, and both exit 0 (host 2 used to fail on write-once, failing the job)."""
+    import json
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    hosts = ["algo-1", "algo-2"]
+    driver = play_sagemaker_hosts(recording, project.root, hosts, marks)
+    result = project.run(body=HOST_MARK, settings=', "instance_count": 2')
+    driver.join(60)
+    assert driver.errors == []  # type: ignore[attr-defined]
+    outcomes = driver.results  # type: ignore[attr-defined]
+    assert {host: code for host, (code, _) in outcomes.items()} == {"algo-1": 0, "algo-2": 0}, (
+        outcomes
+    )
+    assert "algo-2 (rank 1 of 2) ran the step; rank 0 on algo-1 writes" in outcomes["algo-2"][1]
+    (sent,) = recording.requests("CreateTrainingJob")
+    assert sent["ResourceConfig"]["InstanceCount"] == 2
+    assert json.loads((marks / "algo-1").read_text()) == [0, 2, "algo-1", 5]
+    assert json.loads((marks / "algo-2").read_text()) == [1, 2, "algo-1", 5]
+    assert result.status == "succeeded"
+    assert result.output("report") == "total=30.0"
 
 
 def _history(root: Path) -> Any:

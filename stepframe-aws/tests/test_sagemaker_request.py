@@ -433,3 +433,25 @@ def test_algorithm_and_checkpoint_fields_are_merged_from_extra_request() -> None
     assert "InputMode" not in train  # the job's default, FastFile
     assert evaluation["DataSource"]["S3DataSource"]["S3DataDistributionType"] == ("FullyReplicated")
     assert evaluation["InputMode"] == "File"
+
+
+def test_torchrun_distribution_is_the_entry_point() -> None:
+    settings = SageMakerSettings(
+        instance_type="ml.g5.12xlarge", instance_count=2, distribution="torchrun"
+    )
+    assert request_for(settings)["AlgorithmSpecification"]["ContainerEntrypoint"] == [
+        "python",
+        "-m",
+        "stepframe.entrypoint",
+        "--torchrun",
+        MANIFEST,
+    ]
+    settings = attrs.evolve(settings, processes_per_host=2)
+    assert request_for(settings)["AlgorithmSpecification"]["ContainerEntrypoint"] == [
+        "python",
+        "-m",
+        "stepframe.entrypoint",
+        "--torchrun",
+        "--processes-per-host=2",
+        MANIFEST,
+    ]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from stepframe._artifacts.store import ArtifactStore
     from stepframe._client.runs import Runs
     from stepframe._config.secrets import SecretRef, resolve_secret
+    from stepframe._current_job import JobPlacement, current_job
     from stepframe._pipeline.pipeline import Pipeline, pipeline
     from stepframe._pipeline.step import Step, step
     from stepframe._plugins.manager import (
@@ -79,6 +80,7 @@ _EXPORTS: dict[str, str] = {
     "ImageRequest": "stepframe._types",
     "JobHandle": "stepframe._types",
     "JobNotFound": "stepframe._types",
+    "JobPlacement": "stepframe._current_job",
     "JobState": "stepframe._types",
     "JobStatus": "stepframe._types",
     "Launch": "stepframe._types",
@@ -102,6 +104,7 @@ _EXPORTS: dict[str, str] = {
     "StepframeError": "stepframe.exceptions",
     "SubmitAmbiguousError": "stepframe.exceptions",
     "UnknownOperatorError": "stepframe.exceptions",
+    "current_job": "stepframe._current_job",
     "hookimpl": "stepframe._plugins.markers",
     "load_plugins": "stepframe._plugins.manager",
     "pipeline": "stepframe._pipeline.pipeline",
@@ -123,6 +126,7 @@ __all__ = [
     "ImageRequest",
     "JobHandle",
     "JobNotFound",
+    "JobPlacement",
     "JobState",
     "JobStatus",
     "Launch",
@@ -147,6 +151,7 @@ __all__ = [
     "SubmitAmbiguousError",
     "UnknownOperatorError",
     "__version__",
+    "current_job",
     "hookimpl",
     "load_plugins",
     "pipeline",

@@ -1,5 +1,10 @@
 """The program every job runs: ``python -m stepframe.entrypoint MANIFEST_URI``.
 
+``--torchrun [--processes-per-host=N]`` before the URI starts the step under torchrun
+across the job's hosts (SageMaker's ``distribution = "torchrun"``).  On several hosts or
+processes every one runs the step and only rank 0 (`stepframe.current_job`) writes the
+outputs and the result manifest; the others exit 0 once the function returns.
+
 It reads the launch manifest from the artifact store, imports the step, loads and
 type-checks its inputs, runs it, stores its outputs and writes a result manifest.  It
 needs no server: the artifact store is the only meeting point with the client.  It
@@ -212,12 +217,19 @@ def execute_launch(
     """
     if manifest is None:
         manifest = read_manifest(store, manifest_uri, LaunchManifest)
+    from stepframe._current_job import current_job
+
+    # On several hosts (or processes) every one runs the step; only rank 0 writes the
+    # outputs and the result manifest, which are write-once.
+    placement = current_job()
     started = time.time()
     scratch = Path(tempfile.mkdtemp(prefix=f"stepframe-{manifest.step}-"))
     try:
         func, step = _import_function(manifest.function, code_root)
         kwargs = _load_inputs(manifest, step, store, registry, scratch)
         value = func(**kwargs)
+        if not placement.is_main:
+            return ResultManifest(outputs={}, started_at=started, ended_at=time.time())
         outputs = _save_outputs(manifest, step, value, store, registry)
         reached("outputs-written", manifest.step)  # the crash suite's stop: no result yet
         result = ResultManifest(outputs=outputs, started_at=started, ended_at=time.time())
@@ -235,7 +247,8 @@ def execute_launch(
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    write_manifest(store, manifest.result_uri, result)
+    if placement.is_main:
+        write_manifest(store, manifest.result_uri, result)
     return result
 
 
@@ -289,8 +302,52 @@ def _open(
     return store, manifest, MaterializerRegistry(plugins.materializers)
 
 
+# Options a remote operator puts before the manifest URI (SageMaker's entry point).
+_TORCHRUN = "--torchrun"
+_PROCESSES_PER_HOST = "--processes-per-host="
+
+
+def _torchrun(manifest_uri: str, processes_per_host: int | None) -> int:
+    """Start the step under torchrun on this host: one process per GPU (or
+    ``processes_per_host``), ranks spread over every host of the job, meeting on the
+    first.  Each process is this entrypoint again, which rank 0's outputs come from."""
+    import subprocess
+
+    from stepframe._current_job import current_job
+
+    placement = current_job()
+    if processes_per_host is None:
+        processes_per_host = max(int(os.environ.get("SM_NUM_GPUS") or 0), 1)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={placement.num_hosts}",
+        f"--node_rank={placement.host_rank}",
+        f"--nproc_per_node={processes_per_host}",
+        f"--master_addr={placement.master_addr}",
+        f"--master_port={placement.master_port}",
+        "-m",
+        "stepframe.entrypoint",
+        manifest_uri,
+    ]
+    print(f"stepframe entrypoint: {' '.join(command[2:])}", file=sys.stderr, flush=True)
+    return subprocess.run(command, check=False).returncode
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    torchrun = False
+    processes_per_host: int | None = None
+    while args and args[0].startswith("--"):
+        option = args.pop(0)
+        if option == _TORCHRUN:
+            torchrun = True
+        elif option.startswith(_PROCESSES_PER_HOST):
+            processes_per_host = int(option[len(_PROCESSES_PER_HOST) :])
+        else:
+            print(f"stepframe entrypoint: unknown option {option!r}", file=sys.stderr)
+            return 2
     manifest_uri = args[0] if args else os.environ.get(MANIFEST_ENV)
     if not manifest_uri:
         print(
@@ -298,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if torchrun and "RANK" not in os.environ:  # not yet one of torchrun's processes
+        return _torchrun(manifest_uri, processes_per_host)
     code_root = Path(os.environ.get(CODE_ROOT_ENV) or os.getcwd()).resolve()
     if str(code_root) not in sys.path:
         sys.path.insert(0, str(code_root))
@@ -311,6 +370,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         remote = result.error
         print(remote.traceback or f"{remote.type}: {remote.message}\n", file=sys.stderr, end="")
         return 1
+    from stepframe._current_job import current_job
+
+    placement = current_job()
+    if not placement.is_main:
+        print(
+            f"stepframe entrypoint: {placement.current_host} (rank {placement.rank} of "
+            f"{placement.world_size}) ran the step; rank 0 on {placement.hosts[0]} writes "
+            "its outputs",
+            file=sys.stderr,
+        )
     return 0
 
 
