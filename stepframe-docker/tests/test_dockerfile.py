@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from stepframe_docker import _dockerfile
-from stepframe_docker._dockerfile import DockerfileSpec, parity_script, render
+from stepframe_docker._dockerfile import DockerfileSpec, render
 
 
 def _instructions(text: str) -> list[str]:
@@ -19,8 +16,11 @@ def test_layer_order_parent_apt_requirements_stepframe_code() -> None:
             parent="python:3.11-slim",
             apt_packages=("libgomp1",),
             has_requirements=True,
-            wheels=("stepframe_core-0.1.0-py3-none-any.whl",),
-            pinned=("stepframe-aws==0.1.0",),
+            wheels=(
+                "stepframe_core-0.1.0-py3-none-any.whl",
+                "stepframe_aws-0.1.0-py3-none-any.whl",
+            ),
+            distributions={"stepframe-core": "sha256:" + "c" * 64},
             environment={"MODE": "train"},
             build_args=("PIP_INDEX_URL",),
             extra_files=(("extra/0", "/etc/app.conf"),),
@@ -36,7 +36,7 @@ def test_layer_order_parent_apt_requirements_stepframe_code() -> None:
     order = [
         index("apt-get install"),
         index("-m venv"),
-        index("pip install -r /opt/stepframe/requirements.txt"),
+        index("-r /opt/stepframe/requirements/requirements.txt"),
         index("stepframe_core-0.1.0-py3-none-any.whl"),
         index("parity.py"),
         index('MODE="train"'),
@@ -46,13 +46,21 @@ def test_layer_order_parent_apt_requirements_stepframe_code() -> None:
     assert order == sorted(order), text
     # The code is the last layer with files in it; only metadata follows.
     assert all(line.startswith("ENV ") for line in lines[index('COPY ["code/"') + 1 :])
-    assert "stepframe-aws==0.1.0" in lines[index("stepframe_core")]
+    assert "stepframe_aws-0.1.0" in lines[index("stepframe_core")]
+    # Both installs stay within the client's versions of stepframe's dependencies.
+    constraints = "-c /opt/stepframe/requirements/constraints.txt"
+    assert constraints in lines[index("requirements.txt")]
+    assert constraints in lines[index("stepframe_core")]
+    # The content hashes the parity check verified are on the image, for anyone to read.
+    label = lines[index("LABEL")]
+    assert label.startswith(f"LABEL {_dockerfile.DISTRIBUTIONS_LABEL}=")
+    assert "c" * 64 in label and index("parity.py") < index("LABEL")
 
 
 def test_no_apt_or_requirements_layer_when_there_are_none() -> None:
     text = render(DockerfileSpec(parent="base:1"))
     assert "apt-get" not in text
-    assert "requirements.txt" not in text
+    assert "-r /opt/stepframe/requirements/requirements.txt" not in text
     assert "WORKDIR /app" in text
 
 
@@ -65,30 +73,3 @@ def test_the_job_python_is_the_images_virtual_environment() -> None:
 def test_environment_values_are_quoted() -> None:
     text = render(DockerfileSpec(parent="b", environment={"A": 'two words "quoted"'}))
     assert 'A="two words \\"quoted\\""' in text
-
-
-def _run_parity(python: str, versions: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", parity_script(python, versions)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
-def test_parity_script_passes_on_a_match() -> None:
-    from importlib.metadata import version
-
-    python = "{}.{}".format(*sys.version_info[:2])
-    result = _run_parity(python, {"stepframe-core": version("stepframe-core")})
-    assert result.returncode == 0, result.stdout
-    assert "parity check: Python" in result.stdout
-
-
-def test_parity_script_names_what_differs() -> None:
-    result = _run_parity("2.7", {"stepframe-core": "9.9.9", "no-such-dist": "1.0"})
-    assert result.returncode == 3
-    out = result.stdout
-    assert "Python 3." in out and "2.7 on the client" in out
-    assert "stepframe-core" in out and "9.9.9 on the client" in out
-    assert "no-such-dist not installed in the image" in out

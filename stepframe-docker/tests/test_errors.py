@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from stepframe_docker import EngineUnavailableError, ImageBuildStepError, ParityError
-from stepframe_docker._builder import _step_error
 from stepframe_docker._engine import client_for
+from stepframe_docker._stream import step_error
 
 INTEGRATION = Path(__file__).parent / "integration"
 
@@ -42,7 +42,7 @@ def test_socket_not_permitted_says_what_to_do(tmp_path: Path) -> None:
 
 def test_failing_step_message_shows_step_and_last_lines() -> None:
     output = [f"line {i}" for i in range(40)]
-    error = _step_error(
+    error = step_error(
         "the image for /p",
         "Step 5/9 : RUN python -m pip install -r /opt/stepframe/requirements.txt",
         output,
@@ -56,7 +56,7 @@ def test_failing_step_message_shows_step_and_last_lines() -> None:
 
 
 def test_parity_failure_becomes_a_parity_error() -> None:
-    error = _step_error(
+    error = step_error(
         "the image for /p",
         "Step 7/9 : RUN python /opt/stepframe/parity.py",
         [

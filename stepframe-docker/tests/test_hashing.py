@@ -1,10 +1,12 @@
 """The image tag: a hash of everything that goes into the image, and nothing else.
 
-No engine here: the parent image's id is faked, everything else is real.
+No engine here: planning is pure, given the parent image's id (which the builder asks the
+engine for); everything else is real.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 
 from stepframe import Component, ComponentKind, ConfigError, ImageRequest
-from stepframe_docker import ContainerRegistryConfig, DockerBuilderConfig, _builder
+from stepframe_docker import ContainerRegistryConfig, DockerBuilderConfig, _plan
 
 REGISTRY = Component(
     ComponentKind.CONTAINER_REGISTRY, "reg", "default", ContainerRegistryConfig("127.0.0.1:5000/t")
@@ -22,12 +24,20 @@ BUILDER = Component(
 )
 
 
+PARENT_IDS = {"base:1": "sha256:" + "1" * 64, "base:2": "sha256:" + "2" * 64}
+
+
 @pytest.fixture
-def parents(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    ids = {"base:1": "sha256:" + "1" * 64, "base:2": "sha256:" + "2" * 64}
-    monkeypatch.setattr(_builder, "client_for", lambda host=None: object())
-    monkeypatch.setattr(_builder, "_parent_id", lambda client, parent, pull: ids[parent])
-    return ids
+def parents() -> dict[str, str]:
+    """The ids the engine would give the parent images."""
+    return PARENT_IDS
+
+
+def make_plan(request: ImageRequest, builder: Component = BUILDER) -> _plan.BuildPlan:
+    settings = _plan.settings_for(request, builder)
+    reference = _plan.parent_reference(request, settings)
+    assert reference is not None
+    return _plan.plan(request, builder, _plan.Parent(reference, PARENT_IDS[reference]))
 
 
 @pytest.fixture
@@ -41,8 +51,11 @@ def code(tmp_path: Path) -> Path:
 
 
 def _tag(code: Path, **settings: Any) -> str:
+    # No stepframe distributions: the checkout's are edited while tests run, and their
+    # part of the tag is test_stepframe_goes_in_as_wheels_checked_by_content_hash's.
+    settings.setdefault("stepframe_packages", [])
     request = ImageRequest(code_root=str(code), target_registry=REGISTRY, settings=settings)
-    return _builder.plan(request, BUILDER).tag
+    return make_plan(request).tag
 
 
 def test_same_inputs_same_tag(parents: dict[str, str], code: Path) -> None:
@@ -98,32 +111,38 @@ def test_ignored_files_do_not_change_the_tag(parents: dict[str, str], code: Path
 
 
 def test_repository_and_tag_shape(parents: dict[str, str], code: Path) -> None:
-    request = ImageRequest(code_root=str(code), target_registry=REGISTRY)
-    plan = _builder.plan(request, BUILDER)
+    settings: dict[str, Any] = {"stepframe_packages": []}
+    request = ImageRequest(code_root=str(code), target_registry=REGISTRY, settings=settings)
+    plan = make_plan(request)
     assert plan.repository == "127.0.0.1:5000/t/my-project"
-    assert len(plan.tag) == _builder.TAG_LENGTH and int(plan.tag, 16) >= 0
-    unregistered = _builder.plan(ImageRequest(code_root=str(code)), BUILDER)
+    assert len(plan.tag) == _plan.TAG_LENGTH and int(plan.tag, 16) >= 0
+    unregistered = make_plan(ImageRequest(code_root=str(code), settings=settings))
     assert unregistered.repository == "stepframe-local/my-project"
     assert unregistered.tag == plan.tag
 
 
-def test_the_checkouts_stepframe_goes_in_as_a_wheel(parents: dict[str, str], code: Path) -> None:
-    request = ImageRequest(code_root=str(code), target_registry=REGISTRY)
-    plan = _builder.plan(request, BUILDER)
-    core = next(p for p in plan.packages if p.name == "stepframe-core")
-    from importlib.metadata import distribution
-
-    direct_url = distribution("stepframe-core").read_text("direct_url.json")
-    if direct_url and '"file:' in direct_url:
-        assert core.wheel is not None and core.wheel.suffix == ".whl"
-        assert core.wheel.name in plan.dockerfile
-    else:  # installed from an index: pinned, never a floating name
-        assert core.wheel is None and "stepframe-core==" in plan.dockerfile
-    # Which distributions go in (the builder only when a plugin requires it) is
-    # test_dists.py's subject; here: the plan takes exactly those.
+def test_stepframe_goes_in_as_wheels_checked_by_content_hash(
+    parents: dict[str, str], code: Path
+) -> None:
+    from stepframe_docker import _parity
     from stepframe_docker._dists import default_packages
 
-    assert {p.name for p in plan.packages} == set(default_packages())
+    request = ImageRequest(code_root=str(code), target_registry=REGISTRY)
+    the_plan = make_plan(request)
+    # Which distributions go in (the builder only when a plugin requires it) is
+    # test_dists.py's subject; here: the plan takes exactly those, each as a wheel whose
+    # content hash the parity check in the image expects.
+    assert {p.name for p in the_plan.packages} == set(default_packages())
+    expected = json.loads(the_plan.expected)
+    for package in the_plan.packages:
+        assert package.wheel.name in the_plan.dockerfile
+        assert package.content_hash == _parity.wheel_hash(package.wheel)
+        assert expected["distributions"][package.name]["hash"] == package.content_hash
+    # Third-party dependencies are pinned to the client's versions.
+    from importlib.metadata import version
+
+    assert f"attrs=={version('attrs')}".encode() in the_plan.constraints
+    assert expected["pins"]["attrs"] == version("attrs")
 
 
 def test_wrong_settings_name_the_key(parents: dict[str, str], code: Path) -> None:
@@ -135,23 +154,16 @@ def test_wrong_settings_name_the_key(parents: dict[str, str], code: Path) -> Non
         _tag(code, requirements_file="missing.txt")
 
 
-def test_other_flavors_are_not_ours(code: Path) -> None:
-    from stepframe_docker import plugin
-
-    other = Component(ComponentKind.IMAGE_BUILDER, "kaniko", "kaniko")
-    assert plugin.build_image(request=ImageRequest(code_root=str(code)), builder=other) is None
-
-
 def test_extra_files_go_in_and_count(parents: dict[str, str], code: Path) -> None:
     (code / "conf").mkdir()
     (code / "conf" / "app.toml").write_text("a = 1\n")
     settings = {"extra_files": {"conf": "/etc/app", "requirements.txt": "/opt/req.txt"}}
     request = ImageRequest(code_root=str(code), target_registry=REGISTRY, settings=settings)
-    plan = _builder.plan(request, BUILDER)
+    plan = make_plan(request)
     assert 'COPY ["extra/0/", "/etc/app"]' in plan.dockerfile
     assert 'COPY ["extra/1", "/opt/req.txt"]' in plan.dockerfile
     before = plan.tag
     (code / "conf" / "app.toml").write_text("a = 2\n")
-    assert _builder.plan(request, BUILDER).tag != before
+    assert make_plan(request).tag != before
     with pytest.raises(ConfigError, match="does not exist"):
         _tag(code, extra_files={"missing": "/x"})

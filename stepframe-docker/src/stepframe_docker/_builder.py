@@ -1,67 +1,47 @@
 """The ``docker`` image builder: content-hashed tags, build only what changed, push, digest.
 
-The tag is a hash of everything that goes into the image.  If the registry already has
-it, nothing is built or pushed; identical requests within one process are answered
-once.  Otherwise the engine builds the generated Dockerfile (see `_dockerfile`), where
-the layer order makes a code-only change rebuild and push one thin layer.
+The tag is a hash of everything that goes into the image (`_plan`).  If the registry
+already has it, nothing is built or pushed (`_registry`); identical requests within one
+process are answered once (`Builds`).  Otherwise the engine builds the generated
+Dockerfile (`_dockerfile`), whose layer order makes a code-only change rebuild and push
+one thin layer, and the build's stream (`_stream`) reports the step it is on and the
+bytes pulled and pushed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
 from stepframe import Component, ConfigError, ImageRef, ImageRequest
-from stepframe_docker import _context, _dists, _dockerfile
-from stepframe_docker._engine import (
-    client_for,
-    engine_error,
-    inspect_distribution,
-    inspect_image,
-)
-from stepframe_docker._errors import (
-    DockerBuildError,
-    ImageBuildStepError,
-    ParentImageError,
-    ParityError,
-    RegistryError,
-)
-from stepframe_docker._settings import (
-    DockerBuilderConfig,
-    DockerSettings,
-    default_parent_image,
-    structure_settings,
-)
+from stepframe_docker import _context, _dockerfile, _plan, _registry
+from stepframe_docker._engine import client_for, engine_error, inspect_image
+from stepframe_docker._errors import DockerBuildError, ParentImageError
+from stepframe_docker._plan import BuildPlan, Parent
+from stepframe_docker._settings import DockerSettings
+from stepframe_docker._stream import BuildStream, LayerBytes, Progress, chunks
 
 if TYPE_CHECKING:
     import docker
 
 __all__ = [
     "BuildReport",
+    "Builds",
     "build",
     "build_reports",
     "forget_builds",
-    "image_hash",
-    "plan",
     "registry_address",
 ]
 
-# Bump when the Dockerfile layout changes, so old tags are not taken for new images.
-LAYOUT_VERSION = "1"
-TAG_LENGTH = 40
-# How many output lines of a failing build step to show.
-FAILED_STEP_LINES = 25
-LOCAL_REPOSITORY_PREFIX = "stepframe-local"
+registry_address = _plan.registry_address
 
 
 @attrs.define
@@ -89,124 +69,119 @@ class BuildReport:
     existing_layers: int = 0
 
 
-_reports: list[BuildReport] = []
-_done: dict[str, ImageRef] = {}
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
+class Builds:
+    """The images this process built or found, and what each request did, both bounded.
+
+    Identical requests at the same time build once: each reference has a lock while
+    anyone asks for it (and none after, so the locks do not pile up either).
+
+    :param remembered: how many answered references to keep (least recently used go).
+    :param reports: how many reports to keep (oldest go).
+    """
+
+    def __init__(self, remembered: int = 256, reports: int = 1024) -> None:
+        self.remembered = remembered
+        self._done: OrderedDict[str, ImageRef] = OrderedDict()
+        self._reports: deque[BuildReport] = deque(maxlen=reports)
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+        self._guard = threading.Lock()
+
+    def reports(self) -> list[BuildReport]:
+        with self._guard:
+            return list(self._reports)
+
+    def forget(self) -> None:
+        with self._guard:
+            self._done.clear()
+            self._reports.clear()
+
+    def report(self, report: BuildReport) -> None:
+        with self._guard:
+            self._reports.append(report)
+
+    def answered(self, reference: str) -> ImageRef | None:
+        with self._guard:
+            ref = self._done.get(reference)
+            if ref is not None:
+                self._done.move_to_end(reference)
+            return ref
+
+    def remember(self, reference: str, ref: ImageRef) -> None:
+        with self._guard:
+            self._done[reference] = ref
+            self._done.move_to_end(reference)
+            while len(self._done) > self.remembered:
+                self._done.popitem(last=False)
+
+    def lock_count(self) -> int:
+        with self._guard:
+            return len(self._locks)
+
+    @contextmanager
+    def exclusive(self, reference: str) -> Iterator[None]:
+        """Hold ``reference``'s lock; it is dropped when nobody holds or waits for it."""
+        with self._guard:
+            lock, users = self._locks.get(reference, (threading.Lock(), 0))
+            self._locks[reference] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[reference]
+                if users == 1:
+                    del self._locks[reference]
+                else:
+                    self._locks[reference] = (lock, users - 1)
+
+
+# This process's builds: what `build_reports` and `forget_builds` see.
+BUILDS = Builds()
 
 
 def build_reports() -> list[BuildReport]:
-    """Every build request answered in this process, oldest first."""
-    return list(_reports)
+    """Every build request answered in this process, oldest first (the newest 1024)."""
+    return BUILDS.reports()
 
 
 def forget_builds() -> None:
     """Forget this process's answers, so the next request asks the registry again."""
-    _done.clear()
-    _reports.clear()
-
-
-@attrs.frozen
-class BuildPlan:
-    """Everything that goes into one image, gathered before any hashing or building."""
-
-    code_root: Path
-    repository: str
-    registry: str | None
-    settings: DockerSettings
-    parent: str
-    parent_id: str
-    dockerfile: str
-    parity: str
-    requirements: bytes
-    packages: tuple[_dists.DistributionSource, ...]
-    files: tuple[_context.ContextFile, ...]
-    extra: tuple[tuple[str, Path], ...]
-    context_bytes: int
-
-    @property
-    def tag(self) -> str:
-        return image_hash(self)[:TAG_LENGTH]
-
-
-def image_hash(plan: BuildPlan) -> str:
-    """sha256 of everything that goes into the image."""
-    digest = hashlib.sha256()
-
-    def part(name: str, value: str | bytes) -> None:
-        data = value.encode() if isinstance(value, str) else value
-        digest.update(f"{name}:{len(data)}:".encode() + data + b"\n")
-
-    part("layout", LAYOUT_VERSION)
-    part("parent", plan.parent_id)
-    part("dockerfile", plan.dockerfile)
-    part("parity", plan.parity)
-    part("requirements", plan.requirements)
-    for source in plan.packages:
-        part("package", f"{source.name}=={source.version} {source.wheel_digest or 'index'}")
-    for name, path in plan.extra:
-        part("extra", f"{name} {_context.tree_digest(_extra_files(path))}")
-    part("code", _context.tree_digest(plan.files))
-    part("build_args", json.dumps(plan.settings.build_args, sort_keys=True))
-    part("platform", plan.settings.platform)
-    return digest.hexdigest()
-
-
-def _extra_files(path: Path) -> list[_context.ContextFile]:
-    if path.is_dir():
-        return _context.collect(path, _context.IgnoreRules.of())
-    info = path.stat()
-    return [_context.ContextFile(path.name, path, info.st_size, info.st_mode)]
-
-
-def _registry_address(registry: Component | None) -> str | None:
-    if registry is None:
-        return None
-    config = registry.config
-    uri = getattr(config, "uri", None)
-    if not isinstance(uri, str) or not uri:
-        raise ConfigError(
-            f"container registry {registry.name!r} (flavor {registry.flavor!r}) has no uri; "
-            f"set one: `stepframe container-registry update {registry.name} --uri HOST:PORT`"
-        )
-    uri = re.sub(r"^[a-z]+://", "", uri).rstrip("/")
-    return uri
-
-
-def _image_name(settings: DockerSettings, code_root: Path) -> str:
-    name = settings.image_name or code_root.name or "stepframe"
-    name = re.sub(r"[^a-z0-9._/-]+", "-", name.lower()).strip("-._/")
-    return name or "stepframe"
-
-
-def _builder_defaults(builder: Component) -> dict[str, Any]:
-    config = builder.config
-    if not isinstance(config, DockerBuilderConfig):
-        return {}
-    values = attrs.asdict(config)
-    names = {f.name for f in attrs.fields(DockerSettings)}
-    return {k: v for k, v in values.items() if k in names and v is not None}
+    BUILDS.forget()
 
 
 def _docker_host(component: Component) -> str | None:
     return getattr(component.config, "docker_host", None)
 
 
-def _requirements(settings: DockerSettings, request: ImageRequest, code_root: Path) -> bytes:
-    lines = [*settings.requirements, *request.requirements]
-    if settings.requirements_file:
-        path = code_root / settings.requirements_file
-        try:
-            lines += path.read_text().splitlines()
-        except OSError as error:
-            raise ConfigError(
-                f"settings docker.requirements_file: cannot read {path}: {error.strerror}"
-            ) from None
-    kept = [line for line in lines if line.strip() and not line.strip().startswith("#")]
-    return _dockerfile.requirement_lines(kept)
+def _no_cache(builder: Component) -> bool:
+    return bool(getattr(builder.config, "no_cache", False))
 
 
-def _parent_id(client: docker.DockerClient, parent: str, pull: bool) -> str:
+def _progress(request: ImageRequest) -> Progress | None:
+    # A core without ImageRequest.progress has nowhere to show it.
+    progress: Progress | None = getattr(request, "progress", None)
+    return progress
+
+
+def resolve_parent(
+    client: docker.DockerClient,
+    request: ImageRequest,
+    settings: DockerSettings,
+    progress: Progress | None = None,
+) -> Parent:
+    """The parent image and its id: pulled if missing, or built from a user Dockerfile."""
+    reference = _plan.parent_reference(request, settings)
+    if reference is None:
+        code_root = _plan.code_root_of(request)
+        name = _plan.image_name(settings, code_root)
+        image_id = _build_user_dockerfile(client, settings, code_root, name, progress)
+        return Parent(image_id, image_id)
+    return Parent(reference, _parent_id(client, reference, settings.pull_parent, progress))
+
+
+def _parent_id(
+    client: docker.DockerClient, parent: str, pull: bool, progress: Progress | None = None
+) -> str:
     """The parent image's id, pulling it if the engine does not have it (or ``pull``)."""
     from docker.errors import APIError, ImageNotFound
 
@@ -218,8 +193,13 @@ def _parent_id(client: docker.DockerClient, parent: str, pull: bool) -> str:
         except APIError as error:
             raise ParentImageError(f"cannot inspect parent image {parent!r}: {error}") from None
     repository, tag = _split_reference(parent)
+    pulled = LayerBytes("pulling", parent, progress)
     try:
-        client.api.pull(repository, tag=tag)
+        for chunk in chunks(client.api.pull(repository, tag=tag, stream=True, decode=True)):
+            if "error" in chunk or "errorDetail" in chunk:
+                detail = chunk.get("errorDetail") or {}
+                raise APIError(str(detail.get("message") or chunk.get("error")))
+            pulled.feed(chunk)
         return str(inspect_image(client, parent)["Id"])
     except (APIError, ImageNotFound) as error:
         explanation = getattr(error, "explanation", None) or str(error)
@@ -241,74 +221,12 @@ def _split_reference(reference: str) -> tuple[str, str | None]:
     return reference, "latest"
 
 
-def plan(request: ImageRequest, builder: Component) -> BuildPlan:
-    """Gather what goes into the image (no building), with the settings validated."""
-    settings: DockerSettings = structure_settings(
-        request.settings, "settings.docker", defaults=_builder_defaults(builder)
-    )
-    code_root = Path(request.code_root).resolve()
-    if not code_root.is_dir():
-        raise ConfigError(f"the code root {code_root} is not a folder")
-    registry = _registry_address(request.target_registry)
-    name = _image_name(settings, code_root)
-    repository = f"{registry}/{name}" if registry else f"{LOCAL_REPOSITORY_PREFIX}/{name}"
-    client = client_for(_docker_host(builder))
-    if settings.dockerfile:
-        parent = parent_id = _build_user_dockerfile(client, settings, code_root, name)
-    else:
-        parent = request.parent_image or settings.parent_image or default_parent_image()
-        parent_id = _parent_id(client, parent, settings.pull_parent)
-    try:
-        rules = _context.load_rules(code_root, settings.dockerignore)
-    except OSError as error:
-        raise ConfigError(f"settings docker.dockerignore: {error}") from None
-    files = _context.collect(code_root, rules)
-    context_bytes = _context.warn_if_large(files, code_root)
-    names = settings.stepframe_packages
-    packages = _dists.resolve_packages(
-        list(names) if names is not None else _dists.default_packages()
-    )
-    extra: list[tuple[str, Path]] = []
-    extra_lines: list[tuple[str, str]] = []
-    for index, (source, destination) in enumerate(sorted(settings.extra_files.items())):
-        path = (code_root / source).resolve()
-        if not path.exists():
-            raise ConfigError(f"settings docker.extra_files: {path} does not exist")
-        context_name = f"extra/{index}"
-        extra.append((context_name, path))
-        extra_lines.append((context_name + ("/" if path.is_dir() else ""), destination))
-    requirements = _requirements(settings, request, code_root)
-    environment = {**settings.environment, **request.environment}
-    spec = _dockerfile.DockerfileSpec(
-        parent=parent,
-        apt_packages=tuple(settings.apt_packages),
-        has_requirements=bool(requirements),
-        wheels=tuple(s.wheel.name for s in packages if s.wheel is not None),
-        pinned=tuple(s.requirement for s in packages if s.wheel is None),
-        environment=environment,
-        build_args=tuple(sorted(settings.build_args)),
-        extra_files=tuple(extra_lines),
-    )
-    python = "{}.{}".format(*sys.version_info[:2])
-    return BuildPlan(
-        code_root=code_root,
-        repository=repository,
-        registry=registry,
-        settings=settings,
-        parent=parent,
-        parent_id=parent_id,
-        dockerfile=_dockerfile.render(spec),
-        parity=_dockerfile.parity_script(python, {s.name: s.version for s in packages}),
-        requirements=requirements,
-        packages=tuple(packages),
-        files=tuple(files),
-        extra=tuple(extra),
-        context_bytes=context_bytes,
-    )
-
-
 def _build_user_dockerfile(
-    client: docker.DockerClient, settings: DockerSettings, code_root: Path, name: str
+    client: docker.DockerClient,
+    settings: DockerSettings,
+    code_root: Path,
+    name: str,
+    progress: Progress | None,
 ) -> str:
     """Build the user's Dockerfile (context: the filtered code root); its image id."""
     path = code_root / str(settings.dockerfile)
@@ -320,84 +238,90 @@ def _build_user_dockerfile(
             _context.add_tree(archive, files, ".")
             _context.add_bytes(archive, ".stepframe-user.Dockerfile", path.read_bytes())
         stream.seek(0)
-        image_id, _ = _run_build(
+        result = _run_build(
             client,
             stream,
             dockerfile=".stepframe-user.Dockerfile",
-            tag=f"{LOCAL_REPOSITORY_PREFIX}/{name}-base:latest",
+            tag=f"{_plan.LOCAL_REPOSITORY_PREFIX}/{name}-base:latest",
             settings=settings,
             what=f"the Dockerfile {path}",
+            progress=progress,
         )
-    return image_id
+    assert result.image_id is not None  # _run_build raises otherwise
+    return result.image_id
 
 
-def build(request: ImageRequest, builder: Component) -> ImageRef:
+def plan_for(request: ImageRequest, builder: Component) -> BuildPlan:
+    """The plan for a request, resolving its parent image on the builder's engine."""
+    settings = _plan.settings_for(request, builder)
+    client = client_for(_docker_host(builder))
+    parent = resolve_parent(client, request, settings, _progress(request))
+    return _plan.plan(request, builder, parent)
+
+
+def build(request: ImageRequest, builder: Component, builds: Builds = BUILDS) -> ImageRef:
     """The `build_image` hook's work for the ``docker`` flavor."""
     started = time.monotonic()
-    the_plan = plan(request, builder)
+    progress = _progress(request)
+    the_plan = plan_for(request, builder)
     tag = the_plan.tag
     reference = f"{the_plan.repository}:{tag}"
-    with _lock_for(reference):
-        done = _done.get(reference)
+
+    def answer(ref: ImageRef, report: BuildReport) -> ImageRef:
+        builds.remember(reference, ref)
+        builds.report(report)
+        return ref
+
+    with builds.exclusive(reference):
+        done = builds.answered(reference)
         if done is not None:
-            _reports.append(
-                BuildReport(done.uri, done.digest, "in-process", time.monotonic() - started)
-            )
+            elapsed = time.monotonic() - started
+            builds.report(BuildReport(done.uri, done.digest, "in-process", elapsed))
             return done
         client = client_for(_docker_host(builder))
-        auth = _auth_config(request)
+        auth = _registry.auth_config(request)
         if the_plan.registry is not None:
             if request.prepare_repository is not None:
                 request.prepare_repository(the_plan.repository)
-            digest = _registry_digest(client, the_plan.registry, reference, auth)
+            digest = _registry.registry_digest(client, the_plan.registry, reference, auth)
             if digest is not None:
-                ref = ImageRef(reference, digest)
-                _done[reference] = ref
-                _reports.append(
-                    BuildReport(ref.uri, digest, "in-registry", time.monotonic() - started)
+                elapsed = time.monotonic() - started
+                return answer(
+                    ImageRef(reference, digest),
+                    BuildReport(reference, digest, "in-registry", elapsed),
                 )
-                return ref
         elif _local_image(client, reference):
-            ref = ImageRef(reference, None)
-            _done[reference] = ref
-            _reports.append(BuildReport(reference, None, "local", time.monotonic() - started))
-            return ref
+            elapsed = time.monotonic() - started
+            return answer(ImageRef(reference), BuildReport(reference, None, "local", elapsed))
         report = BuildReport(reference, None, "built", context_bytes=the_plan.context_bytes)
         build_started = time.monotonic()
-        _build(client, the_plan, reference, report, no_cache=_no_cache(builder))
+        with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as stream:
+            _context_archive(the_plan, stream)
+            stream.seek(0)
+            result = _run_build(
+                client,
+                stream,
+                dockerfile="Dockerfile",
+                tag=reference,
+                settings=the_plan.settings,
+                what=f"the image for {the_plan.code_root}",
+                no_cache=_no_cache(builder),
+                progress=progress,
+            )
+        report.steps, report.cached_steps = result.steps, result.cached
         report.build_seconds = time.monotonic() - build_started
-        digest = None
         if the_plan.registry is not None:
             push_started = time.monotonic()
-            digest = _push(client, the_plan.registry, the_plan.repository, tag, report, auth)
+            pushed = _registry.push(
+                client, the_plan.registry, the_plan.repository, tag, auth, progress
+            )
             report.push_seconds = time.monotonic() - push_started
-        ref = ImageRef(reference, digest)
-        report.digest = digest
+            report.digest = pushed.digest
+            report.pushed_layers = pushed.pushed_layers
+            report.existing_layers = pushed.existing_layers
+            report.pushed_bytes = pushed.pushed_bytes
         report.seconds = time.monotonic() - started
-        _done[reference] = ref
-        _reports.append(report)
-        return ref
-
-
-def _auth_config(request: ImageRequest) -> dict[str, str] | None:
-    """The registry login from the registry's connector; None to use the engine's own."""
-    credentials = request.registry_credentials
-    if credentials is None:
-        return None
-    values = credentials.fresh().values
-    auth = {"username": values["username"], "password": values["password"]}
-    if values.get("registry"):
-        auth["serveraddress"] = values["registry"]
-    return auth
-
-
-def _no_cache(builder: Component) -> bool:
-    return bool(getattr(builder.config, "no_cache", False))
-
-
-def _lock_for(key: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(key, threading.Lock())
+        return answer(ImageRef(reference, report.digest), report)
 
 
 def _local_image(client: docker.DockerClient, reference: str) -> bool:
@@ -410,101 +334,39 @@ def _local_image(client: docker.DockerClient, reference: str) -> bool:
     return True
 
 
-def _registry_digest(
-    client: docker.DockerClient,
-    registry: str,
-    reference: str,
-    auth: dict[str, str] | None = None,
-) -> str | None:
-    """The digest the registry has for ``reference``, or None when it lacks the tag."""
-    from docker.errors import APIError, NotFound
-
-    try:
-        data = inspect_distribution(client, reference, auth)
-    except NotFound:
-        return None
-    except APIError as error:
-        text = str(getattr(error, "explanation", None) or error)
-        if re.search(r"manifest unknown|not found|name unknown", text, re.IGNORECASE):
-            return None
-        raise _registry_error(registry, text) from None
-    return str(data["Descriptor"]["digest"])
-
-
-def _registry_error(registry: str, text: str) -> RegistryError:
-    # "no basic auth credentials": the engine has no login for a registry that wants one.
-    if re.search(
-        r"unauthorized|authentication required|denied|no basic auth credentials",
-        text,
-        re.IGNORECASE,
-    ):
-        return RegistryError(
-            f"the container registry {registry} refused access ({text}); log in with "
-            f"`docker login {registry.split('/')[0]}` or check the registry's connector"
-        )
-    return RegistryError(
-        f"the container registry {registry} is unreachable ({text}); check that it runs and "
-        "that the stack's container registry uri is right"
-    )
-
-
-def _context_archive(the_plan: BuildPlan, stream: Any) -> None:
+def _context_archive(the_plan: BuildPlan, stream: IO[bytes]) -> None:
     with _context.open_archive(stream) as archive:
         _context.add_bytes(archive, "Dockerfile", the_plan.dockerfile.encode())
+        _context.add_bytes(archive, _dockerfile.CONSTRAINTS_PATH, the_plan.constraints)
         if the_plan.requirements:
             _context.add_bytes(archive, _dockerfile.REQUIREMENTS_PATH, the_plan.requirements)
-        _context.add_bytes(archive, "stepframe/parity.py", the_plan.parity.encode())
+        _context.add_bytes(archive, _dockerfile.PARITY_PATH, the_plan.parity_script.encode())
+        _context.add_bytes(archive, _dockerfile.EXPECTED_PATH, the_plan.expected.encode())
         for source in the_plan.packages:
-            if source.wheel is not None:
-                info = source.wheel.stat()
-                wheel = _context.ContextFile(source.wheel.name, source.wheel, info.st_size, 0o644)
-                _context.add_tree(archive, [wheel], "stepframe/wheels")
+            info = source.wheel.stat()
+            wheel = _context.ContextFile(source.wheel.name, source.wheel, info.st_size, 0o644)
+            _context.add_tree(archive, [wheel], "stepframe/wheels")
         for name, path in the_plan.extra:
             if path.is_dir():
-                _context.add_tree(archive, _extra_files(path), name)
+                _context.add_tree(archive, _plan.extra_files(path), name)
             else:
                 info = path.stat()
                 _context.add_bytes(archive, name, path.read_bytes(), info.st_mode & 0o777)
         _context.add_tree(archive, the_plan.files, _dockerfile.CODE_PREFIX)
 
 
-def _build(
-    client: docker.DockerClient,
-    the_plan: BuildPlan,
-    reference: str,
-    report: BuildReport,
-    *,
-    no_cache: bool = False,
-) -> None:
-    with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as stream:
-        _context_archive(the_plan, stream)
-        stream.seek(0)
-        _, stats = _run_build(
-            client,
-            stream,
-            dockerfile="Dockerfile",
-            tag=reference,
-            settings=the_plan.settings,
-            what=f"the image for {the_plan.code_root}",
-            no_cache=no_cache,
-        )
-    report.steps, report.cached_steps = stats
-
-
-_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
-
-
 def _run_build(
     client: docker.DockerClient,
-    stream: Any,
+    stream: IO[bytes],
     *,
     dockerfile: str,
     tag: str,
     settings: DockerSettings,
     what: str,
     no_cache: bool = False,
-) -> tuple[str, tuple[int, int]]:
-    """Run one build; return the image id and (steps, cached steps).
+    progress: Progress | None = None,
+) -> BuildStream:
+    """Run one build; the stream's state at its end (image id, steps, cached steps).
 
     :raises ImageBuildStepError: naming the failing step with its last output lines.
     """
@@ -524,36 +386,10 @@ def _run_build(
     }
     if settings.platform:
         kwargs["platform"] = settings.platform
-    step = ""
-    output: list[str] = []
-    steps = cached = 0
-    image_id: str | None = None
+    state = BuildStream(what, progress)
     try:
-        for chunk in _chunks(client.api.build(**kwargs)):
-            if "error" in chunk or "errorDetail" in chunk:
-                detail = chunk.get("errorDetail") or {}
-                message = str(detail.get("message") or chunk.get("error") or "").strip()
-                raise _step_error(what, step, output, message)
-            aux = chunk.get("aux")
-            if isinstance(aux, Mapping) and "ID" in aux:
-                image_id = str(aux["ID"])
-            text = chunk.get("stream")
-            if not isinstance(text, str):
-                continue
-            for line in text.splitlines():
-                match = _STEP.match(line.strip())
-                if match:
-                    step = line.strip()
-                    steps += 1
-                    output = []
-                elif line.strip() == "---> Using cache":
-                    cached += 1
-                elif line.strip():
-                    output.append(line.rstrip())
-                    del output[:-200]
-                found = re.match(r"^Successfully built ([0-9a-f]+)$", line.strip())
-                if found and image_id is None:
-                    image_id = found.group(1)
+        for chunk in chunks(client.api.build(**kwargs)):
+            state.feed(chunk)
     except APIError as error:
         text = str(getattr(error, "explanation", None) or error)
         if "platform" in text.lower():
@@ -564,81 +400,8 @@ def _run_build(
         raise DockerBuildError(f"building {what}: the engine refused the build: {text}") from None
     except (ConnectionError, OSError) as error:
         raise engine_error(error, None) from None
-    if image_id is None:
+    if state.image_id is None:
         raise DockerBuildError(f"building {what}: the engine reported no image id")
-    if not image_id.startswith("sha256:"):
-        image_id = str(inspect_image(client, tag)["Id"])
-    return image_id, (steps, cached)
-
-
-def _chunks(stream: Iterable[Any]) -> Iterator[dict[str, Any]]:
-    for chunk in stream:
-        if isinstance(chunk, dict):
-            yield chunk
-
-
-def _step_error(what: str, step: str, output: list[str], message: str) -> DockerBuildError:
-    last = tuple(output[-FAILED_STEP_LINES:])
-    if _dockerfile.PARITY_MARKER in message or any(
-        _dockerfile.PARITY_MARKER in line for line in last
-    ):
-        found = [line for line in last if _dockerfile.PARITY_MARKER in line]
-        detail = found[-1] if found else message
-        return ParityError(
-            f"the image for {what.removeprefix('the image for ')} does not match the client: "
-            f"{detail.split('failed: ', 1)[-1]}. Use a parent image with the client's Python "
-            "(settings docker.parent_image) and install stepframe the same way as here"
-        )
-    shown = "\n".join(f"    {line}" for line in last) or "    (no output)"
-    return ImageBuildStepError(
-        f"building {what} failed at {step or 'the start'}:\n{shown}\n  {message}",
-        step,
-        last,
-    )
-
-
-def _push(
-    client: docker.DockerClient,
-    registry: str,
-    repository: str,
-    tag: str,
-    report: BuildReport,
-    auth: dict[str, str] | None = None,
-) -> str:
-    """Push ``repository:tag``; return the digest the registry gives it."""
-    from docker.errors import APIError
-
-    sizes: dict[str, int] = {}
-    pushed: set[str] = set()
-    existing: set[str] = set()
-    digest: str | None = None
-    try:
-        pushing = client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth)
-        for chunk in _chunks(pushing):
-            if "error" in chunk or "errorDetail" in chunk:
-                detail = chunk.get("errorDetail") or {}
-                raise _registry_error(registry, str(detail.get("message") or chunk.get("error")))
-            layer = chunk.get("id")
-            status = str(chunk.get("status", ""))
-            progress = chunk.get("progressDetail") or {}
-            if layer and isinstance(progress, Mapping) and progress.get("total"):
-                sizes[str(layer)] = int(progress["total"])
-            if layer and status == "Pushed":
-                pushed.add(str(layer))
-            elif layer and status == "Layer already exists":
-                existing.add(str(layer))
-            aux = chunk.get("aux")
-            if isinstance(aux, Mapping) and aux.get("Digest"):
-                digest = str(aux["Digest"])
-    except APIError as error:
-        raise _registry_error(registry, str(getattr(error, "explanation", None) or error)) from None
-    if digest is None:
-        raise RegistryError(f"pushing {repository}:{tag} to {registry} gave no digest")
-    report.pushed_layers = len(pushed)
-    report.existing_layers = len(existing)
-    report.pushed_bytes = sum(sizes.get(layer, 0) for layer in pushed)
-    return digest
-
-
-def registry_address(component: Component | None) -> str | None:
-    return _registry_address(component)
+    if not state.image_id.startswith("sha256:"):
+        state.image_id = str(inspect_image(client, tag)["Id"])
+    return state

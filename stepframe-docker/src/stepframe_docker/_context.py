@@ -1,10 +1,11 @@
 """The build context: which files of the code root go into the image, and their hashes.
 
-The code root is filtered by its ``.dockerignore`` (Docker's rules: patterns anchored at
-the root, ``**`` for any depth, ``!`` to re-include), or, when it has none, by its
-``.gitignore`` (git's rules for the common cases: a pattern without a slash matches at any
-depth, a trailing slash matches folders only).  stepframe's own state (``.stepframe/``),
-``.git/`` and Python's byte-code caches never go in.
+The code root is filtered by its ``.dockerignore``, matched by the docker SDK's own
+matcher (Docker's rules: patterns anchored at the root, ``**`` for any depth, ``!`` to
+re-include), or, when it has none, by its ``.gitignore``, matched by ``pathspec`` (git's
+rules).  What is filtered decides the image's tag, so the rules are the tools' own.
+stepframe's own state (``.stepframe/``), ``.git/`` and Python's byte-code caches never go
+in.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
 import stat
 import tarfile
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import attrs
 
@@ -27,6 +29,7 @@ __all__ = [
     "LARGE_CONTEXT_BYTES",
     "ContextFile",
     "ContextSizeWarning",
+    "FileDigests",
     "IgnoreRules",
     "add_bytes",
     "add_tree",
@@ -61,133 +64,97 @@ class ContextSizeWarning(UserWarning):
     """The build context is large; the warning names its largest entries."""
 
 
-def _glob_to_regex(pattern: str) -> str:
-    """A path glob (``*``, ``?``, ``[...]``, ``**``) as a regex over a POSIX path."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "*":
-            if pattern.startswith("**", i):
-                i += 2
-                if pattern.startswith("/", i):
-                    i += 1
-                    out.append("(?:.*/)?")  # zero or more folders
-                else:
-                    out.append(".*")
-                continue
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif char == "[":
-            end = pattern.find("]", i + 1)
-            if end == -1:
-                out.append(re.escape(char))
-            else:
-                body = pattern[i + 1 : end]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
-                i = end
-        elif char == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return "".join(out)
-
-
-@attrs.frozen
-class _Rule:
-    regex: re.Pattern[str]
-    negate: bool
-    dir_only: bool
-
-
 @attrs.frozen
 class IgnoreRules:
-    """An ordered list of ignore patterns; the last one that matches decides.
+    """Ignore patterns in the style of ``.gitignore`` (matched by ``pathspec``, git's own
+    rules) or ``.dockerignore`` (matched by the docker SDK's ``PatternMatcher``, Docker's
+    own rules: patterns anchored at the root, ``**`` for any depth, ``!`` re-includes even
+    below an excluded folder).
 
+    :param style: ``"gitignore"`` or ``"dockerignore"``.
+    :param patterns: the lines, comments and blanks included (each matcher skips them).
     :param source: where the patterns came from, for messages.
     """
 
-    rules: tuple[_Rule, ...]
+    style: str
+    patterns: tuple[str, ...]
     source: str = ""
+    _matcher: Any = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @classmethod
     def parse(cls, lines: Iterable[str], *, style: str, source: str = "") -> IgnoreRules:
         """Patterns in ``dockerignore`` or ``gitignore`` style."""
-        rules = []
-        for raw in lines:
-            line = raw.rstrip("\n")
-            if style == "gitignore":
-                line = line.rstrip(" ") if not line.endswith("\\ ") else line
-            else:
-                line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            negate = line.startswith("!")
-            if negate:
-                line = line[1:].strip() if style == "dockerignore" else line[1:]
-            dir_only = line.endswith("/")
-            line = line.rstrip("/")
-            if style == "dockerignore":
-                line = os.path.normpath(line).replace(os.sep, "/").lstrip("/")
-                if line in ("", "."):
-                    continue
-                regex = _glob_to_regex(line)
-            else:
-                anchored = "/" in line
-                line = line.lstrip("/")
-                if not line:
-                    continue
-                regex = _glob_to_regex(line)
-                if not anchored:
-                    regex = "(?:.*/)?" + regex
-            rules.append(_Rule(re.compile(f"^{regex}$"), negate, dir_only))
-        return cls(tuple(rules), source)
+        if style not in ("gitignore", "dockerignore"):
+            raise ValueError(f"unknown ignore file style {style!r}")
+        return cls(style, tuple(line.rstrip("\n") for line in lines), source)
 
     @classmethod
     def of(cls, *patterns: str) -> IgnoreRules:
         """gitignore-style patterns given inline."""
         return cls.parse(patterns, style="gitignore")
 
-    def __add__(self, other: IgnoreRules) -> IgnoreRules:
-        return IgnoreRules(self.rules + other.rules, self.source or other.source)
+    def _match(self) -> Any:
+        if self._matcher is None:
+            object.__setattr__(self, "_matcher", _matcher(self.style, self.patterns))
+        return self._matcher
 
-    def excluded(self, relative: str, is_dir: bool) -> bool | None:
-        """True/False when a rule decides for this very path, None when none matches."""
-        verdict: bool | None = None
-        for rule in self.rules:
-            if rule.dir_only and not is_dir:
-                continue
-            if rule.regex.match(relative):
-                verdict = not rule.negate
-        return verdict
+    def excluded(self, relative: str, is_dir: bool) -> bool:
+        """Whether the path (POSIX, relative to the root) is left out."""
+        if self.style == "gitignore":
+            # A trailing slash lets folder-only patterns ("build/") match a folder.
+            return bool(self._match().match_file(relative + "/" if is_dir else relative))
+        return bool(self._match().matches(relative))
 
     def may_reinclude_below(self, relative: str) -> bool:
-        """Whether a ``!`` pattern might re-include something below an excluded folder
-        (conservatively: whether there is any ``!`` pattern at all)."""
-        return any(rule.negate for rule in self.rules)
+        """Whether something below an excluded folder may come back.
+
+        git never re-includes below an excluded folder; Docker does when a ``!`` pattern
+        starts with the folder's path (the SDK's own test, from its ``walk``).
+        """
+        if self.style == "gitignore":
+            return False
+        return any(
+            pattern.exclusion and pattern.cleaned_pattern.startswith(relative)
+            for pattern in self._match().patterns
+        )
+
+
+def _matcher(style: str, patterns: tuple[str, ...]) -> Any:
+    if style == "gitignore":
+        import pathspec
+
+        return pathspec.GitIgnoreSpec.from_lines(patterns)
+    from docker.utils.build import PatternMatcher
+
+    lines = [line.strip() for line in patterns]
+    matcher = PatternMatcher([line for line in lines if line and not line.startswith("#")])
+    # The SDK appends "!.dockerignore" since the engine must get the file to read it; but
+    # COPY leaves out an excluded .dockerignore (Docker's documentation), and this context
+    # is what the image gets, so the file's own patterns decide.
+    appended = matcher.patterns[-1] if matcher.patterns else None
+    if appended is not None and appended.exclusion and appended.cleaned_pattern == ".dockerignore":
+        matcher.patterns = matcher.patterns[:-1]
+    return matcher
+
+
+# Checked before any ignore file and never re-included by one.
+_ALWAYS = IgnoreRules.of(*ALWAYS_EXCLUDED)
 
 
 def load_rules(code_root: Path, dockerignore: str | None) -> IgnoreRules:
-    """The rules for a code root: an explicit ignore file, else ``.dockerignore``, else
-    ``.gitignore``, else a default list; always with `ALWAYS_EXCLUDED` first."""
-    base = IgnoreRules.of(*ALWAYS_EXCLUDED)
+    """The rules for a code root: an explicit ignore file (dockerignore style), else
+    ``.dockerignore``, else ``.gitignore``, else a default list.  `ALWAYS_EXCLUDED` is
+    applied on top of any of them by `collect`."""
     if dockerignore is not None:
         path = code_root / dockerignore
-        return base + IgnoreRules.parse(
+        return IgnoreRules.parse(
             path.read_text().splitlines(), style="dockerignore", source=str(path)
         )
     for name, style in ((".dockerignore", "dockerignore"), (".gitignore", "gitignore")):
         path = code_root / name
         if path.is_file():
-            return base + IgnoreRules.parse(
-                path.read_text().splitlines(), style=style, source=str(path)
-            )
-    return base + IgnoreRules.of(*DEFAULT_EXCLUDED)
+            return IgnoreRules.parse(path.read_text().splitlines(), style=style, source=str(path))
+    return IgnoreRules.of(*DEFAULT_EXCLUDED)
 
 
 @attrs.frozen
@@ -204,12 +171,12 @@ class ContextFile:
 def collect(code_root: Path, rules: IgnoreRules) -> list[ContextFile]:
     """Every file below ``code_root`` that the rules keep, sorted by relative path.
 
-    A folder that is excluded is not walked unless a ``!`` pattern may re-include
-    something below it (Docker's behaviour).
+    An excluded folder is not walked unless the rules may re-include something below it.
+    `ALWAYS_EXCLUDED` paths never go in, whatever the rules say.
     """
     found: list[ContextFile] = []
 
-    def walk(folder: Path, relative: str, parent_excluded: bool) -> None:
+    def walk(folder: Path, relative: str) -> None:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except (PermissionError, FileNotFoundError):
@@ -217,14 +184,12 @@ def collect(code_root: Path, rules: IgnoreRules) -> list[ContextFile]:
         for entry in entries:
             rel = f"{relative}/{entry.name}" if relative else entry.name
             is_dir = entry.is_dir(follow_symlinks=False)
-            verdict = rules.excluded(rel, is_dir)
-            excluded = parent_excluded if verdict is None else verdict
+            if (is_dir and entry.name in _NEVER_WALKED) or _ALWAYS.excluded(rel, is_dir):
+                continue
+            excluded = rules.excluded(rel, is_dir)
             if is_dir:
-                if entry.name in _NEVER_WALKED:
-                    continue
-                if excluded and not rules.may_reinclude_below(rel):
-                    continue
-                walk(Path(entry.path), rel, excluded)
+                if not excluded or rules.may_reinclude_below(rel):
+                    walk(Path(entry.path), rel)
                 continue
             if excluded:
                 continue
@@ -234,7 +199,7 @@ def collect(code_root: Path, rules: IgnoreRules) -> list[ContextFile]:
             elif stat.S_ISREG(info.st_mode):
                 found.append(ContextFile(rel, Path(entry.path), info.st_size, info.st_mode))
 
-    walk(code_root, "", False)
+    walk(code_root, "")
     return found
 
 
@@ -265,23 +230,40 @@ def _mib(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MiB"
 
 
-_digest_cache: dict[tuple[str, int, int, int], str] = {}
+class FileDigests:
+    """sha256 of files, remembered by (path, size, mtime, inode), for at most ``limit``
+    files (the least recently used go first)."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._known: OrderedDict[tuple[str, int, int, int], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def __call__(self, path: Path) -> str:
+        info = path.stat()
+        key = (str(path), info.st_size, info.st_mtime_ns, info.st_ino)
+        with self._lock:
+            cached = self._known.get(key)
+            if cached is not None:
+                self._known.move_to_end(key)
+                return cached
+        digest = hashlib.sha256()
+        with open(path, "rb") as stream:
+            for chunk in iter(lambda: stream.read(1024 * 1024), b""):
+                digest.update(chunk)
+        value = digest.hexdigest()
+        with self._lock:
+            self._known[key] = value
+            while len(self._known) > self.limit:
+                self._known.popitem(last=False)
+        return value
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file, remembered by (path, size, mtime, inode) for this process."""
-    info = path.stat()
-    key = (str(path), info.st_size, info.st_mtime_ns, info.st_ino)
-    cached = _digest_cache.get(key)
-    if cached is not None:
-        return cached
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1024 * 1024), b""):
-            digest.update(chunk)
-    value = digest.hexdigest()
-    _digest_cache[key] = value
-    return value
+# This process's file hashes: a project's files are hashed once per change, not per build.
+file_digest = FileDigests()
 
 
 def tree_digest(files: Iterable[ContextFile]) -> str:

@@ -6,13 +6,16 @@ cache mounts) reuses everything up to the first change:
 1. the parent image;
 2. system packages (``apt-get``);
 3. a virtual environment (the interpreter the job's ``python`` resolves to);
-4. the user's requirements;
-5. the stepframe distributions (wheels built from the client's checkout, or pinned);
-6. a parity check: the image's Python and stepframe match the client's;
+4. the constraints file pinning stepframe's third-party dependencies to the client's
+   versions, and the user's requirements (resolved freely within those pins);
+5. the stepframe distributions: wheels holding the very files the client runs;
+6. a parity check: the image's Python, stepframe (by content hash) and pinned
+   dependencies match the client's; the hashes are also recorded as an image label;
 7. environment, extra files, and last the project code -- so a code-only change rebuilds,
    and pushes, one thin layer.
 
-The build context is laid out to match: ``Dockerfile``, ``requirements/``, ``stepframe/``,
+The build context is laid out to match: ``Dockerfile``, ``requirements/`` (``constraints.txt``
+and ``requirements.txt``), ``stepframe/`` (``wheels/``, ``parity.py``, ``expected.json``),
 ``extra/N`` and ``code/``.
 """
 
@@ -27,9 +30,9 @@ import attrs
 __all__ = [
     "APP_DIR",
     "CODE_PREFIX",
+    "DISTRIBUTIONS_LABEL",
     "VENV_DIR",
     "DockerfileSpec",
-    "parity_script",
     "render",
 ]
 
@@ -37,7 +40,12 @@ APP_DIR = "/app"
 VENV_DIR = "/opt/stepframe/venv"
 CODE_PREFIX = "code"
 REQUIREMENTS_PATH = "requirements/requirements.txt"
-PARITY_MARKER = "stepframe-docker parity check"
+CONSTRAINTS_PATH = "requirements/constraints.txt"
+PARITY_PATH = "stepframe/parity.py"
+EXPECTED_PATH = "stepframe/expected.json"
+# An image label holding each stepframe distribution's content hash (JSON).
+DISTRIBUTIONS_LABEL = "org.stepframe.distributions"
+_IN_IMAGE = "/opt/stepframe"
 
 
 @attrs.frozen
@@ -48,7 +56,7 @@ class DockerfileSpec:
     :param apt_packages: system packages.
     :param has_requirements: whether ``requirements/requirements.txt`` has lines.
     :param wheels: file names under ``stepframe/wheels/`` in the context.
-    :param pinned: ``name==version`` of stepframe distributions from the index.
+    :param distributions: each stepframe distribution's content hash, for the label.
     :param environment: variables baked into the image.
     :param build_args: names of build arguments to declare.
     :param extra_files: (context path, destination) pairs.
@@ -58,7 +66,7 @@ class DockerfileSpec:
     apt_packages: tuple[str, ...] = ()
     has_requirements: bool = False
     wheels: tuple[str, ...] = ()
-    pinned: tuple[str, ...] = ()
+    distributions: Mapping[str, str] = attrs.field(factory=dict)
     environment: Mapping[str, str] = attrs.field(factory=dict)
     build_args: tuple[str, ...] = ()
     extra_files: tuple[tuple[str, str], ...] = ()
@@ -105,14 +113,20 @@ def render(spec: DockerfileSpec) -> str:
             }
         )
     )
+    constraints = f"{_IN_IMAGE}/{CONSTRAINTS_PATH}"
+    lines.append(_copy("requirements/", f"{_IN_IMAGE}/requirements/"))
     if spec.has_requirements:
-        lines.append(_copy(REQUIREMENTS_PATH, "/opt/stepframe/requirements.txt"))
-        lines.append("RUN python -m pip install -r /opt/stepframe/requirements.txt")
-    lines.append(_copy("stepframe/", "/opt/stepframe/"))
-    installs = [f"/opt/stepframe/wheels/{name}" for name in spec.wheels] + list(spec.pinned)
-    if installs:
-        lines.append("RUN python -m pip install " + " ".join(shlex.quote(i) for i in installs))
-    lines.append("RUN python /opt/stepframe/parity.py")
+        lines.append(
+            f"RUN python -m pip install -c {constraints} -r {_IN_IMAGE}/{REQUIREMENTS_PATH}"
+        )
+    lines.append(_copy("stepframe/", f"{_IN_IMAGE}/"))
+    if spec.wheels:
+        wheels = " ".join(shlex.quote(f"{_IN_IMAGE}/wheels/{name}") for name in spec.wheels)
+        lines.append(f"RUN python -m pip install -c {constraints} {wheels}")
+    lines.append(f"RUN python {_IN_IMAGE}/parity.py {_IN_IMAGE}/expected.json")
+    if spec.distributions:
+        label = json.dumps(dict(sorted(spec.distributions.items())), separators=(",", ":"))
+        lines.append(f"LABEL {DISTRIBUTIONS_LABEL}={json.dumps(label)}")
     if spec.environment:
         lines.append(_env_line(spec.environment))
     for source, destination in spec.extra_files:
@@ -121,34 +135,6 @@ def render(spec: DockerfileSpec) -> str:
     lines.append(_copy(f"{CODE_PREFIX}/", f"{APP_DIR}/"))
     lines.append(_env_line({"STEPFRAME_CODE_ROOT": APP_DIR}))
     return "\n".join(lines) + "\n"
-
-
-def parity_script(python: str, versions: Mapping[str, str]) -> str:
-    """A check, run at build time, that the image has the client's Python (major.minor)
-    and stepframe distributions; it fails the build with a message naming what differs."""
-    return f'''"""{PARITY_MARKER}: the job must run what the client runs."""
-import sys
-from importlib import metadata
-
-EXPECTED_PYTHON = {python!r}
-EXPECTED = {dict(sorted(versions.items()))!r}
-problems = []
-found = "%d.%d" % sys.version_info[:2]
-if found != EXPECTED_PYTHON:
-    problems.append("Python %s in the image, %s on the client" % (found, EXPECTED_PYTHON))
-for name, version in EXPECTED.items():
-    try:
-        have = metadata.version(name)
-    except metadata.PackageNotFoundError:
-        have = "not installed"
-    if have != version:
-        problems.append("%s %s in the image, %s on the client" % (name, have, version))
-if problems:
-    print("{PARITY_MARKER} failed: " + "; ".join(problems))
-    sys.exit(3)
-shown = ", ".join("%s %s" % kv for kv in EXPECTED.items())
-print("{PARITY_MARKER}: Python %s, %s" % (found, shown))
-'''
 
 
 def requirement_lines(requirements: Sequence[str]) -> bytes:
