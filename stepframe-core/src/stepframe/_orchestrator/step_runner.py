@@ -407,9 +407,10 @@ class StepRunner:
             manifest = read_manifest(self.context.store, launch.result_uri, ResultManifest)
         except ArtifactNotFoundError:
             if self._reattached:
+                reason = f": {status.failure_reason}" if status.failure_reason else ""
                 raise JobLost(
                     f"job {self.handle.job_id if self.handle else '?'} of attempt "
-                    f"{self.attempt} ended ({status.state.value}) without a result"
+                    f"{self.attempt} ended ({status.state.value}{reason}) without a result"
                 ) from None
             reason = status.failure_reason or "it ended without writing a result manifest"
             raise StepFailed(
