@@ -88,7 +88,9 @@ def make(n: int = 5) -> list[float]:
 
 @step(
     operator="sagemaker",
-    settings={{"sagemaker": {{"max_runtime_seconds": 3600, "environment": {{"SCALE": "3"}}{settings}}}}},
+    settings={{
+        "sagemaker": {{"max_runtime_seconds": 3600, "environment": {{"SCALE": "3"}}{settings}}}
+    }},
 )
 def train(xs: list[float]) -> float:
     import os
