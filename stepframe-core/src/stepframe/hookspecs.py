@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING
 from stepframe._plugins.markers import hookspec
 
 if TYPE_CHECKING:
+    import click
+
     from stepframe._artifacts.materializer import Materializer
     from stepframe._artifacts.store import ArtifactStore
     from stepframe._types import (
@@ -278,4 +280,24 @@ def open_artifact_store(uri: str, credentials: Credentials | None) -> ArtifactSt
         declares in ``Flavor.uri_schemes`` (``file``, ``s3``, ...).  A plugin whose
         flavor declares no scheme is asked for every URI and returns None for others'.
     :param credentials: from the artifact store's connector, or None.
+    """
+
+
+# -------------------------------------------------------------------------------------
+# Command line (issue 12: a plugin's own commands, such as stepframe-docker's
+# `stepframe image prune`).
+# -------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add commands to the ``stepframe`` command line.
+
+    Called at most once per process, and only when the command line meets a command
+    name that is not the core's own, or lists the commands for ``--help``: the core's
+    commands never load plugins for it.  Import heavy libraries inside the commands.
+
+    :param cli: the ``stepframe`` click group; call ``cli.add_command(command)``.  A
+        name the core or another plugin already has stays theirs (a
+        `PluginConflictWarning` names both).
     """

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from stepframe._cli.components import component_groups
-from stepframe._cli.errors import NoRunsYet, StepframeGroup, reports_errors
+from stepframe._cli.errors import NoRunsYet, reports_errors
 from stepframe._cli.jobs import jobs
+from stepframe._cli.plugin_commands import PluginCommandGroup
 from stepframe._cli.runs import runs
 from stepframe._cli.secrets import secret
 from stepframe._cli.stacks import flavor, stack
@@ -104,7 +105,10 @@ def _parse_run_config(path: Path) -> dict[str, Any]:
     )
 
 
-@click.group(cls=StepframeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=PluginCommandGroup,  # StepframeGroup, plus the commands plugins add (issue 12)
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="stepframe-core", prog_name="stepframe")
 @click.pass_context
 def cli(ctx: click.Context) -> None:

@@ -40,6 +40,8 @@ from stepframe._types import (
 from stepframe.exceptions import PluginError
 
 if TYPE_CHECKING:
+    import click
+
     from stepframe._plugins.flavors import FlavorRegistry
 
 __all__ = ["Hooks"]
@@ -288,3 +290,36 @@ class Hooks:
                 )
             answers.append((name, list(value)))
         return answers
+
+    # ---- command line (issue 12) ---------------------------------------------------
+
+    def register_commands(self, cli: click.Group) -> None:
+        """Let every plugin add its commands to ``cli``.  A plugin that raises is a
+        `PluginLoadWarning` naming it; a name already taken stays with its first owner
+        (`PluginConflictWarning`)."""
+        import warnings
+
+        from stepframe._plugins.manager import PluginConflictWarning, PluginLoadWarning
+
+        for impl in self._hook.register_commands.get_hookimpls():
+            plugin = self._manager.get_name(impl.plugin)
+            before = dict(cli.commands)
+            try:
+                impl.function(cli=cli)
+            except Exception as error:  # a plugin's bug must not take the CLI down
+                cli.commands = before
+                warnings.warn(
+                    f"{self.describe_plugin(plugin)} could not add its commands: {error}",
+                    PluginLoadWarning,
+                    stacklevel=2,
+                )
+                continue
+            for name, command in before.items():
+                if cli.commands.get(name) is not command:
+                    cli.commands[name] = command
+                    warnings.warn(
+                        f"{self.describe_plugin(plugin)} adds a command {name!r}, which "
+                        "stepframe already has; the first one stays",
+                        PluginConflictWarning,
+                        stacklevel=2,
+                    )
