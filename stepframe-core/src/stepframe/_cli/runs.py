@@ -94,7 +94,7 @@ def list_runs(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.pass_context
 def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
-    """Show one run, its steps and its artifacts.  RUN_ID may be a unique prefix."""
+    """Show one run, its steps and its artifacts.  RUN_ID may be any unique part of it."""
     with _history(ctx) as history:
         run = history.get_run(run_id)
         steps = history.get_steps(run.run_id)
