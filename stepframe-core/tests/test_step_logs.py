@@ -163,3 +163,15 @@ def test_follow_streams_a_running_step_until_it_ends(project, cli_popen, operato
     assert follower.returncode == 0
     assert rest.splitlines()[0] == "after the gate"
     assert running.wait(timeout=60) == 0
+
+
+def test_any_unique_part_of_a_run_id_names_the_run(project) -> None:
+    from stepframe.exceptions import UsageError
+
+    with project.history() as history:
+        for run_id in ("20260101-000000-aaaaaa", "20260101-000000-aabbbb", "20260102-000000-cc"):
+            history.create_run(run_id, "p", project_root=str(project.root))
+        assert history.get_run("aabbbb").run_id == "20260101-000000-aabbbb"  # the end
+        assert history.get_run("0102-").run_id == "20260102-000000-cc"  # the middle
+        with pytest.raises(UsageError, match=r"ambiguous.*aaaaaa.*aabbbb"):
+            history.get_run("-aa")
