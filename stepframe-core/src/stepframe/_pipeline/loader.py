@@ -79,7 +79,7 @@ def _where(error: BaseException) -> str:
     return "\n" + "".join(traceback.format_list(frames[-_WHERE_FRAMES:])).rstrip()
 
 
-def load_pipeline(target: str) -> Pipeline:
+def load_pipeline(target: str) -> Pipeline[...]:
     """Import ``file.py[:name]`` and return the pipeline it names (or its only one)."""
     path, name = split_target(target)
     if path.suffix != ".py":

@@ -14,7 +14,7 @@ import sys
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
 
 import attrs
 
@@ -25,6 +25,8 @@ from stepframe.exceptions import PipelineDefinitionError
 
 if TYPE_CHECKING:
     from stepframe._orchestrator.run import RunResult
+
+_P = ParamSpec("_P")
 
 __all__ = [
     "ConstantInput",
@@ -57,7 +59,7 @@ class StepSpec:
     """One step invocation in a compiled pipeline."""
 
     name: str
-    step: Step
+    step: Step[..., Any]
     inputs: Mapping[str, UpstreamInput | ConstantInput]
     operator: str | None
     settings: Mapping[str, Any]
@@ -155,7 +157,9 @@ class _Compilation:
             n += 1
         return f"{name}_{n}"
 
-    def add_invocation(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def add_invocation(
+        self, step: Step[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         # A step's and its outputs' names become folders and files of the run: refuse a
         # bad one now, not when the run gets to it (see _names.py).
         where = f"pipeline {self.pipeline_name!r}: step"
@@ -187,7 +191,7 @@ class _Compilation:
         return refs[0] if len(refs) == 1 else Outputs(refs)
 
     def _input(
-        self, step_name: str, step: Step, param: str, value: Any
+        self, step_name: str, step: Step[..., Any], param: str, value: Any
     ) -> UpstreamInput | ConstantInput:
         if isinstance(value, Outputs):
             raise PipelineDefinitionError(
@@ -228,12 +232,16 @@ def _contains_output_ref(value: Any) -> bool:
     return False
 
 
-class Pipeline:
-    """A function that composes steps.  Calling it compiles and runs it."""
+class Pipeline(Generic[_P]):
+    """A function that composes steps.  Calling it compiles and runs it.
+
+    Generic in the function's parameters, so type checkers check the arguments of a
+    call (or of `compile`) as those of the function.
+    """
 
     def __init__(
         self,
-        func: Callable[..., Any],
+        func: Callable[_P, object],
         *,
         name: str | None = None,
         settings: Mapping[str, Any] | None = None,
@@ -243,7 +251,7 @@ class Pipeline:
         self.name = name or func.__name__
         self.settings: dict[str, Any] = dict(settings or {})
 
-    def compile(self, *args: Any, **kwargs: Any) -> PipelineSpec:
+    def compile(self, *args: _P.args, **kwargs: _P.kwargs) -> PipelineSpec:
         """Build the DAG without running anything."""
         if current_compilation() is not None:
             raise PipelineDefinitionError(
@@ -273,7 +281,7 @@ class Pipeline:
             params=dict(bound.arguments),
         )
 
-    def __call__(self, *args: Any, **kwargs: Any) -> RunResult:
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> RunResult:
         """Compile and run the pipeline in this process's orchestrator.
 
         :raises RunFailed: when a step fails; its cause is the first `StepFailed`.
@@ -287,29 +295,29 @@ class Pipeline:
 
 
 @overload
-def pipeline(func: Callable[..., Any], /) -> Pipeline: ...
+def pipeline(func: Callable[_P, object], /) -> Pipeline[_P]: ...
 
 
 @overload
 def pipeline(
     *, name: str | None = None, settings: Mapping[str, Any] | None = None
-) -> Callable[[Callable[..., Any]], Pipeline]: ...
+) -> Callable[[Callable[_P, object]], Pipeline[_P]]: ...
 
 
 def pipeline(
-    func: Callable[..., Any] | None = None,
+    func: Callable[_P, object] | None = None,
     /,
     *,
     name: str | None = None,
     settings: Mapping[str, Any] | None = None,
-) -> Pipeline | Callable[[Callable[..., Any]], Pipeline]:
+) -> Pipeline[_P] | Callable[[Callable[_P, object]], Pipeline[_P]]:
     """Make a function a pipeline: inside it, step calls build the DAG.
 
     :param name: the pipeline's name (default: the function's name).
     :param settings: per-flavor settings for every step, below each step's own.
     """
 
-    def decorate(function: Callable[..., Any]) -> Pipeline:
+    def decorate(function: Callable[_P, object]) -> Pipeline[_P]:
         return Pipeline(function, name=name, settings=settings)
 
     if func is not None:

@@ -3,6 +3,12 @@
 Inside a ``@pipeline`` function, calling a step does not run it: it records an
 invocation and returns placeholders for its outputs, which later steps take as inputs.
 Outside a pipeline, a step is its plain function, so it stays easy to unit test.
+
+For type checkers a step keeps its function's signature (``Step[P, R]``): a call is
+checked against the function's parameters and gives the function's return type ``R``.
+Inside a pipeline the value is really an `OutputRef` (or `Outputs`) placeholder, but it
+stands for exactly that ``R`` when the next step takes it, so typing it as ``R`` lets
+mypy check that one step's output fits the next step's input.
 """
 
 from __future__ import annotations
@@ -12,13 +18,16 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, get_args, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, get_args, overload
 
 from stepframe.exceptions import PipelineDefinitionError
 
 __all__ = ["OutputRef", "Outputs", "RetryOn", "Step", "step"]
 
 EMPTY = inspect.Parameter.empty
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class OutputRef:
@@ -105,12 +114,16 @@ def _seconds(option: str, value: object, step: str, *, allow_zero: bool = False)
     return float(value)
 
 
-class Step:
-    """A function that runs as one unit of a pipeline, wherever its operator says."""
+class Step(Generic[_P, _R]):
+    """A function that runs as one unit of a pipeline, wherever its operator says.
+
+    Generic in the function's parameters and return type, so that type checkers check
+    each call of the step as a call of the function.
+    """
 
     def __init__(
         self,
-        func: Callable[..., Any],
+        func: Callable[_P, _R],
         *,
         name: str | None = None,
         operator: str | None = None,
@@ -169,7 +182,7 @@ class Step:
         operator: str | None = None,
         settings: Mapping[str, Any] | None = None,
         cache: bool | None = None,
-    ) -> Step:
+    ) -> Step[_P, _R]:
         """A copy of this step with some options changed; settings merge key by key.
 
         Retries and the timeout are kept as they are.
@@ -190,20 +203,25 @@ class Step:
         copy.output_annotations = dict(self.output_annotations)
         return copy
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        """Outside a pipeline, run the function; inside one, record an invocation.
+
+        Inside a pipeline the value returned is a placeholder for the outputs (an
+        `OutputRef`, or `Outputs` for several), typed as ``R`` for the next step's sake.
+        """
         from stepframe._pipeline.pipeline import current_compilation
 
         compilation = current_compilation()
         if compilation is None:
             return self.func(*args, **kwargs)
-        return compilation.add_invocation(self, args, kwargs)
+        return cast("_R", compilation.add_invocation(self, args, kwargs))
 
     def __repr__(self) -> str:
         return f"<step {self.name!r} ({self.func.__module__}.{self.func.__qualname__})>"
 
 
 @overload
-def step(func: Callable[..., Any], /) -> Step: ...
+def step(func: Callable[_P, _R], /) -> Step[_P, _R]: ...
 
 
 @overload
@@ -218,11 +236,11 @@ def step(
     retry_delay: float | datetime.timedelta = 0.0,
     retry_on: RetryOn = "any",
     timeout: float | datetime.timedelta | None = None,
-) -> Callable[[Callable[..., Any]], Step]: ...
+) -> Callable[[Callable[_P, _R]], Step[_P, _R]]: ...
 
 
 def step(
-    func: Callable[..., Any] | None = None,
+    func: Callable[_P, _R] | None = None,
     /,
     *,
     name: str | None = None,
@@ -234,7 +252,7 @@ def step(
     retry_delay: float | datetime.timedelta = 0.0,
     retry_on: RetryOn = "any",
     timeout: float | datetime.timedelta | None = None,
-) -> Step | Callable[[Callable[..., Any]], Step]:
+) -> Step[_P, _R] | Callable[[Callable[_P, _R]], Step[_P, _R]]:
     """Make a function a pipeline step.
 
     :param name: the step's name in the pipeline (default: the function's name).
@@ -255,7 +273,7 @@ def step(
         it comes, is discarded.
     """
 
-    def decorate(function: Callable[..., Any]) -> Step:
+    def decorate(function: Callable[_P, _R]) -> Step[_P, _R]:
         return Step(
             function,
             name=name,

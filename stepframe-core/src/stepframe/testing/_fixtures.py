@@ -157,7 +157,7 @@ class TempProject:
         path.write_text(textwrap.dedent(text))
         return path
 
-    def load(self, source: str, pipeline: str | None = None) -> Pipeline:
+    def load(self, source: str, pipeline: str | None = None) -> Pipeline[...]:
         """Write ``source`` and load a pipeline from it, as ``stepframe run`` does."""
         from stepframe._pipeline.loader import load_pipeline
 
@@ -166,7 +166,7 @@ class TempProject:
 
     def run(
         self,
-        target: Pipeline | PipelineSpec,
+        target: Pipeline[...] | PipelineSpec,
         *args: Any,
         plugins: Plugins | None = None,
         **options: Any,
@@ -260,7 +260,7 @@ class SmallPipeline:
     ``project.run(small.pipeline)`` runs it; ``result.output("total") == small.expected``.
     """
 
-    pipeline: Pipeline
+    pipeline: Pipeline[...]
     operator: str | None
     count: int
     expected: int
