@@ -19,53 +19,52 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from stepframe._artifacts.materializer import Materializer
-    from stepframe._artifacts.store import ArtifactStore
-    from stepframe._client.runs import Runs
-    from stepframe._config.secrets import SecretRef, resolve_secret
-    from stepframe._current_job import JobPlacement, current_job
-    from stepframe._pipeline.pipeline import Pipeline, pipeline
-    from stepframe._pipeline.step import Step, step
-    from stepframe._plugins.manager import (
-        PluginConflictWarning,
-        PluginLoadWarning,
-        Plugins,
-        PluginVersionWarning,
-        load_plugins,
-    )
-    from stepframe._plugins.markers import hookimpl
-    from stepframe._types import (
-        ArtifactRef,
-        Component,
-        ComponentKind,
-        ConnectorReport,
-        Credentials,
-        Flavor,
-        ImageRef,
-        ImageRequest,
-        JobHandle,
-        JobNotFound,
-        JobState,
-        JobStatus,
-        Launch,
-        PlannedStep,
-        RemoteError,
-        ResourceRequest,
-        StepResult,
-    )
-    from stepframe.exceptions import (
-        ConfigError,
-        ConnectorError,
-        PipelineLoadError,
-        RunCancelled,
-        RunFailed,
-        StepFailed,
-        StepframeError,
-        SubmitAmbiguousError,
-        UnknownOperatorError,
-    )
+    from stepframe._artifacts.materializer import Materializer as Materializer
+    from stepframe._artifacts.store import ArtifactStore as ArtifactStore
+    from stepframe._client.runs import Runs as Runs
+    from stepframe._config.secrets import SecretRef as SecretRef
+    from stepframe._config.secrets import resolve_secret as resolve_secret
+    from stepframe._current_job import JobPlacement as JobPlacement
+    from stepframe._current_job import current_job as current_job
+    from stepframe._pipeline.pipeline import Pipeline as Pipeline
+    from stepframe._pipeline.pipeline import pipeline as pipeline
+    from stepframe._pipeline.step import Step as Step
+    from stepframe._pipeline.step import step as step
+    from stepframe._plugins.manager import PluginConflictWarning as PluginConflictWarning
+    from stepframe._plugins.manager import PluginLoadWarning as PluginLoadWarning
+    from stepframe._plugins.manager import Plugins as Plugins
+    from stepframe._plugins.manager import PluginVersionWarning as PluginVersionWarning
+    from stepframe._plugins.manager import load_plugins as load_plugins
+    from stepframe._plugins.markers import hookimpl as hookimpl
+    from stepframe._types import ArtifactRef as ArtifactRef
+    from stepframe._types import Component as Component
+    from stepframe._types import ComponentKind as ComponentKind
+    from stepframe._types import ConnectorReport as ConnectorReport
+    from stepframe._types import Credentials as Credentials
+    from stepframe._types import Flavor as Flavor
+    from stepframe._types import ImageRef as ImageRef
+    from stepframe._types import ImageRequest as ImageRequest
+    from stepframe._types import JobHandle as JobHandle
+    from stepframe._types import JobNotFound as JobNotFound
+    from stepframe._types import JobState as JobState
+    from stepframe._types import JobStatus as JobStatus
+    from stepframe._types import Launch as Launch
+    from stepframe._types import PlannedStep as PlannedStep
+    from stepframe._types import RemoteError as RemoteError
+    from stepframe._types import ResourceRequest as ResourceRequest
+    from stepframe._types import StepResult as StepResult
+    from stepframe.exceptions import ConfigError as ConfigError
+    from stepframe.exceptions import ConnectorError as ConnectorError
+    from stepframe.exceptions import PipelineLoadError as PipelineLoadError
+    from stepframe.exceptions import RunCancelled as RunCancelled
+    from stepframe.exceptions import RunFailed as RunFailed
+    from stepframe.exceptions import StepFailed as StepFailed
+    from stepframe.exceptions import StepframeError as StepframeError
+    from stepframe.exceptions import SubmitAmbiguousError as SubmitAmbiguousError
+    from stepframe.exceptions import UnknownOperatorError as UnknownOperatorError
 
-# Public name -> the module that defines it.
+# Public name -> the module that defines it.  Adding a name: add it here and to the
+# TYPE_CHECKING imports, then to the reviewed list in tests/test_public_api.py.
 _EXPORTS: dict[str, str] = {
     "ArtifactRef": "stepframe._types",
     "ArtifactStore": "stepframe._artifacts.store",
@@ -112,52 +111,9 @@ _EXPORTS: dict[str, str] = {
     "step": "stepframe._pipeline.step",
 }
 
-__all__ = [
-    "ArtifactRef",
-    "ArtifactStore",
-    "Component",
-    "ComponentKind",
-    "ConfigError",
-    "ConnectorError",
-    "ConnectorReport",
-    "Credentials",
-    "Flavor",
-    "ImageRef",
-    "ImageRequest",
-    "JobHandle",
-    "JobNotFound",
-    "JobPlacement",
-    "JobState",
-    "JobStatus",
-    "Launch",
-    "Materializer",
-    "Pipeline",
-    "PipelineLoadError",
-    "PlannedStep",
-    "PluginConflictWarning",
-    "PluginLoadWarning",
-    "PluginVersionWarning",
-    "Plugins",
-    "RemoteError",
-    "ResourceRequest",
-    "RunCancelled",
-    "RunFailed",
-    "Runs",
-    "SecretRef",
-    "Step",
-    "StepFailed",
-    "StepResult",
-    "StepframeError",
-    "SubmitAmbiguousError",
-    "UnknownOperatorError",
-    "__version__",
-    "current_job",
-    "hookimpl",
-    "load_plugins",
-    "pipeline",
-    "resolve_secret",
-    "step",
-]
+# The one list of public names: `_EXPORTS` (the TYPE_CHECKING imports above repeat it for
+# type checkers, as explicit re-exports; tests/test_public_api.py checks they agree).
+__all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:

@@ -69,3 +69,8 @@ def __getattr__(name: str) -> Any:
 
         return BuildReport
     raise AttributeError(f"module 'stepframe_docker' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The lazily imported BuildReport too, as `stepframe`'s module lists its names.
+    return sorted({*globals(), *__all__})
