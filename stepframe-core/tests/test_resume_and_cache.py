@@ -703,7 +703,10 @@ def test_settings_start_from_the_operator_components_defaults(project, cli, acme
             "the run config has settings for step(s) nope, which pipeline 'layered' does not "
             "have (its steps: plain, own, targeted, here)",
         ),
-        ("stack = 'x'\n", "run.toml: unknown key(s) stack; a run config holds [settings.FLAVOR]"),
+        (
+            "stack = 'x'\n",
+            "run.toml: unknown key(s) stack; a run config holds [parameters], [settings.FLAVOR]",
+        ),
         ("[steps.own]\noperator = 'local'\n", "run.toml: steps.own: unknown key(s) operator"),
         (
             "[settings.local]\nenviron = {}\n",
