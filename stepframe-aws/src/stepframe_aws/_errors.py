@@ -218,11 +218,11 @@ def transient_problem(error: BaseException) -> str | None:
         None for anything else (a refusal, a missing resource, a bad request), which
         trying again will not mend.
     """
-    from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+    from botocore.exceptions import (
         ClientError,
         HTTPClientError,
     )
-    from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+    from botocore.exceptions import (
         ConnectionError as BotoConnectionError,
     )
 
@@ -280,7 +280,7 @@ def aws_errors(doing: str, *, source: CredentialSource | None = None) -> Iterato
     :param source: the connector's credentials in use, to explain a refusal in terms of
         its configuration; without it a refusal gets a general message.
     """
-    from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+    from botocore.exceptions import (
         BotoCoreError,
         ClientError,
         EndpointConnectionError,

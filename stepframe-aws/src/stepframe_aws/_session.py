@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from stepframe import ConnectorError, Credentials, StepframeError
 
 if TYPE_CHECKING:
-    import boto3  # type: ignore[import-untyped,unused-ignore]
+    import boto3
 
 __all__ = ["ADVISORY_REFRESH_SECONDS", "MANDATORY_REFRESH_SECONDS", "client", "session"]
 
@@ -48,7 +48,7 @@ def session(
     :param region: overrides the credentials' region.
     :param clock: UNIX time now; tests pass a fake one to cross an expiry without waiting.
     """
-    import boto3  # type: ignore[import-untyped,unused-ignore]
+    import boto3
 
     values = credentials.values if credentials is not None else {}
     region = region or values.get("region") or None
@@ -62,7 +62,7 @@ def session(
             aws_session_token=values.get("aws_session_token") or None,
             region_name=region,
         )
-    import botocore.session  # type: ignore[import-untyped,unused-ignore]
+    import botocore.session
 
     core = botocore.session.get_session()
     provider = _refreshable_provider(credentials, clock or time.time)
@@ -106,7 +106,7 @@ def _check_aws_keys(credentials: Credentials) -> None:
 
 def _refreshable_provider(credentials: Credentials, clock: Callable[[], float]) -> Any:
     """A botocore credential provider that hands out refreshable ``credentials``."""
-    from botocore.credentials import CredentialProvider, RefreshableCredentials  # type: ignore[import-untyped,unused-ignore]
+    from botocore.credentials import CredentialProvider, RefreshableCredentials
 
     holder = [credentials]
 

@@ -231,8 +231,8 @@ def _default_chain(
     config: AwsConnectorConfig, source: CredentialSource
 ) -> tuple[dict[str, str], str | None, float | None]:
     """Keys from boto3's default chain or a named profile, its region and their expiry."""
-    import boto3  # type: ignore[import-untyped,unused-ignore]
-    from botocore.exceptions import BotoCoreError, ProfileNotFound  # type: ignore[import-untyped,unused-ignore]
+    import boto3
+    from botocore.exceptions import BotoCoreError, ProfileNotFound
 
     try:
         chain = boto3.Session(profile_name=config.profile)

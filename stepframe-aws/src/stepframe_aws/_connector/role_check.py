@@ -59,7 +59,7 @@ def check_execution_role(
     :param caller_arn: sts:GetCallerIdentity's ARN for the connector.
     :raises ConnectorError: naming the role and what is missing.
     """
-    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+    from botocore.exceptions import ClientError
 
     from stepframe_aws._session import client
 
@@ -152,8 +152,8 @@ def _principal(caller_arn: str) -> str | None:
 
 def _denied(iam: Any, principal: str, role_arn: str, source: CredentialSource) -> list[str] | None:
     """The actions IAM's simulator denies ``principal``; None when it cannot simulate."""
-    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
-    from botocore.parsers import ResponseParserError  # type: ignore[import-untyped,unused-ignore]
+    from botocore.exceptions import ClientError
+    from botocore.parsers import ResponseParserError
 
     denied: list[str] = []
     by_resource: dict[str, list[str]] = {}

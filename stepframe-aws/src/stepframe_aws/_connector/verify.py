@@ -124,7 +124,7 @@ def _check(
 
 
 def _check_bucket(uri: str, credentials: Credentials, source: CredentialSource) -> str:
-    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+    from botocore.exceptions import ClientError
 
     from stepframe_aws._session import client
 

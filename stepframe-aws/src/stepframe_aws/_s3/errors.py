@@ -29,7 +29,7 @@ def s3_errors(doing: str, bucket: str) -> Iterator[None]:
     :param doing: what the block does, for the message (``"reading s3://b/k"``).
     :param bucket: the bucket the block works in.
     """
-    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+    from botocore.exceptions import ClientError
 
     with aws_errors(doing):
         try:

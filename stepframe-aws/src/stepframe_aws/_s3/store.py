@@ -51,7 +51,7 @@ _HIDDEN = "403"
 
 def s3_client(credentials: Credentials | None) -> Any:
     """A boto3 S3 client: the connector's credentials, or the default chain if None."""
-    from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
+    from botocore.config import Config
 
     from stepframe_aws._session import client
 
@@ -153,7 +153,7 @@ class S3ArtifactStore(ArtifactStore):
             raise
 
     def open_read(self, uri: str) -> AbstractContextManager[BinaryIO]:
-        from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+        from botocore.exceptions import ClientError
 
         location = self.location_for(uri)
         doing = f"reading {uri}"
@@ -206,7 +206,7 @@ class S3ArtifactStore(ArtifactStore):
         :param hidden_is_absent: take a 403 (which S3 gives for missing keys when the
             caller may not list the bucket) as "absent" instead of raising.
         """
-        from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+        from botocore.exceptions import ClientError
 
         with s3_errors(f"checking {location.uri}", location.bucket):
             try:
@@ -246,7 +246,7 @@ def _find_root(client: Any, location: S3Location) -> S3Location:
 
 def _has_object(client: Any, location: S3Location) -> bool:
     """Whether an object is at ``location``; a hidden (403) answer counts as no."""
-    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+    from botocore.exceptions import ClientError
 
     with s3_errors(f"checking {location.uri}", location.bucket):
         try:
@@ -261,7 +261,7 @@ def _has_object(client: Any, location: S3Location) -> bool:
 def _create_marker(client: Any, root: S3Location) -> None:
     """Mark ``root`` as a store's root.  Credentials that may not write there (a read-only
     user looking at runs) still get the store: the marker only helps jobs find it."""
-    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+    from botocore.exceptions import ClientError
 
     marker = root.child(STORE_MARKER)
     with s3_errors(f"opening the artifact store {root.uri}", root.bucket):

@@ -177,7 +177,7 @@ class MultipartWriter(io.BufferedIOBase):
 
     def _conditional(self, call: Any, **arguments: Any) -> None:
         """Run a write that must not replace an existing object."""
-        from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+        from botocore.exceptions import ClientError
 
         try:
             call(IfNoneMatch="*", **arguments)
@@ -279,7 +279,7 @@ class ObjectReader(io.BufferedIOBase):
         return len(data)
 
     def _resume(self) -> None:
-        from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+        from botocore.exceptions import ClientError
 
         location = self._location
         self._close_body()
@@ -316,7 +316,7 @@ class ObjectReader(io.BufferedIOBase):
 
 def _is_dropped_connection(error: BaseException) -> bool:
     """Whether a read failed because the connection broke (worth resuming)."""
-    from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+    from botocore.exceptions import (
         IncompleteReadError,
         ReadTimeoutError,
         ResponseStreamingError,

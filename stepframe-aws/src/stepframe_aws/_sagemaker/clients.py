@@ -65,7 +65,7 @@ def cached_client(use: Use, credentials: Credentials | None, region: str | None)
         if found is not None:
             _clients.move_to_end(key)
             return found
-    from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
+    from botocore.config import Config
 
     config = Config(retries={"mode": "standard", "total_max_attempts": RETRIES[use]})
     made = make_client(_SERVICES.get(use, "logs"), credentials, region=region, config=config)

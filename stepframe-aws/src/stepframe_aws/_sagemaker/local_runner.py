@@ -79,11 +79,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def _run(spec: dict[str, Any]) -> None:
     try:
-        import boto3  # type: ignore[import-untyped,unused-ignore]
-        from sagemaker.estimator import (  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        import boto3
+        from sagemaker.estimator import (
             Estimator,
         )
-        from sagemaker.local.local_session import (  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        from sagemaker.local.local_session import (
             LocalSession,
         )
     except ImportError as error:

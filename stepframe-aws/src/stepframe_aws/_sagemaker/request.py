@@ -583,7 +583,7 @@ def input_shape_of(client: Any = None) -> Any:
     if client is not None:
         model = client.meta.service_model
     else:
-        import botocore.session  # type: ignore[import-untyped,unused-ignore]
+        import botocore.session
 
         model = botocore.session.get_session().get_service_model("sagemaker")
     return model.operation_model("CreateTrainingJob").input_shape
@@ -594,7 +594,7 @@ def _type_problems(
 ) -> list[str]:
     """botocore's own validator over the request: the checks boto3 makes on send (types,
     required and unknown members), so a mistake is reported as a setting to fix."""
-    from botocore.validate import ParamValidator  # type: ignore[import-untyped,unused-ignore]
+    from botocore.validate import ParamValidator
 
     report = ParamValidator().validate(request, shape)
     # Lengths and ranges are model_rules' (with the setting's name and the maximum too).
