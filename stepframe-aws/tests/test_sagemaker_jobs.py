@@ -270,7 +270,13 @@ def test_a_job_is_followed_from_start_to_completion(submitted: JobHandle) -> Non
         "sagemaker: Completed - Training job completed",
         "saved",
         f"sagemaker: training job {name} is Completed",
+        "sagemaker: final metrics: train:progress = 100",  # moto's metric
+        # The summary goes next to the result manifest; this test made no bucket.
+        f"sagemaker: recording the summary of SageMaker training job {name}: AWS answered "
+        "NoSuchBucket: The specified bucket does not exist",
     )
+    first_lines = first.log_lines
+    assert first_lines[0] == f"sagemaker: training job {name}: {submitted.data['console_url']}"
 
 
 def test_several_instances_mark_their_lines(submitted: JobHandle) -> None:
@@ -297,6 +303,14 @@ def test_a_job_stopped_at_its_time_limit_failed(submitted: JobHandle) -> None:
     status = jobs.poll(submitted, None, None)
     assert status.state is JobState.FAILED
     assert status.failure_reason is not None and "max_runtime_seconds" in status.failure_reason
+
+
+def test_a_job_stopped_for_waiting_too_long_names_the_setting(submitted: JobHandle) -> None:
+    set_status(submitted.job_id, "Stopped", "MaxPendingTimeExceeded")
+    status = jobs.poll(submitted, None, None)
+    assert status.state is JobState.FAILED
+    assert status.failure_reason is not None
+    assert "longer than max_pending_seconds" in status.failure_reason
 
 
 def test_throttling_is_retried_and_survived(submitted: JobHandle) -> None:

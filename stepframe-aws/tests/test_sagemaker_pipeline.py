@@ -214,9 +214,14 @@ def wait_for_job(timeout: float = 60) -> Any:
     raise AssertionError("no training job was created")
 
 
-def play_sagemaker(recording: Recording, monkeypatch: pytest.MonkeyPatch) -> threading.Thread:
+def play_sagemaker(
+    recording: Recording,
+    monkeypatch: pytest.MonkeyPatch,
+    before_end: Callable[[Any], None] | None = None,
+) -> threading.Thread:
     """SageMaker's part: start the job's container (the real entrypoint, in process, with
-    the environment the request gave it) and record how it ended."""
+    the environment the request gave it) and record how it ended (``before_end`` may
+    set what SageMaker reports of a finished job: billing, metrics)."""
     from stepframe.entrypoint import main
 
     errors: list[BaseException] = []
@@ -235,6 +240,8 @@ def play_sagemaker(recording: Recording, monkeypatch: pytest.MonkeyPatch) -> thr
                 monkeypatch.setenv(key, value)
             code = main([])
             write_logs(f"{job.training_job_name}/algo-1-1700000000", f"entrypoint exited {code}")
+            if before_end is not None:
+                before_end(job)
             if code == 0:
                 job.secondary_status = job.training_job_status = "Completed"
             else:
@@ -532,6 +539,58 @@ def test_a_refused_create_fails_the_step_without_looking_for_a_job(
     with _history(project.root) as history:
         (record,) = [j for j in history.list_jobs(run_id=caught.value.run_id) if j.step == "train"]
     assert record.state == "failed"
+
+
+# ---- what a SageMaker user sees ------------------------------------------------------------
+
+
+def test_the_console_link_billing_spot_savings_and_final_metrics_are_shown_and_recorded(
+    project: Project_,
+    recording: Recording,
+    sagemaker_like: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    import boto3
+
+    def billed(job: Any) -> None:
+        job.billable_time_in_seconds = 120
+        job.training_time_in_seconds = 300
+        job.final_metric_data_list = [
+            {"MetricName": "loss", "Value": 0.25, "Timestamp": time.time()},
+            {"MetricName": "accuracy", "Value": 0.9, "Timestamp": time.time()},
+        ]
+
+    driver = play_sagemaker(recording, monkeypatch, before_end=billed)
+    settings = ', "use_spot": True, "metric_definitions": {"loss": "loss=([0-9.]+)"}'
+    result = project.run(settings=settings)
+    driver.join(10)
+    assert driver.errors == []  # type: ignore[attr-defined]
+    name = f"fit-train-{result.run_id}-1"
+    url = f"https://{REGION}.console.aws.amazon.com/sagemaker/home?region={REGION}#/jobs/{name}"
+    output = project.output
+    assert f"train | sagemaker: training job {name}: {url}" in output, output
+    assert (
+        "train | sagemaker: billable 120 s on 1 x ml.m5.large (training 300 s, managed spot "
+        "saved 60%)"
+    ) in output, output
+    assert "train | sagemaker: final metrics: loss = 0.25, accuracy = 0.9" in output, output
+    (sent,) = recording.requests("CreateTrainingJob")
+    assert sent["AlgorithmSpecification"]["MetricDefinitions"] == [
+        {"Name": "loss", "Regex": "loss=([0-9.]+)"}
+    ]
+    with _history(project.root) as history:
+        (job,) = [j for j in history.list_jobs(run_id=result.run_id) if j.step == "train"]
+    assert job.handle is not None and job.handle.data["console_url"] == url
+    key = f"store/runs/{result.run_id}/train/attempt-1/sagemaker-job.json"
+    assert job.handle.data["summary_uri"] == f"s3://{BUCKET}/{key}"
+    body = boto3.client("s3", region_name=REGION).get_object(Bucket=BUCKET, Key=key)["Body"]
+    summary = json.loads(body.read())
+    assert summary["billable_seconds"] == 120 and summary["spot_savings"] == 0.6
+    assert (summary["instance_type"], summary["instance_count"]) == ("ml.m5.large", 1)
+    assert summary["final_metrics"] == {"loss": 0.25, "accuracy": 0.9}
+    assert summary["console_url"] == url
 
 
 # ---- several instances ---------------------------------------------------------------------

@@ -47,12 +47,24 @@ from stepframe_aws._sagemaker.status import (
     describe_allowed,
     describe_detail,
     job_state,
+    job_summary,
     next_delay,
+    summary_lines,
     transition_lines,
     unanswered_delay,
 )
+from stepframe_aws._session import client as make_client
 
-__all__ = ["cancel", "console_url", "create_outcome", "find_job", "poll", "submit"]
+__all__ = [
+    "SUMMARY_NAME",
+    "cancel",
+    "console_url",
+    "create_outcome",
+    "find_job",
+    "poll",
+    "submit",
+    "summary_uri",
+]
 
 _ENDED = frozenset({"Completed", "Failed", "Stopped"})
 
@@ -116,7 +128,18 @@ def submit(launch: Launch, operator: Component, credentials: Credentials | None)
     name = request["TrainingJobName"]
     arn = _create(client, request, credentials)
     region = client.meta.region_name
-    return _handle(operator.name, name, region, arn, request["ResourceConfig"])
+    handle = _handle(operator.name, name, region, arn, request["ResourceConfig"])
+    return attrs.evolve(handle, data={**handle.data, "summary_uri": summary_uri(launch)})
+
+
+def summary_uri(launch: Launch) -> str:
+    """Where the job's summary (`status.job_summary`) is written when it ends: next to
+    the attempt's result manifest."""
+    return f"{launch.result_uri.rsplit('/', 1)[0]}/{SUMMARY_NAME}"
+
+
+#: The file name of a finished job's summary, next to its result manifest.
+SUMMARY_NAME = "sagemaker-job.json"
 
 
 def _handle(
@@ -293,13 +316,14 @@ def find_job(
             f"SageMaker training job {name} exists but is not this launch's (image {image}, "
             f"tags {', '.join(mismatch) or 'match'}); this launch's job was never created"
         )
-    return _handle(
+    handle = _handle(
         operator.name,
         name,
         client.meta.region_name,
         str(answer["TrainingJobArn"]),
         answer.get("ResourceConfig", {}),
     )
+    return attrs.evolve(handle, data={**handle.data, "summary_uri": summary_uri(launch)})
 
 
 def _tags(client: Any, arn: str) -> dict[str, str]:
@@ -380,9 +404,14 @@ def poll(
     log_lines = _new_log_lines(state, credentials, region, name, drain=job.is_terminal)
     primary = str(answer.get("TrainingJobStatus", ""))
     ended: tuple[str, ...] = ()
+    if not state.announced and handle.data.get("console_url"):
+        state.announced = True
+        lines = (f"sagemaker: training job {name}: {handle.data['console_url']}", *lines)
     if primary != state.status.split("/", 1)[0]:
         because = f": {reason}" if reason else ""
         ended = (f"sagemaker: training job {name} is {primary}{because}",)
+        if job.is_terminal:
+            ended = (*ended, *_summarize(handle, answer, credentials))
     state.status = f"{primary}/{answer.get('SecondaryStatus', '')}"
     state.state = job.value
     state.detail = describe_detail(answer)
@@ -394,6 +423,29 @@ def poll(
         failure_reason=reason,
         poll_after=None if job.is_terminal else state.delay,
     )
+
+
+def _summarize(
+    handle: JobHandle, answer: Mapping[str, Any], credentials: Credentials | None
+) -> tuple[str, ...]:
+    """The finished job's summary lines, and the summary recorded next to its result
+    manifest (the run database has no column for it: issue 13 keeps the schema)."""
+    import json
+
+    summary = job_summary(answer, handle.data.get("console_url"))
+    lines = summary_lines(summary)
+    uri = handle.data.get("summary_uri")
+    if not uri or not str(uri).startswith("s3://"):
+        return lines
+    bucket, _, key = str(uri)[len("s3://") :].partition("/")
+    try:
+        with aws_errors(f"recording the summary of SageMaker training job {handle.job_id}"):
+            s3 = make_client("s3", credentials, region=handle.data.get("region"))
+            body = json.dumps(summary, indent=2, default=str).encode()
+            s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    except StepframeError as error:  # the job's outcome stands without its summary
+        return (*lines, f"sagemaker: {error}")
+    return lines
 
 
 _UNANSWERED = {

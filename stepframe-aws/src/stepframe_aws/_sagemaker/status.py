@@ -23,7 +23,9 @@ __all__ = [
     "Cursor",
     "describe_allowed",
     "job_state",
+    "job_summary",
     "next_delay",
+    "summary_lines",
     "transition_lines",
     "unanswered_delay",
 ]
@@ -58,6 +60,10 @@ _LIMITS = {
     "MaxWaitTimeExceeded": (
         "spot capacity plus run time exceeded max_wait_seconds; raise it or drop use_spot"
     ),
+    "MaxPendingTimeExceeded": (
+        "it waited for capacity longer than max_pending_seconds; raise that setting or "
+        "choose an instance type with capacity"
+    ),
 }
 
 
@@ -78,6 +84,7 @@ class Cursor:
     :param logs_skipped: why the last poll read no logs, while that lasts (said once).
     :param unanswered: DescribeTrainingJob calls in a row that AWS did not answer (throttled,
         5xx, unreachable, after botocore's retries).
+    :param announced: whether the job's console URL was shown.
     """
 
     describes: int = 0
@@ -92,6 +99,7 @@ class Cursor:
     logs_off: str | None = None
     logs_skipped: str | None = None
     unanswered: int = 0
+    announced: bool = False
 
     @classmethod
     def parse(cls, text: str | None) -> Cursor:
@@ -182,3 +190,53 @@ def transition_lines(answer: Mapping[str, Any], seen: int) -> tuple[tuple[str, .
         message = transition.get("StatusMessage", "")
         lines.append(f"sagemaker: {status}" + (f" - {message}" if message else ""))
     return tuple(lines), max(seen, len(transitions))
+
+
+def job_summary(answer: Mapping[str, Any], console_url: str | None = None) -> dict[str, Any]:
+    """What a finished job cost and measured, from its DescribeTrainingJob answer:
+    instance type and count, training and billable seconds, the managed spot savings
+    (``1 - billable / training``), and the final value of each metric definition."""
+    resources = answer.get("ResourceConfig") or {}
+    training = answer.get("TrainingTimeInSeconds")
+    billable = answer.get("BillableTimeInSeconds")
+    savings = None
+    if answer.get("EnableManagedSpotTraining") and training and billable is not None:
+        savings = round(1 - billable / training, 4)
+    metrics = {
+        str(item["MetricName"]): item.get("Value")
+        for item in answer.get("FinalMetricDataList") or []
+        if "MetricName" in item
+    }
+    return {
+        "training_job_name": answer.get("TrainingJobName"),
+        "status": answer.get("TrainingJobStatus"),
+        "instance_type": resources.get("InstanceType"),
+        "instance_count": resources.get("InstanceCount"),
+        "training_seconds": training,
+        "billable_seconds": billable,
+        "spot": bool(answer.get("EnableManagedSpotTraining")),
+        "spot_savings": savings,
+        "final_metrics": metrics,
+        "console_url": console_url,
+    }
+
+
+def summary_lines(summary: Mapping[str, Any]) -> tuple[str, ...]:
+    """The summary as the lines printed with the step when its job ends."""
+    lines = []
+    billable = summary.get("billable_seconds")
+    if billable is not None:
+        text = (
+            f"sagemaker: billable {billable} s on {summary.get('instance_count')} x "
+            f"{summary.get('instance_type')}"
+        )
+        if summary.get("training_seconds") is not None:
+            text += f" (training {summary['training_seconds']} s"
+            savings = summary.get("spot_savings")
+            text += f", managed spot saved {savings:.0%})" if savings is not None else ")"
+        lines.append(text)
+    metrics = summary.get("final_metrics") or {}
+    if metrics:
+        shown = ", ".join(f"{name} = {value:g}" for name, value in metrics.items())
+        lines.append(f"sagemaker: final metrics: {shown}")
+    return tuple(lines)
