@@ -107,6 +107,9 @@ class ImageRequest:
         check or push to (``HOST/NAME``), before touching the registry; it runs the
         ``prepare_repository`` hook, which creates the repository where the registry's
         flavor needs that (ECR).  None when there is no target registry.
+    :param progress: builders may call it with a short line on how the build goes (the
+        build step it is on, bytes pulled or pushed); the run shows it beside the step.
+        None when nobody shows it.
     """
 
     code_root: str
@@ -119,6 +122,7 @@ class ImageRequest:
     prepare_repository: Callable[[str], None] | None = attrs.field(
         default=None, repr=False, eq=False
     )
+    progress: Callable[[str], None] | None = attrs.field(default=None, repr=False, eq=False)
 
 
 @attrs.frozen

@@ -157,12 +157,6 @@ def _no_cache(builder: Component) -> bool:
     return bool(getattr(builder.config, "no_cache", False))
 
 
-def _progress(request: ImageRequest) -> Progress | None:
-    # A core without ImageRequest.progress has nowhere to show it.
-    progress: Progress | None = getattr(request, "progress", None)
-    return progress
-
-
 def resolve_parent(
     client: docker.DockerClient,
     request: ImageRequest,
@@ -255,14 +249,14 @@ def plan_for(request: ImageRequest, builder: Component) -> BuildPlan:
     """The plan for a request, resolving its parent image on the builder's engine."""
     settings = _plan.settings_for(request, builder)
     client = client_for(_docker_host(builder))
-    parent = resolve_parent(client, request, settings, _progress(request))
+    parent = resolve_parent(client, request, settings, request.progress)
     return _plan.plan(request, builder, parent)
 
 
 def build(request: ImageRequest, builder: Component, builds: Builds = BUILDS) -> ImageRef:
     """The `build_image` hook's work for the ``docker`` flavor."""
     started = time.monotonic()
-    progress = _progress(request)
+    progress = request.progress
     the_plan = plan_for(request, builder)
     tag = the_plan.tag
     reference = f"{the_plan.repository}:{tag}"

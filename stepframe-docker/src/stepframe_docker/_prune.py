@@ -55,6 +55,8 @@ def _created_ns(text: str) -> int:
 
 def project_tags(client: docker.DockerClient, names: Iterable[str]) -> dict[str, list[ImageTag]]:
     """The content-hash tags of the repositories named ``names``, newest first."""
+    from stepframe_docker._engine import inspect_image
+
     wanted = list(names)
     found: dict[str, list[ImageTag]] = {}
     for image in client.api.images():
@@ -65,7 +67,7 @@ def project_tags(client: docker.DockerClient, names: Iterable[str]) -> dict[str,
                 ours.append((repository, tag))
         if not ours:
             continue
-        created = _created_ns(str(client.api.inspect_image(image["Id"])["Created"]))
+        created = _created_ns(str(inspect_image(client, str(image["Id"]))["Created"]))
         for repository, tag in ours:
             found.setdefault(repository, []).append(
                 ImageTag(repository, tag, str(image["Id"]), created)

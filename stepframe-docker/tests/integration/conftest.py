@@ -11,6 +11,7 @@ namespace of their own per test session; containers made here are removed at the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -137,7 +138,11 @@ class Builder:
         )
 
     def __call__(
-        self, code_root: Path, settings: dict[str, Any] | None = None, registry: str | None = None
+        self,
+        code_root: Path,
+        settings: dict[str, Any] | None = None,
+        registry: str | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> tuple[ImageRef, stepframe_docker.BuildReport]:
         from stepframe_docker import plugin
 
@@ -145,6 +150,7 @@ class Builder:
             code_root=str(code_root),
             target_registry=self.registry_component(registry),
             settings=settings,
+            progress=progress,
         )
         ref = plugin.build_image(request=request, builder=self.component())
         assert ref is not None
@@ -263,3 +269,50 @@ def docker_project(tmp_path: Path, registry: str, base_image: str) -> Callable[.
         return DockerProject(project, {**environment, **(env or {})})
 
     return make
+
+
+FAKE_DISTRIBUTION = "stepframe-fake"
+
+
+def install_fake_distribution(site: Path, code: str, origin: str) -> None:
+    """``stepframe-fake`` 1.0 in ``site``, as pip leaves a normal (not editable) install
+    made from ``origin`` (its ``direct_url.json``)."""
+    package = site / "stepframe_fake"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(code)
+    info = site / "stepframe_fake-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {FAKE_DISTRIBUTION}\nVersion: 1.0\n"
+    )
+    (info / "WHEEL").write_text("Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    (info / "direct_url.json").write_text(json.dumps({"url": origin, "dir_info": {}}))
+    files = ["stepframe_fake/__init__.py", *(f"{info.name}/{n}" for n in ("METADATA", "WHEEL"))]
+    (info / "RECORD").write_text("".join(f"{name},,\n" for name in [*files, f"{info.name}/RECORD"]))
+
+
+@pytest.fixture
+def fake_stepframe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A client with ``stepframe-fake`` installed (normally, in a folder of its own on
+    ``sys.path``) from a checkout edited since; the settings that put only it in the image.
+
+    Tests that compare two builds use it: this repository's own checkouts are installed
+    editable here and may be edited while the tests run, which rightly changes the tag.
+    """
+    checkout = tmp_path / "checkout"
+    (checkout / "stepframe_fake").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text(
+        '[project]\nname = "stepframe-fake"\nversion = "1.0"\n'
+    )
+    (checkout / "stepframe_fake" / "__init__.py").write_text("VALUE = 'edited after install'\n")
+    site = tmp_path / "client-site"
+    install_fake_distribution(site, "VALUE = 'the client runs this'\n", checkout.as_uri())
+    monkeypatch.setattr(sys, "path", [str(site), *sys.path])
+    monkeypatch.setenv("STEPFRAME_DOCKER_CACHE", str(tmp_path / "cache"))
+    return {"stepframe_packages": [FAKE_DISTRIBUTION]}
+
+
+@pytest.fixture
+def install_fake() -> Callable[[Path, str, str], None]:
+    """`install_fake_distribution`, for tests that make another copy (a parent image's)."""
+    return install_fake_distribution

@@ -75,15 +75,18 @@ def test_build_push_and_pull_by_digest(
 
 
 def test_unchanged_rebuild_builds_and_pushes_nothing(
-    build: Build, code: Callable[..., Path], engine: docker.DockerClient
+    build: Build,
+    code: Callable[..., Path],
+    engine: docker.DockerClient,
+    fake_stepframe: dict[str, Any],
 ) -> None:
     root = code()
-    first, _ = build(root)
+    first, _ = build(root, fake_stepframe)
     import stepframe_docker
 
     stepframe_docker.forget_builds()  # as if in a new process: ask the registry
     started = time.time_ns()
-    second, report = build(root)
+    second, report = build(root, fake_stepframe)
     ended = time.time_ns()
     assert second == first
     assert report.action == "in-registry"
@@ -99,19 +102,22 @@ def test_unchanged_rebuild_builds_and_pushes_nothing(
     ]
     assert not [e for e in seen if e[1] in ("push", "tag", "create", "commit", "pull")], seen
     # Within one process an identical request is answered without asking anyone.
-    third, report = build(root)
+    third, report = build(root, fake_stepframe)
     assert third == first and report.action == "in-process"
 
 
 def test_code_only_change_rebuilds_and_pushes_one_layer(
-    build: Build, code: Callable[..., Path], engine: docker.DockerClient
+    build: Build,
+    code: Callable[..., Path],
+    engine: docker.DockerClient,
+    fake_stepframe: dict[str, Any],
 ) -> None:
     root = code()
-    before, _ = build(root)
+    before, _ = build(root, fake_stepframe)
     # Unique content: an identical layer pushed by an earlier session would already exist.
     unique = uuid.uuid4().hex
     code(**{"steps.py": f"def f():\n    return {unique!r}\n", "pkg__util.py": "X = 1\n"})
-    after, report = build(root)
+    after, report = build(root, fake_stepframe)
     assert after.digest != before.digest
     assert report.action == "built"
     old, new = _layers(engine, before.uri), _layers(engine, after.uri)
@@ -123,12 +129,16 @@ def test_code_only_change_rebuilds_and_pushes_one_layer(
 
 
 def test_requirements_change_rebuilds_from_the_requirements_layer(
-    build: Build, code: Callable[..., Path], engine: docker.DockerClient, base_image: str
+    build: Build,
+    code: Callable[..., Path],
+    engine: docker.DockerClient,
+    base_image: str,
+    fake_stepframe: dict[str, Any],
 ) -> None:
     root = code()
-    before, _ = build(root)
+    before, _ = build(root, fake_stepframe)
     # iniconfig: not among stepframe's dependencies, so not pinned to the client's version.
-    after, report = build(root, {"requirements": ["iniconfig==2.0.0"]})
+    after, report = build(root, {**fake_stepframe, "requirements": ["iniconfig==2.0.0"]})
     assert report.action == "built"
     old, new = _layers(engine, before.uri), _layers(engine, after.uri)
     # The parent's and the venv's layers are kept; the requirements folder (the client's
@@ -180,7 +190,7 @@ def test_failing_build_step_shows_the_step_and_its_output(
     root = code(
         Dockerfile=f"""\
         FROM {base_image}
-        RUN echo preparing && echo "the thing broke" >&2 && exit 3
+        RUN echo preparing && printf '\\033[31mthe thing broke\\033[0m\\n' >&2 && exit 3
         """
     )
     with pytest.raises(ImageBuildStepError) as caught:
@@ -189,6 +199,7 @@ def test_failing_build_step_shows_the_step_and_its_output(
     assert "Step 2/2 : RUN echo preparing" in message
     assert "the thing broke" in message
     assert "returned a non-zero code: 3" in message
+    assert "\x1b" not in message  # the test's output is no terminal: no colour codes
     assert "Traceback" not in message
 
 
@@ -233,3 +244,18 @@ def test_identical_concurrent_requests_build_once(build: Build, code: Callable[.
 
     actions = sorted(r.action for r in stepframe_docker.build_reports()[-3:])
     assert actions == ["built", "in-process", "in-process"]
+
+
+def test_the_build_reports_its_step_and_the_bytes_it_pushes(
+    build: Build, code: Callable[..., Path], fake_stepframe: dict[str, Any]
+) -> None:
+    lines: list[str] = []
+    # Unique content: a layer to push that the registry cannot have.
+    root = code(**{"unique.py": f"ID = {uuid.uuid4().hex!r}\n" * 2000})
+    build(root, fake_stepframe, progress=lines.append)
+    steps = [line for line in lines if line.startswith("image: step ")]
+    assert steps[0].startswith("image: step 1/") and " FROM " in steps[0]
+    assert any("COPY" in line and "/app/" in line for line in steps)
+    pushing = [line for line in lines if line.startswith("image: pushing ")]
+    assert pushing and pushing[-1].endswith(" MB"), lines
+    assert lines.index(pushing[0]) > lines.index(steps[-1])

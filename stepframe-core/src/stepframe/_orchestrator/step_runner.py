@@ -331,6 +331,7 @@ class StepRunner:
             code_root=ctx.spec.code_root,
             target_registry=registry,
             settings=self.merged_settings.get(builder.flavor),
+            progress=lambda line: ctx.console.step_state(self.spec.name, "running", line),
         )
         if registry is not None:
             hooks = ctx.plugins.hooks
