@@ -42,10 +42,8 @@ class Broken:
         raise RuntimeError("no commands today")
 
 
-def _cli() -> click.Group:
-    @click.group(cls=PluginCommandGroup)
-    def cli() -> None:
-        """stepframe, in small."""
+def _cli() -> PluginCommandGroup:
+    cli = PluginCommandGroup(help="stepframe, in small.")
 
     @cli.command("run")
     def run() -> None:

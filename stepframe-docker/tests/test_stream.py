@@ -85,6 +85,7 @@ def test_a_failed_step_shows_no_colour_codes_off_a_terminal() -> None:
 def test_on_a_terminal_colours_stay_and_are_reset_per_line() -> None:
     output = [f"{RED}red and never reset"]
     error = step_error("the image for /p", "Step 1/1 : RUN x", output, "code: 1", colour=True)
+    assert isinstance(error, ImageBuildStepError)
     assert f"{RED}red and never reset{RESET}" in str(error)
     assert error.output == ("red and never reset",)  # for programs: always plain
 

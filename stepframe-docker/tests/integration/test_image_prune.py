@@ -46,7 +46,9 @@ def project(engine: docker.DockerClient, base_image: str) -> Iterator[dict[str, 
         tag = uuid.uuid4().hex[:40].ljust(40, "0")
         engine.api.tag(image_id, f"stepframe-local/{name}", tag)
         made["ours"].append(f"stepframe-local/{name}:{tag}")
-    oldest_id = str(engine.api.inspect_image(made["ours"][0])["Id"])
+    from stepframe_docker._engine import inspect_image
+
+    oldest_id = str(inspect_image(engine, made["ours"][0])["Id"])
     for other in (f"stepframe-local/{name}:latest", f"stepframe-local/other-{name}:{'a' * 40}"):
         repository, tag = other.rsplit(":", 1)
         engine.api.tag(oldest_id, repository, tag)
