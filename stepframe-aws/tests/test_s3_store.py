@@ -33,7 +33,12 @@ from stepframe.testing import (  # noqa: F401 - fixtures
     stepframe_project,
 )
 from stepframe_aws._s3.store import STORE_MARKER, S3ArtifactStore
-from stepframe_aws._s3.streams import MIN_PART_SIZE, part_size_for
+from stepframe_aws._s3.streams import (
+    DEFAULT_PART_SIZE,
+    DEFAULT_PARTS_IN_FLIGHT,
+    MIN_PART_SIZE,
+    part_size_for,
+)
 
 MIB = 1 << 20
 
@@ -96,9 +101,11 @@ def _key(uri: str) -> tuple[str, str]:
 class TestS3StoreConformance(ArtifactStoreSuite):
     scheme = "s3"
     plugin_names = ("aws",)
-    # The kit's 16 MiB holds: one 8 MiB part buffer on the way up, a 1 MiB read chunk
-    # on the way down, and the materializers' own chunks (measured below, about 10 MiB).
-    max_stream_memory_bytes: ClassVar[int] = 16 * MIB
+    # Parts upload (and ranges download) DEFAULT_PARTS_IN_FLIGHT at a time besides the
+    # one being filled (read): (4 + 1) x 8 MiB, plus the materializers' own chunks.
+    max_stream_memory_bytes: ClassVar[int] = (
+        DEFAULT_PARTS_IN_FLIGHT + 1
+    ) * DEFAULT_PART_SIZE + 8 * MIB
 
     def store_uri(self, tmp_path: Path) -> str:
         name = f"kit-{uuid.uuid4().hex[:12]}"
@@ -166,9 +173,11 @@ def test_a_large_artifact_goes_up_in_parts_and_down_in_bounded_memory(bucket: st
     assert read.hexdigest() == written.hexdigest(), "the artifact came back different"
     # 96 MiB in 8 MiB parts: 12 parts, assembled by S3.
     assert _parts_count(*_key(uri)) == size_mib * MIB // store.part_size == 12
-    # Writing holds one part (plus the caller's 1 MiB blocks); reading, the chunks asked for.
-    assert write_peak < store.part_size + 3 * MIB, f"write peaked at {write_peak / MIB:.1f} MiB"
-    assert read_peak < 4 * MIB, f"read peaked at {read_peak / MIB:.1f} MiB"
+    # Writing holds the part being filled and those in flight (plus the caller's 1 MiB
+    # blocks); reading, the ranges in flight, the one being read and the chunks asked for.
+    bound = (store.parts_in_flight + 1) * store.part_size
+    assert write_peak < bound + 3 * MIB, f"write peaked at {write_peak / MIB:.1f} MiB"
+    assert read_peak < bound + 4 * MIB, f"read peaked at {read_peak / MIB:.1f} MiB"
     print(
         f"\n96 MiB artifact: 12 parts; peak Python memory writing {write_peak / MIB:.1f} MiB, "
         f"reading {read_peak / MIB:.1f} MiB"
@@ -356,6 +365,86 @@ def test_a_resumed_download_never_splices_another_version(bucket: str, proxy: Cu
             stream.read()
 
 
+# ---- concurrent parts ----------------------------------------------------------------------
+
+
+def test_parts_upload_side_by_side(bucket: str) -> None:
+    """The first two UploadPart calls must both be under way at once to pass the
+    barrier: a writer that sends one part after the other would break it (after 30 s)."""
+    import threading
+
+    store = S3ArtifactStore(f"s3://{bucket}/parallel", part_size=MIN_PART_SIZE)
+    together = threading.Barrier(2, timeout=30)
+    arrivals = iter(range(1_000_000))
+
+    def meet(**kwargs: Any) -> None:
+        if next(arrivals) < 2:  # the first two parts meet; later ones go straight on
+            together.wait()
+
+    store.client.meta.events.register("before-send.s3.UploadPart", meet)
+    data = random.Random(3).randbytes(4 * MIN_PART_SIZE + 17)
+    uri = store.uri_for("blob")
+    with store.open_write(uri) as stream:
+        for start in range(0, len(data), 999_983):
+            stream.write(data[start : start + 999_983])
+    assert not together.broken
+    with store.open_read(uri) as stream:
+        assert stream.read() == data
+    assert _parts_count(*_key(uri)) == 5
+
+
+def test_a_part_that_fails_stores_nothing_and_leaves_no_upload(bucket: str) -> None:
+    from _moto_helpers import aws_answer
+
+    store = S3ArtifactStore(f"s3://{bucket}/failing", part_size=MIN_PART_SIZE)
+
+    def refuse_part_three(request: Any, **kwargs: Any) -> Any:
+        if "partNumber=3" not in request.url:
+            return None
+        body = b"<Error><Code>AccessDenied</Code><Message>no</Message></Error>"
+        return aws_answer(request.url, 403, body, "application/xml")
+
+    store.client.meta.events.register("before-send.s3.UploadPart", refuse_part_three)
+    uri = store.uri_for("blob")
+    block = random.Random(5).randbytes(MIB)
+    with pytest.raises(Exception, match="part 3"):
+        with store.open_write(uri) as stream:
+            for _ in range(8 * 5):  # 8 parts
+                stream.write(block)
+    assert not store.exists(uri)
+    assert s3().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_large_download_comes_in_ranges_and_resumes_a_dropped_one(
+    bucket: str, proxy: CuttingProxy
+) -> None:
+    data = random.Random(13).randbytes(8 * MIN_PART_SIZE + 3)
+    store = S3ArtifactStore.open(f"s3://{bucket}/ranges", None)
+    store.part_size = MIN_PART_SIZE
+    uri = store.uri_for("blob")
+    with store.open_write(uri) as stream:
+        stream.write(data)
+    proxy.cut_after(3 * MIN_PART_SIZE + MIB)  # in the middle of some range
+    with store.open_read(uri) as stream:
+        read = b"".join(iter(lambda: stream.read(MIB), b""))
+        resumed = stream.resumed  # type: ignore[attr-defined]
+    assert proxy.cuts == 1, "the proxy did not drop the connection"
+    assert read == data, "the ranges did not come back as the object"
+    assert resumed == 1
+
+
+def test_a_large_download_never_splices_another_version(bucket: str) -> None:
+    store = S3ArtifactStore(f"s3://{bucket}/ranges", part_size=MIN_PART_SIZE, parts_in_flight=2)
+    uri = store.uri_for("blob")
+    with store.open_write(uri) as stream:
+        stream.write(b"a" * (8 * MIN_PART_SIZE))
+    with store.open_read(uri) as stream:
+        assert stream.read(MIB) == b"a" * MIB
+        s3().put_object(Bucket=bucket, Key="ranges/blob", Body=b"b" * (8 * MIN_PART_SIZE))
+        with pytest.raises(ArtifactError, match="changed while it was being read"):
+            stream.read()
+
+
 # ---- credentials and whole runs -------------------------------------------------------------
 
 
@@ -365,13 +454,17 @@ def test_the_store_signs_with_refreshable_connector_credentials(bucket: str) -> 
 
     refreshed: list[float] = []
 
+    def refresh() -> Credentials:
+        refreshed.append(time.time())
+        return issue(3600)
+
     def issue(lifetime: float) -> Credentials:
         return Credentials(
             connector="aws",
             resource=ResourceRequest("object_store", bucket),
             values={"aws_access_key_id": "testing", "aws_secret_access_key": "testing"},
             expires_at=time.time() + lifetime,
-            refresh=lambda: refreshed.append(time.time()) or issue(3600),
+            refresh=refresh,
         )
 
     store = S3ArtifactStore.open(f"s3://{bucket}/signed", issue(60))  # due for refresh

@@ -28,6 +28,7 @@ from stepframe_aws._errors import error_code
 from stepframe_aws._s3.errors import missing_bucket, s3_errors
 from stepframe_aws._s3.streams import (
     DEFAULT_PART_SIZE,
+    DEFAULT_PARTS_IN_FLIGHT,
     MIN_PART_SIZE,
     MultipartWriter,
     ObjectReader,
@@ -73,8 +74,10 @@ class S3ArtifactStore(ArtifactStore):
     :param client: the boto3 S3 client to use (`s3_client`); made from ``credentials``
         when None.
     :param credentials: from the store's connector, or None for boto3's default chain.
-    :param part_size: bytes per upload part, and so roughly the memory one write needs;
-        at least 5 MiB (S3's minimum).  Objects up to one part go up in a single PUT.
+    :param part_size: bytes per upload part (and download range); at least 5 MiB (S3's
+        minimum).  Objects up to one part go up in a single PUT.
+    :param parts_in_flight: parts uploaded, or ranges downloaded, at once: a transfer
+        holds about ``(parts_in_flight + 1) x part_size`` of memory.
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class S3ArtifactStore(ArtifactStore):
         client: Any = None,
         credentials: Credentials | None = None,
         part_size: int = DEFAULT_PART_SIZE,
+        parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT,
     ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size {part_size} is below S3's minimum of {MIN_PART_SIZE}")
@@ -91,6 +95,7 @@ class S3ArtifactStore(ArtifactStore):
         super().__init__(self.root.uri)
         self.client = client if client is not None else s3_client(credentials)
         self.part_size = part_size
+        self.parts_in_flight = parts_in_flight
 
     @classmethod
     def open(
@@ -144,7 +149,7 @@ class S3ArtifactStore(ArtifactStore):
         # whether the key exists; the conditional commit still refuses an overwrite.
         if self._head(location, hidden_is_absent=True) is not None:
             raise exists_error(location.uri)
-        writer = MultipartWriter(self.client, location, self.part_size)
+        writer = MultipartWriter(self.client, location, self.part_size, self.parts_in_flight)
         try:
             yield cast(BinaryIO, writer)
             writer.commit()
@@ -171,7 +176,14 @@ class S3ArtifactStore(ArtifactStore):
                         "deleted (re-run the step that produces it)"
                     ) from None
                 raise
-        return cast(BinaryIO, ObjectReader(self.client, location, response))
+        reader = ObjectReader(
+            self.client,
+            location,
+            response,
+            range_size=self.part_size,
+            ranges_in_flight=self.parts_in_flight,
+        )
+        return cast(BinaryIO, reader)
 
     def exists(self, uri: str) -> bool:
         return self._head(self.location_for(uri)) is not None

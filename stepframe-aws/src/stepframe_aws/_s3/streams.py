@@ -1,15 +1,20 @@
 """Streaming one S3 object up (multipart) or down (resumable), in bounded memory.
 
-The writer holds one part in a reused buffer: a 1 GiB artifact costs one part of memory,
-not 1 GiB.  Parts are uploaded one after the other in the writer's thread, so memory
-stays at one part whatever the network does, and the first error stops the writer at
-once.  The reader streams the response body and, if the connection drops, continues
-with a ranged GET pinned to the object's ETag.
+The writer fills one part while up to ``parts_in_flight`` earlier parts upload in worker
+threads: a 1 GiB artifact costs ``(parts_in_flight + 1) x part_size`` of memory, not
+1 GiB, and the network is kept busy as boto3's s3transfer keeps it.  The first failed
+part stops the writer at its next write.  The reader streams a small object's response
+body; a large one comes as ranged GETs, ``parts_in_flight`` at a time, handed out in
+order.  Either way a dropped connection continues with a ranged GET pinned to the
+object's ETag, so two versions are never spliced.
 """
 
 from __future__ import annotations
 
 import io
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from stepframe.exceptions import ArtifactError, ArtifactExistsError
@@ -21,6 +26,7 @@ if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
 __all__ = [
+    "DEFAULT_PARTS_IN_FLIGHT",
     "DEFAULT_PART_SIZE",
     "MAX_PARTS",
     "MIN_PART_SIZE",
@@ -36,6 +42,9 @@ MIN_PART_SIZE = 5 * MIB
 MAX_PARTS = 10_000
 #: boto3's own default part size: few requests, little memory.
 DEFAULT_PART_SIZE = 8 * MIB
+#: Parts uploaded (or ranges downloaded) at once, besides the one being filled (read).
+#: s3transfer's default is 10 threads; 4 keeps a link busy at a third of the memory.
+DEFAULT_PARTS_IN_FLIGHT = 4
 # Every this many parts the part size doubles, so an object of any size S3 accepts
 # (5 TiB) fits in 10,000 parts while the usual ones (< 8 GiB at 8 MiB) keep small parts.
 _PARTS_PER_SIZE = 1_000
@@ -63,29 +72,47 @@ class MultipartWriter(io.BufferedIOBase):
     """Writes one new S3 object, streamed; it appears only when `commit` succeeds.
 
     Up to one part the data stays in memory and `commit` sends a single PUT; beyond
-    that, a multipart upload carries it, one part per buffer.  Both the PUT and the
-    final CompleteMultipartUpload are conditional (``If-None-Match: *``), so of two
-    writers racing for a key exactly one wins and the other gets `ArtifactExistsError`.
+    that, a multipart upload carries it: each full part goes to a worker thread, at
+    most ``parts_in_flight`` at a time (a write waits for a slot), while the next part
+    fills.  Both the PUT and the final CompleteMultipartUpload are conditional
+    (``If-None-Match: *``), so of two writers racing for a key exactly one wins and the
+    other gets `ArtifactExistsError`.
 
-    :param client: a boto3 S3 client.
+    :param client: a boto3 S3 client (thread-safe).
     :param location: the object to write.
     :param part_size: the first parts' size (the buffer); at least `MIN_PART_SIZE`.
+    :param parts_in_flight: parts uploading at once; memory is about
+        ``(parts_in_flight + 1) x part_size``.
     """
 
-    def __init__(self, client: Any, location: S3Location, part_size: int) -> None:
+    def __init__(
+        self,
+        client: Any,
+        location: S3Location,
+        part_size: int,
+        parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT,
+    ) -> None:
         super().__init__()
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size {part_size} is below S3's minimum of {MIN_PART_SIZE}")
+        if parts_in_flight < 1:
+            raise ValueError(f"parts_in_flight must be at least 1, got {parts_in_flight}")
         self._client = client
         self._location = location
         self._base_part_size = part_size
         self._part_size = part_size
         # Grows to one part while the first part is written (a small object costs only
-        # its own size), then is reused for every later part.
+        # its own size); each full part is handed to a worker and a new buffer begins.
         self._buffer = bytearray()
         self._filled = 0
         self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
+        self._parts: dict[int, str] = {}  # part number -> ETag, as parts finish
+        self._sent = 0  # parts handed to workers
+        self._slots = threading.BoundedSemaphore(parts_in_flight)
+        self._in_flight: list[Future[None]] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._parts_in_flight = parts_in_flight
+        self._failure: BaseException | None = None
         self.size = 0
 
     @property
@@ -99,6 +126,7 @@ class MultipartWriter(io.BufferedIOBase):
     def write(self, data: ReadableBuffer, /) -> int:
         if self.closed:
             raise ValueError("write to a closed S3 object writer")
+        self._raise_failure()
         view = memoryview(data).cast("B")
         written = view.nbytes
         while view.nbytes:
@@ -115,8 +143,12 @@ class MultipartWriter(io.BufferedIOBase):
         self.size += written
         return written
 
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
     def _send_part(self) -> None:
-        """Upload the buffer's contents as the next part, and empty the buffer."""
+        """Hand the buffer's contents to a worker as the next part; start a new buffer."""
         location = self._location
         if self._upload_id is None:
             with s3_errors(f"starting the upload of {location.uri}", location.bucket):
@@ -124,7 +156,10 @@ class MultipartWriter(io.BufferedIOBase):
                     Bucket=location.bucket, Key=location.key
                 )
             self._upload_id = str(answer["UploadId"])
-        number = len(self._parts) + 1
+            self._pool = ThreadPoolExecutor(
+                self._parts_in_flight, thread_name_prefix="stepframe-s3-upload"
+            )
+        number = self._sent + 1
         if number > MAX_PARTS:
             raise ArtifactError(
                 f"writing {location.uri}: more than {MAX_PARTS} parts, which S3 refuses; "
@@ -133,17 +168,46 @@ class MultipartWriter(io.BufferedIOBase):
         if self._filled < len(self._buffer):
             # Shrinks in place: a copy of the last part would double its memory.
             del self._buffer[self._filled :]
-        with s3_errors(f"uploading part {number} of {location.uri}", location.bucket):
-            answer = self._client.upload_part(
-                Bucket=location.bucket,
-                Key=location.key,
-                UploadId=self._upload_id,
-                PartNumber=number,
-                Body=self._buffer,
-            )
-        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
-        self._filled = 0
+        self._slots.acquire()  # at most parts_in_flight parts wait for S3
+        self._raise_failure_releasing()
+        part, self._buffer, self._filled = self._buffer, bytearray(), 0
+        self._sent = number
+        assert self._pool is not None
+        self._in_flight = [f for f in self._in_flight if not f.done()]
+        self._in_flight.append(self._pool.submit(self._upload, number, part))
         self._part_size = part_size_for(number + 1, self._base_part_size)
+
+    def _raise_failure_releasing(self) -> None:
+        if self._failure is not None:
+            self._slots.release()
+            raise self._failure
+
+    def _upload(self, number: int, part: bytearray) -> None:
+        location = self._location
+        try:
+            if self._failure is not None:
+                return  # the upload is lost already; do not send more
+            with s3_errors(f"uploading part {number} of {location.uri}", location.bucket):
+                answer = self._client.upload_part(
+                    Bucket=location.bucket,
+                    Key=location.key,
+                    UploadId=self._upload_id,
+                    PartNumber=number,
+                    Body=part,
+                )
+            self._parts[number] = str(answer["ETag"])
+        except BaseException as error:
+            if self._failure is None:
+                self._failure = error
+        finally:
+            del part
+            self._slots.release()
+
+    def _wait_for_parts(self) -> None:
+        for future in self._in_flight:
+            future.result()
+        self._in_flight = []
+        self._raise_failure()
 
     def commit(self) -> None:
         """Make the object visible under its key.
@@ -163,13 +227,18 @@ class MultipartWriter(io.BufferedIOBase):
             else:
                 if self._filled:
                     self._send_part()
+                self._wait_for_parts()
+                parts = [
+                    {"PartNumber": number, "ETag": self._parts[number]}
+                    for number in sorted(self._parts)
+                ]
                 with s3_errors(f"finishing the upload of {location.uri}", location.bucket):
                     self._conditional(
                         self._client.complete_multipart_upload,
                         Bucket=location.bucket,
                         Key=location.key,
                         UploadId=self._upload_id,
-                        MultipartUpload={"Parts": self._parts},
+                        MultipartUpload={"Parts": parts},
                     )
                 self._upload_id = None
         finally:
@@ -194,6 +263,8 @@ class MultipartWriter(io.BufferedIOBase):
         removes it.
         """
         upload_id, self._upload_id = self._upload_id, None
+        if self._failure is None:
+            self._failure = ArtifactError(f"the write of {self._location.uri} was aborted")
         self._release()
         if upload_id is None:
             return
@@ -208,6 +279,10 @@ class MultipartWriter(io.BufferedIOBase):
     def _release(self) -> None:
         self._buffer = bytearray()
         self._filled = 0
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            # Parts still queued skip their upload (see _upload); wait for those sending.
+            pool.shutdown(wait=True, cancel_futures=True)
         self.close()
 
 
@@ -222,7 +297,15 @@ class ObjectReader(io.BufferedIOBase):
     :param response: the GetObject answer whose ``Body`` is read.
     """
 
-    def __init__(self, client: Any, location: S3Location, response: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        client: Any,
+        location: S3Location,
+        response: dict[str, Any],
+        *,
+        range_size: int = DEFAULT_PART_SIZE,
+        ranges_in_flight: int = DEFAULT_PARTS_IN_FLIGHT,
+    ) -> None:
         super().__init__()
         self._client = client
         self._location = location
@@ -232,6 +315,11 @@ class ObjectReader(io.BufferedIOBase):
         self.position = 0
         #: how many times a dropped connection was picked up again (for tests, logs).
         self.resumed = 0
+        self._ranges: _ParallelRanges | None = None
+        if ranges_in_flight > 1 and self.length >= 2 * range_size:
+            # Large: the rest comes as ranged GETs in parallel, the first range from the
+            # response already open.
+            self._ranges = _ParallelRanges(self, range_size, ranges_in_flight)
 
     def readable(self) -> bool:
         return True
@@ -239,6 +327,10 @@ class ObjectReader(io.BufferedIOBase):
     def read(self, size: int | None = -1, /) -> bytes:
         if self.closed:
             raise ValueError("read from a closed S3 object reader")
+        if self._ranges is not None:
+            data = self._ranges.read(self.length - self.position if size is None else size)
+            self.position += len(data)
+            return data
         wanted = self.length - self.position
         if size is not None and size >= 0:
             wanted = min(wanted, size)
@@ -310,8 +402,114 @@ class ObjectReader(io.BufferedIOBase):
 
     def close(self) -> None:
         if not self.closed:
+            if self._ranges is not None:
+                self._ranges.close()
             self._close_body()
         super().close()
+
+    def _fetch(self, start: int, size: int, body: Any = None) -> bytearray:
+        """Bytes ``[start, start + size)`` of the object, by ranged GETs pinned to its
+        ETag, picking up dropped connections (a worker thread of `_ParallelRanges`).
+
+        :param body: an open body positioned at ``start`` to read from first.
+        """
+        from botocore.exceptions import ClientError
+
+        location = self._location
+        data = bytearray(size)  # filled in place: no growing, no copy at the end
+        filled = 0
+        failures = 0
+        while filled < size:
+            if body is None:
+                offset = start + filled
+                with s3_errors(f"reading {location.uri} from byte {offset}", location.bucket):
+                    try:
+                        body = self._client.get_object(
+                            Bucket=location.bucket,
+                            Key=location.key,
+                            Range=f"bytes={offset}-{start + size - 1}",
+                            IfMatch=self._etag,
+                        )["Body"]
+                    except ClientError as error:
+                        if error_code(error) == "PreconditionFailed":
+                            raise ArtifactError(
+                                f"{location.uri} changed while it was being read (its ETag "
+                                f"is no longer {self._etag}); artifacts are write-once, so "
+                                "something outside stepframe replaced it. Read it again"
+                            ) from None
+                        raise
+            try:
+                chunk = body.read(min(size - filled, 1 << 20))
+            except Exception as error:
+                if not _is_dropped_connection(error):
+                    raise
+                chunk = b""
+            if chunk:
+                data[filled : filled + len(chunk)] = chunk
+                filled += len(chunk)
+                failures = 0
+                continue
+            failures += 1
+            if failures > _RESUMES:
+                raise ArtifactError(
+                    f"reading {location.uri}: the connection dropped {_RESUMES} times in a "
+                    f"row at byte {start + filled} of {self.length}; check the network "
+                    "and try again"
+                )
+            try:
+                body.close()
+            except Exception:
+                pass  # a broken connection may fail to close; it is dropped either way
+            body = None
+            self.resumed += 1
+        if body is not None and body is self._body:
+            self._close_body()  # the first response: the rest comes by ranges
+        return data
+
+
+class _ParallelRanges:
+    """A large object's bytes as ranges fetched ``in_flight`` at a time, in order."""
+
+    def __init__(self, reader: ObjectReader, range_size: int, in_flight: int) -> None:
+        self._reader = reader
+        self._range_size = range_size
+        self._in_flight = in_flight
+        self._pool = ThreadPoolExecutor(in_flight, thread_name_prefix="stepframe-s3-read")
+        self._pending: deque[Future[bytearray]] = deque()
+        self._next = 0  # the first byte not yet asked for
+        self._current = memoryview(b"")
+        self._schedule()
+
+    def _schedule(self) -> None:
+        reader = self._reader
+        while len(self._pending) < self._in_flight and self._next < reader.length:
+            size = min(self._range_size, reader.length - self._next)
+            body = reader._body if self._next == 0 else None
+            self._pending.append(self._pool.submit(reader._fetch, self._next, size, body))
+            self._next += size
+
+    def read(self, size: int) -> bytes:
+        wanted = size if size >= 0 else self._reader.length
+        pieces: list[bytes] = []
+        got = 0
+        while got < wanted:
+            if not self._current:
+                if not self._pending:
+                    break  # the end of the object
+                self._current = memoryview(self._pending.popleft().result())
+                self._schedule()
+            taken = self._current[: wanted - got]
+            pieces.append(bytes(taken))
+            got += len(taken)
+            self._current = self._current[len(taken) :]
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def close(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        self._current = memoryview(b"")
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _is_dropped_connection(error: BaseException) -> bool:
