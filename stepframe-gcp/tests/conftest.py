@@ -16,8 +16,12 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from _token_service import TokenService
 
 # The tests import their shared helpers (next to this file) by name; under
 # --import-mode=importlib pytest does not put this folder on sys.path itself.
@@ -155,3 +159,15 @@ def gcs(fake_gcs_server: FakeGcs, monkeypatch: pytest.MonkeyPatch) -> FakeGcs:
     """fake-gcs-server, with ``STORAGE_EMULATOR_HOST`` pointing at it for this test."""
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs_server.url)
     return fake_gcs_server
+
+
+@pytest.fixture
+def token_service() -> Iterator[TokenService]:
+    """Google's token endpoint for service-account keys, on 127.0.0.1 (see its module)."""
+    from _token_service import TokenService
+
+    service = TokenService().start()
+    try:
+        yield service
+    finally:
+        service.stop()

@@ -96,7 +96,8 @@ _CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 @attrs.frozen
 class _Key:
     connector: str
-    config: GcpConnectorConfig
+    # The config as JSON (its list fields make the instance unhashable).
+    config: str
     # A digest, not the values: rotating a secret gives a new key, and the cache never
     # holds secrets outside the credentials themselves.
     secrets: str
@@ -105,8 +106,9 @@ class _Key:
 class _Entry:
     """A connector's google-auth credentials, refreshed by one thread at a time."""
 
-    def __init__(self, key: _Key, google: Any, principal: str) -> None:
+    def __init__(self, key: _Key, config: GcpConnectorConfig, google: Any, principal: str) -> None:
         self.key = key
+        self.config = config
         self.google = google
         self.principal = principal
         self.lock = threading.Lock()
@@ -138,23 +140,16 @@ class _Entry:
         return Credentials(
             connector=self.key.connector,
             resource=resource,
-            values={"access_token": str(token), "project": self.project or ""},
+            # Only the token: every value here counts as secret (and is hidden from repr).
+            values={"access_token": str(token)},
             expires_at=expires_at,
             refresh=refresh,
-        )
-
-    @property
-    def project(self) -> str | None:
-        return (
-            self.key.config.project
-            or getattr(self.google, "project_id", None)
-            or getattr(self.google, "quota_project_id", None)
         )
 
     def _refresh(self) -> None:
         from stepframe_gcp._connector.errors import refresh_errors
 
-        config = self.key.config
+        config = self.config
         if config.auth_method == "oauth2-token":
             return  # a bare token cannot be refreshed; Google tells when it has expired
         with refresh_errors(self.key.connector, config.auth_method, self.principal):
@@ -175,7 +170,7 @@ def _entry(connector: Component) -> _Entry:
             "it with --flavor gcp"
         )
     secrets = _secrets(connector.name, config)
-    key = _Key(connector.name, config, _digest(secrets))
+    key = _Key(connector.name, json.dumps(attrs.asdict(config), sort_keys=True), _digest(secrets))
     with _GUARD:
         entry = _ENTRIES.get(key)
     if entry is not None:
@@ -183,7 +178,7 @@ def _entry(connector: Component) -> _Entry:
     google, principal = _build(connector.name, config, secrets)
     with _GUARD:
         # Two threads may have built one each: keep the first, so one token is shared.
-        return _ENTRIES.setdefault(key, _Entry(key, google, principal))
+        return _ENTRIES.setdefault(key, _Entry(key, config, google, principal))
 
 
 def _secrets(name: str, config: GcpConnectorConfig) -> dict[str, str]:

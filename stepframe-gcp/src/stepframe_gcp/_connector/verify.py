@@ -31,7 +31,7 @@ def verify(connector: Component, resources: list[ResourceRequest]) -> ConnectorR
                 refusals.append(f"{who}: {error}")
     if refusals:
         raise ConnectorError("\n".join(refusals))
-    project = credentials.values.get("project") or "(none: set --project)"
+    project = config.project or "(none: set --project)"
     return ConnectorReport(identity=f"{principal} (project {project})", checks=tuple(checks))
 
 
@@ -47,5 +47,5 @@ def _check_bucket(credentials: object, uri: str) -> str:
         api.list_url(location.bucket),
         params={"prefix": location.name, "maxResults": "1", "fields": "items(name)"},
     )
-    check(answer, f"listing {uri}", location)
+    check(answer, f"listing {uri}", location, listing=True)
     return f"cloud storage {uri}: listable"

@@ -99,8 +99,11 @@ class StorageApi:
         return result
 
 
-def check(answer: Any, doing: str, location: GcsLocation) -> None:
-    """Raise the stepframe error an unsuccessful answer means."""
+def check(answer: Any, doing: str, location: GcsLocation, *, listing: bool = False) -> None:
+    """Raise the stepframe error an unsuccessful answer means.
+
+    :param listing: the call listed objects, so a 404 can only mean a missing bucket.
+    """
     if answer.status_code < 400:
         return
     message = _message(answer)
@@ -113,7 +116,7 @@ def check(answer: Any, doing: str, location: GcsLocation) -> None:
             f"storage buckets add-iam-policy-binding gs://{location.bucket} "
             "--member=serviceAccount:... --role=roles/storage.objectAdmin`)"
         )
-    if answer.status_code == 404 and _bucket_missing(answer):
+    if answer.status_code == 404 and (listing or _bucket_missing(answer)):
         raise missing_bucket(location.bucket)
     raise StepframeError(f"{doing}: Cloud Storage answered {answer.status_code} ({message})")
 

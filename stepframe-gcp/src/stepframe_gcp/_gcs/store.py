@@ -145,7 +145,7 @@ class GcsArtifactStore(ArtifactStore):
             if token:
                 params["pageToken"] = token
             answer = self.api.request("GET", self.api.list_url(prefix.bucket), params=params)
-            check(answer, f"listing {prefix_uri}", prefix)
+            check(answer, f"listing {prefix_uri}", prefix, listing=True)
             page = answer.json()
             for item in page.get("items", ()):
                 name = item["name"]
