@@ -157,8 +157,8 @@ def main() -> int:
         loads = timed([sys.executable, "-c", LOAD], project, options.runs)
         print(timing_line("Runs()...output(), 1 MB JSON, fresh process:", loads, 0.2))
         print(cpu_line([sys.executable, "-c", LOAD]))
-        start = timed([sys.executable, "-c", "pass"], project, options.runs)
-        print(f"  (the interpreter's own start: median {statistics.median(start):.3f} s)")
+        starts = timed([sys.executable, "-c", "pass"], project, options.runs)
+        print(f"  (the interpreter's own start: median {statistics.median(starts):.3f} s)")
     return 0
 
 

@@ -170,7 +170,7 @@ class CreateTimes:
             seen.times.append(time.perf_counter())
             return original(backend, *args, **kwargs)
 
-        SageMakerModelBackend.create_training_job = create  # type: ignore[method-assign]
+        SageMakerModelBackend.create_training_job = create  # type: ignore[method-assign,assignment]
 
     @classmethod
     def installed(cls) -> CreateTimes:

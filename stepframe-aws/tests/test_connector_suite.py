@@ -27,7 +27,7 @@ ALL_KINDS = ("generic", "object_store", "container_registry")
 class _AwsSuite(ConnectorSuite):
     flavor = "aws"
     plugin_names = ("aws",)
-    resource_kinds = ALL_KINDS
+    resource_kinds: ClassVar[tuple[str, ...]] = ALL_KINDS
     config: ClassVar[dict[str, Any]] = {}
 
     @pytest.fixture(autouse=True)

@@ -23,6 +23,7 @@ from stepframe import (
     ConnectorError,
     ConnectorReport,
     ResourceRequest,
+    SecretRef,
 )
 from stepframe.exceptions import PluginError
 from stepframe_aws._connector.config import AwsConnectorConfig
@@ -61,7 +62,9 @@ def keyed(secrets: dict[str, str], key_id: str, secret_key: str, **config: Any) 
         "aws",
         "aws",
         AwsConnectorConfig(
-            aws_access_key_id="key-id", aws_secret_access_key="secret-key", **config
+            aws_access_key_id=SecretRef("key-id"),
+            aws_secret_access_key=SecretRef("secret-key"),
+            **config,
         ),
     )
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from _moto_helpers import ACCOUNT, MotoIam
 
-from stepframe import Component, ComponentKind, ConnectorError, ResourceRequest
+from stepframe import Component, ComponentKind, ConnectorError, ResourceRequest, SecretRef
 from stepframe_aws._connector.config import AwsConnectorConfig
 from stepframe_aws._connector.role_check import RESOURCE_KIND, needed_actions, trusts_service
 from stepframe_aws._connector.verify import verify
@@ -45,8 +45,8 @@ def connector(key_id: str, secret: str, monkeypatch: pytest.MonkeyPatch) -> Comp
         "aws",
         AwsConnectorConfig(
             auth_method="secret-key",
-            aws_access_key_id="env:ROLE_TEST_KEY_ID",
-            aws_secret_access_key="env:ROLE_TEST_SECRET",
+            aws_access_key_id=SecretRef("env:ROLE_TEST_KEY_ID"),
+            aws_secret_access_key=SecretRef("env:ROLE_TEST_SECRET"),
         ),
     )
 

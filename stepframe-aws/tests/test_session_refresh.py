@@ -21,6 +21,7 @@ from stepframe import (
     ConnectorError,
     Credentials,
     ResourceRequest,
+    SecretRef,
 )
 from stepframe_aws._connector.auth import authenticate
 from stepframe_aws._connector.config import AwsConnectorConfig
@@ -65,8 +66,8 @@ def role_connector(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Itera
         auth_method="iam-role",
         role_arn=role["Role"]["Arn"],
         session_duration_seconds=900,
-        aws_access_key_id="env:SF_KEY_ID",
-        aws_secret_access_key="env:SF_SECRET_KEY",
+        aws_access_key_id=SecretRef("env:SF_KEY_ID"),
+        aws_secret_access_key=SecretRef("env:SF_SECRET_KEY"),
     )
     _reset_auth(moto_endpoint, b"0")
     try:
@@ -178,8 +179,8 @@ def test_long_lived_keys_make_a_plain_session(monkeypatch: pytest.MonkeyPatch) -
     config = AwsConnectorConfig(
         auth_method="secret-key",
         region="eu-north-1",
-        aws_access_key_id="env:SF_KEY_ID",
-        aws_secret_access_key="env:SF_SECRET_KEY",
+        aws_access_key_id=SecretRef("env:SF_KEY_ID"),
+        aws_secret_access_key=SecretRef("env:SF_SECRET_KEY"),
     )
     credentials = authenticate(
         Component(ComponentKind.CONNECTOR, "aws", "aws", config), ResourceRequest("generic")

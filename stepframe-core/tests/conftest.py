@@ -51,7 +51,7 @@ class ProjectDir:
         self.modules.append(name)
         return path
 
-    def load(self, source: str, pipeline: str | None = None) -> Pipeline:
+    def load(self, source: str, pipeline: str | None = None) -> Pipeline[...]:
         """Write ``source`` and load a pipeline from it, as ``stepframe run`` would."""
         path = self.write(source)
         return load_pipeline(f"{path}:{pipeline}" if pipeline else str(path))
@@ -122,7 +122,7 @@ class Runner:
 
     def __call__(
         self,
-        target: Pipeline | PipelineSpec,
+        target: Pipeline[...] | PipelineSpec,
         *,
         plugins: stepframe.Plugins | None = None,
         **options: Any,
@@ -270,7 +270,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     before = set(sys.modules)
     yield folder
     for name in set(sys.modules) - before:
-        if getattr(sys.modules[name], "__file__", "") and str(folder) in sys.modules[name].__file__:
+        if str(folder) in (getattr(sys.modules[name], "__file__", None) or ""):
             del sys.modules[name]
 
 

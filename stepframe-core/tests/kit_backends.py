@@ -59,7 +59,7 @@ class SubprocessOperator:
         self.cancelled: set[str] = set()
 
     @hookimpl
-    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+    def register_flavors(self, register):
         register(
             Flavor(kind=ComponentKind.STEP_OPERATOR, name=self.flavor, jobs_outlive_client=False)
         )
@@ -72,7 +72,7 @@ class SubprocessOperator:
         return f"{name[:31]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
     @hookimpl
-    def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+    def submit_step(self, launch, operator, credentials):
         if operator.flavor != self.flavor:
             return None
         job_id = self.job_id(launch)
@@ -123,7 +123,7 @@ class SubprocessOperator:
         return data.decode(errors="replace").splitlines(), offset + len(data)
 
     @hookimpl
-    def poll_step(self, handle, credentials, cursor):  # type: ignore[no-untyped-def]
+    def poll_step(self, handle, credentials, cursor):
         if handle.flavor != self.flavor:
             return None
         process = self.processes.get(handle.job_id)
@@ -141,7 +141,7 @@ class SubprocessOperator:
         return JobStatus(state, tuple(lines), str(offset), failure_reason=reason, poll_after=0.05)
 
     @hookimpl
-    def cancel_step(self, handle, credentials):  # type: ignore[no-untyped-def]
+    def cancel_step(self, handle, credentials):
         if handle.flavor != self.flavor:
             return None
         process = self.processes.get(handle.job_id)
@@ -162,7 +162,7 @@ class LosesOutputs(SubprocessOperator):
     flavor = "kit-loses-outputs"
 
     @hookimpl
-    def fetch_artifacts(self, handle, launch):  # type: ignore[no-untyped-def]
+    def fetch_artifacts(self, handle, launch):
         if handle.flavor != self.flavor:
             return None
         code = self.processes[handle.job_id].poll()
@@ -180,7 +180,7 @@ class IgnoresCancel(SubprocessOperator):
         pass
 
     @hookimpl
-    def poll_step(self, handle, credentials, cursor):  # type: ignore[no-untyped-def]
+    def poll_step(self, handle, credentials, cursor):
         status = super().poll_step(handle, credentials, cursor)
         if status is not None and handle.job_id in self.cancelled:
             return attrs.evolve(status, state=JobState.CANCELLED)
@@ -211,7 +211,7 @@ class AnswersForEveryone(SubprocessOperator):
     flavor = "kit-answers-everyone"
 
     @hookimpl
-    def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+    def submit_step(self, launch, operator, credentials):
         return super().submit_step(launch, attrs.evolve(operator, flavor=self.flavor), credentials)
 
 
@@ -270,13 +270,13 @@ class WaitsForRunning(SubprocessOperator):
         self.results: dict[str, Path] = {}
 
     @hookimpl
-    def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+    def submit_step(self, launch, operator, credentials):
         handle = super().submit_step(launch, operator, credentials)
         self.results[handle.job_id] = Path(launch.result_uri.removeprefix("file://"))
         return handle
 
     @hookimpl
-    def poll_step(self, handle, credentials, cursor):  # type: ignore[no-untyped-def]
+    def poll_step(self, handle, credentials, cursor):
         status = super().poll_step(handle, credentials, cursor)
         at_work = not self.results[handle.job_id].exists()
         if status.state is JobState.RUNNING and at_work:
@@ -293,7 +293,7 @@ class ClaimsToOutliveTheClient(SubprocessOperator):
     flavor = "kit-claims-to-outlive"
 
     @hookimpl
-    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+    def register_flavors(self, register):
         register(Flavor(kind=ComponentKind.STEP_OPERATOR, name=self.flavor))
 
 
@@ -320,7 +320,7 @@ class DetachedOperator(SubprocessOperator):
     supports_find_job = True
 
     @hookimpl
-    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+    def register_flavors(self, register):
         register(Flavor(kind=ComponentKind.STEP_OPERATOR, name=self.flavor))
 
     def files(self, launch: Any) -> tuple[Path, Path, Path]:
@@ -329,7 +329,7 @@ class DetachedOperator(SubprocessOperator):
         return workdir / f"{name}.log", workdir / f"{name}.status", workdir / f"{name}.handle"
 
     @hookimpl
-    def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+    def submit_step(self, launch, operator, credentials):
         log, status, saved = self.files(launch)
         process = self.start(
             launch, log, wrapper=(sys.executable, "-c", _RECORDING_WRAPPER, str(status))
@@ -354,7 +354,7 @@ class DetachedOperator(SubprocessOperator):
             return None
 
     @hookimpl
-    def poll_step(self, handle, credentials, cursor):  # type: ignore[no-untyped-def]
+    def poll_step(self, handle, credentials, cursor):
         ended = self.ended(handle)
         lines, next_cursor = self.read_log(handle, cursor, final=ended is not None)
         if ended is None:
@@ -370,7 +370,7 @@ class DetachedOperator(SubprocessOperator):
         )
 
     @hookimpl
-    def cancel_step(self, handle, credentials):  # type: ignore[no-untyped-def]
+    def cancel_step(self, handle, credentials):
         if self.ended(handle) is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(int(handle.data["pgid"]), signal.SIGKILL)
@@ -381,7 +381,7 @@ class DetachedOperator(SubprocessOperator):
         return True
 
     @hookimpl
-    def find_job(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+    def find_job(self, launch, operator, credentials):
         saved = self.files(launch)[2]
         if not saved.is_file():
             return JobNotFound(f"no job named {self.job_id(launch)}")
@@ -415,7 +415,7 @@ class FindsAnyJob(DetachedOperator):
         self.last = handle
 
     @hookimpl
-    def find_job(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+    def find_job(self, launch, operator, credentials):
         return getattr(self, "last", None)
 
 
@@ -435,13 +435,13 @@ class AllowListPolicy:
         return []
 
     @hookimpl
-    def check_step(self, step, component):  # type: ignore[no-untyped-def]
+    def check_step(self, step, component):
         if component.kind is not ComponentKind.STEP_OPERATOR:
             return []
         return self.problems(step.settings)
 
     @hookimpl(wrapper=True)
-    def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+    def submit_step(self, launch, operator, credentials):
         refused = self.problems(launch.settings)
         if refused:
             raise StepframeError("; ".join(refused))
@@ -453,7 +453,7 @@ class SubmitTimePolicy(AllowListPolicy):
     """Refuses only when the job is submitted: after the upstream steps ran."""
 
     @hookimpl
-    def check_step(self, step, component):  # type: ignore[no-untyped-def]
+    def check_step(self, step, component):
         return []
 
 
@@ -461,11 +461,11 @@ class PolicyWithFlavor(AllowListPolicy):
     """Also registers a flavor, so the core asks it about that flavor's components only."""
 
     @hookimpl
-    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+    def register_flavors(self, register):
         register(Flavor(kind=ComponentKind.CONNECTOR, name="kit-policy-vault"))
 
     @hookimpl(wrapper=True)
-    def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+    def submit_step(self, launch, operator, credentials):
         return (yield)  # trusts its pre-flight, which is never asked
 
 
@@ -473,7 +473,7 @@ class LogEatingPolicy(AllowListPolicy):
     """Wraps poll_step and loses every job's log lines."""
 
     @hookimpl(wrapper=True)
-    def poll_step(self, handle, credentials, cursor):  # type: ignore[no-untyped-def]
+    def poll_step(self, handle, credentials, cursor):
         status = yield
         return attrs.evolve(status, log_lines=())
 
@@ -619,11 +619,11 @@ class DirStorePlugin:
     store_class: type[DirStore] = DirStore
 
     @hookimpl
-    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+    def register_flavors(self, register):
         register(Flavor(kind=ComponentKind.ARTIFACT_STORE, name=SCHEME, uri_schemes=(SCHEME,)))
 
     @hookimpl
-    def open_artifact_store(self, uri, credentials):  # type: ignore[no-untyped-def]
+    def open_artifact_store(self, uri, credentials):
         if not uri.startswith(f"{SCHEME}://"):
             return None
         return self.store_class.open(uri)
@@ -633,7 +633,7 @@ class UndeclaredSchemePlugin(DirStorePlugin):
     """A first-edition store: it declares no URI scheme, so the core finds it by trial."""
 
     @hookimpl
-    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+    def register_flavors(self, register):
         register(Flavor(kind=ComponentKind.ARTIFACT_STORE, name=SCHEME))
 
 
@@ -669,7 +669,7 @@ class HashingBuilder:
         self.built: set[str] = set()
 
     @hookimpl
-    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+    def register_flavors(self, register):
         register(Flavor(kind=ComponentKind.IMAGE_BUILDER, name=self.flavor))
 
     def content_hash(self, request: Any) -> str:
@@ -684,7 +684,7 @@ class HashingBuilder:
         return digest.hexdigest()
 
     @hookimpl
-    def build_image(self, request, builder):  # type: ignore[no-untyped-def]
+    def build_image(self, request, builder):
         if builder.flavor != self.flavor:
             return None
         digest = self.content_hash(request)
@@ -719,7 +719,7 @@ class TagBuilder(HashingBuilder):
     flavor = "kit-tag"
 
     @hookimpl
-    def build_image(self, request, builder):  # type: ignore[no-untyped-def]
+    def build_image(self, request, builder):
         if builder.flavor != self.flavor:
             return None
         return ImageRef(uri="registry.kit.invalid/kit:latest")
@@ -744,11 +744,11 @@ class TokenConnector:
         self.serial = itertools.count(1)
 
     @hookimpl
-    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+    def register_flavors(self, register):
         register(Flavor(kind=ComponentKind.CONNECTOR, name=self.flavor, config_class=TokenConfig))
 
     @hookimpl
-    def authenticate(self, connector, resource):  # type: ignore[no-untyped-def]
+    def authenticate(self, connector, resource):
         if connector.flavor != self.flavor or resource.kind not in self.kinds:
             return None
         secret = resolve_secret(connector.config.token)

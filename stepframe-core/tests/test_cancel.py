@@ -226,17 +226,17 @@ class Stubborn:
         self.lock = threading.Lock()
 
     @hookimpl
-    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+    def register_flavors(self, register):
         register(Flavor(kind=ComponentKind.STEP_OPERATOR, name=self.flavor))
 
     @hookimpl
-    def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+    def submit_step(self, launch, operator, credentials):
         if operator.flavor != self.flavor:
             return None
         return JobHandle(flavor=self.flavor, operator=operator.name, job_id=launch.step)
 
     @hookimpl
-    def poll_step(self, handle, credentials, cursor):  # type: ignore[no-untyped-def]
+    def poll_step(self, handle, credentials, cursor):
         if handle.flavor != self.flavor:
             return None
         with self.lock:
@@ -250,7 +250,7 @@ class Stubborn:
         return JobStatus(JobState.RUNNING, poll_after=0.05)
 
     @hookimpl
-    def cancel_step(self, handle, credentials):  # type: ignore[no-untyped-def]
+    def cancel_step(self, handle, credentials):
         if handle.flavor != self.flavor:
             return None
         with self.lock:

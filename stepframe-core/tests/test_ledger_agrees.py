@@ -34,7 +34,7 @@ def ledger():
 """
 
 
-def _jobs(project, run_id: str | None = None):  # type: ignore[no-untyped-def]
+def _jobs(project, run_id: str | None = None):
     with project.history() as history:
         return history.list_jobs(run_id=run_id) if run_id else history.list_jobs()
 

@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -226,7 +227,7 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) 
         time.sleep(0.02)
 
 
-def submitted(project, step: str) -> list:
+def submitted(project, step: str) -> list[Any]:
     """The step's ledger rows that have a job handle."""
     if not project.database_path.exists():
         return []
@@ -528,10 +529,12 @@ def test_of_two_resumes_started_together_exactly_one_runs(project, sf_popen, rel
 
 def _first_to_end(processes: list[subprocess.Popen[str]]):
     ended: list[subprocess.Popen[str]] = []
-    wait_until(
-        lambda: ended.extend(p for p in processes if p.poll() is not None) or ended,
-        "one of the resumes to end",
-    )
+
+    def one_ended() -> bool:
+        ended.extend(p for p in processes if p.poll() is not None)
+        return bool(ended)
+
+    wait_until(one_ended, "one of the resumes to end")
     yield ended[0]
 
 

@@ -77,7 +77,7 @@ TRIALS = [
 ]
 
 
-def _wait_for(found, what: str, timeout: float = 30.0, fail: bool = True):  # type: ignore[no-untyped-def]
+def _wait_for(found, what: str, timeout: float = 30.0, fail: bool = True):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = found()
@@ -129,7 +129,7 @@ def _with_ticks(pids: Iterable[int]) -> set[tuple[int, str | None]]:
     return {(pid, stat[1]) for pid, stat in stats.items() if stat is not None}
 
 
-def _ledger_jobs(project) -> set[tuple[int, str | None]]:  # type: ignore[no-untyped-def]
+def _ledger_jobs(project) -> set[tuple[int, str | None]]:
     """(pid, start ticks) of every local job the ledger has a handle of."""
     with project.history() as history:
         jobs = history.list_jobs()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stepframe import JobHandle, JobState, RunCancelled, RunFailed
+from stepframe import JobHandle, JobState, JobStatus, RunCancelled, RunFailed
 from stepframe._builtin import local
 from stepframe._builtin.local_zygote import read_exit_status
 
@@ -96,7 +96,9 @@ def test_steps_run_in_their_own_processes_forked_by_the_zygote(project, run) -> 
     (zygote,) = {s["ppid"] for s in seen}  # one parent for all of them...
     assert zygote != os.getpid()  # ...which is not the orchestrator...
     assert ZYGOTE_MODULE in cmdline(zygote)  # ...but the zygote it started
-    assert int(_stat(zygote)[1]) == os.getpid()
+    zygote_stat = _stat(zygote)
+    assert zygote_stat is not None, "the zygote is gone"
+    assert int(zygote_stat[1]) == os.getpid()
     for step in seen:
         # Set up as `python -m stepframe.entrypoint URI` in the project would be.
         assert step["session"] == step["group"] == step["pid"]
@@ -200,21 +202,26 @@ def test_the_exit_file_decides_the_status(project) -> None:
         data={"pid": pid, "log": str(log), "start_ticks": "-1"},  # never a live one
     )
 
+    def poll() -> JobStatus:
+        status = local.poll_step(handle, None, None)
+        assert status is not None, "the local operator knows its own jobs"
+        return status
+
     (project.root / "job.log.exit").write_text("5\n")
-    status = local.poll_step(handle, None, None)
+    status = poll()
     assert status.state is JobState.FAILED
     assert status.failure_reason == "process exited with status 5"
     assert status.log_lines == ("last words",)
 
     (project.root / "job.log.exit").write_text(f"-{int(signal.SIGTERM)}\n")
-    assert local.poll_step(handle, None, None).failure_reason == "process killed by SIGTERM"
+    assert poll().failure_reason == "process killed by SIGTERM"
 
     (project.root / "job.log.exit").write_text("0\n")
-    assert local.poll_step(handle, None, None).state is JobState.SUCCEEDED
+    assert poll().state is JobState.SUCCEEDED
 
     # No status anywhere and the process gone: unknown, the result manifest decides.
     (project.root / "job.log.exit").unlink()
-    status = local.poll_step(handle, None, None)
+    status = poll()
     assert status.state is JobState.SUCCEEDED and status.failure_reason is None
 
 

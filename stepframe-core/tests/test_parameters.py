@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-def recorded(project) -> dict:
+def recorded(project) -> dict[str, Any]:
     with project.history() as history:
         (run,) = history.list_runs(limit=1)
     return run.params

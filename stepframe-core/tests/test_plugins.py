@@ -264,7 +264,7 @@ class Recorder:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     @hookimpl
-    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+    def register_flavors(self, register):
         register(
             Flavor(
                 kind=ComponentKind.STEP_OPERATOR,
@@ -274,7 +274,7 @@ class Recorder:
         )
 
     @hookimpl
-    def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+    def submit_step(self, launch, operator, credentials):
         if operator.flavor != self.flavor:
             return None
         self.calls.append(("submit_step", launch))
@@ -287,7 +287,7 @@ class Recorder:
         return JobHandle(flavor=self.flavor, operator=operator.name, job_id=job_id)
 
     @hookimpl
-    def poll_step(self, handle, credentials, cursor):  # type: ignore[no-untyped-def]
+    def poll_step(self, handle, credentials, cursor):
         if handle.flavor != self.flavor:
             return None
         self.calls.append(("poll_step", cursor))
@@ -299,7 +299,7 @@ class Recorder:
         return JobStatus(state, log_lines=lines, cursor="done")
 
     @hookimpl
-    def cancel_step(self, handle, credentials):  # type: ignore[no-untyped-def]
+    def cancel_step(self, handle, credentials):
         if handle.flavor != self.flavor:
             return None
         self.calls.append(("cancel_step", handle.job_id))
@@ -375,7 +375,7 @@ class ClusterConfig:
 
 class NeedsConfig:
     @hookimpl
-    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+    def register_flavors(self, register):
         register(
             Flavor(kind=ComponentKind.STEP_OPERATOR, name="cluster", config_class=ClusterConfig)
         )
@@ -402,7 +402,7 @@ class WrongTypes(Recorder):
         self.broken = broken
 
     @hookimpl
-    def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+    def submit_step(self, launch, operator, credentials):
         handle = super().submit_step(launch, operator, credentials)
         if handle is not None and self.broken == "submit_step":
             self.processes[handle.job_id].kill()
@@ -410,7 +410,7 @@ class WrongTypes(Recorder):
         return handle
 
     @hookimpl
-    def poll_step(self, handle, credentials, cursor):  # type: ignore[no-untyped-def]
+    def poll_step(self, handle, credentials, cursor):
         status = super().poll_step(handle, credentials, cursor)
         if status is not None and self.broken == "poll_step":
             return "running"
@@ -476,7 +476,7 @@ class Shouting(Materializer):
 
 class ShoutingPlugin:
     @hookimpl
-    def register_materializers(self, register):  # type: ignore[no-untyped-def]
+    def register_materializers(self, register):
         register(Shouting())
 
 

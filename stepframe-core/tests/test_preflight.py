@@ -108,7 +108,7 @@ def sized():
 
 
 @pytest.fixture
-def installed(dist, site):  # type: ignore[no-untyped-def]
+def installed(dist, site):
     """``installed(name, source)``: a distribution ``stepframe-NAME`` with entry point NAME;
     returns the environment a CLI process needs to load it (with those before it)."""
     names: list[str] = []
@@ -122,7 +122,7 @@ def installed(dist, site):  # type: ignore[no-untyped-def]
     return install
 
 
-def _pipeline(project, big: int, bigger: int):  # type: ignore[no-untyped-def]
+def _pipeline(project, big: int, bigger: int):
     return project.write(
         PIPELINE.format(big=big, bigger=bigger), name=f"sized_{uuid.uuid4().hex[:8]}"
     )
@@ -249,12 +249,12 @@ class Checker:
         self.seen = seen
 
     @hookimpl
-    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+    def register_flavors(self, register):
         for flavor in self.flavors:
             register(Flavor(kind=ComponentKind.STEP_OPERATOR, name=flavor))
 
     @hookimpl
-    def check_step(self, step, component):  # type: ignore[no-untyped-def]
+    def check_step(self, step, component):
         self.seen.append(Seen(self.name, step.step, component.name))
         return [f"{self.name} was asked"] if step.step == "refused" else None
 
@@ -309,7 +309,7 @@ def test_a_crash_is_a_plugin_error_and_other_steps_are_still_checked(
 ) -> None:
     class Crashes(Checker):
         @hookimpl
-        def check_step(self, step, component):  # type: ignore[no-untyped-def]
+        def check_step(self, step, component):
             super().check_step(step, component)
             raise RuntimeError("no quota service")
 

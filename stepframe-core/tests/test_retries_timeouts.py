@@ -179,18 +179,18 @@ class Spotty:
     submitted: list[str] = attrs.field(factory=list)
 
     @hookimpl
-    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+    def register_flavors(self, register):
         register(Flavor(kind=ComponentKind.STEP_OPERATOR, name="spotty"))
 
     @hookimpl
-    def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+    def submit_step(self, launch, operator, credentials):
         if operator.flavor != "spotty":
             return None
         self.submitted.append(launch.job_name)
         return JobHandle("spotty", operator.name, launch.job_name)
 
     @hookimpl
-    def poll_step(self, handle, credentials, cursor):  # type: ignore[no-untyped-def]
+    def poll_step(self, handle, credentials, cursor):
         if handle.flavor != "spotty":
             return None
         if len(self.submitted) == 1:
@@ -200,7 +200,7 @@ class Spotty:
         return JobStatus(JobState.FAILED, failure_reason="the step raised")
 
     @hookimpl
-    def cancel_step(self, handle, credentials):  # type: ignore[no-untyped-def]
+    def cancel_step(self, handle, credentials):
         return True if handle.flavor == "spotty" else None
 
 

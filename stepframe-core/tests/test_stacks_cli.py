@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomlkit
@@ -53,7 +54,7 @@ def cli_here(project, acme):
     return invoke
 
 
-def config(project) -> dict:
+def config(project) -> dict[str, Any]:
     return tomlkit.parse((project.root / "stepframe.toml").read_text()).unwrap()
 
 

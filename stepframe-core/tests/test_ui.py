@@ -103,7 +103,7 @@ class Server:
         first = self.wait_for_line(r"serving .* on (http://127\.0\.0\.1:\d+/)")
         self.url = re.search(r"http://127\.0\.0\.1:\d+/", first).group(0)  # type: ignore[union-attr]
 
-    def _pump(self, stream) -> None:  # type: ignore[no-untyped-def]
+    def _pump(self, stream) -> None:
         for line in stream:
             self.lines.put(line)
 
@@ -126,7 +126,7 @@ class Server:
 
 
 @pytest.fixture
-def ui(cli_popen) -> Callable[[], Server]:  # type: ignore[no-untyped-def]
+def ui(cli_popen) -> Callable[[], Server]:
     return lambda: Server(cli_popen("ui"))
 
 

@@ -80,7 +80,7 @@ def test_every_docker_problem_is_reported_before_anything_is_built(
     assert stepframe_project.runs() == []
 
 
-def _step(tmp_path: Path, **docker: object):  # type: ignore[no-untyped-def]
+def _step(tmp_path: Path, **docker: object):
     from stepframe import PlannedStep
 
     operator = Component(ComponentKind.STEP_OPERATOR, "docker", "docker")

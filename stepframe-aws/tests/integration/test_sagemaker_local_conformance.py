@@ -54,7 +54,7 @@ class TestSageMakerLocalMode(StepOperatorSuite):
         yield
         stepframe_docker.forget_builds()
 
-    def make_operator(self, plugins: Plugins) -> Component:
+    def make_operator(self, plugins: Plugins, tmp_path: Path | None = None) -> Component:
         config = SageMakerOperatorConfig(execution_role=ROLE, instance_type="local")
         return Component(ComponentKind.STEP_OPERATOR, "sagemaker", "sagemaker", config)
 

@@ -61,7 +61,7 @@ class TestDockerStepOperator(_Docker, StepOperatorSuite):
         request = ImageRequest(code_root=str(code_root), target_registry=self._registry())
         return plugins.hooks.build_image(request, self._builder())
 
-    def stack_config(self) -> str | None:
+    def stack_config(self, tmp_path: Path | None = None) -> str | None:
         return f"""\
 active_stack = "containers"
 

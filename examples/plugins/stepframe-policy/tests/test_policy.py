@@ -57,7 +57,7 @@ class FakeCloud:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     @hookimpl
-    def register_flavors(self, register):  # type: ignore[no-untyped-def]
+    def register_flavors(self, register):
         register(
             Flavor(
                 kind=ComponentKind.STEP_OPERATOR,
@@ -68,7 +68,7 @@ class FakeCloud:
         )
 
     @hookimpl
-    def submit_step(self, launch, operator, credentials):  # type: ignore[no-untyped-def]
+    def submit_step(self, launch, operator, credentials):
         if operator.flavor != self.flavor:
             return None
         self.launches.append(launch)
@@ -85,7 +85,7 @@ class FakeCloud:
         return JobHandle(flavor=self.flavor, operator=operator.name, job_id=job_id)
 
     @hookimpl
-    def poll_step(self, handle, credentials, cursor):  # type: ignore[no-untyped-def]
+    def poll_step(self, handle, credentials, cursor):
         if handle.flavor != self.flavor:
             return None
         code = self.processes[handle.job_id].poll()
@@ -94,7 +94,7 @@ class FakeCloud:
         return JobStatus(JobState.SUCCEEDED if code == 0 else JobState.FAILED)
 
     @hookimpl
-    def cancel_step(self, handle, credentials):  # type: ignore[no-untyped-def]
+    def cancel_step(self, handle, credentials):
         if handle.flavor != self.flavor:
             return None
         self.processes[handle.job_id].kill()
