@@ -150,19 +150,34 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def types(session: nox.Session) -> None:
-    """mypy --strict over the core's public API and stepframe-aws (settings in mypy.ini)."""
-    # The core and its optional numpy dependency bring the libraries whose types it uses;
-    # `testing` brings pytest, which the conformance kit (stepframe.testing) imports.
-    # stepframe-aws brings stepframe-docker, boto3 and docker (typed by types-docker);
-    # its `local` extra (the SageMaker SDK) is left out: imported in one module only.
-    session.install(f"{CORE}[numpy,testing]", DOCKER, AWS, "mypy", "types-docker")
-    session.run(
-        "mypy",
-        "--strict",
-        "stepframe-core/src/stepframe",
-        "stepframe-aws/src/stepframe_aws",
-        *session.posargs,
+    """mypy over all the code (tools/check_types.py: every distribution, the example plugin,
+    bench/, tools/ and this file --strict, the tests with check_untyped_defs), then the
+    typing cases of tests/typing (a user's mypy checks step and pipeline calls)."""
+    # Every distribution and the example plugin, so that mypy sees the types of what the
+    # checked code imports: the core with the extras it types against (numpy; `testing`
+    # brings pytest for the conformance kit), stepframe-aws with stepframe-docker, boto3 and
+    # docker (typed by types-docker; its `local` extra, the SageMaker SDK, is left out:
+    # untyped, mypy.ini ignores it); the tests' tools and nox, which this file imports.
+    distributions = sorted(
+        str(project.parent)
+        for project in ROOT.glob("*/pyproject.toml")
+        if project.parent.name != "stepframe-core"
     )
+    session.install(
+        f"{CORE}[numpy,testing]",
+        *distributions,
+        "./examples/plugins/stepframe-policy",
+        "pytest",
+        "pytest-timeout",
+        "moto",
+        "tomlkit",
+        "nox",
+        "mypy",
+        "types-docker",
+        *CONSTRAINTS,
+    )
+    session.run("python", "tools/check_types.py", *session.posargs)
+    session.run(*PYTEST, "stepframe-core/tests/test_typing.py")
 
 
 @nox.session
