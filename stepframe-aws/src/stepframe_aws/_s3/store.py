@@ -164,7 +164,7 @@ class S3ArtifactStore(ArtifactStore):
         doing = f"reading {uri}"
         with s3_errors(doing, location.bucket):
             try:
-                response = self.client.get_object(Bucket=location.bucket, Key=location.key)
+                response = self._first_get(location)
             except ClientError as error:
                 code = error_code(error)
                 if code == "NoSuchBucket":  # reads promise ArtifactNotFoundError
@@ -184,6 +184,28 @@ class S3ArtifactStore(ArtifactStore):
             ranges_in_flight=self.parts_in_flight,
         )
         return cast(BinaryIO, reader)
+
+    def _first_get(self, location: S3Location) -> dict[str, Any]:
+        """GetObject of the first part's range only: a large object's other ranges come
+        in parallel (`ObjectReader`), and nobody makes S3 start sending all of it."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return cast(
+                "dict[str, Any]",
+                self.client.get_object(
+                    Bucket=location.bucket,
+                    Key=location.key,
+                    Range=f"bytes=0-{self.part_size - 1}",
+                ),
+            )
+        except ClientError as error:
+            if error_code(error) != "InvalidRange":
+                raise
+        # An empty object has no byte 0.
+        return cast(
+            "dict[str, Any]", self.client.get_object(Bucket=location.bucket, Key=location.key)
+        )
 
     def exists(self, uri: str) -> bool:
         return self._head(self.location_for(uri)) is not None

@@ -311,7 +311,16 @@ class ObjectReader(io.BufferedIOBase):
         self._location = location
         self._body: Any = response["Body"]
         self._etag = str(response.get("ETag", ""))
+        # A ranged first GET (see S3ArtifactStore.open_read) says the whole length in
+        # its Content-Range ("bytes 0-8388607/1073741824"); its body ends at the range.
         self.length = int(response.get("ContentLength", 0))
+        self._body_end = self.length
+        content_range = str(response.get("ContentRange") or "")
+        if content_range.startswith("bytes ") and "/" in content_range:
+            span, _, total = content_range[len("bytes ") :].partition("/")
+            if total.isdigit():
+                self.length = int(total)
+                self._body_end = int(span.partition("-")[2] or -1) + 1
         self.position = 0
         #: how many times a dropped connection was picked up again (for tests, logs).
         self.resumed = 0
@@ -344,6 +353,9 @@ class ObjectReader(io.BufferedIOBase):
                 if not _is_dropped_connection(error):
                     raise
                 chunk = b""
+            if not chunk and self.position == self._body_end:
+                self._resume(continuing=True)  # the first, ranged answer is read
+                continue
             if not chunk:
                 # The body ended early or the connection broke: ask for the rest.
                 failures += 1
@@ -370,12 +382,16 @@ class ObjectReader(io.BufferedIOBase):
         view[: len(data)] = data
         return len(data)
 
-    def _resume(self) -> None:
+    def _resume(self, *, continuing: bool = False) -> None:
+        """Ask for the bytes from ``position`` on: after a dropped connection, or
+        (``continuing``) once the first, ranged answer has been read."""
         from botocore.exceptions import ClientError
 
         location = self._location
         self._close_body()
-        self.resumed += 1
+        if not continuing:
+            self.resumed += 1
+        self._body_end = self.length
         with s3_errors(f"reading {location.uri} from byte {self.position}", location.bucket):
             try:
                 response = self._client.get_object(
@@ -484,7 +500,9 @@ class _ParallelRanges:
         reader = self._reader
         while len(self._pending) < self._in_flight and self._next < reader.length:
             size = min(self._range_size, reader.length - self._next)
-            body = reader._body if self._next == 0 else None
+            body = None
+            if self._next == 0:  # the first range is the open answer's
+                body, size = reader._body, min(reader._body_end, reader.length)
             self._pending.append(self._pool.submit(reader._fetch, self._next, size, body))
             self._next += size
 
