@@ -215,7 +215,11 @@ class Scheduler:
         ended successfully after the run was interrupted (`stepframe jobs attach` followed
         it), or a job whose submit answer was lost and that the operator found again.
         """
-        row = self.earlier.jobs.get(name) if self.earlier is not None else None
+        if self.earlier is None or self.earlier.statuses.get(name) in DONE:
+            # A finished step gets here only when its recorded outputs failed the check
+            # (`_doneearlier_run`): its job would hand the same outputs on.  Run it again.
+            return None
+        row = self.earlier.jobs.get(name)
         if row is None:
             return None
         flavor = self.context.plugins.flavors.get(ComponentKind.STEP_OPERATOR, row.flavor)
