@@ -21,9 +21,32 @@ def make_data(rows: int = 200, seed: int = 3) -> list[list[float]]:
     ]
 
 
+# On a GPU, several instances, with PyTorch DDP: a CUDA parent image, a GPU instance
+# type, torchrun on every host, and the loss SageMaker should keep from the log.
+#
+# @step(
+#     operator="sagemaker",
+#     settings={
+#         "docker": {"parent_image": "pytorch/pytorch:2.3.1-cuda12.1-cudnn8-runtime"},
+#         "sagemaker": {
+#             "instance_type": "ml.g5.12xlarge",
+#             "instance_count": 2,
+#             "distribution": "torchrun",
+#             "metric_definitions": {"loss": r"loss=([0-9.]+)"},
+#             "max_runtime_seconds": 3600,
+#         },
+#     },
+# )
+# (inside the step: `stepframe.current_job()` gives rank, world size and master address)
 @step(
     operator="sagemaker",
-    settings={"sagemaker": {"instance_type": "ml.m5.large", "max_runtime_seconds": 3600}},
+    settings={
+        "sagemaker": {
+            "instance_type": "ml.m5.large",
+            "max_runtime_seconds": 3600,
+            "metric_definitions": {"slope": r"slope=([-0-9.]+)"},
+        }
+    },
 )
 def train(points: list[list[float]]) -> dict[str, float]:
     """Least squares for slope and intercept, in the training job's container."""
@@ -33,7 +56,7 @@ def train(points: list[list[float]]) -> dict[str, float]:
     slope = sum((p[0] - mean_x) * (p[1] - mean_y) for p in points) / sum(
         (p[0] - mean_x) ** 2 for p in points
     )
-    print(f"trained on {n} points")
+    print(f"trained on {n} points: slope={slope:.6f}")  # the slope metric's line
     return {"slope": slope, "intercept": mean_y - slope * mean_x}
 
 
