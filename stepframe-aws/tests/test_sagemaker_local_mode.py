@@ -27,6 +27,7 @@ from stepframe import (
     ResourceRequest,
     StepframeError,
 )
+from stepframe.support import process_start_ticks
 from stepframe_aws._sagemaker import local_mode
 from stepframe_aws._sagemaker.config import SageMakerOperatorConfig, SageMakerSettings
 
@@ -240,7 +241,7 @@ def _handle(folder: Path, pid: int, ticks: str | None = None) -> JobHandle:
 def test_poll_tails_the_log_from_the_cursor_and_reads_the_status(tmp_path: Path) -> None:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        handle = _handle(tmp_path / "job", sleeper.pid, local_mode._start_ticks(sleeper.pid))
+        handle = _handle(tmp_path / "job", sleeper.pid, process_start_ticks(sleeper.pid))
         log = Path(handle.data["log"])
         log.write_bytes(b"one\n\x1b[36malgo-1 |\x1b[0m two\nthr")
         first = local_mode.poll_local(handle, None)
@@ -281,7 +282,7 @@ def test_cancel_stops_the_runners_process_group(tmp_path: Path) -> None:
         [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
     )
     try:
-        handle = _handle(tmp_path / "job", runner.pid, local_mode._start_ticks(runner.pid))
+        handle = _handle(tmp_path / "job", runner.pid, process_start_ticks(runner.pid))
         assert local_mode.cancel_local(handle) is True
         assert runner.wait(timeout=10) == -15
         status = local_mode.poll_local(handle, None)

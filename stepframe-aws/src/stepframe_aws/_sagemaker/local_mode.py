@@ -28,7 +28,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -47,6 +46,7 @@ from stepframe import (
     Launch,
     StepframeError,
 )
+from stepframe.support import process_is_running, process_start_ticks, read_log_lines
 from stepframe_aws._sagemaker.config import FLAVOR, SageMakerOperatorConfig, SageMakerSettings
 from stepframe_aws._sagemaker.request import image_by_digest, training_job_name
 
@@ -72,8 +72,6 @@ COMPOSE_MISSING = (
 # Containers of the job carry JOB_LABEL=<launch.job_name> (see local_runner).
 JOB_LABEL = "stepframe.job"
 MODE_LABEL = "stepframe.sagemaker-local"
-# Compose colours each container's lines, even into a file.
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Runners started by this process, so their exit is collected (no zombies).
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -172,33 +170,12 @@ def _runner_environment(credentials: Credentials | None) -> dict[str, str]:
     return env
 
 
-def _start_ticks(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
 def _alive(pid: int, start_ticks: str | None) -> bool:
     child = _children.get(pid)
     if child is not None and child.poll() is not None:
         _children.pop(pid, None)
         return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    fields = stat.rsplit(")", 1)[1].split()
-    if start_ticks is not None and fields[19] != start_ticks:
-        return False  # the PID belongs to a later process
-    return fields[0] not in ("Z", "X")
+    return process_is_running(pid, start_ticks)
 
 
 def _handle(operator: Component, name: str, folder: Path, runner: Mapping[str, Any]) -> JobHandle:
@@ -291,29 +268,12 @@ def submit_local(
     _children[process.pid] = process
     runner = {
         "pid": process.pid,
-        "start_ticks": _start_ticks(process.pid),
+        "start_ticks": process_start_ticks(process.pid),
         "started_at": time.time(),
         "job": launch.job_name,
     }
     runner_file.write_text(json.dumps(runner))
     return _handle(operator, name, folder, runner)
-
-
-def _read_lines(path: str, offset: int, final: bool) -> tuple[tuple[str, ...], int]:
-    """Complete lines from ``offset`` on (and a trailing partial one once ``final``)."""
-    try:
-        with open(path, "rb") as log:
-            log.seek(offset)
-            data = log.read()
-    except FileNotFoundError:
-        return (), offset
-    if not final:
-        data = data[: data.rfind(b"\n") + 1]
-    text = _ANSI.sub("", data.decode("utf-8", errors="replace"))
-    lines = text.replace("\r\n", "\n").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return tuple(lines), offset + len(data)
 
 
 def _status(handle: JobHandle) -> dict[str, Any] | None:
@@ -334,7 +294,8 @@ def poll_local(handle: JobHandle, cursor: str | None) -> JobStatus:
         # The status is written just before the runner exits: read it once more.
         record = _status(handle)
     ended = not running
-    lines, offset = _read_lines(str(data["log"]), int(cursor or 0), final=ended)
+    # Compose colours each container's lines, even into a file.
+    lines, offset = read_log_lines(str(data["log"]), int(cursor or 0), final=ended, clean=True)
     if running:
         return JobStatus(JobState.RUNNING, lines, str(offset), detail="local mode", poll_after=0.5)
     cancelled = Path(str(data["dir"]), "cancelled").exists()
