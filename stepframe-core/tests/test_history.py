@@ -214,6 +214,7 @@ _WORKER = textwrap.dedent(
     from stepframe._history.database import RunHistory
 
     db, run_id, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+    Path(f"{go}.{run_id}.ready").touch()  # imported, about to wait for the go file
     while not go.exists():
         time.sleep(0.001)
     with RunHistory(db) as history:
@@ -239,7 +240,13 @@ def test_two_processes_write_one_file_at_once(db_path: Path, tmp_path: Path) -> 
         )
         for n in range(2)
     ]
-    time.sleep(0.2)  # let both interpreters start, so they meet at the go file
+    # Both interpreters started and wait at the go file, so that they write at once.
+    ready = [tmp_path / f"go.w{n}.ready" for n in range(len(workers))]
+    deadline = time.monotonic() + 120
+    while not all(path.exists() for path in ready):
+        assert all(worker.poll() is None for worker in workers), "a worker died at start"
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.01)
     go.touch()
     for worker in workers:
         _out, err = worker.communicate(timeout=120)

@@ -107,6 +107,7 @@ def test_step_logs_are_streamed_prefixed_by_step_name(same, run, operator, capsy
 
 FAILING = """
 import time
+from pathlib import Path
 
 from stepframe import pipeline, step
 
@@ -121,6 +122,7 @@ def source() -> int:
 
 
 def deep_helper(value):
+    Path("explode.failing").touch()  # slow_branch waits for this
     raise DataProblem(f"value {value} is cursed")
 
 
@@ -142,7 +144,10 @@ def after_that(value: int) -> int:
 
 @step
 def slow_branch(value: int) -> int:
-    time.sleep(0.5)
+    \"\"\"Still running when explode fails: it waits (a while at most) until explode fails.\"\"\"
+    deadline = time.time() + 60
+    while not Path("explode.failing").exists() and time.time() < deadline:
+        time.sleep(0.02)
     return value * 10
 
 
