@@ -1,6 +1,7 @@
 """stepframe hook implementations for Google Cloud (entry point ``gcp`` in group ``stepframe``).
 
-Flavors: connector ``gcp``, artifact store ``gcs`` (URI scheme ``gs``).  The core calls
+Flavors: connector ``gcp``, artifact store ``gcs`` (URI scheme ``gs``), step operator
+``vertex``.  The core calls
 each hook here only for components and URIs of these flavors (hook contract, second
 edition), so no hook checks the flavor itself.  This module imports attrs config classes
 only: google-auth and the API clients are imported inside the hooks, when a Google Cloud
@@ -18,16 +19,28 @@ from stepframe import (
     ConnectorReport,
     Credentials,
     Flavor,
+    JobHandle,
+    JobNotFound,
+    JobStatus,
+    Launch,
+    PlannedStep,
     ResourceRequest,
     hookimpl,
 )
 from stepframe_gcp._connector.config import GcpConnectorConfig
 from stepframe_gcp._gcs.config import GcsArtifactStoreConfig
+from stepframe_gcp._vertex.config import FLAVOR as OPERATOR_FLAVOR
+from stepframe_gcp._vertex.config import VertexOperatorConfig, VertexSettings
 
 __all__ = [
     "authenticate",
+    "cancel_step",
+    "check_step",
+    "find_job",
     "open_artifact_store",
+    "poll_step",
     "register_flavors",
+    "submit_step",
     "verify_connector",
 ]
 
@@ -57,6 +70,26 @@ def register_flavors(register: Callable[[Flavor], None]) -> None:
             uri_schemes=("gs",),
         )
     )
+    register(
+        Flavor(
+            kind=ComponentKind.STEP_OPERATOR,
+            name=OPERATOR_FLAVOR,
+            config_class=VertexOperatorConfig,
+            settings_class=VertexSettings,
+            description="runs each step as a Vertex AI CustomJob",
+            needs_image=True,
+        )
+    )
+
+
+@hookimpl
+def check_step(step: PlannedStep, component: Component) -> list[str] | None:
+    """The pre-flight: a vertex step's settings against Vertex AI's API description."""
+    if component.kind is not ComponentKind.STEP_OPERATOR:
+        return None
+    from stepframe_gcp._vertex.preflight import step_problems
+
+    return step_problems(step)
 
 
 @hookimpl
@@ -80,3 +113,37 @@ def open_artifact_store(uri: str, credentials: Credentials | None) -> ArtifactSt
     from stepframe_gcp._gcs.store import GcsArtifactStore
 
     return GcsArtifactStore.open(uri, credentials)
+
+
+@hookimpl
+def submit_step(
+    launch: Launch, operator: Component, credentials: Credentials | None
+) -> JobHandle | None:
+    from stepframe_gcp._vertex.jobs import submit
+
+    return submit(launch, operator, credentials)
+
+
+@hookimpl
+def poll_step(
+    handle: JobHandle, credentials: Credentials | None, cursor: str | None
+) -> JobStatus | None:
+    from stepframe_gcp._vertex.jobs import poll
+
+    return poll(handle, credentials, cursor)
+
+
+@hookimpl
+def cancel_step(handle: JobHandle, credentials: Credentials | None) -> bool | None:
+    from stepframe_gcp._vertex.jobs import cancel
+
+    return cancel(handle, credentials)
+
+
+@hookimpl
+def find_job(
+    launch: Launch, operator: Component, credentials: Credentials | None
+) -> JobHandle | JobNotFound | None:
+    from stepframe_gcp._vertex.jobs import find_job as find_custom_job
+
+    return find_custom_job(launch, operator, credentials)
