@@ -12,6 +12,7 @@ version and a range on the core, which must admit the core of this checkout.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -32,11 +33,14 @@ VERSION_LINE = re.compile(r'^__version__ = "([^"]*)"$', re.MULTILINE)
 
 
 def _pyprojects(root: Path) -> list[Path]:
-    return sorted(
-        path
-        for path in root.rglob("pyproject.toml")
-        if not NOT_SOURCE.intersection(path.relative_to(root).parts)
-    )
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        # Pruned, not filtered afterwards: .nox holds whole environments, and the temporary
+        # folders of tests running meanwhile, which come and go during a walk.
+        subfolders[:] = [name for name in subfolders if name not in NOT_SOURCE]
+        if "pyproject.toml" in files:
+            found.append(Path(folder) / "pyproject.toml")
+    return sorted(found)
 
 
 def _project(pyproject: Path) -> dict[str, Any]:
