@@ -88,9 +88,9 @@ def take_store_credentials() -> Credentials | None:
             f"{STORE_CREDENTIALS_FD_ENV}={fd_text!r} names no readable pipe ({error}); "
             "a job's operator sets it to a descriptor the job inherits"
         ) from None
-    from stepframe._artifacts.shared import STORE_CREDENTIALS_ENV, job_store_credentials
+    from stepframe._artifacts.shared import job_store_credentials
 
-    return job_store_credentials({STORE_CREDENTIALS_ENV: b"".join(chunks).decode()})
+    return job_store_credentials(b"".join(chunks).decode())
 
 
 def _import_function(ref: FunctionRef, code_root: Path) -> tuple[Callable[..., Any], Any]:

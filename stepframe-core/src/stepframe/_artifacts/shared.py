@@ -7,17 +7,16 @@ remote job (it has a role of its own) but not for a job on this machine:
 
 - a step on the ``inprocess`` operator takes the run's own open store (`sharing`,
   `shared_store_for`);
-- a ``local`` job process gets the credentials' values in `STORE_CREDENTIALS_ENV`
-  (`credentials_for_job`), which its entrypoint takes out of the environment before the
-  step's code runs (`job_store_credentials`).
+- a ``local`` job process reads the credentials' values (`credentials_for_job`) from a
+  pipe it inherits, before the step's code runs (`job_store_credentials`); they are never
+  in an environment, where ``/proc/PID/environ`` would keep them for the job's life.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -26,15 +25,7 @@ from stepframe._artifacts.store import ArtifactStore
 if TYPE_CHECKING:
     from stepframe._types import Credentials
 
-__all__ = [
-    "STORE_CREDENTIALS_ENV",
-    "credentials_for_job",
-    "job_store_credentials",
-    "shared_store_for",
-    "sharing",
-]
-
-STORE_CREDENTIALS_ENV = "STEPFRAME_STORE_CREDENTIALS"
+__all__ = ["credentials_for_job", "job_store_credentials", "shared_store_for", "sharing"]
 
 _lock = threading.Lock()
 _shared: list[ArtifactStore] = []
@@ -64,7 +55,7 @@ def shared_store_for(uri: str) -> ArtifactStore | None:
 
 
 def credentials_for_job(credentials: Credentials) -> str:
-    """The value of `STORE_CREDENTIALS_ENV` for a job process on this machine.
+    """The credentials as the text a job process on this machine reads from its pipe.
 
     Refreshed first, so the job starts with the longest life they can have; a job process
     cannot call the connector's ``refresh`` itself.
@@ -80,20 +71,13 @@ def credentials_for_job(credentials: Credentials) -> str:
     )
 
 
-def job_store_credentials(
-    environ: MutableMapping[str, str] = os.environ,
-) -> Credentials | None:
-    """The store credentials a job's operator handed over, or None.
-
-    They are removed from ``environ``, so the step's own code and its subprocesses do not
-    see them.
-    """
-    raw = environ.pop(STORE_CREDENTIALS_ENV, None)
-    if not raw:
+def job_store_credentials(text: str) -> Credentials | None:
+    """The store credentials in what `credentials_for_job` wrote, or None for no text."""
+    if not text:
         return None
     from stepframe._types import Credentials, ResourceRequest
 
-    data = json.loads(raw)
+    data = json.loads(text)
     kind, resource_id = data["resource"]
     return Credentials(
         connector=data["connector"],
