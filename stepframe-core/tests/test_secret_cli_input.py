@@ -55,6 +55,8 @@ def test_an_argument_after_the_name_is_refused_without_being_echoed(
         "x" * 129 + uuid.uuid4().hex,
         "-" + uuid.uuid4().hex,
     ],
+    # Fixed ids: pytest-xdist's workers must collect the same names.
+    ids=["aws-secret-key", "with-spaces", "too-long", "leading-dash"],
 )
 def test_an_invalid_name_is_refused_without_being_echoed(cli, _user_config, name) -> None:
     message = refused(cli("secret", "set", name, input="typed\n"), name)
