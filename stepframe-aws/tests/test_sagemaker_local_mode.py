@@ -144,6 +144,26 @@ def test_without_compose_submit_says_so(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @pytest.mark.usefixtures("tools_present")
+def test_several_instances_and_torchrun_reach_the_sdks_estimator(
+    tmp_path: Path, no_runner: list[list[str]]
+) -> None:
+    """The SDK's local mode runs one container per instance; the spec asks for them, and
+    for the entrypoint's torchrun options when the step is distributed that way."""
+    launch = _launch(tmp_path)
+    settings = SageMakerSettings(instance_count=2, distribution="torchrun", processes_per_host=1)
+    handle = local_mode.submit_local(launch, _operator(), settings, None)
+    spec = json.loads(Path(handle.data["dir"], "spec.json").read_text())
+    assert spec["instance_count"] == 2
+    command = list(launch.command)
+    assert spec["entry_point"] == [
+        *command[:3],
+        "--torchrun",
+        "--processes-per-host=1",
+        *command[3:],
+    ]
+
+
+@pytest.mark.usefixtures("tools_present")
 def test_submit_writes_the_spec_and_returns_a_local_handle_at_once(
     tmp_path: Path, no_runner: list[list[str]]
 ) -> None:
@@ -175,6 +195,7 @@ def test_submit_writes_the_spec_and_returns_a_local_handle_at_once(
         "PYTHONUNBUFFERED": "1",
     }
     assert spec["labels"]["stepframe.job"] == launch.job_name
+    assert spec["instance_count"] == 1
     # The same job submitted again while its runner runs: the same job, no second runner.
     again = local_mode.submit_local(launch, operator, settings, None)
     assert again == handle and len(no_runner) == 1

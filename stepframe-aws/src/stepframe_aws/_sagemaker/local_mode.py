@@ -239,7 +239,10 @@ def submit_local(
         "region": _region(config, credentials),
         "s3_endpoint_url": _s3_endpoint(credentials),
         "environment": environment,
-        "entry_point": list(launch.command),
+        "entry_point": _entry_point(launch, settings),
+        # The SDK's local mode runs one container per instance (algo-1, algo-2...), each
+        # with SageMaker's resourceconfig.json: only the first writes the outputs.
+        "instance_count": settings.instance_count,
         "inputs": dict(settings.input_channels) or None,
         "output_path": output_path,
         "container_root": str(container_root),
@@ -274,6 +277,18 @@ def submit_local(
     }
     runner_file.write_text(json.dumps(runner))
     return _handle(operator, name, folder, runner)
+
+
+def _entry_point(launch: Launch, settings: SageMakerSettings) -> list[str]:
+    """The launch's command, with the entrypoint's torchrun options when the step is
+    distributed that way (as the remote request's ContainerEntrypoint has them)."""
+    command = list(launch.command)
+    if settings.distribution != "torchrun" or len(command) < 4:
+        return command
+    options = ["--torchrun"]
+    if settings.processes_per_host is not None:
+        options.append(f"--processes-per-host={settings.processes_per_host}")
+    return [*command[:3], *options, *command[3:]]
 
 
 def _status(handle: JobHandle) -> dict[str, Any] | None:

@@ -123,7 +123,7 @@ def _run(spec: dict[str, Any]) -> None:
     estimator = Estimator(
         image_uri=image,
         role=spec["role"],
-        instance_count=1,
+        instance_count=int(spec.get("instance_count") or 1),
         instance_type="local",
         container_entry_point=entry_point[:3],
         container_arguments=entry_point[3:] or None,
