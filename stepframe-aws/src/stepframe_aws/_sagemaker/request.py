@@ -8,6 +8,7 @@ error from AWS after the call could not rule out that a job exists.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping
@@ -579,13 +580,17 @@ def _channel(name: str, uri: str, settings: SageMakerSettings) -> dict[str, Any]
 
 def input_shape_of(client: Any = None) -> Any:
     """CreateTrainingJob's input shape: from ``client``'s model (already loaded, free),
-    else loaded from botocore's data (about 0.1 s)."""
+    else loaded from botocore's data once per process (about 0.1 s)."""
     if client is not None:
-        model = client.meta.service_model
-    else:
-        import botocore.session
+        return client.meta.service_model.operation_model("CreateTrainingJob").input_shape
+    return _botocore_input_shape()
 
-        model = botocore.session.get_session().get_service_model("sagemaker")
+
+@functools.cache
+def _botocore_input_shape() -> Any:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
     return model.operation_model("CreateTrainingJob").input_shape
 
 
