@@ -124,6 +124,10 @@ class StepRunner:
         self._job_row: int | None = None
         self._reattached = False
         self._timed_out = False
+        # Following stopped without the job ending (see `_follow`), and the last state
+        # the backend reported before that.
+        self._gave_up = False
+        self._last_state = JobState.RUNNING
         #: Whether the attempt's failure is one that ``@step(retry_on="retryable")``
         #: retries: the operator said so (``JobStatus.retryable``), or it timed out.
         self.retryable_failure = False
@@ -239,16 +243,27 @@ class StepRunner:
             raise
         assert self._job_row is not None
         reached("before-finish", self.spec.name)
+        if self._gave_up and not self._cancel_sent:
+            # The cancel could not be sent and the job never ended: it may run on, and be
+            # paid for.  The ledger keeps it active so that `stepframe jobs list --running`
+            # shows it, as the console message about it says.
+            ctx.history.update_job_state(
+                self._job_row,
+                self._last_state,
+                note="its cancel could not be sent; it may still be running",
+            )
+        elif self._timed_out and not self._cancel_requested:
+            ctx.history.update_job_state(self._job_row, JobState.FAILED, note="timed out")
+        else:
+            ctx.history.update_job_state(self._job_row, status.state)
         if self._timed_out and not self._cancel_requested:
             self.retryable_failure = True
-            ctx.history.update_job_state(self._job_row, JobState.FAILED, note="timed out")
             raise StepFailed(
                 self.spec.name,
                 "StepTimeout",
                 f"attempt {self.attempt} ran longer than the step's timeout "
                 f"({self.spec.step.timeout:g} s) and was cancelled",
             )
-        ctx.history.update_job_state(self._job_row, status.state)
         if status.state is JobState.CANCELLED or self._cancel_requested:
             raise StepCancelled()
         self.retryable_failure = status.state is JobState.FAILED and status.retryable
@@ -370,7 +385,8 @@ class StepRunner:
                 return False
             if not cancel_deadline:
                 cancel_deadline.append(time.monotonic() + CANCEL_GRACE_SECONDS)
-            return time.monotonic() > cancel_deadline[0]
+            self._gave_up = time.monotonic() > cancel_deadline[0]
+            return self._gave_up
 
         # Issue 14.1: every line the console gets is kept in the step's log too, for any
         # operator (the history sits in the project's state folder, next to the logs).
@@ -400,6 +416,7 @@ class StepRunner:
             step_log.close()
 
     def _record_state(self, state: JobState) -> None:
+        self._last_state = state
         if self._job_row is not None:
             self.context.history.update_job_state(self._job_row, state)
 
