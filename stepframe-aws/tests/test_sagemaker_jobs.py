@@ -176,6 +176,32 @@ def test_a_retried_create_finds_the_job_its_first_try_made() -> None:
     assert again.data["arn"] == first.data["arn"]
 
 
+def test_a_name_in_use_that_cannot_be_looked_up_is_ambiguous(instant_retries: None) -> None:
+    """The retry meets ResourceInUse (an earlier try may have made the job) and the
+    lookup fails: not a plain failure, which would forget a job that may run."""
+    from stepframe import SubmitAmbiguousError
+
+    launch = make_launch()
+    jobs.submit(launch, OPERATOR, None)
+
+    def in_use(request: Any, **kwargs: Any) -> Any:
+        body = json.dumps({"__type": "ResourceInUse", "Message": "job name in use"})
+        return aws_answer(request.url, 400, body.encode())
+
+    def unavailable(request: Any, **kwargs: Any) -> Any:
+        body = json.dumps({"__type": "InternalFailure", "Message": "try later"})
+        return aws_answer(request.url, 500, body.encode())
+
+    cached_client("submit", None, None).meta.events.register(
+        "before-send.sagemaker.CreateTrainingJob", in_use
+    )
+    cached_client("poll", None, REGION).meta.events.register(
+        "before-send.sagemaker.DescribeTrainingJob", unavailable
+    )
+    with pytest.raises(SubmitAmbiguousError, match="a job of that name exists"):
+        jobs.submit(launch, OPERATOR, None)
+
+
 def test_find_job_adopts_only_this_launchs_job() -> None:
     from stepframe import JobNotFound
 

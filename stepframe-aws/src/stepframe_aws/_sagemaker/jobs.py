@@ -262,9 +262,15 @@ def _describe_error(error: BaseException) -> str:
 def _existing(client: Any, request: dict[str, Any], credentials: Credentials | None) -> str:
     """The job a retry met under its name (ResourceInUse): ours if its image is."""
     name = request["TrainingJobName"]
-    with aws_errors(f"looking up SageMaker training job {name}"):
-        existing = cached_client("poll", credentials, client.meta.region_name)
-        answer = existing.describe_training_job(TrainingJobName=name)
+    try:
+        with aws_errors(f"looking up SageMaker training job {name}"):
+            existing = cached_client("poll", credentials, client.meta.region_name)
+            answer = existing.describe_training_job(TrainingJobName=name)
+    except StepframeError as error:  # the job exists, maybe ours: not a plain failure
+        raise SubmitAmbiguousError(
+            f"creating SageMaker training job {name}: a job of that name exists (an earlier "
+            f"try's, maybe), but looking it up failed: {error}"
+        ) from None
     image = answer.get("AlgorithmSpecification", {}).get("TrainingImage")
     if image != request["AlgorithmSpecification"]["TrainingImage"]:
         raise StepframeError(
