@@ -68,3 +68,24 @@ def test_a_timed_out_job_whose_cancel_failed_stays_active(project, run, make_plu
         (job,) = history.list_jobs(running_only=True)
     assert job.state == JobState.RUNNING.value
     assert job.note is not None and "may still be running" in job.note
+
+
+@step(operator="unreachable", timeout=0.2, retries=2)
+def endless_with_retries() -> int:
+    return 1
+
+
+@stepframe.pipeline
+def retried() -> None:
+    endless_with_retries()
+
+
+def test_no_retry_runs_beside_a_job_that_could_not_be_stopped(project, run, make_plugins) -> None:
+    backend = Unreachable()
+    with pytest.raises(RunFailed):
+        run(retried, plugins=make_plugins(("unreachable", backend)))
+
+    with project.history() as history:
+        jobs = history.list_jobs()
+    assert [(job.attempt, job.state) for job in jobs] == [(1, JobState.RUNNING.value)]
+    assert "retrying" not in run.output

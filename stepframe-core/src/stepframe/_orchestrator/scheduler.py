@@ -337,6 +337,9 @@ class Scheduler:
                 retryable = step.retry_on == "any" or current.retryable_failure
                 if retries_left == 0 or not retryable or self.context.cancel_event.is_set():
                     raise
+                if current.job_may_still_run:
+                    # A new attempt beside a job that may still run would run it twice.
+                    raise
                 retries_left -= 1
                 reason = str(failure).splitlines()[0]
                 self.context.console.message(

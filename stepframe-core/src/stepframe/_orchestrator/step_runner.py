@@ -243,7 +243,7 @@ class StepRunner:
             raise
         assert self._job_row is not None
         reached("before-finish", self.spec.name)
-        if self._gave_up and not self._cancel_sent:
+        if self.job_may_still_run:
             # The cancel could not be sent and the job never ended: it may run on, and be
             # paid for.  The ledger keeps it active so that `stepframe jobs list --running`
             # shows it, as the console message about it says.
@@ -280,6 +280,11 @@ class StepRunner:
                 self.spec.name, "MissingOutputs", f"job reported no output(s) {sorted(missing)}"
             )
         return dict(result.outputs)
+
+    @property
+    def job_may_still_run(self) -> bool:
+        """The attempt ended without its job ending: its cancel could not be sent."""
+        return self._gave_up and not self._cancel_sent
 
     def _uri(self, *parts: str) -> str:
         """A URI of this attempt's own objects; attempts never overwrite each other."""
