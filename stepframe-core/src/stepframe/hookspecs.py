@@ -103,7 +103,9 @@ def check_step(step: PlannedStep, component: Component) -> list[str] | None:
     :param component: the component being checked, of your flavor (for a plugin with
         no flavor, any of the step's components: look at ``component.kind``).
     :return: one line per problem, each naming the setting and the fix (the core puts
-        the step's name in front); an empty list or None when all is well.
+        the step's name in front); an empty list or None when all is well.  A plugin that
+        raises, or answers anything but a list of strings, stops the run with a
+        `PluginError` naming the plugin, its distribution and the step.
 
     New in the contract's second edition (stepframe-core 0.1): a plugin without it
     reports no problem.
@@ -211,7 +213,8 @@ def poll_step(
     :param handle: the job, of your flavor (``handle.flavor``).
     :param credentials: from the operator's connector, or None.
     :param cursor: the ``cursor`` of the previous status, or None on the first poll.
-    :return: the job's status; must not block for long.
+    :return: the job's status; must not block for long.  The first terminal status must
+        carry the last log lines (a last line without a newline too): no poll follows it.
     """
 
 
@@ -231,7 +234,10 @@ def fetch_artifacts(handle: JobHandle, launch: Launch) -> StepResult | None:
 
 @hookspec(firstresult=True)
 def cancel_step(handle: JobHandle, credentials: Credentials | None) -> bool | None:
-    """Stop a running job.  Called on Ctrl-C, SIGTERM and ``stepframe jobs stop``.
+    """Stop a running job.  Called on Ctrl-C, SIGTERM, an attempt past its step's
+    ``timeout``, ``stepframe jobs stop``, and when following the job failed (a poll
+    raised), so that no job runs on unwatched.  It may come more than once, and for a
+    job that already ended.
 
     :param handle: the job, of your flavor (``handle.flavor``).
     :param credentials: from the operator's connector, or None.
@@ -299,5 +305,9 @@ def register_commands(cli: click.Group) -> None:
 
     :param cli: the ``stepframe`` click group; call ``cli.add_command(command)``.  A
         name the core or another plugin already has stays theirs (a
-        `PluginConflictWarning` names both).
+        `PluginConflictWarning` names both); a plugin that raises here costs a
+        `PluginLoadWarning`, and the command line works without its commands.
+
+    New in the contract's second edition (stepframe-core 0.1): a plugin without it adds
+    no commands.
     """
