@@ -191,6 +191,7 @@ def _follow_job(job: JobRecord, show: Any) -> None:
 def _tail(history: RunHistory, run: RunRecord, step: str, show: Any) -> None:
     """From the file the orchestrator writes, until the step (or its run) has ended."""
     from stepframe._client.logs import step_log_path
+    from stepframe._files import read_log_lines
 
     project = _project(history)
     shown_path: Path | None = None
@@ -206,13 +207,9 @@ def _tail(history: RunHistory, run: RunRecord, step: str, show: Any) -> None:
         if path is not None and path.is_file():
             if path.stat().st_size < offset:
                 offset = 0  # rewritten (a resume re-read it, or its tail was kept)
-            with open(path, "rb") as stream:
-                stream.seek(offset)
-                data = stream.read()
-            if not over:
-                data = data[: data.rfind(b"\n") + 1]  # whole lines only while it grows
-            offset += len(data)
-            for line in data.decode("utf-8", errors="replace").splitlines():
+            # Whole lines only while it grows; the last partial one too once it is over.
+            lines, offset = read_log_lines(path, offset, final=over)
+            for line in lines:
                 show(line)
         if over:
             return
