@@ -334,13 +334,9 @@ def handle_from_json(text: str) -> JobHandle:
 
 def handle_round_trip(handle: JobHandle) -> JobHandle:
     """A handle as the run history stores it (JSON) and reads it back in another process."""
-    from stepframe._history.database import _handle_from_json, _handle_to_json
-
-    text = _handle_to_json(handle)
+    text = handle_to_json(handle)
     json.loads(text)  # plain JSON, nothing else
-    restored = _handle_from_json(text)
-    assert restored is not None
-    return restored
+    return handle_from_json(text)
 
 
 def _versions() -> dict[str, str]:
