@@ -9,7 +9,6 @@ import attrs
 from stepframe._history.database import JobRecord, RunHistory, RunRecord
 from stepframe._pipeline.pipeline import PipelineSpec
 from stepframe._plugins.manager import Plugins
-from stepframe._processes import is_running
 from stepframe._types import ArtifactRef, ComponentKind, JobState
 from stepframe.exceptions import UsageError
 
@@ -34,10 +33,12 @@ def open_resumed(history: RunHistory, run_id: str, spec: PipelineSpec) -> RunRec
         )
     if record.status == "succeeded":
         raise UsageError(f"run {record.run_id} already succeeded; there is nothing to resume")
-    if record.status == "running" and record.pid != os.getpid() and is_running(record.pid):
+    # Checked early, before the plan; `RunHistory.reopen_run` checks again as it claims
+    # the run.  A run whose process is gone reads as interrupted, not running.
+    if record.status == "running" and record.pid != os.getpid():
         raise UsageError(
-            f"run {record.run_id} is still being run by process {record.pid}; stop that "
-            "process first (or wait for it), then resume"
+            f"run {record.run_id} is still being run by process {record.pid} on "
+            f"{record.hostname}; stop that process first (or wait for it), then resume"
         )
     return record
 
