@@ -597,3 +597,26 @@ def test_an_error_escaping_the_scheduler_ends_the_run_as_failed(project, run) ->
     run_record = only_run(project)
     assert run_record.status == "failed"
     assert "the console broke" in (run_record.error or "")
+
+
+def test_a_ctrl_c_before_the_submit_starts_no_job(project, sf_popen, tmp_path) -> None:
+    """The orchestrator is between the ledger's intent and the submit when Ctrl-C comes:
+    no paid job may start only to be stopped again."""
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    env = {
+        "STEPFRAME_CRASH_AT": "before-submit",
+        "STEPFRAME_CRASH_STEP": "middle",
+        "STEPFRAME_CRASH_DIR": str(crash),
+    }
+    process = sf_popen("run", str(write_pipeline(project, "local")), env=env)
+    wait_until(lambda: (crash / "before-submit.reached").exists(), "the submit to be next")
+    process.send_signal(signal.SIGINT)
+    wait_for_line(process, "received SIGINT")
+    (crash / "before-submit.release").touch()
+
+    assert process.wait(timeout=60) == 130
+    assert executions(project, "middle") == []
+    with project.history() as history:
+        (row,) = [j for j in history.list_jobs() if j.step == "middle"]
+    assert (row.state, row.job_id) == ("cancelled", None)  # never submitted at all

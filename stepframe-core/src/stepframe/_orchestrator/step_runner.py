@@ -155,10 +155,12 @@ class StepRunner:
             image_digest=launch.image.digest if launch.image else None,
             launch=launch_record(launch),
         )
-        if self._cancel_requested:
+        reached("before-submit", self.spec.name)
+        # As late as can be: a Ctrl-C that came while the image was built or the intent
+        # written must not start a paid job only to stop it again.
+        if self._cancel_requested or ctx.cancel_event.is_set():
             ctx.history.update_job_state(self._job_row, JobState.CANCELLED)
             raise StepCancelled()
-        reached("before-submit", self.spec.name)
         try:
             handle = ctx.plugins.hooks.submit_step(launch, self.operator, self._credentials)
         except SubmitAmbiguousError as error:
