@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import urllib.request
@@ -22,6 +23,7 @@ import pytest
 
 if TYPE_CHECKING:
     from _token_service import TokenService
+    from _vertex_service import VertexService
 
 # The tests import their shared helpers (next to this file) by name; under
 # --import-mode=importlib pytest does not put this folder on sys.path itself.
@@ -167,6 +169,70 @@ def token_service() -> Iterator[TokenService]:
     from _token_service import TokenService
 
     service = TokenService().start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+# ---- the Docker engine and registry (for the Vertex AI job tests) -------------------------
+
+REQUIRE_DOCKER = os.environ.get("STEPFRAME_REQUIRE_DOCKER") == "1"
+REGISTRY = os.environ.get("STEPFRAME_TEST_REGISTRY", "127.0.0.1:5000")
+BASE_IMAGE = os.environ.get("STEPFRAME_TEST_BASE_IMAGE", "stepframe-test-base:bookworm")
+
+
+def _unavailable(what: str) -> None:
+    how = "start them with `bash .ci/services.sh` (engine, registry on 127.0.0.1:5000, base image)"
+    if REQUIRE_DOCKER:
+        pytest.fail(f"STEPFRAME_REQUIRE_DOCKER=1 but {what}; {how}", pytrace=False)
+    pytest.skip(f"{what} (set STEPFRAME_REQUIRE_DOCKER=1 to fail instead)")
+
+
+@pytest.fixture(scope="session")
+def docker_host() -> Iterator[dict[str, str]]:
+    """The engine, registry and base image the Vertex job tests build and run with; the
+    test service's containers and the pushed images' local tags are removed at the end."""
+    import contextlib
+
+    try:
+        import docker
+
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as error:
+        _unavailable(f"no Docker engine answers ({error})")
+    try:
+        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5).close()
+    except OSError as error:
+        _unavailable(f"no container registry answers on {REGISTRY} ({error})")
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.get(BASE_IMAGE)
+    except ImageNotFound:
+        _unavailable(f"the base image {BASE_IMAGE} does not exist")
+    namespace = f"sftest-gcp-{uuid.uuid4().hex[:8]}"
+    yield {"registry": f"{REGISTRY}/{namespace}", "base_image": BASE_IMAGE}
+    from _vertex_service import CONTAINER_LABEL
+
+    for container in client.containers.list(all=True, filters={"label": CONTAINER_LABEL}):
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+    for image in client.images.list():
+        for name in [*image.tags, *image.attrs.get("RepoDigests", [])]:
+            if f"/{namespace}/" in name:
+                with contextlib.suppress(Exception):
+                    client.images.remove(name, noprune=True)
+
+
+@pytest.fixture
+def vertex_service() -> Iterator[VertexService]:
+    """Vertex AI's CustomJob API and Cloud Logging's entries.list on 127.0.0.1 (see its
+    module for what it is and is not)."""
+    from _vertex_service import VertexService
+
+    service = VertexService().start()
     try:
         yield service
     finally:

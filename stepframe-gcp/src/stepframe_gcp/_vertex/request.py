@@ -23,6 +23,7 @@ __all__ = [
     "LAUNCH_LABEL",
     "MAX_DISPLAY_NAME",
     "custom_job_body",
+    "display_name",
     "image_uri",
     "launch_label",
     "settings_of",
@@ -110,7 +111,7 @@ def custom_job_body(
     if settings.enable_web_access:
         spec["enableWebAccess"] = True
     body: dict[str, Any] = {
-        "displayName": launch.job_name[:MAX_DISPLAY_NAME],
+        "displayName": display_name(launch.job_name),
         "jobSpec": spec,
         "labels": {
             **settings.labels,
@@ -121,6 +122,15 @@ def custom_job_body(
     if settings.encryption_key:
         body["encryptionSpec"] = {"kmsKeyName": settings.encryption_key}
     return body
+
+
+def display_name(job_name: str) -> str:
+    """``job_name`` within Vertex AI's 128 characters; a longer one keeps its start and a
+    digest of the whole, so names that differ only at the end stay distinct."""
+    if len(job_name) <= MAX_DISPLAY_NAME:
+        return job_name
+    digest = hashlib.sha256(job_name.encode()).hexdigest()[:12]
+    return f"{job_name[: MAX_DISPLAY_NAME - len(digest) - 1]}-{digest}"
 
 
 def _label_value(text: str) -> str:
