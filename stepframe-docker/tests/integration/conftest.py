@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 REQUIRE = os.environ.get("STEPFRAME_REQUIRE_DOCKER") == "1"
 REGISTRY = os.environ.get("STEPFRAME_TEST_REGISTRY", "127.0.0.1:5000")
 BASE_IMAGE = os.environ.get("STEPFRAME_TEST_BASE_IMAGE", "stepframe-test-base:bookworm")
+# This test session's mark on the images it makes (registry namespaces, project names).
+SESSION = uuid.uuid4().hex[:8]
 HOW = "start them with `bash .ci/services.sh` (engine, registry on 127.0.0.1:5000, base image)"
 
 
@@ -57,13 +59,19 @@ def engine() -> docker.DockerClient:
 
 
 @pytest.fixture(scope="session")
+def session_mark() -> str:
+    """What this session's image names carry, so that its cleanup removes only those."""
+    return SESSION
+
+
+@pytest.fixture(scope="session")
 def registry(engine: docker.DockerClient) -> str:
     """A registry namespace of this test session's own."""
     try:
         urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5).close()
     except (urllib.error.URLError, OSError) as error:
         _unavailable(f"no container registry answers on {REGISTRY} ({error})")
-    return f"{REGISTRY}/sftest-{uuid.uuid4().hex[:8]}"
+    return f"{REGISTRY}/sftest-{SESSION}"
 
 
 @pytest.fixture(scope="session")
@@ -89,9 +97,15 @@ def _job_containers() -> set[str]:
         return set()
 
 
+def _ours(name: str) -> bool:
+    """Whether an image name is this session's: several sessions (and people) may use one
+    engine at once, and must not remove each other's images while their tests run."""
+    return f"sftest-{SESSION}" in name or name.startswith(f"stepframe-local/proj-{SESSION}")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _cleanup() -> Iterator[None]:
-    """Remove the step containers and the pushed images' local tags this session made."""
+    """Remove the step containers that ended and the image tags this session made."""
     before = _job_containers()
     yield
     new = _job_containers() - before
@@ -104,11 +118,14 @@ def _cleanup() -> Iterator[None]:
     except Exception:
         return
     for container_id in new:
-        client.containers.get(container_id).remove(force=True)
+        with contextlib.suppress(Exception):
+            container = client.containers.get(container_id)
+            # Another session's step may be running now: only ended containers go.
+            if container.status != "running":
+                container.remove(force=True)
     for image in client.images.list():
         names = [*image.tags, *image.attrs.get("RepoDigests", [])]
-        ours = [n for n in names if "/sftest-" in n or n.startswith("stepframe-local/proj-")]
-        for name in ours:
+        for name in filter(_ours, names):
             # noprune: the untagged layers below stay, as the next session's build cache.
             with contextlib.suppress(Exception):
                 client.images.remove(name, noprune=True)
@@ -167,7 +184,7 @@ def build(registry: str, base_image: str) -> Iterator[Builder]:
 @pytest.fixture
 def code(tmp_path: Path) -> Callable[..., Path]:
     """A project folder with a module; each call writes more files into it."""
-    root = tmp_path / f"proj-{uuid.uuid4().hex[:6]}"
+    root = tmp_path / f"proj-{SESSION}-{uuid.uuid4().hex[:6]}"
     root.mkdir()
 
     def write(**files: str) -> Path:
@@ -257,7 +274,7 @@ def docker_project(tmp_path: Path, registry: str, base_image: str) -> Callable[.
     def make(
         files: dict[str, str], env: dict[str, str] | None = None, **operator_config: Any
     ) -> DockerProject:
-        project = tmp_path / f"proj-{uuid.uuid4().hex[:6]}"
+        project = tmp_path / f"proj-{SESSION}-{uuid.uuid4().hex[:6]}"
         project.mkdir()
         config = "".join(f"{key} = {value!r}\n" for key, value in operator_config.items())
         (project / "stepframe.toml").write_text(

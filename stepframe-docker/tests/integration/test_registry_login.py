@@ -106,7 +106,7 @@ def _answer(host: str) -> int | None:
 
 @pytest.fixture(scope="module")
 def auth_registry(
-    engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+    engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory, session_mark: str
 ) -> Iterator[AuthRegistry]:
     """``docker-registry serve`` with htpasswd auth on a free port; stopped at the end."""
     binary = shutil.which("docker-registry")
@@ -166,7 +166,12 @@ def auth_registry(
         from docker import auth
 
         assert auth.resolve_authconfig(auth.load_config(), host) is None
-        yield AuthRegistry(host, USERNAME, password, f"{host}/sftest-login-{uuid.uuid4().hex[:8]}")
+        yield AuthRegistry(
+            host,
+            USERNAME,
+            password,
+            f"{host}/sftest-{session_mark}-login-{uuid.uuid4().hex[:8]}",
+        )
     finally:
         process.terminate()
         try:
@@ -264,6 +269,7 @@ def login_project(
     monkeypatch: pytest.MonkeyPatch,
     auth_registry: AuthRegistry,
     base_image: str,
+    session_mark: str,
 ) -> Iterator[Callable[[str], tuple[Any, LoginConnector, Any]]]:
     """``make(password)``: a project whose stack pushes to the auth registry through the
     test connector (handing out ``password``); returns (project, connector, pipeline)."""
@@ -272,7 +278,7 @@ def login_project(
     made: list[Any] = []
 
     def make(password: str) -> tuple[Any, LoginConnector, Any]:
-        root = tmp_path / f"proj-{uuid.uuid4().hex[:6]}"
+        root = tmp_path / f"proj-{session_mark}-{uuid.uuid4().hex[:6]}"
         root.mkdir()
         monkeypatch.chdir(root)
         monkeypatch.setattr(sys, "path", list(sys.path))
