@@ -151,8 +151,6 @@ def register_flavors(register):  # type: ignore[no-untyped-def]
 def submit_step(
     launch: Launch, operator: Component, credentials: Credentials | None
 ) -> JobHandle | None:
-    if operator.flavor != FLAVOR:
-        return None
     _route_output()
     # Unique in the project's ledger, across runs, resumes and processes: the job name is
     # unique per run, step and attempt, and the suffix covers an attempt started twice.
@@ -169,8 +167,6 @@ def submit_step(
 def find_job(
     launch: Launch, operator: Component, credentials: Credentials | None
 ) -> JobHandle | JobNotFound | None:
-    if operator.flavor != FLAVOR:
-        return None
     job_id = _job_ids.get(launch.job_name)
     if job_id is None:
         # Its thread could only be in this process, and it was never started here.
@@ -182,8 +178,6 @@ def find_job(
 def poll_step(
     handle: JobHandle, credentials: Credentials | None, cursor: str | None
 ) -> JobStatus | None:
-    if handle.flavor != FLAVOR:
-        return None
     job = _jobs.get(handle.job_id)
     if job is None:
         return JobStatus(
@@ -208,8 +202,6 @@ def poll_step(
 
 @hookimpl
 def cancel_step(handle: JobHandle, credentials: Credentials | None) -> bool | None:
-    if handle.flavor != FLAVOR:
-        return None
     job = _jobs.get(handle.job_id)
     if job is not None:
         job.cancelled = True

@@ -347,8 +347,6 @@ def register_flavors(register):  # type: ignore[no-untyped-def]
 def submit_step(
     launch: Launch, operator: Component, credentials: Credentials | None
 ) -> JobHandle | None:
-    if operator.flavor != FLAVOR:
-        return None
     settings = (
         launch.settings
         if isinstance(launch.settings, LocalOperatorSettings)
@@ -430,8 +428,6 @@ def _log_path(launch: Launch) -> Path:
 def find_job(
     launch: Launch, operator: Component, credentials: Credentials | None
 ) -> JobHandle | JobNotFound | None:
-    if operator.flavor != FLAVOR:
-        return None
     log_path = _log_path(launch)
     try:
         record = json.loads(Path(str(log_path) + RECORD_SUFFIX).read_text(encoding="utf-8"))
@@ -454,8 +450,6 @@ def find_job(
 def poll_step(
     handle: JobHandle, credentials: Credentials | None, cursor: str | None
 ) -> JobStatus | None:
-    if handle.flavor != FLAVOR:
-        return None
     ended, code = _outcome(handle)
     lines, offset = read_log_lines(str(handle.data["log"]), int(cursor or 0), final=ended)
     if not ended:
@@ -505,8 +499,6 @@ def _watch_until_stopped(pid: int, ticks: str | None) -> None:
 
 @hookimpl
 def cancel_step(handle: JobHandle, credentials: Credentials | None) -> bool | None:
-    if handle.flavor != FLAVOR:
-        return None
     ended, _ = _outcome(handle)
     if ended:
         return True
