@@ -284,7 +284,8 @@ def open_artifact_store(uri: str, credentials: Credentials | None) -> ArtifactSt
 
     :param uri: a store root or any object URI below it, of a scheme your store flavor
         declares in ``Flavor.uri_schemes`` (``file``, ``s3``, ...).  A plugin whose
-        flavor declares no scheme is asked for every URI and returns None for others'.
+        flavor declares no scheme (a first-edition store) is asked about URIs of schemes
+        no flavor declares, and returns None for those that are not its own.
     :param credentials: from the artifact store's connector, or None.
     """
 
