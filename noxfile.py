@@ -56,12 +56,13 @@ CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 # the floor under which that session fails (settings in .coveragerc).  Measured on
 # 2026-12-06 by `coverage report --include='*/PACKAGE/*' --format=total` after each
 # session: stepframe 90 % (`tests`), stepframe_aws 88 % (everything_plugins),
-# stepframe_policy 92 % (core_plugins), stepframe_docker in `integration` (with an engine).
+# stepframe_policy 92 % (core_plugins), stepframe_docker 87 % (`integration`, with an
+# engine; 56 % from its unit tests alone).
 # The floors sit a little below, so an untested addition shows, not a rounding.  Raise them
 # as tests are added.
 COVERAGE_FLOORS = {
     "stepframe": 88,
-    "stepframe_docker": 0,
+    "stepframe_docker": 85,
     "stepframe_aws": 86,
     "stepframe_policy": 90,
 }
@@ -283,6 +284,7 @@ def types(session: nox.Session) -> None:
         "moto",
         "tomlkit",
         "nox",
+        "bcrypt",  # the registry login test's
         "mypy",
         "types-docker",
         *CONSTRAINTS,
