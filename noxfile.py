@@ -255,9 +255,12 @@ def crash(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff over every Python file in the repository (settings in ruff.toml)."""
+    """Ruff's linter and formatter (check only) over every Python file (settings in ruff.toml)."""
     session.install("ruff", *CONSTRAINTS)
     session.run("ruff", "check", *(session.posargs or ["."]))
+    # The Python files only: the code blocks of the Markdown pages keep their own layout
+    # (aligned comments, `...` bodies).
+    session.run("ruff", "format", "--check", "--extend-exclude=*.md", *(session.posargs or ["."]))
 
 
 @nox.session

@@ -49,4 +49,3 @@ def reached(point: str, step: str | None = None) -> None:
     deadline = time.monotonic() + _WAIT_SECONDS
     while time.monotonic() < deadline and not release.exists():  # or the suite's signal
         time.sleep(0.01)
-
