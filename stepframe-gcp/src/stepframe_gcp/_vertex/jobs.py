@@ -53,14 +53,10 @@ _LOG_PAGE = 1000
 
 
 def _http(credentials: Credentials | None) -> Any:
-    import google_auth_httplib2
-    import httplib2
-
     from stepframe_gcp._connector.auth import google_credentials
+    from stepframe_gcp._vertex.transport import RequestsHttp
 
-    return google_auth_httplib2.AuthorizedHttp(
-        google_credentials(credentials), http=httplib2.Http(timeout=60)
-    )
+    return RequestsHttp(google_credentials(credentials))
 
 
 def _client(api: str, version: str, endpoint: str, credentials: Credentials | None) -> Any:
