@@ -11,6 +11,7 @@ import contextvars
 import functools
 import inspect
 import sys
+import types
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -134,6 +135,9 @@ def _obviously_incompatible(produced: Any, wanted: Any) -> bool:
     value is checked when it is loaded instead.
     """
     if not (isinstance(produced, type) and isinstance(wanted, type)):
+        return False
+    # On Python 3.10 `list[float]` passes for a class, but issubclass() refuses it.
+    if isinstance(produced, types.GenericAlias) or isinstance(wanted, types.GenericAlias):
         return False
     if EMPTY in (produced, wanted) or produced is object:
         return False
