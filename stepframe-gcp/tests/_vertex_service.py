@@ -13,6 +13,8 @@ in the wire format of ``aiplatform.v1`` and ``logging.v2``:
 - ``GET`` a job, ``GET`` the list with a ``labels.KEY="VALUE"`` filter.
 - ``POST v2/entries:list`` serves the container's output lines as log entries of
   ``resource.type="ml_job"`` with ``resource.labels.job_id``, ordered by timestamp.
+- Artifact Registry's ``repositories.get`` and ``repositories.create`` (format DOCKER),
+  for the ``artifact-registry`` flavor's repository checks.
 - Faults on demand (`fail_next`): a 429 or 503 answer, or a create that is carried out
   but whose answer is lost (the connection closed without a response).
 
@@ -37,6 +39,8 @@ __all__ = ["VertexService"]
 CONTAINER_LABEL = "stepframe.vertex-test-service"
 _TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"}
 _JOBS = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+)/customJobs$")
+_REPOSITORIES = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+)/repositories$")
+_REPOSITORY = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/repositories/[^/:]+)$")
 _JOB = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/customJobs/[0-9]+)(:cancel)?$")
 
 
@@ -75,6 +79,7 @@ class VertexService:
     def __init__(self, *, run_containers: bool = True) -> None:
         self.run_containers = run_containers
         self.jobs: dict[str, _Job] = {}
+        self.repositories: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, Any]] = []
         self._faults: list[tuple[str, str]] = []
         self._ids = itertools.count(1000000000000000000)
@@ -126,6 +131,18 @@ class VertexService:
             self.jobs[name] = job
         threading.Thread(target=self._run, args=(job,), daemon=True).start()
         return 200, job.view()
+
+    def _create_repository(
+        self, parent: str, query: dict[str, list[str]], body: Any
+    ) -> tuple[int, dict[str, Any]]:
+        repository_id = query.get("repositoryId", [""])[0]
+        if not repository_id or not isinstance(body, dict) or body.get("format") != "DOCKER":
+            return 400, _error(400, "INVALID_ARGUMENT", "repositoryId and format DOCKER expected")
+        name = f"{parent}/repositories/{repository_id}"
+        if name in self.repositories:
+            return 409, _error(409, "ALREADY_EXISTS", f"the repository {name} already exists")
+        self.repositories[name] = {**body, "name": name}
+        return 200, {"name": f"{parent}/operations/{len(self.repositories)}", "done": True}
 
     def _list(self, parent: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         wanted: dict[str, str] = {}
@@ -255,6 +272,18 @@ class VertexService:
     ) -> tuple[str, Callable[[], tuple[int, dict[str, Any]]]]:
         if method == "POST" and path == "/v2/entries:list":
             return "logs", lambda: self._entries(body or {})
+        repositories = _REPOSITORIES.match(path)
+        if repositories and method == "POST":
+            return "create-repository", lambda: self._create_repository(
+                repositories.group(1), query, body
+            )
+        repository = _REPOSITORY.match(path)
+        if repository and method == "GET":
+            found = self.repositories.get(repository.group(1))
+            return "get-repository", lambda: (
+                (200, found) if found else
+                (404, _error(404, "NOT_FOUND", "Requested entity was not found."))
+            )  # fmt: skip
         jobs = _JOBS.match(path)
         if jobs and method == "POST":
             return "create", lambda: self._create(jobs.group(1), body)

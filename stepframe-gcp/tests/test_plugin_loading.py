@@ -29,6 +29,7 @@ def test_every_gcp_flavor_is_registered() -> None:
     for kind, name in [
         (ComponentKind.CONNECTOR, "gcp"),
         (ComponentKind.ARTIFACT_STORE, "gcs"),
+        (ComponentKind.CONTAINER_REGISTRY, "artifact-registry"),
         (ComponentKind.STEP_OPERATOR, "vertex"),
     ]:
         assert plugins.flavors.get(kind, name) is not None, (kind, name)

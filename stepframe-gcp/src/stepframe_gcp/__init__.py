@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from stepframe_gcp._connector.config import GcpConnectorConfig
 from stepframe_gcp._gcs.config import GcsArtifactStoreConfig
+from stepframe_gcp._registry.config import ArtifactRegistryConfig
 from stepframe_gcp._vertex.config import VertexOperatorConfig, VertexSettings
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArtifactRegistryConfig",
     "GcpConnectorConfig",
     "GcsArtifactStoreConfig",
     "VertexOperatorConfig",

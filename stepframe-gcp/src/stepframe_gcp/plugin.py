@@ -1,7 +1,7 @@
 """stepframe hook implementations for Google Cloud (entry point ``gcp`` in group ``stepframe``).
 
-Flavors: connector ``gcp``, artifact store ``gcs`` (URI scheme ``gs``), step operator
-``vertex``.  The core calls
+Flavors: connector ``gcp``, artifact store ``gcs`` (URI scheme ``gs``), container
+registry ``artifact-registry``, step operator ``vertex``.  The core calls
 each hook here only for components and URIs of these flavors (hook contract, second
 edition), so no hook checks the flavor itself.  This module imports attrs config classes
 only: google-auth and the API clients are imported inside the hooks, when a Google Cloud
@@ -29,6 +29,8 @@ from stepframe import (
 )
 from stepframe_gcp._connector.config import GcpConnectorConfig
 from stepframe_gcp._gcs.config import GcsArtifactStoreConfig
+from stepframe_gcp._registry.config import FLAVOR as REGISTRY_FLAVOR
+from stepframe_gcp._registry.config import ArtifactRegistryConfig
 from stepframe_gcp._vertex.config import FLAVOR as OPERATOR_FLAVOR
 from stepframe_gcp._vertex.config import VertexOperatorConfig, VertexSettings
 
@@ -39,6 +41,7 @@ __all__ = [
     "find_job",
     "open_artifact_store",
     "poll_step",
+    "prepare_repository",
     "register_flavors",
     "submit_step",
     "verify_connector",
@@ -68,6 +71,14 @@ def register_flavors(register: Callable[[Flavor], None]) -> None:
             config_class=GcsArtifactStoreConfig,
             description="artifacts in a Cloud Storage bucket, streamed, written once",
             uri_schemes=("gs",),
+        )
+    )
+    register(
+        Flavor(
+            kind=ComponentKind.CONTAINER_REGISTRY,
+            name=REGISTRY_FLAVOR,
+            config_class=ArtifactRegistryConfig,
+            description="Artifact Registry; creates the repository, logs in through the connector",
         )
     )
     register(
@@ -113,6 +124,15 @@ def open_artifact_store(uri: str, credentials: Credentials | None) -> ArtifactSt
     from stepframe_gcp._gcs.store import GcsArtifactStore
 
     return GcsArtifactStore.open(uri, credentials)
+
+
+@hookimpl
+def prepare_repository(
+    registry: Component, repository: str, credentials: Credentials | None
+) -> bool | None:
+    from stepframe_gcp._registry.repository import ensure_repository
+
+    return ensure_repository(registry, repository, credentials)
 
 
 @hookimpl

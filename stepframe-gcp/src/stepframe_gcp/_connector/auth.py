@@ -38,6 +38,7 @@ __all__ = [
     "clear_cache",
     "google_credentials",
     "principal_of",
+    "registry_host",
 ]
 
 Clock = Callable[[], float]
@@ -137,11 +138,20 @@ class _Entry:
             def refresh() -> Credentials:
                 return self.credentials(resource, clock, stale=at)
 
+        values = {"access_token": str(token)}
+        if resource.kind == "container_registry":
+            # Artifact Registry's docker login: the literal user oauth2accesstoken and the
+            # token as the password.
+            values.update(
+                username="oauth2accesstoken",
+                password=str(token),
+                registry=f"https://{registry_host(resource.resource_id)}",
+            )
         return Credentials(
             connector=self.key.connector,
             resource=resource,
-            # Only the token: every value here counts as secret (and is hidden from repr).
-            values={"access_token": str(token)},
+            # Only the login: every value here counts as secret (and is hidden from repr).
+            values=values,
             expires_at=expires_at,
             refresh=refresh,
         )
@@ -179,6 +189,19 @@ def _entry(connector: Component) -> _Entry:
     with _GUARD:
         # Two threads may have built one each: keep the first, so one token is shared.
         return _ENTRIES.setdefault(key, _Entry(key, config, google, principal))
+
+
+def registry_host(resource_id: str | None) -> str:
+    """The Artifact Registry host of a registry resource (``LOCATION-docker.pkg.dev``);
+    `ConfigError` for any other host, which this connector's token cannot log in to."""
+    host = (resource_id or "").split("://", 1)[-1].split("/", 1)[0]
+    if not host.endswith("-docker.pkg.dev") or host == "-docker.pkg.dev":
+        raise ConfigError(
+            f"the gcp connector logs in to Artifact Registry (LOCATION-docker.pkg.dev), not "
+            f"{host or 'an empty registry uri'!r}; set the container registry's uri to "
+            "LOCATION-docker.pkg.dev/PROJECT/REPOSITORY"
+        )
+    return host
 
 
 def _secrets(name: str, config: GcpConnectorConfig) -> dict[str, str]:
