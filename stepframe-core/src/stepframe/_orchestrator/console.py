@@ -2,11 +2,16 @@
 
 On a terminal a status block is redrawn in place below the scrolling log lines; when
 stdout is a pipe or a file every event is one plain line, so CI logs stay readable.
+
+The block is redrawn by moving the cursor up over as many lines as it drew, so each of
+its lines must take exactly one row: they are cropped to the terminal's width, and the
+block to its height.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 import time
@@ -96,6 +101,8 @@ class LiveConsole(PlainConsole):
 
     def __init__(self, stream: TextIO | None = None, refresh_seconds: float = 0.25) -> None:
         super().__init__(stream)
+        # The states, the times and what was drawn: read and changed with ``self._lock``
+        # held, since worker threads report states while the refresh thread draws them.
         self._states: dict[str, tuple[str, str]] = {}
         self._ended: dict[str, float] = {}
         self._drawn_lines = 0
@@ -106,8 +113,10 @@ class LiveConsole(PlainConsole):
         self._thread.start()
 
     def _status_block(self) -> list[str]:
+        """The block's lines, each one row of the terminal; with ``self._lock`` held."""
         now = time.monotonic()
         width = max((len(name) for name in self._states), default=0)
+        columns, rows = _terminal_size(self._stream)
         lines = []
         for name, (state, detail) in self._states.items():
             started = self._started.get(name)
@@ -115,9 +124,15 @@ class LiveConsole(PlainConsole):
             if started is not None:
                 elapsed = f"{self._ended.get(name, now) - started:6.1f}s"
             symbol = _SYMBOLS.get(state, "?")
-            line = f" {symbol} {name:<{width}}  {state:<9} {elapsed:>7}  {detail}"
+            line = f" {symbol} {name:<{width}}  {state:<9} {elapsed:>7}  {_one_line(detail)}"
             lines.append(line.rstrip())
-        return lines
+        # The cursor cannot go up past the top of the screen: keep the block below it,
+        # with a row left for the cursor under the block.
+        if len(lines) > rows - 1:
+            shown = max(rows - 2, 0)
+            lines = [*lines[:shown], f"   ... and {len(lines) - shown} more steps"]
+        # One column short of the width: some terminals wrap a line that fills the row.
+        return [line[: max(columns - 1, 1)] for line in lines]
 
     def _redraw(self, above: str = "") -> None:
         with self._lock:
@@ -133,16 +148,19 @@ class LiveConsole(PlainConsole):
 
     def _refresh_loop(self, seconds: float) -> None:
         while not self._stop.wait(seconds):
-            if any(state == "running" for state, _ in self._states.values()):
+            with self._lock:
+                running = any(state == "running" for state, _ in self._states.values())
+            if running:
                 self._redraw()
 
     def step_state(self, step: str, state: str, detail: str = "") -> None:
         now = time.monotonic()
-        if state == "running":
-            self._started.setdefault(step, now)
-        elif state != "pending":
-            self._ended[step] = now
-        self._states[step] = (state, detail)
+        with self._lock:
+            if state == "running":
+                self._started.setdefault(step, now)
+            elif state != "pending":
+                self._ended[step] = now
+            self._states[step] = (state, detail)
         self._redraw()
 
     def step_log(self, step: str, line: str) -> None:
@@ -155,6 +173,21 @@ class LiveConsole(PlainConsole):
         self._stop.set()
         self._thread.join(timeout=1)
         self._redraw()
+
+
+def _terminal_size(stream: TextIO) -> tuple[int, int]:
+    """The columns and rows of the terminal ``stream`` writes to (80 x 24 if unknown)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        size = shutil.get_terminal_size()
+    # A terminal that says 0 x 0 (some do, over serial lines or in containers): the default.
+    return (size.columns or 80, size.lines or 24)
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one row: a line break in a detail would push the block down a row."""
+    return " ".join(text.splitlines())
 
 
 def _discard_further_output(stream: TextIO) -> None:
