@@ -206,6 +206,12 @@ def stop(ctx: click.Context, job: str) -> None:
     while time.monotonic() < deadline:
         status = hooks.poll_step(row.handle, credentials, cursor)
         cursor = status.cursor
+        if status.state is JobState.SUCCEEDED:
+            # It finished its work when asked to stop: its result stands, and a resumed
+            # run takes it instead of running the step again.
+            history.update_job_state(row.id, status.state)
+            click.echo(f"{what} succeeded before it stopped")
+            return
         if status.state.is_terminal:
             history.update_job_state(row.id, JobState.CANCELLED)
             click.echo(f"stopped {what}")
