@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -71,14 +72,14 @@ def _sdk_installed(monkeypatch: pytest.MonkeyPatch, installed: bool) -> None:
             return object() if installed else None
         return real(name, package)
 
-    monkeypatch.setattr(local_mode.importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
 
 
 @pytest.fixture
 def tools_present(monkeypatch: pytest.MonkeyPatch) -> None:
     """Submit's checks pass: an SDK and docker-compose seem to be installed."""
     _sdk_installed(monkeypatch, True)
-    monkeypatch.setattr(local_mode.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
 
 
 @pytest.fixture
@@ -92,9 +93,9 @@ def no_runner(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         env = kwargs["env"]
         assert isinstance(env, dict)
         Path(str(kwargs["cwd"]), "env.json").write_text(json.dumps(env))
-        return real([sys.executable, "-c", "import time; time.sleep(0.5)"], **kwargs)  # type: ignore[call-overload,no-any-return]
+        return real([sys.executable, "-c", "import time; time.sleep(0.5)"], **kwargs)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(local_mode.subprocess, "Popen", popen)
+    monkeypatch.setattr(subprocess, "Popen", popen)
     return started
 
 
@@ -137,7 +138,7 @@ def test_without_the_sdk_submit_says_how_to_install_it(
 
 def test_without_compose_submit_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _sdk_installed(monkeypatch, True)
-    monkeypatch.setattr(local_mode.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setenv("PATH", str(tmp_path))  # no `docker` either
     with pytest.raises(StepframeError, match="needs Docker Compose"):
         local_mode.submit_local(_launch(tmp_path), _operator(), SageMakerSettings(), None)
