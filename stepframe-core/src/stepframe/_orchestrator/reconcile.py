@@ -35,13 +35,14 @@ if TYPE_CHECKING:
 
 __all__ = ["launch_from_record", "launch_record", "settle"]
 
-# What is not kept: credentials never go to disk.
-_NOT_RECORDED = ("store_credentials", "settings", "image")
+# Left out of the generic copy: the credentials, which never go to disk, and the fields
+# `launch_record` writes as plain JSON itself.
+_NOT_COPIED = ("store_credentials", "settings", "image")
 
 
 def launch_record(launch: Launch) -> dict[str, Any]:
     """The launch as JSON data for the ledger row, without credentials."""
-    data = attrs.asdict(launch, recurse=False, filter=lambda a, _v: a.name not in _NOT_RECORDED)
+    data = attrs.asdict(launch, recurse=False, filter=lambda a, _v: a.name not in _NOT_COPIED)
     data["command"] = list(launch.command)
     data["environment"] = dict(launch.environment)
     data["image"] = None if launch.image is None else attrs.asdict(launch.image)
