@@ -87,7 +87,7 @@ class Scheduler:
 
     def run(self) -> dict[str, StepOutcome]:
         spec = self.context.spec
-        pending = [name for name in spec.steps if not self._doneearlier_run(name)]
+        pending = [name for name in spec.steps if not self._done_before_the_interruption(name)]
         for name in pending:
             self.context.console.step_state(name, "pending")
         while pending or self.running:
@@ -108,7 +108,7 @@ class Scheduler:
             self._record_end(*item)
         return self.outcomes
 
-    def _doneearlier_run(self, name: str) -> bool:
+    def _done_before_the_interruption(self, name: str) -> bool:
         """On resume: take a step the interrupted run finished, if its outputs are intact."""
         if self.earlier is None or self.earlier.statuses.get(name) not in DONE:
             return False
@@ -217,7 +217,7 @@ class Scheduler:
         """
         if self.earlier is None or self.earlier.statuses.get(name) in DONE:
             # A finished step gets here only when its recorded outputs failed the check
-            # (`_doneearlier_run`): its job would hand the same outputs on.  Run it again.
+            # (`_done_before_the_interruption`): its job would hand the same outputs on.
             return None
         row = self.earlier.jobs.get(name)
         if row is None:
