@@ -69,14 +69,18 @@ def _credentials(handle: Any) -> Any:
 
 def _settle_lost_submits(history: Any, rows: list[Any]) -> bool:
     """Ask the operators about jobs whose submit answer was lost and whose run is no longer
-    being run (a live orchestrator settles its own); True if any row changed."""
-    from stepframe._history.database import POSSIBLY_SUBMITTED, SUBMITTING
+    being run (a live orchestrator settles its own); True if any row changed.
+
+    A job nobody could find before (``unknown``) is asked about again, as ``run --resume``
+    does: the backend may answer now.
+    """
+    from stepframe._history.database import POSSIBLY_SUBMITTED, SUBMITTING, UNKNOWN
 
     lost = [
         row
         for row in rows
         if row.handle is None
-        and row.state in (SUBMITTING, POSSIBLY_SUBMITTED)
+        and row.state in (SUBMITTING, POSSIBLY_SUBMITTED, UNKNOWN)
         and row.launch is not None
         and history.get_run(row.run_id).status != "running"
     ]
