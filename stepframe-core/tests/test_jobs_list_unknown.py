@@ -115,3 +115,45 @@ def test_jobs_list_adopts_an_unknown_job_once_the_backend_answers(project, sf) -
     ((state, job_id),) = _states(project)
     assert state != "unknown" and job_id is not None, listed.stdout
     assert job_id in listed.stdout
+
+
+COUNTED = """
+import os
+from pathlib import Path
+
+from stepframe import pipeline, step
+
+HERE = Path(__file__).resolve().parent
+
+
+@step(operator="OPERATOR")
+def remote() -> int:
+    with open(HERE / "remote.runs", "a") as runs:
+        runs.write(f"{os.getpid()}\\n")
+    return 5
+
+
+@pipeline
+def forgetting():
+    remote()
+"""
+
+
+def test_resume_asks_the_operator_that_submitted_even_after_the_step_moved(
+    project, sf
+) -> None:
+    """The step now names another operator: the job the first run may have started is
+    still looked up through the operator that submitted it, and taken up, not run again."""
+    (project.root / "backend-unreachable").touch()
+    path = project.write(COUNTED.replace("OPERATOR", "forgetful"))
+    failed = sf("run", str(path))
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    run_id = failed.stdout.split()[1]
+    (project.root / "backend-unreachable").unlink()
+    path.write_text(COUNTED.replace("OPERATOR", "local"))
+
+    resumed = sf("run", "--resume", run_id)
+
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    runs = (project.root / "remote.runs").read_text().split()
+    assert len(runs) == 1, resumed.stdout

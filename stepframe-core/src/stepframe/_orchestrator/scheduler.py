@@ -22,6 +22,7 @@ from stepframe._orchestrator.reconcile import launch_from_record, settle
 from stepframe._orchestrator.resume import EarlierRun
 from stepframe._orchestrator.step_runner import JobLost, RunContext, StepCancelled, StepRunner
 from stepframe._pipeline.pipeline import UpstreamInput
+from stepframe._plugins.manager import run_in_this_context
 from stepframe._stack import connector_credentials
 from stepframe._types import ArtifactRef, ComponentKind, JobHandle, JobState, ResourceRequest
 from stepframe.exceptions import StepFailed
@@ -239,7 +240,8 @@ class Scheduler:
     def _settle_lost_submit(self, name: str, row: JobRecord) -> JobRecord | None:
         """Ask the operator whether a job the interrupted run may have submitted exists."""
         ctx = self.context
-        operator = self.plan.operators[name]
+        # The operator that submitted it, even if the step names another one now.
+        operator = ctx.stack.step_operators.get(row.operator, self.plan.operators[name])
         answer = None
         if row.launch is not None and operator.flavor == row.flavor:
             launch = launch_from_record(row.launch, row.flavor, ctx.plugins.flavors)
@@ -248,9 +250,13 @@ class Scheduler:
             )
             answer = settle(ctx.history, ctx.plugins.hooks, row, launch, operator, credentials)
         else:
-            ctx.history.update_job_state(
-                row.id, UNKNOWN, note="no launch recorded to look the job up by; check the backend"
+            why = (
+                "no launch recorded to look the job up by"
+                if row.launch is None
+                else f"its {row.flavor} operator {row.operator!r} is not in stack "
+                f"{ctx.stack.name!r} to look it up"
             )
+            ctx.history.update_job_state(row.id, UNKNOWN, note=f"{why}; check the backend")
         if isinstance(answer, JobHandle):
             ctx.console.message(
                 f"step {name!r}: found job {answer.job_id!r}, whose submit the interrupted "
@@ -305,7 +311,10 @@ class Scheduler:
             else:
                 self.finished.put((name, outputs, None))
 
-        threading.Thread(target=target, name=f"stepframe-{name}", daemon=True).start()
+        # In this thread's context: the step's hooks see the plugins its run activated.
+        threading.Thread(
+            target=run_in_this_context(target), name=f"stepframe-{name}", daemon=True
+        ).start()
 
     def _attempts(
         self,
