@@ -72,7 +72,7 @@ def test_a_read_cut_mid_transfer_resumes_where_it_stopped(
             proxy.arm(3 * MIB)
             rest = stream.read()
         assert proxy.cuts == 1
-        assert stream.raw.resumes == 1  # type: ignore[attr-defined]
+        assert stream.raw.resumes == 1
         assert head + rest == data
     finally:
         proxy.close()

@@ -41,14 +41,16 @@ class TestVertexOperator(StepOperatorSuite):
     # Each job starts a container of a fresh image; the first build installs the google
     # libraries into it.
     job_timeout: ClassVar[float] = 300.0
-    # A pipeline run needs a stack with a gs:// store and an image builder: not in this
-    # first cut (see the report of issue 15).
-    supports_pipeline_run = False
 
     @pytest.fixture(autouse=True)
     def _services(
-        self, docker_host: dict[str, str], gcs: FakeGcs, vertex_service: VertexService
+        self,
+        docker_host: dict[str, str],
+        gcs: FakeGcs,
+        vertex_service: VertexService,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> Iterator[None]:
+        monkeypatch.setenv("KIT_GCP_TOKEN", "ya29.kit-pipeline")
         self.host = docker_host
         self.emulator = gcs
         self.service = vertex_service
@@ -64,6 +66,46 @@ class TestVertexOperator(StepOperatorSuite):
             logging_endpoint=self.service.url,
         )
         return Component(ComponentKind.STEP_OPERATOR, "vertex", "vertex", config)
+
+    def stack_config(self, tmp_path: Path | None = None) -> str | None:
+        # A whole stack as a user writes it: the gcp connector (a token), the gcs store,
+        # the docker builder and the local registry, the vertex operator on the service.
+        return f"""
+active_stack = "vertex-kit"
+
+[connectors.gcp]
+flavor = "gcp"
+auth_method = "oauth2-token"
+token = "env:KIT_GCP_TOKEN"
+project = "test-project"
+region = "europe-west4"
+
+[artifact_stores.gcs]
+flavor = "gcs"
+path = "gs://{self.emulator.create_bucket()}/pipeline"
+
+[image_builders.docker]
+flavor = "docker"
+parent_image = "{self.host["base_image"]}"
+
+[container_registries.local]
+flavor = "default"
+uri = "{self.host["registry"]}"
+
+[step_operators.vertex]
+flavor = "vertex"
+connector = "gcp"
+project = "test-project"
+region = "europe-west4"
+api_endpoint = "{self.service.url}"
+logging_endpoint = "{self.service.url}"
+
+[stacks.vertex-kit]
+artifact_store = "gcs"
+image_builder = "docker"
+container_registry = "local"
+step_operators = ["vertex"]
+"""
 
     def make_credentials(self, plugins: Plugins, operator: Component) -> Credentials | None:
         return Credentials("gcp", ResourceRequest("generic"), {"access_token": "ya29.kit"})
