@@ -113,10 +113,8 @@ def test_every_problem_of_every_vertex_step_stops_the_run(tmp_path: Path, dry_ru
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     text = result.stderr
-    assert (
-        "settings.accelerator_type: 'nvidia-tesla-t4' is not a Vertex AI accelerator (did you mean NVIDIA_TESLA_T4?)"
-        in text
-    )
+    accelerator = "settings.accelerator_type: 'nvidia-tesla-t4' is not a Vertex AI accelerator"
+    assert f"{accelerator} (did you mean NVIDIA_TESLA_T4?)" in text
     assert "settings.labels: key 'Team' breaks Google's label rules" in text
     assert (
         "settings.environment.GOOGLE_APPLICATION_CREDENTIALS: credentials never go into a job"
