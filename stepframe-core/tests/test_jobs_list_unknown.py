@@ -115,6 +115,7 @@ def test_jobs_list_adopts_an_unknown_job_once_the_backend_answers(project, sf) -
     ((state, job_id),) = _states(project)
     assert state != "unknown" and job_id is not None, listed.stdout
     assert job_id in listed.stdout
+    assert "cannot tell" not in listed.stdout  # the old note no longer stands
 
 
 COUNTED = """

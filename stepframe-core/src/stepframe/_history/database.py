@@ -746,23 +746,31 @@ class RunHistory:
         return row_id
 
     def record_job_submitted(
-        self, row_id: int, handle: JobHandle, *, state: JobState = JobState.PENDING
+        self,
+        row_id: int,
+        handle: JobHandle,
+        *,
+        state: JobState = JobState.PENDING,
+        note: str | None = None,
     ) -> None:
         """Attach the backend's handle to an intent row once ``submit_step`` returned.
 
         A ``region`` in the handle's data fills the row's region if the intent had none.
+
+        :param note: replaces the row's note (say, why a lost submit's job is known now).
         """
         region = handle.data.get("region")
         with self._write() as conn:
             cursor = conn.execute(
                 "UPDATE jobs SET job_id = ?, handle = ?, state = ?, updated_at = ?,"
-                " region = COALESCE(region, ?) WHERE id = ?",
+                " region = COALESCE(region, ?), note = COALESCE(?, note) WHERE id = ?",
                 (
                     handle.job_id,
                     _handle_to_json(handle),
                     JobState(state).value,
                     time.time(),
                     region if isinstance(region, str) else None,
+                    note,
                     row_id,
                 ),
             )
