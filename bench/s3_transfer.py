@@ -49,7 +49,7 @@ def status(field):
 tool, direction, path, bucket, key = sys.argv[1:6]
 if tool == "stepframe":
     from stepframe_aws._s3.store import S3ArtifactStore
-    store = S3ArtifactStore(f"s3://{bucket}")
+    store = S3ArtifactStore(f"s3://{bucket}", **json.loads(os.environ["STORE_OPTIONS"]))
     uri = store.uri_for(key)
     # The first request opens the connection pool and loads botocore's S3 model.
     store.exists(uri + "-warm")
@@ -141,7 +141,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=1, help="transfers per tool and way")
+    parser.add_argument(
+        "--parts-in-flight", type=int, default=None, help="the store's (default its own)"
+    )
     args = parser.parse_args()
+    options = {} if args.parts_in_flight is None else {"parts_in_flight": args.parts_in_flight}
 
     server, endpoint = _start_moto()
     env = {
@@ -151,6 +155,7 @@ def main() -> None:
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
         "NO_PROXY": "127.0.0.1,localhost",
+        "STORE_OPTIONS": json.dumps(options),
     }
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     try:
