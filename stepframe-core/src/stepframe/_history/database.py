@@ -746,31 +746,25 @@ class RunHistory:
         return row_id
 
     def record_job_submitted(
-        self,
-        row_id: int,
-        handle: JobHandle,
-        *,
-        state: JobState = JobState.PENDING,
-        note: str | None = None,
+        self, row_id: int, handle: JobHandle, *, state: JobState = JobState.PENDING
     ) -> None:
         """Attach the backend's handle to an intent row once ``submit_step`` returned.
 
         A ``region`` in the handle's data fills the row's region if the intent had none.
-
-        :param note: replaces the row's note (say, why a lost submit's job is known now).
+        The row's note goes: why a lost submit's job was unknown no longer stands once
+        ``find_job`` found it.
         """
         region = handle.data.get("region")
         with self._write() as conn:
             cursor = conn.execute(
                 "UPDATE jobs SET job_id = ?, handle = ?, state = ?, updated_at = ?,"
-                " region = COALESCE(region, ?), note = COALESCE(?, note) WHERE id = ?",
+                " region = COALESCE(region, ?), note = NULL WHERE id = ?",
                 (
                     handle.job_id,
                     _handle_to_json(handle),
                     JobState(state).value,
                     time.time(),
                     region if isinstance(region, str) else None,
-                    note,
                     row_id,
                 ),
             )

@@ -91,9 +91,7 @@ def settle(
         )
         return None
     if isinstance(answer, JobHandle):
-        history.record_job_submitted(
-            row.id, answer, note="its submit answer was lost; found by its job name"
-        )
+        history.record_job_submitted(row.id, answer)
         return answer
     if isinstance(answer, JobNotFound):
         reason = f": {answer.reason}" if answer.reason else ""
