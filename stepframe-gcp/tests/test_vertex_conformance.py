@@ -139,3 +139,20 @@ step_operators = ["vertex"]
             settings=DockerSettings(parent_image=self.host["base_image"]),
         )
         return plugins.hooks.build_image(request, builder)
+
+
+class TestVertexLocalMode(TestVertexOperator):
+    """The same suite with ``machine_type = "local"``: the CustomJob's container spec runs
+    on the Docker engine through stepframe-docker's operator; the test service is never
+    asked."""
+
+    def step_settings(self) -> Mapping[str, Any]:
+        return {**super().step_settings(), "machine_type": "local"}
+
+    def job_name_of(self, handle: Any, launch: Any) -> str:
+        return str(handle.data["docker"]["name"])
+
+    @pytest.fixture(autouse=True)
+    def _no_vertex_calls(self) -> Iterator[None]:
+        yield
+        assert [kind for kind, _, _ in self.service.requests] == []

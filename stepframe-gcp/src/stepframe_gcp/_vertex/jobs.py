@@ -26,7 +26,9 @@ from stepframe import (
     StepframeError,
     SubmitAmbiguousError,
 )
+from stepframe_gcp._vertex import local_mode
 from stepframe_gcp._vertex.config import FLAVOR, VertexOperatorConfig
+from stepframe_gcp._vertex.local_mode import LOCAL_MACHINE
 from stepframe_gcp._vertex.request import LAUNCH_LABEL, custom_job_body, launch_label, settings_of
 
 __all__ = ["cancel", "console_url", "find_job", "poll", "submit"]
@@ -103,7 +105,10 @@ def submit(launch: Launch, operator: Component, credentials: Credentials | None)
     from stepframe_gcp._retry import backoff_delays
 
     config = _config(operator)
-    body = custom_job_body(launch, settings_of(launch, config), config)
+    settings = settings_of(launch, config)
+    if settings.machine_type == LOCAL_MACHINE:
+        return local_mode.submit(launch, operator, settings, config)
+    body = custom_job_body(launch, settings, config)
     parent = f"projects/{config.project}/locations/{config.region}"
     request = _jobs(config.endpoint, credentials).create(parent=parent, body=body)
     delays = backoff_delays()
@@ -158,6 +163,8 @@ def poll(handle: JobHandle, credentials: Credentials | None, cursor: str | None)
     job seen ended has all its lines)."""
     from googleapiclient.errors import HttpError
 
+    if local_mode.is_local(handle):
+        return local_mode.poll(handle, cursor)
     data = handle.data
     try:
         job = (
@@ -253,6 +260,8 @@ def cancel(handle: JobHandle, credentials: Credentials | None) -> bool:
     """Ask Vertex AI to cancel the job; a job that already ended needs nothing."""
     from googleapiclient.errors import HttpError
 
+    if local_mode.is_local(handle):
+        return local_mode.cancel(handle)
     jobs = _jobs(handle.data["endpoint"], credentials)
     try:
         jobs.cancel(name=handle.job_id, body={}).execute(num_retries=_RETRIES)
@@ -270,6 +279,9 @@ def find_job(
     from googleapiclient.errors import HttpError
 
     config = _config(operator)
+    settings = settings_of(launch, config)
+    if settings.machine_type == LOCAL_MACHINE:
+        return local_mode.find(launch, operator, settings, config)
     parent = f"projects/{config.project}/locations/{config.region}"
     label = launch_label(launch)
     try:
