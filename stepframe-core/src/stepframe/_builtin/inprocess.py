@@ -8,6 +8,7 @@ dies with the process.
 
 from __future__ import annotations
 
+import functools
 import io
 import secrets
 import sys
@@ -158,7 +159,11 @@ def submit_step(
     job = _Job()
     _jobs[job_id] = job
     _job_ids[launch.job_name] = job_id
-    thread = threading.Thread(target=_run, args=(job, launch), name=job_id, daemon=True)
+    from stepframe._plugins.manager import run_in_this_context
+
+    # In the submitting thread's context: the step sees the plugins its run activated.
+    run = run_in_this_context(functools.partial(_run, job, launch))
+    thread = threading.Thread(target=run, name=job_id, daemon=True)
     thread.start()
     return JobHandle(flavor=FLAVOR, operator=operator.name, job_id=job_id)
 

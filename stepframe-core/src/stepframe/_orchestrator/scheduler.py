@@ -417,8 +417,9 @@ class Scheduler:
         """Stop every running job: the run is ending abnormally (an error escaped)."""
         # The error that ends the run is what the caller reports; one raised while
         # stopping (the history's disk is full, say) must not replace it.
+        not_started = [name for name, o in self.outcomes.items() if o.status == "pending"]
         with contextlib.suppress(Exception):
-            self._cancel_all([])
+            self._cancel_all(not_started)
 
     def _cancel_all(self, pending: list[str]) -> None:
         runners = list(self.running.values())

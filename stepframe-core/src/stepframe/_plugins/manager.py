@@ -8,10 +8,11 @@ never the run.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from types import ModuleType
@@ -39,6 +40,7 @@ __all__ = [
     "get_plugins",
     "load_plugins",
     "reset_plugins",
+    "run_in_this_context",
 ]
 
 ENTRY_POINT_GROUP = "stepframe"
@@ -407,15 +409,20 @@ def load_plugins(
 
 _process_plugins: Plugins | None = None
 # Plugins a running pipeline was given explicitly; the in-process operator and the
-# entrypoint it calls must use the same ones, not the process-wide set.
-_active: list[Plugins] = []
+# entrypoint it calls must use the same ones, not the process-wide set.  A context
+# variable, so that two pipelines run on two threads each see their own: the threads a
+# run starts for its steps carry its context over (`run_in_this_context`).
+_active: contextvars.ContextVar[tuple[Plugins, ...]] = contextvars.ContextVar(
+    "stepframe_active_plugins", default=()
+)
 
 
 def get_plugins() -> Plugins:
     """The plugins in use: those of the running pipeline, else the process-wide ones."""
     global _process_plugins
-    if _active:
-        return _active[-1]
+    active = _active.get()
+    if active:
+        return active[-1]
     if _process_plugins is None:
         _process_plugins = load_plugins()
     return _process_plugins
@@ -423,12 +430,20 @@ def get_plugins() -> Plugins:
 
 @contextmanager
 def activated(plugins: Plugins) -> Iterator[Plugins]:
-    """Make ``plugins`` what `get_plugins` returns while the block runs."""
-    _active.append(plugins)
+    """Make ``plugins`` what `get_plugins` returns while the block runs, in this thread
+    (and the threads started with its context, `run_in_this_context`)."""
+    token = _active.set((*_active.get(), plugins))
     try:
         yield plugins
     finally:
-        _active.remove(plugins)
+        _active.reset(token)
+
+
+def run_in_this_context(target: Callable[[], None]) -> Callable[[], None]:
+    """``target`` made to run in a copy of the calling thread's context: a thread started
+    with it sees the plugins `activated` here, as a new thread would not."""
+    context = contextvars.copy_context()
+    return lambda: context.run(target)
 
 
 def reset_plugins(plugins: Plugins | None = None) -> None:

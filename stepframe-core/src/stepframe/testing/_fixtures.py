@@ -116,8 +116,9 @@ class TempProject:
             return self._plugins
         from stepframe._plugins.manager import _active
 
-        if _active:
-            return _active[-1]
+        active = _active.get()
+        if active:
+            return active[-1]
         self._plugins = make_plugins()
         return self._plugins
 
