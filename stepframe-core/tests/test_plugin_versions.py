@@ -144,11 +144,18 @@ def test_the_cli_shows_the_warning_once(site: Path, subprocess_env, project) -> 
     ("requires", "expected"),
     [
         (["stepframe-core>=0.2"], ">=0.2"),
-        (["pluggy>=1", "stepframe_core (>=0.2, <1)"], ">=0.2, <1"),
+        (["pluggy>=1", "stepframe_core (>=0.2, <1)"], "<1,>=0.2"),
         (["Stepframe.Core[numpy]>=0.3; python_version >= '3.10'"], ">=0.3"),
         (["stepframe-core"], None),
         (['stepframe-core>=0.3; extra == "dev"'], None),
         (["stepframe-core-extras>=5"], None),
+        # A marker that does not hold here: not a requirement of this environment...
+        (["stepframe-core>=9; python_version < '3'", "stepframe-core>=0.1"], ">=0.1"),
+        # ...one that holds is, even when it names an extra too.
+        (["stepframe-core>=0.4; extra == 'dev' or os_name != 'no-such-os'"], ">=0.4"),
+        # A requirement pip cannot read is not ours to judge.
+        (["stepframe-core>>0.1", "stepframe-core==0.1.*"], "==0.1.*"),
+        (["STEPFRAME__core>=1"], ">=1"),  # one name, however written (PEP 503)
     ],
 )
 def test_reading_the_core_requirement(requires: list[str], expected: str | None) -> None:
@@ -171,6 +178,10 @@ def test_reading_the_core_requirement(requires: list[str], expected: str | None)
         ("~=0.1.0", "0.2.0", "~=0.1.0"),
         ("~=1.0", "1.4", None),
         (">=0.2rc1", "0.1.0", ">=0.2rc1"),
+        (">=0.3", "0.3.0rc1", ">=0.3"),  # a pre-release comes before its release
+        (">=0.3rc1", "0.3.0rc2", None),
+        ("==0.3.0", "0.3", None),
+        (">=0.1", "not a version", None),  # unsure: no warning
         (">=0.1, <0.2", "0.2.0", "<0.2"),
         (">=not-a-version", "0.1.0", None),  # unsure: no warning
     ],

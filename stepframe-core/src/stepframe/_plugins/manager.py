@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextvars
 import os
-import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -150,93 +149,65 @@ def _warn_claimed(claim: Claimed, plugin: str, infos: Mapping[str, PluginInfo]) 
 
 
 # ---- version skew: a plugin built for another core -----------------------------------
-
-_REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*")
-_CLAUSE = re.compile(r"\s*(===|==|!=|~=|<=|>=|<|>)\s*([^\s,;]+)\s*$")
-_RELEASE = re.compile(r"v?(\d+(?:\.\d+)*)")
-
-
-def _normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+# `packaging` reads requirements, markers and versions as pip does (PEP 508, PEP 440); it
+# is imported only here, when a plugin distribution is found.
 
 
 def core_requirement(requires: Iterable[str]) -> str | None:
     """The version specifier a distribution's ``Requires-Dist`` puts on stepframe-core.
 
-    Requirements that only apply with an extra (``; extra == "..."``) are not counted.
-    Returns None when there is no such requirement or it has no version specifier.
+    A requirement whose environment marker does not hold here is not counted, nor one that
+    only applies with an extra (``; extra == "..."``).  Returns None when there is no such
+    requirement or it has no version specifier.
     """
-    for requirement in requires:
-        spec, _, marker = requirement.partition(";")
-        if "extra" in marker:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    for text in requires:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue  # not ours to judge: pip refused or will refuse it
+        if canonicalize_name(requirement.name) != CORE_DISTRIBUTION:
             continue
-        match = _REQUIREMENT_NAME.match(spec)
-        if match is None or _normalized(match.group(1)) != CORE_DISTRIBUTION:
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
             continue
-        specifier = spec[match.end() :].strip().strip("()").strip()
-        return specifier or None
+        return str(requirement.specifier) or None
     return None
-
-
-def _release(version: str, *, trim: bool = True) -> tuple[int, ...] | None:
-    match = _RELEASE.match(version.strip())
-    if match is None:
-        return None
-    parts = [int(part) for part in match.group(1).split(".")]
-    while trim and len(parts) > 1 and parts[-1] == 0:
-        parts.pop()  # 1.0 == 1.0.0
-    return tuple(parts)
-
-
-def _clause_holds(installed: tuple[int, ...], operator: str, wanted_text: str) -> bool | None:
-    """Whether one specifier clause holds, comparing release numbers only; None if unsure."""
-    if operator in ("==", "!=") and wanted_text.endswith(".*"):
-        prefix = _release(wanted_text[:-2])
-        if prefix is None:
-            return None
-        padded = installed + (0,) * max(0, len(prefix) - len(installed))
-        same = padded[: len(prefix)] == prefix
-        return same if operator == "==" else not same
-    wanted = _release(wanted_text)
-    if wanted is None:
-        return None
-    if operator in ("==", "==="):
-        return installed == wanted
-    if operator == "!=":
-        return installed != wanted
-    if operator == ">=":
-        return installed >= wanted
-    if operator == "<=":
-        return installed <= wanted
-    if operator == ">":
-        return installed > wanted
-    if operator == "<":
-        return installed < wanted
-    # ~=X.Y means >=X.Y and ==X.*
-    written = _release(wanted_text, trim=False) or ()
-    if len(written) < 2:
-        return None
-    prefix = written[:-1]
-    padded = installed + (0,) * max(0, len(prefix) - len(installed))
-    return installed >= wanted and padded[: len(prefix)] == prefix
 
 
 def core_version_mismatch(specifier: str, installed: str) -> str | None:
     """The first clause of ``specifier`` that version ``installed`` breaks, if any.
 
-    Only release numbers are compared (``0.3.0rc1`` counts as ``0.3.0``), and a clause
-    this cannot read is assumed to hold: the check warns only when it is sure.
+    Versions compare as PEP 440 says (``0.3.0rc1`` comes before ``0.3``); a pre-release
+    core is not refused for being one.  A clause or version that cannot be read is
+    assumed to hold: the check warns only when it is sure.
     """
-    release = _release(installed)
-    if release is None:
+    from packaging.specifiers import InvalidSpecifier, Specifier
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        version = Version(installed)
+    except InvalidVersion:
         return None
     for clause in specifier.split(","):
-        match = _CLAUSE.match(clause)
-        if match is None:
+        try:
+            wanted = Specifier(clause.strip())
+        except InvalidSpecifier:
             continue
-        if _clause_holds(release, match.group(1), match.group(2)) is False:
-            return f"{match.group(1)}{match.group(2)}"
+        if not wanted.contains(version, prereleases=True):
+            return str(wanted)
     return None
+
+
+def _core_is_older(broken: str, installed: str) -> bool:
+    """Whether the installed core is below the version the broken clause names."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(installed) < Version(broken.lstrip("=!~<>").removesuffix(".*"))
+    except InvalidVersion:
+        return False
 
 
 def _warn_version_skew(dist: metadata.Distribution, distribution: str, version: str) -> None:
@@ -250,8 +221,7 @@ def _warn_version_skew(dist: metadata.Distribution, distribution: str, version: 
     broken = None if specifier is None else core_version_mismatch(specifier, installed)
     if broken is None:
         return
-    bound = _release(broken.lstrip("=!~<>").removesuffix(".*"))
-    if bound is not None and (_release(installed) or ()) < bound:
+    if _core_is_older(broken, installed):
         fix = f"upgrade the core: pip install -U 'stepframe-core{specifier}'"
     else:  # the core is newer than the plugin was made for
         fix = f"install a {distribution} release made for stepframe-core {installed}"
