@@ -6,6 +6,12 @@ the key's private key; this service verifies the RS256 signature with the public
 a key it issued, checks the issuer, audience and expiry, and answers an access token with
 ``expires_in``, or Google's error body (``invalid_grant``) when any check fails.
 
+Also, for the other methods: the IAM Credentials API's ``generateAccessToken`` (a token
+it issued, of a principal that `token_creators` lets act as the target, buys the target's
+token; otherwise Google's 403 PERMISSION_DENIED), and the Security Token Service's token
+exchange of workload identity federation (``/sts``: a subject token it was told to trust
+buys an access token).
+
 What it is not: Google.  It knows no IAM, scopes or quotas; it counts the tokens it
 issued, so tests can see when a client asked for a new one.  Tests only; never shipped.
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import threading
 import time
@@ -39,6 +46,10 @@ class TokenService:
         self.expires_in = expires_in
         self.public_keys: dict[str, Any] = {}
         self.issued: list[str] = []
+        self.principals: dict[str, str] = {}
+        # target service account -> principals allowed to act as it (TokenCreator).
+        self.token_creators: dict[str, set[str]] = {}
+        self.trusted_subject_tokens: set[str] = set()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -123,9 +134,63 @@ class TokenService:
                 "error": "invalid_grant",
                 "error_description": "Invalid JWT: Token must be a short-lived token",
             }
+        token = self._issue(email)
+        return 200, {"access_token": token, "expires_in": self.expires_in, "token_type": "Bearer"}
+
+    def _issue(self, principal: str) -> str:
         token = f"ya29.test-{secrets.token_hex(16)}"
         self.issued.append(token)
-        return 200, {"access_token": token, "expires_in": self.expires_in, "token_type": "Bearer"}
+        self.principals[token] = principal
+        return token
+
+    def _generate_access_token(
+        self, target: str, authorization: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        import datetime
+
+        source = self.principals.get(authorization.removeprefix("Bearer "))
+        if source is None:
+            return 401, {
+                "error": {
+                    "code": 401,
+                    "message": "Request had invalid authentication credentials.",
+                    "status": "UNAUTHENTICATED",
+                }
+            }
+        if source not in self.token_creators.get(target, set()):
+            return 403, {
+                "error": {
+                    "code": 403,
+                    "message": (
+                        "Permission 'iam.serviceAccounts.getAccessToken' denied on resource "
+                        "(or it may not exist)."
+                    ),
+                    "status": "PERMISSION_DENIED",
+                }
+            }
+        lifetime = int(str(body.get("lifetime", "3600s")).rstrip("s"))
+        expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+            seconds=lifetime
+        )
+        return 200, {
+            "accessToken": self._issue(target),
+            "expireTime": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+    def _exchange(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        subject = form.get("subject_token", [""])[0]
+        if subject not in self.trusted_subject_tokens:
+            return 400, {
+                "error": "invalid_grant",
+                "error_description": "The subject token is not valid.",
+            }
+        token = self._issue(f"principal://{form.get('audience', [''])[0]}")
+        return 200, {
+            "access_token": token,
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         service = self
@@ -133,11 +198,22 @@ class TokenService:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                form = parse_qs(self.rfile.read(length).decode())
-                if self.path != "/token":
-                    status, body = 404, {"error": "not_found"}
+                raw = self.rfile.read(length).decode()
+                impersonate = re.match(
+                    r"^/v1/projects/-/serviceAccounts/([^/:]+):generateAccessToken$", self.path
+                )
+                if impersonate:
+                    status, body = service._generate_access_token(
+                        impersonate.group(1),
+                        self.headers.get("Authorization", ""),
+                        json.loads(raw or "{}"),
+                    )
+                elif self.path == "/sts":
+                    status, body = service._exchange(parse_qs(raw))
+                elif self.path == "/token":
+                    status, body = service._grant(parse_qs(raw))
                 else:
-                    status, body = service._grant(form)
+                    status, body = 404, {"error": "not_found"}
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

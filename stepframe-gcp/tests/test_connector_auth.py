@@ -197,3 +197,106 @@ def test_a_wrong_setting_is_refused_naming_it(config: dict[str, Any], expected: 
     with pytest.raises(ValueError) as raised:
         GcpConnectorConfig(**config)
     assert expected in str(raised.value)
+
+
+# ---- impersonation and workload identity federation -------------------------------------
+
+TARGET = "runner@test-project.iam.gserviceaccount.com"
+
+
+def impersonating(
+    token_service: TokenService, monkeypatch: pytest.MonkeyPatch, *, allowed: bool
+) -> Component:
+    monkeypatch.setenv("TEST_SA_KEY", token_service.new_key(EMAIL))
+    if allowed:
+        token_service.token_creators[TARGET] = {EMAIL}
+    return connector(
+        auth_method="impersonation",
+        service_account_key="env:TEST_SA_KEY",
+        target_service_account=TARGET,
+        lifetime_seconds=900,
+        iam_credentials_endpoint=token_service.url,
+    )
+
+
+def test_impersonation_hands_out_the_target_accounts_token_and_refreshes_it(
+    token_service: TokenService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    component = impersonating(token_service, monkeypatch, allowed=True)
+    clock = FakeClock()
+
+    first = authenticate(component, GENERIC, clock=clock)
+
+    assert token_service.principals[first.values["access_token"]] == TARGET
+    assert first.expires_at is not None and first.expires_at - time.time() <= 900
+    clock.now = first.expires_at - REFRESH_MARGIN_SECONDS + 1
+    second = authenticate(component, GENERIC, clock=clock)
+    assert second.values["access_token"] != first.values["access_token"]
+    assert token_service.principals[second.values["access_token"]] == TARGET
+
+
+def test_a_service_account_the_connector_may_not_act_as_is_named_with_the_fix(
+    token_service: TokenService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConnectorError) as raised:
+        authenticate(impersonating(token_service, monkeypatch, allowed=False), GENERIC)
+
+    message = str(raised.value)
+    assert message.startswith(f"connector 'gcp' (impersonation, {TARGET}): Google refused")
+    assert "PERMISSION_DENIED" in message and "iam.serviceAccounts.getAccessToken" in message
+    assert f"roles/iam.serviceAccountTokenCreator on {TARGET}" in message
+    assert "\n" not in message
+
+
+def federation_config(token_service: TokenService, tmp_path: Any) -> str:
+    subject = tmp_path / "subject-token"
+    subject.write_text("oidc-subject-token-from-ci")
+    config = tmp_path / "federation.json"
+    config.write_text(
+        json.dumps(
+            {
+                "type": "external_account",
+                "audience": "//iam.googleapis.com/projects/123/locations/global/"
+                "workloadIdentityPools/ci/providers/github",
+                "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+                "token_url": f"{token_service.url}/sts",
+                "credential_source": {"file": str(subject)},
+            }
+        )
+    )
+    return str(config)
+
+
+def test_workload_identity_federation_exchanges_the_subject_token(
+    token_service: TokenService, tmp_path: Any
+) -> None:
+    token_service.trusted_subject_tokens.add("oidc-subject-token-from-ci")
+    component = connector(
+        auth_method="external-account", credential_config=federation_config(token_service, tmp_path)
+    )
+
+    credentials = authenticate(component, GENERIC)
+
+    assert credentials.values["access_token"] == token_service.issued[0]
+    assert credentials.expires_at is not None and credentials.refresh is not None
+
+
+def test_an_untrusted_subject_token_is_refused_in_one_line(
+    token_service: TokenService, tmp_path: Any
+) -> None:
+    component = connector(
+        auth_method="external-account", credential_config=federation_config(token_service, tmp_path)
+    )
+    with pytest.raises(
+        ConnectorError, match=r"^connector 'gcp' \(external-account, .*invalid_grant"
+    ):
+        authenticate(component, GENERIC)
+
+
+def test_a_credential_config_that_is_not_a_federation_config_is_named(tmp_path: Any) -> None:
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps({"type": "service_account"}))
+    with pytest.raises(ConfigError, match="is not a workload identity federation configuration"):
+        authenticate(
+            connector(auth_method="external-account", credential_config=str(path)), GENERIC
+        )

@@ -254,6 +254,7 @@ def _build(name: str, config: GcpConnectorConfig, secrets: dict[str, str]) -> tu
             target_scopes=scopes,
             delegates=list(config.delegates) or None,
             lifetime=config.lifetime_seconds,
+            iam_endpoint_override=_iam_endpoint(config),
         )
         return target, config.target_service_account
     if method == "external-account":
@@ -262,6 +263,32 @@ def _build(name: str, config: GcpConnectorConfig, secrets: dict[str, str]) -> tu
     return found, getattr(
         found, "service_account_email", None
     ) or "the Application Default Credentials' account"
+
+
+def _federated(info: dict[str, Any], scopes: list[str]) -> Any:
+    """Credentials of a federation config, built without a network call (google-auth's
+    loader asks Cloud Resource Manager for the project at once)."""
+    source = info.get("credential_source", {})
+    if str(source.get("environment_id", "")).startswith("aws"):
+        from google.auth import aws
+
+        return aws.Credentials.from_info(info, scopes=scopes)
+    if "executable" in source:
+        from google.auth import pluggable
+
+        return pluggable.Credentials.from_info(info, scopes=scopes)
+    from google.auth import identity_pool
+
+    return identity_pool.Credentials.from_info(info, scopes=scopes)
+
+
+def _iam_endpoint(config: GcpConnectorConfig) -> str | None:
+    if config.iam_credentials_endpoint is None:
+        return None
+    base = config.iam_credentials_endpoint.rstrip("/")
+    return (
+        f"{base}/v1/projects/-/serviceAccounts/{config.target_service_account}:generateAccessToken"
+    )
 
 
 def _service_account_key(name: str, config: GcpConnectorConfig, text: str) -> Any:
@@ -329,8 +356,8 @@ def _external_account(name: str, config: GcpConnectorConfig, scopes: list[str]) 
             "workload-identity-pools create-cred-config`"
         )
     try:
-        found, _ = google.auth.load_credentials_from_dict(info, scopes=scopes)
-    except google.auth.exceptions.DefaultCredentialsError as error:
+        found = _federated(info, scopes)
+    except (ValueError, google.auth.exceptions.GoogleAuthError) as error:
         raise ConfigError(f"connector {name!r} credential_config {path}: {error}") from None
     email = getattr(found, "service_account_email", None)
     return found, email or f"the federated identity of {info.get('audience', path)}"

@@ -45,6 +45,7 @@ _METHOD_FIELDS = (
     "token",
     "target_service_account",
     "credential_config",
+    "iam_credentials_endpoint",
 )
 _ALLOWED: dict[str, tuple[str, ...]] = {
     "implicit": (),
@@ -52,7 +53,7 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     "oauth2-token": ("token",),
     # The source identity is the key when one is given, else Application Default
     # Credentials.
-    "impersonation": ("target_service_account", "service_account_key"),
+    "impersonation": ("target_service_account", "service_account_key", "iam_credentials_endpoint"),
     "external-account": ("credential_config",),
 }
 _FIX: dict[str, str] = {
@@ -120,6 +121,9 @@ class GcpConnectorConfig:
     :param delegates: service accounts in the delegation chain, in order.
     :param lifetime_seconds: how long impersonated tokens last (at most 43200).
     :param credential_config: path of a workload identity federation configuration file.
+    :param iam_credentials_endpoint: for ``impersonation``: the IAM Credentials API's
+        endpoint (a Private Service Connect one); default
+        ``https://iamcredentials.googleapis.com``.
     :param scopes: the OAuth2 scopes asked for.
     """
 
@@ -132,6 +136,7 @@ class GcpConnectorConfig:
     delegates: list[str] = attrs.field(factory=list, validator=_service_accounts)
     lifetime_seconds: int = attrs.field(default=3600, validator=_lifetime)
     credential_config: str | None = None
+    iam_credentials_endpoint: str | None = None
     scopes: list[str] = attrs.field(factory=lambda: [CLOUD_PLATFORM_SCOPE])
 
     def __attrs_post_init__(self) -> None:

@@ -45,7 +45,7 @@ def refresh_errors(connector: str, method: str, principal: str) -> Iterator[None
     where = f"connector {connector!r} ({method}, {principal})"
     try:
         yield
-    except google.auth.exceptions.RefreshError as error:
+    except (google.auth.exceptions.RefreshError, google.auth.exceptions.OAuthError) as error:
         code, description = _oauth_error(error)
         if method == "impersonation":
             fix = _IMPERSONATION_FIX.format(target=principal)
