@@ -60,7 +60,7 @@ def boxed_pipeline() -> None:
 """
 
 
-def test_build_progress_is_shown_beside_the_step(project, make_plugins, run) -> None:  # type: ignore[no-untyped-def]
+def test_build_progress_is_shown_beside_the_step(project, make_plugins, run) -> None:
     module = project.module(PLUGIN)
     (project.root / "stepframe.toml").write_text(STACK)
     pipeline = project.load(PIPELINE)
