@@ -146,6 +146,10 @@ class TestVertexLocalMode(TestVertexOperator):
     on the Docker engine through stepframe-docker's operator; the test service is never
     asked."""
 
+    # The container is named by the launch's job name, which Docker does not limit to
+    # Vertex AI's 128 characters.
+    max_job_name_length = None
+
     def step_settings(self) -> Mapping[str, Any]:
         return {**super().step_settings(), "machine_type": "local"}
 
