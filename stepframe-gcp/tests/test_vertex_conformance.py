@@ -37,7 +37,7 @@ class TestVertexOperator(StepOperatorSuite):
     flavor = "vertex"
     plugin_names = ("gcp", "docker")
     supports_find_job = True
-    max_job_name_length = 128
+    max_job_name_length: ClassVar[int | None] = 128
     # Each job starts a container of a fresh image; the first build installs the google
     # libraries into it.
     job_timeout: ClassVar[float] = 300.0
@@ -148,7 +148,7 @@ class TestVertexLocalMode(TestVertexOperator):
 
     # The container is named by the launch's job name, which Docker does not limit to
     # Vertex AI's 128 characters.
-    max_job_name_length = None
+    max_job_name_length: ClassVar[int | None] = None
 
     def step_settings(self) -> Mapping[str, Any]:
         return {**super().step_settings(), "machine_type": "local"}
