@@ -499,3 +499,17 @@ def test_cli_runs_show_unknown_run(db_path: Path) -> None:
     ambiguous = CliRunner().invoke(_cli(db_path), ["runs", "show", "2026"])
     assert ambiguous.exit_code == 1
     assert "ambiguous" in ambiguous.output
+
+
+def test_an_attempt_number_is_never_handed_out_twice(history: RunHistory) -> None:
+    """Attempt 2 is allocated but never submitted (its build failed); a resume takes up
+    attempt 1's job, which then turns out lost: the next attempt is 3, not 2 again."""
+    history.create_run("r1", "training", project_root="/p")
+    assert history.allocate_attempt("r1", "train") == 1
+    row = history.record_job_intent("r1", "train", attempt=1, flavor="local", operator="local")
+    history.record_job_submitted(row, JobHandle("local", "local", "41"))
+    assert history.allocate_attempt("r1", "train") == 2  # its image build fails
+    history.set_step("r1", "train", job_id="41", attempt=1)  # --resume takes up attempt 1
+    assert history.allocate_attempt("r1", "train") == 3
+    (step,) = history.get_steps("r1")
+    assert step.attempt == 3

@@ -570,8 +570,12 @@ def test_a_run_whose_orchestrator_was_stopped_at_once_is_interrupted(
 
     (row,) = [line for line in ok(sf("runs", "list")).splitlines() if run_id in line]
     assert "interrupted" in row.split()
-    out = ok(sf("run", "--resume", run_id, "--no-cache"))  # and it can be resumed
+    # And it can be resumed: whether the first Ctrl-C's cancel reached the job before the
+    # second one ended the process or not, the step's result comes back.
+    (project.root / "release").touch()
+    out = ok(sf("run", "--resume", run_id, "--no-cache"))
     assert f"run {run_id} succeeded" in out
+    assert "last | result 42" in out
 
 
 def test_an_error_escaping_the_scheduler_ends_the_run_as_failed(project, run) -> None:
@@ -620,3 +624,33 @@ def test_a_ctrl_c_before_the_submit_starts_no_job(project, sf_popen, tmp_path) -
     with project.history() as history:
         (row,) = [j for j in history.list_jobs() if j.step == "middle"]
     assert (row.state, row.job_id) == ("cancelled", None)  # never submitted at all
+
+
+def test_a_job_the_interrupted_run_had_cancelled_runs_again_on_resume(
+    project, sf, sf_popen, released
+) -> None:
+    """The interrupted orchestrator sent the cancel but died before the ledger said so:
+    the resume finds the job cancelled and runs the step again instead of ending."""
+    import json
+    import sys
+
+    run_id, job = start_and_kill(project, sf_popen)
+    with project.history() as history:
+        (row,) = [j for j in history.list_jobs() if j.step == "middle"]
+    assert row.state == "running" and row.handle is not None
+    handle = json.dumps({"flavor": "local", "operator": "local", "job_id": row.handle.job_id,
+                         "data": dict(row.handle.data)})  # fmt: skip
+    stop = (
+        "import json, sys; from stepframe import JobHandle; "
+        "from stepframe._builtin import local; "
+        "local.cancel_step(handle=JobHandle(**json.loads(sys.argv[1])), credentials=None)"
+    )
+    subprocess.run([sys.executable, "-c", stop, handle], check=True, timeout=60)
+    wait_until(lambda: not alive(job), "the cancelled job to end")
+    (project.root / "hold").unlink()
+
+    out = ok(sf("run", "--resume", run_id))
+
+    assert "was cancelled before this resume; submitting attempt 2" in out
+    assert "last | result 42" in out
+    assert ("middle", 2, "succeeded") in ledger(project)

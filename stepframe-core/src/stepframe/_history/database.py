@@ -635,6 +635,7 @@ class RunHistory:
 
         Callers report what they just learnt (a job id, an end time) without reading the
         row first, so concurrent updates of different fields never undo each other.
+        ``attempt`` never goes down: it is the highest attempt number handed out.
         """
         unknown = set(fields) - set(_STEP_FIELDS)
         if unknown:
@@ -648,7 +649,14 @@ class RunHistory:
         insert = ", ".join(["run_id", "step", *columns])
         marks = ", ".join("?" * (len(columns) + 2))
         if columns:
-            updates = ", ".join(f"{name} = excluded.{name}" for name in columns)
+            # An attempt number only grows: taking up an older attempt's job on --resume
+            # must not hand a number out again (see allocate_attempt).
+            updates = ", ".join(
+                f"{name} = max({name}, excluded.{name})"
+                if name == "attempt"
+                else f"{name} = excluded.{name}"
+                for name in columns
+            )
             conflict = f"DO UPDATE SET {updates}"
         else:
             conflict = "DO NOTHING"

@@ -266,7 +266,16 @@ class StepRunner:
                 f"attempt {self.attempt} ran longer than the step's timeout "
                 f"({self.spec.step.timeout:g} s) and was cancelled",
             )
-        if status.state is JobState.CANCELLED or self._cancel_requested:
+        if self._cancel_requested or ctx.cancel_event.is_set():
+            raise StepCancelled()
+        if status.state is JobState.CANCELLED:
+            if self._reattached:
+                # Stopped by the interrupted run (its Ctrl-C) before this resume: the user
+                # now asks for the step, so it runs again rather than ending the resume.
+                raise JobLost(
+                    f"job {handle.job_id} of attempt {self.attempt} was cancelled before "
+                    "this resume"
+                )
             raise StepCancelled()
         self.retryable_failure = status.state is JobState.FAILED and status.retryable
         result = ctx.plugins.hooks.fetch_artifacts(handle, launch) or self._read_result(
