@@ -192,9 +192,13 @@ def run_pipeline(
             if resume is not None:
                 # Claimed first: of two resumes of one run, only the one holding it reads
                 # and changes its ledger.
-                history.reopen_run(run_id)
-                bury_dead_jobs(history, run_id, plugins)
-                earlier = earlier_run(history, run_id)
+                try:
+                    history.reopen_run(run_id)
+                    bury_dead_jobs(history, run_id, plugins)
+                    earlier = earlier_run(history, run_id)
+                except BaseException:
+                    history.close()  # a long-lived caller (a notebook) keeps no connection
+                    raise
             else:
                 history.create_run(
                     run_id,
