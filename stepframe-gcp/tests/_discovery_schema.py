@@ -49,7 +49,7 @@ def _convert(spec: dict[str, Any]) -> dict[str, Any]:
 @functools.cache
 def validator(schema_name: str = "GoogleCloudAiplatformV1CustomJob") -> Any:
     """A jsonschema validator of ``schema_name`` from the shipped ``aiplatform.v1`` document."""
-    import jsonschema  # type: ignore[import-untyped,unused-ignore]
+    import jsonschema
     from stepframe_gcp._vertex.discovery import document
 
     schemas = document()["schemas"]

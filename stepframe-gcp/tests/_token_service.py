@@ -50,6 +50,8 @@ class TokenService:
         # target service account -> principals allowed to act as it (TokenCreator).
         self.token_creators: dict[str, set[str]] = {}
         self.trusted_subject_tokens: set[str] = set()
+        # Called with every token issued (a test hands them to another service).
+        self.on_issue: Any = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -141,6 +143,8 @@ class TokenService:
         token = f"ya29.test-{secrets.token_hex(16)}"
         self.issued.append(token)
         self.principals[token] = principal
+        if self.on_issue is not None:
+            self.on_issue(token)
         return token
 
     def _generate_access_token(

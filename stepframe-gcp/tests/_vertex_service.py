@@ -82,6 +82,8 @@ class VertexService:
         self.repositories: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, Any]] = []
         self._faults: list[tuple[str, str]] = []
+        # Bearer tokens whose every call is refused with 403 (a principal without roles).
+        self.denied_tokens: set[str] = set()
         self._ids = itertools.count(1000000000000000000)
         self._insert_ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -319,6 +321,11 @@ class VertexService:
                     return
                 kind, call = service._route(method, split.path, parse_qs(split.query), body)
                 service.requests.append((kind, split.path, body))
+                token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                if token in service.denied_tokens:
+                    message = f"Permission denied on resource {split.path} (or it may not exist)."
+                    self._answer(403, _error(403, "PERMISSION_DENIED", message))
+                    return
                 fault = next((f for f in service._faults if f[0] == kind), None)
                 if fault is not None:
                     service._faults.remove(fault)

@@ -42,6 +42,8 @@ def offline_google(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    for api in ("AIPLATFORM", "ARTIFACTREGISTRY"):
+        monkeypatch.delenv(f"CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}", raising=False)
     # gcloud's user config (application default credentials live there).
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
     # The metadata server (GCE) is asked for by ADC last: make it unreachable at once.

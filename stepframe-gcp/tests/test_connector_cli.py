@@ -16,14 +16,16 @@ from pathlib import Path
 
 import pytest
 from _token_service import TokenService
+from _vertex_service import VertexService
 from conftest import FakeGcs
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 EMAIL = "trainer@test-project.iam.gserviceaccount.com"
+REGISTRY = "europe-west4-docker.pkg.dev/test-project/steps"
 
 
 @pytest.fixture
-def cli(tmp_path: Path, gcs: FakeGcs) -> Cli:
+def cli(tmp_path: Path, gcs: FakeGcs, vertex_service: VertexService) -> Cli:
     project = tmp_path / "project"
     project.mkdir()
     env = {
@@ -31,6 +33,9 @@ def cli(tmp_path: Path, gcs: FakeGcs) -> Cli:
         "STEPFRAME_SECRETS_FILE": str(tmp_path / "secrets.json"),
         "STEPFRAME_LOAD_PLUGINS": "gcp",
         "PYTHONUNBUFFERED": "1",
+        # gcloud's endpoint overrides, which verify honours: the test service.
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_AIPLATFORM": vertex_service.url,
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_ARTIFACTREGISTRY": vertex_service.url,
     }
     env.pop("COLUMNS", None)
 
@@ -76,6 +81,12 @@ def register(cli: Cli, key: str, bucket: str) -> None:
             "--path", f"gs://{bucket}/stepframe", "--connector", "gcp",
         )
     )  # fmt: skip
+    ok(
+        cli(
+            "container-registry", "register", "ar", "--flavor", "artifact-registry",
+            "--uri", REGISTRY, "--connector", "gcp",
+        )
+    )  # fmt: skip
 
 
 def test_verify_prints_the_principal_and_checks_the_bucket(
@@ -89,6 +100,8 @@ def test_verify_prints_the_principal_and_checks_the_bucket(
     out = ok(result)
     assert f"{EMAIL} (project test-project)" in out
     assert "/stepframe: listable" in out
+    assert f"artifact registry {REGISTRY}: no such repository yet" in out
+    assert "vertex ai projects/test-project/locations/europe-west4: custom jobs listable" in out
     private = json.loads(key)["private_key"]
     assert private[40:80] not in out + result.stderr
     assert token_service.issued and token_service.issued[0] not in out + result.stderr
@@ -115,3 +128,22 @@ def test_a_missing_bucket_fails_verify_naming_it(cli: Cli, token_service: TokenS
 
     assert "bucket 'no-such-bucket-here' does not exist" in message
     assert "gcloud storage buckets create gs://no-such-bucket-here" in message
+
+
+def test_each_api_that_refuses_the_principal_is_one_line_with_the_permission(
+    cli: Cli, gcs: FakeGcs, token_service: TokenService, vertex_service: VertexService
+) -> None:
+    register(cli, token_service.new_key(EMAIL), gcs.create_bucket())
+    token_service.on_issue = vertex_service.denied_tokens.add
+
+    message = failed(cli("connector", "verify", "gcp"))
+
+    lines = message.removeprefix("stepframe: error: ").splitlines()
+    who = f"connector 'gcp' (service-account, {EMAIL})"
+    assert len(lines) == 2, message
+    assert lines[0].startswith(f"{who}: {REGISTRY}: refused (403")
+    assert (
+        "needs artifactregistry.repositories.get: grant roles/artifactregistry.writer" in lines[0]
+    )
+    assert lines[1].startswith(f"{who}: projects/test-project/locations/europe-west4: refused")
+    assert "needs aiplatform.customJobs.list: grant roles/aiplatform.user" in lines[1]

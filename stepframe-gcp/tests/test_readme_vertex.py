@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from _token_service import TokenService
+from _vertex_service import VertexService
 from conftest import FakeGcs
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -60,7 +61,7 @@ def _run(line: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProce
 
 
 def test_the_readme_commands_set_up_a_vertex_stack(
-    tmp_path: Path, gcs: FakeGcs, token_service: TokenService
+    tmp_path: Path, gcs: FakeGcs, token_service: TokenService, vertex_service: VertexService
 ) -> None:
     commands = _readme_commands()
     assert commands[0].startswith("export "), commands[0]
@@ -76,6 +77,9 @@ def test_the_readme_commands_set_up_a_vertex_stack(
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "STEPFRAME_SECRETS_FILE": str(tmp_path / "secrets.json"),
         "STEPFRAME_LOAD_PLUGINS": "gcp,docker",
+        # gcloud's endpoint overrides, which verify honours: the test service.
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_AIPLATFORM": vertex_service.url,
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_ARTIFACTREGISTRY": vertex_service.url,
     }
 
     outputs = {}
@@ -90,5 +94,6 @@ def test_the_readme_commands_set_up_a_vertex_stack(
     verify = next(out for line, out in outputs.items() if "connector verify" in line)
     assert "trainer@test-project.iam.gserviceaccount.com (project my-project)" in verify, verify
     assert f"gs://{bucket.group(1)}/stepframe: listable" in verify, verify
+    assert "vertex ai projects/my-project/locations/europe-west4: custom jobs listable" in verify
     config = (tmp_path / "stepframe.toml").read_text()
     assert "PRIVATE KEY" not in config and 'service_account_key = "gcp-key"' in config

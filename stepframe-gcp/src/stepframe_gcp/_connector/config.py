@@ -124,6 +124,8 @@ class GcpConnectorConfig:
     :param iam_credentials_endpoint: for ``impersonation``: the IAM Credentials API's
         endpoint (a Private Service Connect one); default
         ``https://iamcredentials.googleapis.com``.
+    :param endpoints: other endpoints for the APIs ``connector verify`` checks, by API
+        name (``aiplatform``, ``artifactregistry``): Private Service Connect endpoints.
     :param scopes: the OAuth2 scopes asked for.
     """
 
@@ -137,6 +139,7 @@ class GcpConnectorConfig:
     lifetime_seconds: int = attrs.field(default=3600, validator=_lifetime)
     credential_config: str | None = None
     iam_credentials_endpoint: str | None = None
+    endpoints: dict[str, str] = attrs.field(factory=dict)
     scopes: list[str] = attrs.field(factory=lambda: [CLOUD_PLATFORM_SCOPE])
 
     def __attrs_post_init__(self) -> None:
@@ -161,6 +164,11 @@ class GcpConnectorConfig:
                     if users
                     else "delegates apply to auth_method 'impersonation' only"
                 )
+            )
+        unknown = sorted(set(self.endpoints) - {"aiplatform", "artifactregistry"})
+        if unknown:
+            raise ValueError(
+                f"endpoints: unknown API {unknown[0]!r}; use aiplatform or artifactregistry"
             )
         if not self.scopes:
             raise ValueError(f"scopes is empty; the default is [{CLOUD_PLATFORM_SCOPE!r}]")
