@@ -3,14 +3,15 @@
 The block is read from stepframe-gcp/README.md itself, so the page cannot drift from what
 works.  What differs from a user's machine is outside the commands: ``key.json`` is a key
 the loopback token service issued, the bucket is created first on fake-gcs-server (the
-README lists it as a prerequisite), and a small pipeline with a vertex step is planned
-with ``stepframe run --dry-run`` (the Vertex AI path itself runs in test_vertex_*).
+README lists it as a prerequisite), and the final ``stepframe run`` of examples/vertex is a
+``--dry-run``, as is its local mode (the Vertex AI path itself runs in test_vertex_*).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,25 +21,7 @@ from _vertex_service import VertexService
 from conftest import FakeGcs
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-PIPELINE = """\
-from stepframe import pipeline, step
-
-
-@step
-def numbers() -> list[int]:
-    return [1, 2, 3]
-
-
-@step(operator="vertex", settings={"vertex": {"machine_type": "n1-standard-8",
-      "accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 1}})
-def train(values: list[int]) -> int:
-    return sum(values)
-
-
-@pipeline
-def training():
-    train(numbers())
-"""
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _readme_commands() -> list[str]:
@@ -70,7 +53,7 @@ def test_the_readme_commands_set_up_a_vertex_stack(
     assert bucket
     gcs.create_bucket(bucket.group(1))
     (tmp_path / "key.json").write_text(token_service.new_key())
-    (tmp_path / "pipeline.py").write_text(PIPELINE)
+    shutil.copytree(ROOT / "examples" / "vertex", tmp_path / "examples" / "vertex")
     bin_dir = str(Path(sys.executable).parent)
     env = {
         **os.environ,  # the conftest's dead proxy and STORAGE_EMULATOR_HOST
@@ -83,14 +66,17 @@ def test_the_readme_commands_set_up_a_vertex_stack(
     }
 
     outputs = {}
-    for line in commands[1:]:
+    assert commands[-1].startswith("stepframe run "), commands[-1]
+    for line in commands[1:-1]:
         done = _run(line.split("  #", 1)[0], tmp_path, env)
         assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
         outputs[line] = done.stdout
-    dry = _run("stepframe run pipeline.py --dry-run", tmp_path, env)
+    dry = _run(commands[-1] + " --dry-run", tmp_path, env)
+    local = _run(commands[-1] + " --config examples/vertex/local.toml --dry-run", tmp_path, env)
 
     assert dry.returncode == 0, f"--dry-run\n{dry.stdout}\n{dry.stderr}"
     assert "train" in dry.stdout and "vertex" in dry.stdout, dry.stdout
+    assert local.returncode == 0, f"local --dry-run\n{local.stdout}\n{local.stderr}"
     verify = next(out for line, out in outputs.items() if "connector verify" in line)
     assert "trainer@test-project.iam.gserviceaccount.com (project my-project)" in verify, verify
     assert f"gs://{bucket.group(1)}/stepframe: listable" in verify, verify
