@@ -352,11 +352,9 @@ def _backend_importable(project: Path) -> bool:
     pyproject = project / "pyproject.toml"
     if not pyproject.is_file():
         return False
-    try:
-        import tomllib  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # Python 3.10
-        return False
-    system = tomllib.loads(pyproject.read_text()).get("build-system", {})
+    import tomlkit  # the core's own TOML library: Python 3.10 has no tomllib
+
+    system = tomlkit.parse(pyproject.read_text()).unwrap().get("build-system", {})
     backend = str(system.get("build-backend", "")).split(":")[0]
     if not backend:
         return False

@@ -180,8 +180,8 @@ def _create(client: Any, request: dict[str, Any], credentials: Credentials | Non
     :raises StepframeError: when every try was refused in a way that proves no job was
         created (a 4xx validation error, access denied, throttling, no connection).
     """
-    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
-    from botocore.retries.standard import (  # type: ignore[import-untyped,unused-ignore]
+    from botocore.exceptions import ClientError
+    from botocore.retries.standard import (
         ExponentialBackoff,
         RetryContext,
     )
@@ -225,7 +225,7 @@ def create_outcome(error: BaseException) -> str:
         may have been processed: the connection dropped after sending, a read timeout,
         a 5xx, anything unknown).
     """
-    from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+    from botocore.exceptions import (
         BotoCoreError,
         ClientError,
         ConnectTimeoutError,
@@ -292,7 +292,7 @@ def find_job(
     was never created); None when SageMaker cannot be asked (out of reach, throttling,
     a 5xx, refused credentials), and for local mode, whose jobs end with their process.
     """
-    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+    from botocore.exceptions import ClientError
 
     config = _config(operator)
     settings = _settings(launch)
@@ -514,7 +514,7 @@ def cancel(handle: JobHandle, credentials: Credentials | None) -> bool:
         from stepframe_aws._sagemaker.local_mode import cancel_local
 
         return cancel_local(handle)
-    from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+    from botocore.exceptions import ClientError
 
     name = handle.job_id
     with aws_errors(f"stopping SageMaker training job {name}"):
