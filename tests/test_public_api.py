@@ -113,6 +113,14 @@ PUBLIC_NAMES: dict[str, list[str]] = {
         "SageMakerSettings",
         "__version__",
     ],
+    "stepframe_gcp": [
+        "ArtifactRegistryConfig",
+        "GcpConnectorConfig",
+        "GcsArtifactStoreConfig",
+        "VertexOperatorConfig",
+        "VertexSettings",
+        "__version__",
+    ],
     # The example plugin (examples/plugins/stepframe-policy), when it is installed.
     "stepframe_policy": [
         "Policy",
