@@ -52,7 +52,7 @@ def test_pipeline_params_and_constants_reach_the_steps(project, run) -> None:
     assert result.output("total") == 45
     assert result.output("describe") == "sum=45"
     with project.history() as history:
-        assert history.get_run(result.run_id).params == {"n": "10"}
+        assert history.get_run(result.run_id).params == {"n": 10}  # a JSON value stays typed
 
 
 def test_calling_a_pipeline_from_python_runs_it(project, capsys) -> None:
