@@ -140,9 +140,7 @@ def forgetting():
 """
 
 
-def test_resume_asks_the_operator_that_submitted_even_after_the_step_moved(
-    project, sf
-) -> None:
+def test_resume_asks_the_operator_that_submitted_even_after_the_step_moved(project, sf) -> None:
     """The step now names another operator: the job the first run may have started is
     still looked up through the operator that submitted it, and taken up, not run again."""
     (project.root / "backend-unreachable").touch()
