@@ -47,8 +47,10 @@ AWS = "./stepframe-aws"
 # sessions that build images allow more).
 PYTEST = ("pytest", "--import-mode=importlib", "--rootdir=.", "--timeout=300")
 # The suites run in parallel: their tests mostly wait on the processes they start, so four
-# workers keep two cores busy.
-PARALLEL = ("--numprocesses=4",)
+# workers keep two cores busy.  A file's tests stay together, in their order, on one
+# worker: some rely on what an earlier test of their file imported (numpy, which refuses
+# a second import, is imported outside the kit tests' inner pytest runs that way).
+PARALLEL = ("--numprocesses=4", "--dist=loadfile")
 PYTEST_TOOLS = ("pytest", "pytest-timeout", "pytest-xdist")
 # Every session installs its test tools at the versions pinned there (moto above all).
 CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
