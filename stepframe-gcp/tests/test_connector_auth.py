@@ -300,3 +300,10 @@ def test_a_credential_config_that_is_not_a_federation_config_is_named(tmp_path: 
         authenticate(
             connector(auth_method="external-account", credential_config=str(path)), GENERIC
         )
+
+
+def test_a_call_without_credentials_or_adc_is_one_line_with_the_fix() -> None:
+    from stepframe_gcp._connector.auth import google_credentials
+
+    with pytest.raises(ConnectorError, match=r"^no Google credentials: .*--connector NAME"):
+        google_credentials(None)

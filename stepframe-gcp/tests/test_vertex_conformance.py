@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from _token_service import TokenService
 from _vertex_service import VertexService
 from conftest import FakeGcs
 from stepframe_gcp import VertexOperatorConfig
@@ -48,9 +49,16 @@ class TestVertexOperator(StepOperatorSuite):
         docker_host: dict[str, str],
         gcs: FakeGcs,
         vertex_service: VertexService,
+        token_service: TokenService,
+        tmp_path_factory: pytest.TempPathFactory,
         monkeypatch: pytest.MonkeyPatch,
     ) -> Iterator[None]:
         monkeypatch.setenv("KIT_GCP_TOKEN", "ya29.kit-pipeline")
+        # Calls made without a connector's credentials (a cancel from another shell)
+        # use Application Default Credentials: a key the loopback token service signs.
+        key = tmp_path_factory.mktemp("adc") / "key.json"
+        key.write_text(token_service.new_key())
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
         self.host = docker_host
         self.emulator = gcs
         self.service = vertex_service

@@ -82,8 +82,17 @@ def google_credentials(credentials: Credentials | None) -> Any:
 
     if credentials is None:
         import google.auth
+        import google.auth.exceptions
 
-        found, _ = google.auth.default(scopes=[_CLOUD_PLATFORM])
+        try:
+            found, _ = google.auth.default(scopes=[_CLOUD_PLATFORM])
+        except google.auth.exceptions.DefaultCredentialsError:
+            raise ConnectorError(
+                "no Google credentials: the component has no gcp connector and this "
+                "machine has no Application Default Credentials; give the component "
+                "`--connector NAME` (a gcp connector), or run `gcloud auth "
+                "application-default login`"
+            ) from None
         return found
     return GoogleCredentials(credentials)
 
