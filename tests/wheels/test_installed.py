@@ -33,12 +33,17 @@ EXPECTED: dict[str, tuple[set[str], set[str]]] = {
     ),
     "stepframe-docker": ({"stepframe-core", "stepframe-docker"}, CORE_PLUGINS | {"docker"}),
     "stepframe-policy": ({"stepframe-core", "stepframe-policy"}, CORE_PLUGINS | {"policy"}),
+    "stepframe-gcp": (
+        {"stepframe-core", "stepframe-docker", "stepframe-gcp"},
+        CORE_PLUGINS | {"docker", "gcp"},
+    ),
 }
 IMPORT_NAMES = {
     "stepframe-core": "stepframe",
     "stepframe-docker": "stepframe_docker",
     "stepframe-aws": "stepframe_aws",
     "stepframe-policy": "stepframe_policy",
+    "stepframe-gcp": "stepframe_gcp",
 }
 
 

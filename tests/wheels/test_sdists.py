@@ -22,6 +22,7 @@ PACKAGES = {
     "stepframe_docker": "stepframe_docker",
     "stepframe_aws": "stepframe_aws",
     "stepframe_policy": "stepframe_policy",
+    "stepframe_gcp": "stepframe_gcp",
 }
 SDIST_TOP_LEVEL = {"PKG-INFO", "pyproject.toml", "README.md", "LICENSE", ".gitignore"}
 
