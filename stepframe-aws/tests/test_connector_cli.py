@@ -264,3 +264,38 @@ def test_an_expired_token_through_the_cli(tmp_path: Path, monkeypatch: pytest.Mo
     assert "`stepframe secret set tmp-token`" in result.stderr
     for value in secrets.values():
         assert value not in result.stdout + result.stderr
+
+
+def test_verify_checks_the_execution_role_of_the_operators_using_the_connector(
+    cli: Cli, moto_iam: MotoIam
+) -> None:
+    """`connector verify` hands each sagemaker operator's execution role to the check: a
+    role SageMaker may not assume fails verify, naming the role."""
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    _, key_id, secret_key = moto_iam.user("alice")
+    register_stack(cli, key_id, secret_key)
+    trust_ec2 = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+             "Action": "sts:AssumeRole"}
+        ],
+    }  # fmt: skip
+    role = boto3.client("iam").create_role(
+        RoleName="ec2-only", AssumeRolePolicyDocument=json.dumps(trust_ec2)
+    )["Role"]["Arn"]
+    ok(
+        cli(
+            "step-operator", "register", "sm", "--flavor", "sagemaker",
+            "--execution-role", role, "--connector", "aws",
+        )
+    )  # fmt: skip
+    moto_iam.enforce()
+
+    result = cli("connector", "verify", "aws")
+
+    assert result.returncode != 0
+    assert f"execution role {role} does not trust sagemaker.amazonaws.com" in result.stderr
+    no_secret(result, key_id, secret_key)

@@ -137,7 +137,9 @@ class ImageRef:
 class ResourceRequest:
     """What a connector is asked to authenticate for.
 
-    :param kind: ``"generic"``, ``"object_store"`` or ``"container_registry"``.
+    :param kind: ``"generic"``, ``"object_store"``, ``"container_registry"``, or
+        ``"execution_role"`` (``connector verify`` only: may the connector pass the role
+        ``resource_id`` to the jobs an operator submits through it?).
     :param resource_id: the bucket, registry URI or similar, when the kind needs one.
     """
 

@@ -271,6 +271,17 @@ def _resources_using(
             request = connector_resource(build_component(kind, name, table, flavors))
             if request not in resources:
                 resources.append(request)
+    # A step operator whose jobs run as a role of their own (SageMaker's execution_role):
+    # the connector must be allowed to hand that role to the jobs it submits.
+    for name, table in document.get(TABLES[ComponentKind.STEP_OPERATOR], {}).items():
+        if _plain(table).get("connector") != connector:
+            continue
+        role = getattr(build_component(ComponentKind.STEP_OPERATOR, name, table, flavors).config,
+                       "execution_role", None)  # fmt: skip
+        if isinstance(role, str) and role:
+            request = ResourceRequest("execution_role", role)
+            if request not in resources:
+                resources.append(request)
     return resources
 
 
