@@ -222,10 +222,10 @@ def gcp(session: nox.Session) -> None:
     127.0.0.1 from the binary in its PyPI wheel), a loopback OAuth2 token service and, for
     the Vertex AI tests, the Docker engine and registry of ``bash .ci/services.sh``.
 
-    Not a default session yet (a first cut of the plugin).
+    Not a default session (it needs those services): `.ci/run` runs it after them.
     """
     session.install(
-        f"{CORE}[testing]", DOCKER, "./stepframe-gcp[test]", "hatchling", *PYTEST_TOOLS,
+        f"{CORE}[numpy,testing]", DOCKER, "./stepframe-gcp[test]", "hatchling", *PYTEST_TOOLS,
         *CONSTRAINTS,
     )  # fmt: skip
     _pytest(
