@@ -60,7 +60,7 @@ def test_a_run_records_its_steps_jobs_and_artifacts(project, run) -> None:
     assert record.pipeline == "recorded" and record.status == "succeeded"
     assert record.pid == os.getpid()
     assert record.started_at <= record.ended_at
-    assert record.params == {"n": "6"}
+    assert record.params == {"n": 6}  # a JSON value stays typed
 
     assert list(steps) == ["numbers", "blob", "table", "write_report"]
     for name, row in steps.items():

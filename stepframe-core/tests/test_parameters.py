@@ -94,7 +94,7 @@ def test_a_run_config_gives_parameters_and_the_shell_overrides_them(project, cli
         ),
         (["-p", "rows=many"], "-p rows='many': parameter 'rows' of pipeline 'shaped' takes int"),
         (["-p", "shuffle=maybe"], "takes bool (not one of true/false"),
-        (["-p", "tags=[1, 2]"], "takes list[str]"),
+        (["-p", "tags=[1, 2]"], "list[str]"),  # Optional[list[str]] on 3.10
         (["-p", "rows"], "-p 'rows': give a parameter as NAME=VALUE"),
     ],
 )

@@ -138,5 +138,5 @@ def test_a_well_formed_file_with_every_table_is_read(project, cli_in_process) ->
     )
     result = cli_in_process("stack", "list")
     assert result.returncode == 0, result.stderr
-    assert "* team  (artifact store scratch; operators gpu)" in result.stdout
+    assert "* team  (artifact store scratch; operators inprocess, local, gpu)" in result.stdout
     assert cli_in_process("stack", "describe").returncode == 0

@@ -76,22 +76,15 @@ def _parse_run_config(path: Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8")
     if sys.version_info >= (3, 11):
         import tomllib
+    else:  # the same parser, released on its own before it joined the standard library
+        import tomli as tomllib
 
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            where, reason = "", str(error)
-    else:  # tomlkit's parser, which points less precisely
-        import tomlkit
-        from tomlkit.exceptions import ParseError
-
-        try:
-            data: dict[str, Any] = tomlkit.parse(text).unwrap()
-            return data
-        except ParseError as error:
-            where, reason = f"{error.line}:{error.col + 1}", str(error)
-    # Both parsers end their message with the position: "(at line 3, column 7)",
-    # "at line 3 col 7", or "(at end of document)".
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        where, reason = "", str(error)
+    # The parser ends its message with the position: "(at line 3, column 7)" or
+    # "(at end of document)".
     found = re.search(r"\(?at line (\d+),? col(?:umn)? (\d+)\)?$", reason)
     if found:
         where = where or f"{found.group(1)}:{found.group(2)}"

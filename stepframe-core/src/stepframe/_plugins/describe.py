@@ -64,7 +64,9 @@ def _first_sentence(text: str) -> str:
 
 
 def _type_name(hint: Any) -> str:
-    if isinstance(hint, type):
+    # On Python 3.10 `list[str]` passes isinstance(..., type) too: only a bare class is
+    # named by its __name__.
+    if isinstance(hint, type) and not typing.get_args(hint):
         return hint.__name__
     return str(hint).replace("typing.", "")
 
