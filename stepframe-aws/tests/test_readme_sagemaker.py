@@ -9,6 +9,7 @@ SageMaker path itself runs in test_sagemaker_* and the local-mode integration te
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -58,6 +59,20 @@ def test_the_readme_commands_set_up_a_sagemaker_stack(tmp_path: Path) -> None:
         Bucket=bucket.group(1),
         CreateBucketConfiguration={"LocationConstraint": region.group(1)},
     )
+    # The execution role the README names exists, as the README's IAM section asks
+    # (`connector verify` checks that it does and that SageMaker may assume it).
+    role = re.search(r"role/([A-Za-z0-9+=,.@_-]+)", "\n".join(commands))
+    assert role
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
+             "Action": "sts:AssumeRole"}
+        ],
+    }  # fmt: skip
+    boto3.client("iam").create_role(
+        RoleName=role.group(1), AssumeRolePolicyDocument=json.dumps(trust)
+    )
 
     outputs = {}
     for line in commands[1:-1]:
@@ -70,6 +85,7 @@ def test_the_readme_commands_set_up_a_sagemaker_stack(tmp_path: Path) -> None:
     verify = next(out for line, out in outputs.items() if "connector verify" in line)
     assert "authenticated as arn:aws:" in verify, verify
     assert bucket.group(1) in verify, verify
+    assert f"role/{role.group(1)}" in verify, verify  # the execution role was checked
     assert "train" in dry.stdout and "sagemaker" in dry.stdout, dry.stdout
     config = (tmp_path / "stepframe.toml").read_text()
     assert "secret" not in config.lower(), config

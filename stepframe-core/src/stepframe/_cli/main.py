@@ -80,9 +80,11 @@ def _parse_run_config(path: Path) -> dict[str, Any]:
         import tomli as tomllib
 
     try:
-        return tomllib.loads(text)
+        data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         where, reason = "", str(error)
+    else:
+        return data
     # The parser ends its message with the position: "(at line 3, column 7)" or
     # "(at end of document)".
     found = re.search(r"\(?at line (\d+),? col(?:umn)? (\d+)\)?$", reason)
