@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.parse
@@ -93,21 +94,32 @@ def take_store_credentials() -> Credentials | None:
     return job_store_credentials(b"".join(chunks).decode())
 
 
+_IMPORT_LOCK = threading.RLock()
+
+
 def _import_function(ref: FunctionRef, code_root: Path) -> tuple[Callable[..., Any], Any]:
     """The step's plain function and the `Step` object around it (or None)."""
     from stepframe._pipeline.step import Step
 
-    try:
-        module = importlib.import_module(ref.module)
-    except ImportError:
-        if ref.path is None or not (code_root / ref.path).is_file():
-            raise
-        spec = importlib.util.spec_from_file_location(ref.module, code_root / ref.path)
-        if spec is None or spec.loader is None:
-            raise
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[ref.module] = module
-        spec.loader.exec_module(module)
+    # In-process steps run on threads of one process: without the lock, one thread could
+    # find in sys.modules the module another is still executing from its file, and miss
+    # the step function in it.
+    with _IMPORT_LOCK:
+        try:
+            module = importlib.import_module(ref.module)
+        except ImportError:
+            if ref.path is None or not (code_root / ref.path).is_file():
+                raise
+            spec = importlib.util.spec_from_file_location(ref.module, code_root / ref.path)
+            if spec is None or spec.loader is None:
+                raise
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[ref.module] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(ref.module, None)  # never leave a half-executed module
+                raise
     target: Any = module
     for part in ref.qualname.split("."):
         target = getattr(target, part)
