@@ -1,0 +1,37 @@
+"""Loading the plugin must stay cheap: no azure module, no docker, no HTTP library."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_loading_the_plugin_imports_no_heavy_library() -> None:
+    code = (
+        "import json, sys\n"
+        "from stepframe import load_plugins\n"
+        "plugins = load_plugins()\n"
+        "assert 'azure' in plugins.infos, sorted(plugins.infos)\n"
+        "print(json.dumps(sorted(m for m in sys.modules"
+        " if m.split('.')[0] in ('azure', 'msrest', 'requests', 'docker', 'urllib3'))))\n"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert json.loads(answer.stdout.strip().splitlines()[-1]) == []
+
+
+def test_every_azure_flavor_is_registered() -> None:
+    from stepframe import ComponentKind, load_plugins
+
+    plugins = load_plugins()
+    for kind, name in [
+        (ComponentKind.CONNECTOR, "azure"),
+        (ComponentKind.ARTIFACT_STORE, "azure-blob"),
+        (ComponentKind.CONTAINER_REGISTRY, "acr"),
+        (ComponentKind.STEP_OPERATOR, "azureml"),
+    ]:
+        assert plugins.flavors.get(kind, name) is not None, (kind, name)
+        assert plugins.flavors.provider(kind, name) == "azure"
+    assert plugins.flavors.scheme_provider("az") == "azure"
