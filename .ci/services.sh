@@ -122,3 +122,19 @@ else
     rm -rf "$rootfs"
     say "base image $BASE_IMAGE: $("$DOCKER" image inspect "$BASE_IMAGE" --format '{{.Id}}')"
 fi
+
+# ---- Azurite (stepframe-azure's Blob tests) -------------------------------------------
+# Microsoft's storage emulator from npm.  3.35.0 is the last release that runs on Node 20
+# (3.36 needs Node 21, 3.37 Node 22).  Only installed here: the tests start their own
+# azurite-blob on a free 127.0.0.1 port and find it at this path (stepframe-azure/tests/
+# _azurite.py; STEPFRAME_AZURITE overrides).
+AZURITE_VERSION=3.35.0
+AZURITE_DIR="$STATE_DIR/azurite"
+if [[ $("$AZURITE_DIR/node_modules/.bin/azurite-blob" --version 2>/dev/null) == "$AZURITE_VERSION" ]]; then
+    say "azurite $AZURITE_VERSION already installed in $AZURITE_DIR"
+else
+    command -v npm >/dev/null 2>&1 || die "npm is needed to install azurite (apt-get install npm)"
+    say "installing azurite $AZURITE_VERSION in $AZURITE_DIR (log: $STATE_DIR/azurite-npm.log)"
+    npm install --prefix "$AZURITE_DIR" "azurite@$AZURITE_VERSION" >"$STATE_DIR/azurite-npm.log" 2>&1 ||
+        { tail -n 20 "$STATE_DIR/azurite-npm.log" >&2; die "npm install azurite@$AZURITE_VERSION failed"; }
+fi
