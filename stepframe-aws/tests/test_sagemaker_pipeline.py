@@ -379,19 +379,43 @@ def test_a_failed_job_brings_back_its_reason_and_traceback(
 
 
 def test_ctrl_c_stops_the_training_job(
-    project: Project_, recording: Recording, sagemaker_like: list[str]
+    project: Project_,
+    recording: Recording,
+    sagemaker_like: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def interrupt_once_running() -> None:
+    """Ctrl+C while the run polls a training job: the SIGINT goes once the run has
+    described the job in its Training state (an event set by moto's answer), not after a
+    guessed delay."""
+    from moto.sagemaker.responses import SageMakerResponse
+
+    describe = SageMakerResponse.describe_training_job
+    polled_while_training = threading.Event()
+
+    def describe_and_tell(self: Any) -> Any:
+        answer = describe(self)
+        job = sagemaker_backend().training_jobs.get(self._get_param("TrainingJobName"))
+        if job is not None and job.secondary_status == "Training":
+            polled_while_training.set()
+        return answer
+
+    monkeypatch.setattr(SageMakerResponse, "describe_training_job", describe_and_tell)
+    polled: list[bool] = []
+
+    def interrupt_once_polled_while_training() -> None:
         job = wait_for_job()
         job.secondary_status = "Training"
-        time.sleep(0.5)  # the run is polling the job now
+        # Interrupt in any case (the run would wait for the job forever), but say so below.
+        polled.append(polled_while_training.wait(60))
         os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Thread(target=interrupt_once_running, daemon=True).start()
-    started = time.monotonic()
+    interrupter = threading.Thread(target=interrupt_once_polled_while_training, daemon=True)
+    interrupter.start()
     with pytest.raises(RunCancelled) as caught:
         project.run()
-    assert time.monotonic() - started < 30
+    interrupter.join(60)
+    assert not interrupter.is_alive()
+    assert polled == [True], "the run never described the job while it was Training"
     (job,) = sagemaker_backend().training_jobs.values()
     assert sagemaker_like == [job.training_job_name]
     assert recording.requests("StopTrainingJob") == [{"TrainingJobName": job.training_job_name}]
