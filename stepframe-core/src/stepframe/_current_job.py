@@ -1,25 +1,31 @@
 """Where a step's code runs: `current_job`, for steps that span several hosts.
 
-A step on several instances (``instance_count > 1``) runs its function on every host.
-Step code asks `current_job()` which host it is on, how many there are, and where the
-first one (the rendezvous for PyTorch DDP) is.  Every host and process agrees on one
-rule: the process with ``rank == 0`` is the one whose return value becomes the step's
-outputs; the others run to the end and their return values are dropped.
+A step on several instances (``instance_count > 1``, ``replica_count > 1``) runs its
+function on every host.  Step code asks `current_job()` which host it is on, how many
+there are, and where the first one (the rendezvous for PyTorch DDP) is.  Every host and
+process agrees on one rule: the process with ``rank == 0`` is the one whose return value
+becomes the step's outputs; the others run to the end and their return values are
+dropped.
 
-Read from, in order: torchrun's variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) for
-the process, SageMaker's (``SM_HOSTS``, ``SM_CURRENT_HOST``) or its resource file
-(``/opt/ml/input/config/resourceconfig.json``) for the hosts.  Anywhere else (a local or
-docker job, a test) the job is one process on one host.
+The hosts come from the first of these that is set (`stepframe._cluster_env` reads each):
+SageMaker's ``SM_HOSTS``/``SM_CURRENT_HOST``, Vertex AI's ``CLUSTER_SPEC``, AzureML's
+``AZUREML_NODE_COUNT``/``NODE_RANK``/``AZ_BATCH*`` variables, SageMaker's resource file
+(``/opt/ml/input/config/resourceconfig.json``).  Anywhere else (a local or docker job, a
+test) the job is one host.  The process's own rank then comes from its launcher, if one
+started it: torchrun's (or AzureML's PyTorch distribution's) ``RANK``/``WORLD_SIZE``/
+``LOCAL_RANK``, else Open MPI's ``OMPI_COMM_WORLD_*`` (AzureML's MPI distribution); else
+the process is its host's only one and its rank is the host's.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
+
+from stepframe._cluster_env import Cluster, azureml_cluster, sagemaker_cluster, vertex_cluster
 
 __all__ = ["RESOURCE_CONFIG", "JobPlacement", "current_job"]
 
@@ -33,13 +39,14 @@ DEFAULT_MASTER_PORT = 29500
 class JobPlacement:
     """Where this process of a step's job runs.
 
-    :param hosts: every host of the job, in SageMaker's order (``algo-1``, ``algo-2``...).
+    :param hosts: every host of the job, the first one first: SageMaker's ``algo-1``,
+        ``algo-2``...; Vertex AI's chief then its workers; AzureML's ``node-0``...
     :param current_host: this process's host.
     :param host_rank: the host's index in ``hosts``.
     :param rank: this process's rank among all processes of the job (under torchrun,
-        its ``RANK``; else the host's rank).
-    :param world_size: processes in the job (under torchrun ``WORLD_SIZE``; else hosts).
-    :param local_rank: this process's index on its host (``LOCAL_RANK``; else 0).
+        its ``RANK``; under Open MPI ``OMPI_COMM_WORLD_RANK``; else the host's rank).
+    :param world_size: processes in the job (the launcher's; else hosts).
+    :param local_rank: this process's index on its host (the launcher's; else 0).
     :param master_addr: the first host: where processes meet (``MASTER_ADDR``).
     :param master_port: the port they meet on (``MASTER_PORT``).
     """
@@ -63,15 +70,26 @@ class JobPlacement:
         return self.rank == 0
 
 
-def _hosts(environ: Mapping[str, str], resource_config: Path) -> tuple[tuple[str, ...], str]:
-    if environ.get("SM_HOSTS") and environ.get("SM_CURRENT_HOST"):
-        hosts = json.loads(environ["SM_HOSTS"])
-        return tuple(str(host) for host in hosts), environ["SM_CURRENT_HOST"]
-    try:
-        config = json.loads(resource_config.read_text())
-    except (OSError, ValueError):
-        return ("localhost",), "localhost"
-    return tuple(str(host) for host in config["hosts"]), str(config["current_host"])
+def _cluster(environ: Mapping[str, str], resource_config: Path) -> Cluster:
+    """The job's hosts from the first platform whose description is set (see above)."""
+    found = (
+        sagemaker_cluster(environ, None)
+        or vertex_cluster(environ)
+        or azureml_cluster(environ)
+        or sagemaker_cluster(environ, resource_config)
+    )
+    return found or Cluster(("localhost",), "localhost")
+
+
+def _process_rank(environ: Mapping[str, str]) -> tuple[int, int, int] | None:
+    """(rank, world size, local rank) from the launcher that started this process."""
+    for rank, size, local in (
+        ("RANK", "WORLD_SIZE", "LOCAL_RANK"),
+        ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"),
+    ):
+        if rank in environ and size in environ:
+            return int(environ[rank]), int(environ[size]), int(environ.get(local) or 0)
+    return None
 
 
 def current_job(
@@ -80,23 +98,25 @@ def current_job(
     """Where the calling step's code runs.
 
     :param environ: the variables to read (default ``os.environ``).
-    :param resource_config: SageMaker's resource file, read when ``SM_HOSTS`` is unset.
+    :param resource_config: SageMaker's resource file, read when no platform's variables
+        are set.
     :raises ValueError: when the variables contradict each other (the current host is
-        not among the hosts).
+        not among the hosts) or cannot be read (a ``CLUSTER_SPEC`` that is not JSON).
     """
     env = os.environ if environ is None else environ
-    hosts, current = _hosts(env, resource_config)
+    cluster = _cluster(env, resource_config)
+    hosts, current = cluster.hosts, cluster.current_host
     if current not in hosts:
         raise ValueError(f"the current host {current!r} is not among the job's hosts {hosts}")
     host_rank = hosts.index(current)
-    under_torchrun = "RANK" in env and "WORLD_SIZE" in env
+    rank, world_size, local_rank = _process_rank(env) or (host_rank, len(hosts), 0)
     return JobPlacement(
         hosts=hosts,
         current_host=current,
         host_rank=host_rank,
-        rank=int(env["RANK"]) if under_torchrun else host_rank,
-        world_size=int(env["WORLD_SIZE"]) if under_torchrun else len(hosts),
-        local_rank=int(env.get("LOCAL_RANK", "0")),
-        master_addr=env.get("MASTER_ADDR") or hosts[0],
-        master_port=int(env.get("MASTER_PORT") or DEFAULT_MASTER_PORT),
+        rank=rank,
+        world_size=world_size,
+        local_rank=local_rank,
+        master_addr=env.get("MASTER_ADDR") or cluster.master_addr or hosts[0],
+        master_port=int(env.get("MASTER_PORT") or cluster.master_port or DEFAULT_MASTER_PORT),
     )

@@ -33,9 +33,6 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BOOT_DISK_TYPES = ("pd-ssd", "pd-standard", "hyperdisk-balanced")
 _MIN_DISK_GB, _MAX_DISK_GB = 100, 64000
 _MAX_LABELS = 64
-# stepframe.current_job() reads SageMaker's and torchrun's variables, not Vertex AI's
-# CLUSTER_SPEC yet (a core change, asked for in issue 15's report).
-_CORE_READS_CLUSTER_SPEC = False
 # Set by Vertex AI in every job's containers; a step must not shadow them.
 _RESERVED_ENV_PREFIXES = ("AIP_", "CLOUD_ML_")
 _RESERVED_ENV = frozenset({"CLUSTER_SPEC", "TF_CONFIG"})
@@ -137,14 +134,6 @@ def _machine(settings: VertexSettings) -> list[str]:
         problems.append("settings.accelerator_count: set accelerator_type too, or leave it 0")
     if settings.replica_count < 1:
         problems.append(f"settings.replica_count: must be at least 1, not {settings.replica_count}")
-    elif settings.replica_count > 1 and not _CORE_READS_CLUSTER_SPEC:
-        # Every replica would take itself for rank 0 and write the outputs: the workers'
-        # writes fail (objects are written once) and with them the job.
-        problems.append(
-            f"settings.replica_count: {settings.replica_count} replicas need stepframe-core "
-            "to read Vertex AI's CLUSTER_SPEC for each replica's rank, which this version "
-            "does not; use 1"
-        )
     if settings.boot_disk_type not in _BOOT_DISK_TYPES:
         problems.append(
             f"settings.boot_disk_type: {settings.boot_disk_type!r} is not one of "
