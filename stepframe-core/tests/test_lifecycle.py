@@ -40,6 +40,7 @@ import attrs
 from stepframe import (
     Component,
     ComponentKind,
+    Credentials,
     Flavor,
     ImageRef,
     JobHandle,
@@ -56,6 +57,11 @@ def _local():
     from stepframe._builtin import local
 
     return local
+
+
+@attrs.frozen
+class KeyringConfig:
+    key: str
 
 
 def _as_local(launch, operator):
@@ -75,6 +81,30 @@ def register_flavors(register):
     )
     register(Flavor(kind=ComponentKind.STEP_OPERATOR, name="lossy", description="loses answers"))
     register(Flavor(kind=ComponentKind.IMAGE_BUILDER, name="flaky", description="may fail"))
+    register(
+        Flavor(kind=ComponentKind.CONNECTOR, name="keyring", config_class=KeyringConfig,
+               description="an account's key")
+    )
+    register(
+        Flavor(kind=ComponentKind.STEP_OPERATOR, name="keyed",
+               description="local jobs that only their own account's key reaches")
+    )
+
+
+@hookimpl
+def authenticate(connector, resource):
+    if connector.flavor != "keyring":
+        return None
+    return Credentials(connector.name, resource, {"key": connector.config.key})
+
+
+def _account(handle, credentials, verb):
+    # A backend's access check: a job belongs to the account whose key submitted it.
+    key = credentials.values["key"] if credentials else "(none)"
+    with open(Path(handle.data["dir"]) / "keyed-calls", "a") as calls:
+        calls.write(f"{verb} {key}\\n")
+    if key != handle.data["key"]:
+        raise StepframeError(f"access denied: job {handle.job_id} is not in the account of {key}")
 
 
 @hookimpl
@@ -106,6 +136,10 @@ def submit_step(launch, operator, credentials):
         if mode == "delivered":
             return found
         raise SubmitAmbiguousError("the connection was reset after the request was sent")
+    if operator.flavor == "keyed":
+        handle = _as_local(launch, operator)
+        data = {**handle.data, "key": credentials.values["key"], "dir": launch.workdir}
+        return JobHandle("keyed", operator.name, handle.job_id, data)
     return None
 
 
@@ -131,7 +165,9 @@ def poll_step(handle, credentials, cursor):
         if _stop_file(handle).exists():
             return JobStatus(JobState.CANCELLED)
         return JobStatus(JobState.RUNNING, poll_after=0.05)
-    if handle.flavor in ("imaged", "lossy"):
+    if handle.flavor == "keyed":
+        _account(handle, credentials, "poll")
+    if handle.flavor in ("imaged", "lossy", "keyed"):
         return _local().poll_step(
             handle=attrs.evolve(handle, flavor="local"), credentials=None, cursor=cursor
         )
@@ -143,7 +179,9 @@ def cancel_step(handle, credentials):
     if handle.flavor == "stopper":
         _stop_file(handle).touch()
         return True
-    if handle.flavor in ("imaged", "lossy"):
+    if handle.flavor == "keyed":
+        _account(handle, credentials, "cancel")
+    if handle.flavor in ("imaged", "lossy", "keyed"):
         return _local().cancel_step(handle=attrs.evolve(handle, flavor="local"), credentials=None)
     return None
 """
@@ -654,3 +692,74 @@ def test_a_job_the_interrupted_run_had_cancelled_runs_again_on_resume(
     assert "was cancelled before this resume; submitting attempt 2" in out
     assert "last | result 42" in out
     assert ("middle", 2, "succeeded") in ledger(project)
+
+
+# ---- issue 12 review, item 1: a re-attached job is reached by its own operator -------------
+
+
+def keyed_accounts(sf) -> None:
+    """Two accounts, an operator in each; the stack runs steps in account ``alpha``."""
+    for account in ("alpha", "beta"):
+        ok(sf("connector", "register", account, "-f", "keyring", "--key", account))
+        ok(sf("step-operator", "register", f"in-{account}", "-f", "keyed", "--connector", account))
+    ok(sf("stack", "register", "remote", "-s", "in-alpha", "--set"))
+
+
+def start_in_alpha_then_move_to_beta(project, sf, sf_popen) -> tuple[str, int]:
+    """Run ``middle`` in account alpha until its job holds, kill the orchestrator, then move
+    the step and the stack to account beta, as a user changing accounts would."""
+    (project.root / "hold").touch()
+    path = write_pipeline(project, "in-alpha")
+    process = sf_popen("run", str(path))
+    wait_for_line(process, "middle | started")
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    (job,) = executions(project, "middle")
+    path.write_text(path.read_text().replace('operator="in-alpha"', 'operator="in-beta"'))
+    ok(sf("stack", "update", "remote", "-s", "in-beta", "-r", "in-alpha"))
+    return only_run(project).run_id, job
+
+
+def keyed_calls(project) -> list[str]:
+    return (project.root / ".stepframe" / "jobs" / "keyed-calls").read_text().splitlines()
+
+
+def test_resume_reaches_a_running_job_with_the_operator_that_submitted_it(
+    project, sf, sf_popen, released
+) -> None:
+    """The ledger row's operator (account alpha) polls the job, not the step's current one
+    (account beta, whose key the backend refuses): the resume follows the job to its end."""
+    keyed_accounts(sf)
+    run_id, job = start_in_alpha_then_move_to_beta(project, sf, sf_popen)
+    (project.root / "release").touch()
+
+    out = ok(sf("run", "--resume", run_id))
+
+    assert "submitted by step operator 'in-alpha', which stack 'remote' no longer has" in out
+    assert f"re-attached to keyed job {job}" in out
+    assert "last | result 42" in out
+    assert executions(project, "middle") == [job]
+    assert set(keyed_calls(project)) == {"poll alpha"}
+    assert [row for row in ledger(project) if row[0] == "middle"] == [("middle", 1, "succeeded")]
+
+
+def test_resume_says_so_when_the_job_s_operator_is_registered_nowhere(
+    project, sf, sf_popen, released
+) -> None:
+    keyed_accounts(sf)
+    run_id, job = start_in_alpha_then_move_to_beta(project, sf, sf_popen)
+    ok(sf("step-operator", "delete", "in-alpha"))
+
+    failed = sf("run", "--resume", run_id)
+
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stdout + failed.stderr
+    assert (
+        f"keyed job {job} of step 'middle' (attempt 1) was submitted by step operator "
+        "'in-alpha', which stack 'remote' no longer has and which is no longer registered"
+    ) in failed.stdout
+    # Nobody reached the job with another account's key, and it stays in the ledger as
+    # running, where `jobs list --running` shows it; no second job was started beside it.
+    assert set(keyed_calls(project)) == {"poll alpha"}
+    assert alive(job) and executions(project, "middle") == [job]
+    assert [row for row in ledger(project) if row[0] == "middle"] == [("middle", 1, "running")]

@@ -32,7 +32,7 @@ from stepframe._orchestrator.step_runner import RunContext
 from stepframe._pipeline.pipeline import PipelineSpec
 from stepframe._pipeline.step import EMPTY
 from stepframe._plugins.manager import Plugins, activated, get_plugins
-from stepframe._project import Project
+from stepframe._project import CONFIG_FILE, Project
 from stepframe._stack import connector_credentials, project_stack
 from stepframe._types import ResourceRequest
 from stepframe.exceptions import RunCancelled, RunFailed, StorageFullError, UsageError
@@ -229,6 +229,7 @@ def run_pipeline(
                 cancel_event=cancel_event,
                 workdir=str(project.jobs_dir),
                 store_credentials=store_credentials,
+                config_path=project.root / CONFIG_FILE,
             )
             verb = "resuming" if earlier is not None else "run"
             console.message(

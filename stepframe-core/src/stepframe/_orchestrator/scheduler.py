@@ -17,15 +17,15 @@ import attrs
 
 from stepframe._history.database import POSSIBLY_SUBMITTED, SUBMITTING, UNKNOWN, JobRecord
 from stepframe._orchestrator.cache import cache_key
+from stepframe._orchestrator.job_operator import job_operator
 from stepframe._orchestrator.plan import Plan
 from stepframe._orchestrator.reconcile import launch_from_record, settle
 from stepframe._orchestrator.resume import EarlierRun
 from stepframe._orchestrator.step_runner import JobLost, RunContext, StepCancelled, StepRunner
 from stepframe._pipeline.pipeline import UpstreamInput
 from stepframe._plugins.manager import run_in_this_context
-from stepframe._stack import connector_credentials
-from stepframe._types import ArtifactRef, ComponentKind, JobHandle, JobState, ResourceRequest
-from stepframe.exceptions import StepFailed
+from stepframe._types import ArtifactRef, ComponentKind, JobHandle, JobState
+from stepframe.exceptions import ConfigError, StepFailed
 
 __all__ = ["DONE", "Scheduler", "StepOutcome"]
 
@@ -240,23 +240,36 @@ class Scheduler:
     def _settle_lost_submit(self, name: str, row: JobRecord) -> JobRecord | None:
         """Ask the operator whether a job the interrupted run may have submitted exists."""
         ctx = self.context
-        # The operator that submitted it, even if the step names another one now.
-        operator = ctx.stack.step_operators.get(row.operator, self.plan.operators[name])
         answer = None
-        if row.launch is not None and operator.flavor == row.flavor:
-            launch = launch_from_record(row.launch, row.flavor, ctx.plugins.flavors)
-            credentials = connector_credentials(
-                ctx.stack, operator, ResourceRequest("generic"), ctx.plugins.hooks
+        if row.launch is None:
+            ctx.history.update_job_state(
+                row.id, UNKNOWN, note="no launch recorded to look the job up by; check the backend"
             )
-            answer = settle(ctx.history, ctx.plugins.hooks, row, launch, operator, credentials)
         else:
-            why = (
-                "no launch recorded to look the job up by"
-                if row.launch is None
-                else f"its {row.flavor} operator {row.operator!r} is not in stack "
-                f"{ctx.stack.name!r} to look it up"
-            )
-            ctx.history.update_job_state(row.id, UNKNOWN, note=f"{why}; check the backend")
+            try:
+                # The operator that submitted it, even if the step names another one now.
+                submitter = job_operator(
+                    row.operator,
+                    row.flavor,
+                    job=f"the {row.flavor} job of step {name!r} (ledger row {row.id})",
+                    plugins=ctx.plugins,
+                    config=ctx.config_path,
+                    stack=ctx.stack,
+                )
+            except ConfigError as error:
+                ctx.history.update_job_state(row.id, UNKNOWN, note=f"{error}")
+            else:
+                if submitter.outside_stack is not None:
+                    ctx.console.message(submitter.outside_stack)
+                launch = launch_from_record(row.launch, row.flavor, ctx.plugins.flavors)
+                answer = settle(
+                    ctx.history,
+                    ctx.plugins.hooks,
+                    row,
+                    launch,
+                    submitter.component,
+                    submitter.credentials,
+                )
         if isinstance(answer, JobHandle):
             ctx.console.message(
                 f"step {name!r}: found job {answer.job_id!r}, whose submit the interrupted "
@@ -334,9 +347,8 @@ class Scheduler:
                     return current.run()
                 job, ended = earlier
                 earlier = None
-                assert job.handle is not None
                 try:
-                    return current.reattach(job.handle, job.id, ended=ended)
+                    return current.reattach(job, ended=ended)
                 except JobLost as lost:
                     # Killed together with its orchestrator: the exit status is unknown,
                     # which is not success.  Run the step again.

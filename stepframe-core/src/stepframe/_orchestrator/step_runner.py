@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -26,7 +27,9 @@ from stepframe._manifests import (
     write_manifest,
 )
 from stepframe._orchestrator.follow import follow_job
+from stepframe._orchestrator.job_operator import job_operator
 from stepframe._orchestrator.reconcile import launch_record, settle
+from stepframe._project import CONFIG_FILE
 from stepframe._stack import connector_credentials, connector_resource
 from stepframe._types import (
     ArtifactRef,
@@ -53,7 +56,7 @@ from stepframe.exceptions import (
 if TYPE_CHECKING:
     from stepframe._artifacts.store import ArtifactStore
     from stepframe._config.stacks import Stack
-    from stepframe._history.database import RunHistory
+    from stepframe._history.database import JobRecord, RunHistory
     from stepframe._orchestrator.console import Console
     from stepframe._pipeline.pipeline import PipelineSpec, StepSpec
     from stepframe._plugins.manager import Plugins
@@ -88,6 +91,9 @@ class RunContext:
     cancel_event: threading.Event
     workdir: str
     store_credentials: Credentials | None = None
+    #: The project's ``stepframe.toml``: where a re-attached job's operator is looked up
+    #: when the run's stack no longer has it.
+    config_path: Path = attrs.field(factory=lambda: Path(CONFIG_FILE))
 
 
 def job_name(pipeline: str, step: str, run_id: str, attempt: int) -> str:
@@ -143,7 +149,7 @@ class StepRunner:
         write_manifest(ctx.store, launch.manifest_uri, self._manifest(launch))
         flavor = ctx.plugins.flavors.get(ComponentKind.STEP_OPERATOR, self.operator.flavor)
         if flavor is not None and flavor.needs_image:
-            launch = attrs.evolve(launch, image=self._build_image())
+            launch = attrs.evolve(launch, image=self._build_image(flavor.image_platform))
         self._credentials = self._authenticate()
         reached("before-intent", self.spec.name)
         self._job_row = ctx.history.record_job_intent(
@@ -212,20 +218,37 @@ class StepRunner:
             ) from error
         raise error
 
-    def reattach(
-        self, handle: JobHandle, job_row: int, *, ended: JobState | None = None
-    ) -> dict[str, ArtifactRef]:
+    def reattach(self, row: JobRecord, *, ended: JobState | None = None) -> dict[str, ArtifactRef]:
         """Follow a job an earlier orchestrator submitted, instead of submitting again.
+
+        The job is reached through the operator that submitted it (the ledger row's), not
+        the one the step names now: the stack may have changed since.
 
         :param ended: the job's final state when the ledger already knows it (a job that
             `stepframe jobs attach` followed to the end): its result is read without
-            asking the backend again.
+            asking the backend again, so no credentials are needed.
         :raises JobLost: the job ended without a result manifest.
+        :raises ConfigError: the job's operator is registered nowhere any more.
         """
-        self._credentials = self._authenticate()
-        self._job_row = job_row
+        assert row.handle is not None
+        ctx = self.context
+        if ended is None:
+            submitter = job_operator(
+                row.operator,
+                row.flavor,
+                job=f"{row.flavor} job {row.job_id} of step {self.spec.name!r} "
+                f"(attempt {row.attempt})",
+                plugins=ctx.plugins,
+                config=ctx.config_path,
+                stack=ctx.stack,
+            )
+            if submitter.outside_stack is not None:
+                ctx.console.message(submitter.outside_stack)
+            self.operator = submitter.component
+            self._credentials = submitter.credentials
+        self._job_row = row.id
         self._reattached = True
-        return self._see_through(self._launch(), handle, ended=ended)
+        return self._see_through(self._launch(), row.handle, ended=ended)
 
     def _see_through(
         self, launch: Launch, handle: JobHandle, *, ended: JobState | None = None
@@ -348,7 +371,7 @@ class StepRunner:
             materializer_plugins=list(ctx.plugins.materializer_plugins),
         )
 
-    def _build_image(self) -> ImageRef:
+    def _build_image(self, platform: str | None = None) -> ImageRef:
         ctx = self.context
         builder = ctx.stack.image_builder
         if builder is None:
@@ -363,6 +386,7 @@ class StepRunner:
             target_registry=registry,
             settings=self.merged_settings.get(builder.flavor),
             progress=lambda line: ctx.console.step_state(self.spec.name, "running", line),
+            platform=platform,  # the operator flavor's image_platform (issue 13)
         )
         if registry is not None:
             hooks = ctx.plugins.hooks
