@@ -90,6 +90,7 @@ PUBLIC_NAMES: dict[str, list[str]] = {
     ],
     "stepframe_docker": [
         "BuildReport",
+        "CloudLocalMode",
         "ContainerRegistryConfig",
         "DockerBuildError",
         "DockerBuilderConfig",

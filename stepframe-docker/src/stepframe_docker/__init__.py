@@ -18,6 +18,7 @@ from stepframe_docker._errors import (
     ParityError,
     RegistryError,
 )
+from stepframe_docker._local_mode import CloudLocalMode
 from stepframe_docker._settings import (
     ContainerRegistryConfig,
     DockerBuilderConfig,
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BuildReport",
+    "CloudLocalMode",
     "ContainerRegistryConfig",
     "DockerBuildError",
     "DockerBuilderConfig",
