@@ -65,6 +65,7 @@ PUBLIC_NAMES: dict[str, list[str]] = {
     "stepframe.testing": [
         "ArtifactStoreSuite",
         "ConnectorSuite",
+        "CuttingProxy",
         "FinishedJob",
         "ImageBuilderSuite",
         "KIT_CLOUD",

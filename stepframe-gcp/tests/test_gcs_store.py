@@ -12,7 +12,7 @@ from conftest import FakeGcs
 
 from stepframe import ArtifactStore
 from stepframe.exceptions import ArtifactError
-from stepframe.testing import ArtifactStoreSuite
+from stepframe.testing import ArtifactStoreSuite, CuttingProxy
 
 MIB = 1 << 20
 
@@ -55,8 +55,6 @@ def _pattern(size: int) -> bytes:
 def test_a_read_cut_mid_transfer_resumes_where_it_stopped(
     gcs: FakeGcs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from _cutting_proxy import CuttingProxy
-
     bucket = gcs.create_bucket()
     data = _pattern(9 * MIB + 123)
     writer = _store(f"gs://{bucket}/root")
@@ -82,8 +80,6 @@ def test_a_read_never_mixes_generations(gcs: FakeGcs, monkeypatch: pytest.Monkey
     # The object is replaced behind the store's back while being read, and the connection
     # drops: the resumed read fails rather than splice the new generation's bytes into
     # the old one's.  (Large enough that much of it is still to come when the cut lands.)
-    from _cutting_proxy import CuttingProxy
-
     bucket = gcs.create_bucket()
     writer = _store(f"gs://{bucket}/root")
     with writer.open_write(writer.uri_for("a.bin")) as stream:

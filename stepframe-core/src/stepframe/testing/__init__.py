@@ -29,6 +29,7 @@ as a pytest entry-point plugin, so it never loads into test runs that did not as
 from __future__ import annotations
 
 from stepframe.testing._connector_suite import ConnectorSuite
+from stepframe.testing._cutting_proxy import CuttingProxy
 from stepframe.testing._fixtures import (
     SmallPipeline,
     TempProject,
@@ -48,6 +49,7 @@ __all__ = [
     "KIT_CLOUD",
     "ArtifactStoreSuite",
     "ConnectorSuite",
+    "CuttingProxy",
     "FinishedJob",
     "ImageBuilderSuite",
     "KitCloud",

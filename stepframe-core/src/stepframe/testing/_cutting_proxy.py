@@ -1,8 +1,9 @@
-"""A TCP proxy on 127.0.0.1 that cuts a connection mid-transfer, for resumption tests.
+"""A TCP proxy on 127.0.0.1 that cuts a connection mid-transfer, for the resumption tests
+of artifact stores (moved here from stepframe-gcp's tests so every store's tests share it).
 
 Every connection is forwarded to the target.  After `arm(n)`, the connection that carries
 the n-th byte answered from then on is cut there (both of its sockets closed); the proxy
-then forwards faithfully again.  Tests only.
+then forwards faithfully again.  Tests only: it never runs in a product.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ __all__ = ["CuttingProxy"]
 
 
 class CuttingProxy:
+    """Forwards ``url`` (``http://127.0.0.1:PORT``) to ``target_port`` on 127.0.0.1;
+    `cuts` counts the connections it cut."""
+
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.cuts = 0
