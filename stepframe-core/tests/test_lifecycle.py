@@ -763,3 +763,39 @@ def test_resume_says_so_when_the_job_s_operator_is_registered_nowhere(
     assert set(keyed_calls(project)) == {"poll alpha"}
     assert alive(job) and executions(project, "middle") == [job]
     assert [row for row in ledger(project) if row[0] == "middle"] == [("middle", 1, "running")]
+
+
+# ---- issue 12 review, item 3: a step that ends well while the run is being cancelled ----
+
+
+def test_a_step_whose_job_succeeds_during_the_cancel_keeps_its_outputs(
+    project, sf, sf_popen, tmp_path
+) -> None:
+    """Ctrl-C comes as ``middle``'s job has just ended well, before the orchestrator
+    recorded it: the step is recorded succeeded with its outputs (it used to be
+    'cancelled', its outputs dropped), and a resume takes them instead of running it."""
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    env = {
+        "STEPFRAME_CRASH_AT": "before-finish",
+        "STEPFRAME_CRASH_STEP": "middle",
+        "STEPFRAME_CRASH_DIR": str(crash),
+    }
+    process = sf_popen("run", str(write_pipeline(project, "local")), env=env)
+    wait_until(lambda: (crash / "before-finish.reached").exists(), "middle's job to end")
+    process.send_signal(signal.SIGINT)
+    wait_for_line(process, "received SIGINT")
+    (crash / "before-finish.release").touch()
+
+    assert process.wait(timeout=60) == 130
+    run = only_run(project)
+    assert run.status == "cancelled"
+    with project.history() as history:
+        steps = {s.step: s.status for s in history.get_steps(run.run_id)}
+        outputs = {(a.step, a.output) for a in history.get_artifacts(run.run_id)}
+    assert steps == {"first": "succeeded", "middle": "succeeded", "last": "cancelled"}
+    assert ("middle", "output") in outputs
+    out = ok(sf("run", "--resume", run.run_id))
+    assert "[middle] succeeded (done before the interruption)" in out
+    assert "last | result 42" in out
+    assert len(executions(project, "middle")) == 1

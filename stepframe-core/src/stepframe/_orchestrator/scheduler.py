@@ -441,11 +441,11 @@ class Scheduler:
         deadline = time.monotonic() + CANCEL_WAIT_SECONDS
         while self.running and time.monotonic() < deadline:
             try:
-                name, _outputs, _error = self.finished.get(timeout=0.1)
+                item = self.finished.get(timeout=0.1)
             except queue.Empty:
                 continue
-            self.running.pop(name, None)
-            self._mark(name, "cancelled")
+            # As it ended: a step whose job succeeded meanwhile keeps its outputs.
+            self._record_end(*item)
         for name in [*self.running, *pending]:
             self._mark(name, "cancelled")
         self.running.clear()

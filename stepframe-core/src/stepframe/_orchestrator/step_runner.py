@@ -289,7 +289,11 @@ class StepRunner:
                 f"attempt {self.attempt} ran longer than the step's timeout "
                 f"({self.spec.step.timeout:g} s) and was cancelled",
             )
-        if self._cancel_requested or ctx.cancel_event.is_set():
+        # A job that finished its work before a cancel reached it keeps its result: the
+        # step succeeded, and a resume must not pay for it again.
+        if status.state is not JobState.SUCCEEDED and (
+            self._cancel_requested or ctx.cancel_event.is_set()
+        ):
             raise StepCancelled()
         if status.state is JobState.CANCELLED:
             if self._reattached:
