@@ -84,6 +84,9 @@ class VertexService:
         self._faults: list[tuple[str, str]] = []
         # Bearer tokens whose every call is refused with 403 (a principal without roles).
         self.denied_tokens: set[str] = set()
+        # Paths whose every call is refused with 403 (a role the principal lacks, such as
+        # roles/logging.viewer for v2/entries:list).
+        self.denied_paths: set[str] = set()
         self._ids = itertools.count(1000000000000000000)
         self._insert_ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -184,8 +187,20 @@ class VertexService:
         job = next((j for j in self.jobs.values() if j.name.endswith(f"/{match.group(1)}")), None)
         if job is None:
             return 200, {}
-        entries = [e for e in list(job.logs) if since is None or e["timestamp"] >= since.group(1)]
+        entries = sorted(
+            (
+                e
+                for e in list(job.logs)
+                if since is None or _instant(e["timestamp"]) >= _instant(since.group(1))
+            ),
+            key=lambda e: _instant(e["timestamp"]),
+        )
         return 200, {"entries": entries} if entries else {}
+
+    def add_log(self, job: _Job, text: str, timestamp: str) -> None:
+        """A log entry of ``job`` with the given timestamp, readable from now on (as one
+        Cloud Logging indexes late, after entries with later timestamps)."""
+        self._log(job, text.encode(), timestamp)
 
     # ---- running a job ----------------------------------------------------------------
 
@@ -256,12 +271,12 @@ class VertexService:
             }
             job.state = "JOB_STATE_FAILED"
 
-    def _log(self, job: _Job, line: bytes) -> None:
+    def _log(self, job: _Job, line: bytes, timestamp: str | None = None) -> None:
         job.logs.append(
             {
                 "logName": "projects/test/logs/workerpool0-0",
                 "resource": {"type": "ml_job", "labels": {"job_id": job.name.rsplit("/", 1)[-1]}},
-                "timestamp": _now(),
+                "timestamp": timestamp or _now(),
                 "insertId": f"{next(self._insert_ids):012d}",
                 "textPayload": line.decode("utf-8", "replace"),
             }
@@ -322,7 +337,7 @@ class VertexService:
                 kind, call = service._route(method, split.path, parse_qs(split.query), body)
                 service.requests.append((kind, split.path, body))
                 token = self.headers.get("Authorization", "").removeprefix("Bearer ")
-                if token in service.denied_tokens:
+                if token in service.denied_tokens or split.path in service.denied_paths:
                     message = f"Permission denied on resource {split.path} (or it may not exist)."
                     self._answer(403, _error(403, "PERMISSION_DENIED", message))
                     return
@@ -359,6 +374,13 @@ class VertexService:
                 pass
 
         return Handler
+
+
+def _instant(timestamp: str) -> tuple[str, str]:
+    """An RFC 3339 UTC timestamp as a sortable key: its seconds and its fraction padded
+    to nanoseconds (so ``.5Z`` and ``.500000123Z`` compare as times, not strings)."""
+    seconds, _, fraction = timestamp.rstrip("Zz").partition(".")
+    return seconds, fraction.ljust(9, "0")
 
 
 def _error(code: int, status: str, message: str) -> dict[str, Any]:

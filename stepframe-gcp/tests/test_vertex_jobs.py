@@ -57,6 +57,16 @@ def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[VertexService]:
         started.stop()
 
 
+class FakeClock:
+    """UNIX time that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def operator(service: VertexService) -> Component:
     config = VertexOperatorConfig(
         project="test-project",
@@ -86,11 +96,16 @@ def test_a_submitted_job_is_polled_and_cancelled(service: VertexService) -> None
     handle = jobs.submit(launch(), operator(service), CREDENTIALS)
 
     assert handle.job_id.startswith("projects/test-project/locations/europe-west4/customJobs/")
-    status = jobs.poll(handle, CREDENTIALS, None)
+    clock = FakeClock()
+    status = jobs.poll(handle, CREDENTIALS, None, clock=clock)
     assert status.state is JobState.PENDING
     assert status.detail.startswith("QUEUED https://console.cloud.google.com/vertex-ai/")
+    assert status.log_lines[0].startswith(f"vertex: CustomJob {handle.job_id}: https://console")
     assert jobs.cancel(handle, CREDENTIALS) is True
-    assert jobs.poll(handle, CREDENTIALS, status.cursor).state is JobState.CANCELLED
+    clock.now += status.poll_after or 0.0
+    ended = jobs.poll(handle, CREDENTIALS, status.cursor, clock=clock)
+    assert ended.state is JobState.CANCELLED
+    assert ended.log_lines == (f"vertex: CustomJob {handle.job_id} is CANCELLED",)
     # Cancelling an ended job is harmless (Vertex AI answers FAILED_PRECONDITION).
     assert jobs.cancel(handle, CREDENTIALS) is True
 
@@ -166,3 +181,93 @@ def test_every_body_sent_is_valid_under_the_discovery_schema(service: VertexServ
     assert len(bodies) == 2
     for body in bodies:
         assert list(validator().iter_errors(body)) == []
+
+
+def _gets(service: VertexService) -> int:
+    return [kind for kind, _, _ in service.requests].count("get")
+
+
+def test_an_impatient_caller_costs_at_most_twelve_status_calls_a_minute(
+    service: VertexService,
+) -> None:
+    # The kit's harness and `stepframe jobs attach` poll faster than poll_after says;
+    # the budget is the operator's, not the caller's.
+    handle = jobs.submit(launch(), operator(service), CREDENTIALS)
+    clock = FakeClock()
+    cursor = None
+    calls_at: list[float] = []
+    while clock.now < 1_800_000_000.0 + 180:
+        before = _gets(service)
+        status = jobs.poll(handle, CREDENTIALS, cursor, clock=clock)
+        calls_at += [clock.now] * (_gets(service) - before)
+        cursor = status.cursor
+        assert status.state is JobState.PENDING
+        assert status.poll_after is not None and status.poll_after > 0
+        clock.now += 0.25
+    for start in calls_at:
+        in_window = [t for t in calls_at if start <= t < start + 60]
+        assert len(in_window) <= 12, f"{len(in_window)} customJobs.get calls in a minute"
+    logs = [kind for kind, _, _ in service.requests].count("logs")
+    assert logs == len(calls_at)  # one log read per status call, never more
+
+
+def test_vertex_unanswered_after_retries_keeps_the_job_and_backs_off(
+    service: VertexService,
+) -> None:
+    # Vertex AI answers 503 to every try of one poll (the client's own five retries too):
+    # the poll reports the state last seen instead of raising, which would make the core
+    # give the job up and cancel it.
+    handle = jobs.submit(launch(), operator(service), CREDENTIALS)
+    clock = FakeClock()
+    first = jobs.poll(handle, CREDENTIALS, None, clock=clock)
+    for _ in range(6):
+        service.fail_next("get", "503")
+    clock.now += first.poll_after or 0.0
+
+    status = jobs.poll(handle, CREDENTIALS, first.cursor, clock=clock)
+
+    assert status.state is JobState.PENDING
+    assert status.log_lines[0].startswith("vertex: Vertex AI answers 503 to customJobs.get")
+    assert "the job is left running" in status.log_lines[0]
+    assert status.poll_after == 6.0
+    clock.now += status.poll_after
+    assert jobs.poll(handle, CREDENTIALS, status.cursor, clock=clock).log_lines == ()
+
+
+def test_logs_the_principal_may_not_read_stop_streaming_not_the_job(
+    service: VertexService,
+) -> None:
+    handle = jobs.submit(launch(), operator(service), CREDENTIALS)
+    service.denied_paths.add("/v2/entries:list")
+    clock = FakeClock()
+
+    status = jobs.poll(handle, CREDENTIALS, None, clock=clock)
+
+    assert status.state is JobState.PENDING
+    assert "Cloud Logging refused reading the job's logs (403" in status.log_lines[-1]
+    assert "roles/logging.viewer" in status.log_lines[-1]
+    clock.now += status.poll_after or 0.0
+    again = jobs.poll(handle, CREDENTIALS, status.cursor, clock=clock)
+    assert again.log_lines == ()
+    assert [kind for kind, _, _ in service.requests].count("logs") == 1
+
+
+def test_log_entries_indexed_late_are_shown_once_each(service: VertexService) -> None:
+    # Cloud Logging can make an entry readable after a later one (two replicas, ingestion
+    # delay): a cursor at the newest timestamp would skip it for ever.
+    handle = jobs.submit(launch(), operator(service), CREDENTIALS)
+    job = service.jobs[handle.job_id]
+    clock = FakeClock()
+    service.add_log(job, "first", "2026-12-06T10:00:00.100000Z")
+    service.add_log(job, "third", "2026-12-06T10:00:03.000000123Z")
+    status = jobs.poll(handle, CREDENTIALS, None, clock=clock)
+    assert status.log_lines[1:] == ("first", "third")
+
+    service.add_log(job, "second, indexed late", "2026-12-06T10:00:01.500000Z")
+    service.add_log(job, "fourth", "2026-12-06T10:00:04.000000Z")
+    clock.now += status.poll_after or 0.0
+    status = jobs.poll(handle, CREDENTIALS, status.cursor, clock=clock)
+
+    assert status.log_lines == ("second, indexed late", "fourth")
+    clock.now += status.poll_after or 0.0
+    assert jobs.poll(handle, CREDENTIALS, status.cursor, clock=clock).log_lines == ()

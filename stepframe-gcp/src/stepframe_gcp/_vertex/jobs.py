@@ -10,8 +10,9 @@ and `find_job` looks for the job by its ``stepframe-launch`` label.
 
 from __future__ import annotations
 
-import datetime
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 from stepframe import (
@@ -28,6 +29,7 @@ from stepframe import (
 )
 from stepframe_gcp._vertex import local_mode
 from stepframe_gcp._vertex.config import FLAVOR, VertexOperatorConfig
+from stepframe_gcp._vertex.follow import Cursor
 from stepframe_gcp._vertex.local_mode import LOCAL_MACHINE
 from stepframe_gcp._vertex.request import LAUNCH_LABEL, custom_job_body, launch_label, settings_of
 
@@ -158,13 +160,35 @@ def _handle(operator: Component, config: VertexOperatorConfig, job: dict[str, An
 # ---- poll -------------------------------------------------------------------------------
 
 
-def poll(handle: JobHandle, credentials: Credentials | None, cursor: str | None) -> JobStatus:
+def poll(
+    handle: JobHandle,
+    credentials: Credentials | None,
+    cursor: str | None,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> JobStatus:
     """The job's state, then the log entries written since ``cursor`` (in that order, so a
-    job seen ended has all its lines)."""
+    job seen ended has all its lines).
+
+    At most `MAX_GETS_PER_MINUTE` ``customJobs.get`` calls (and as many log reads) happen
+    in any minute, however often this is called: an early poll answers the state last
+    seen, with ``poll_after`` saying when a new answer is due (see `follow`).
+
+    :param clock: UNIX time (tests and the benchmark replay the schedule with a fake one).
+    """
     from googleapiclient.errors import HttpError
 
     if local_mode.is_local(handle):
         return local_mode.poll(handle, cursor)
+    state = Cursor.parse(cursor)
+    now = clock()
+    if not state.call_allowed(now):
+        return JobStatus(
+            JobState(state.state),
+            cursor=state.dump(),
+            detail=state.detail,
+            poll_after=max(state.due() - now, 0.05),
+        )
     data = handle.data
     try:
         job = (
@@ -172,58 +196,117 @@ def poll(handle: JobHandle, credentials: Credentials | None, cursor: str | None)
             .get(name=handle.job_id)
             .execute(num_retries=_RETRIES)
         )
-        lines, cursor = _logs(handle, credentials, cursor)
     except HttpError as error:
-        raise _refusal(error, None, f"reading CustomJob {handle.job_id}") from None
+        if not _transient(error):
+            raise _refusal(error, None, f"reading CustomJob {handle.job_id}") from None
+        return _unanswered(state, now, handle, f"answers {int(error.resp.status)} to")
+    except (TimeoutError, OSError):
+        return _unanswered(state, now, handle, "cannot be reached for")
+    state.answered(now)
     vertex_state = str(job.get("state", "JOB_STATE_QUEUED"))
-    state = _STATES.get(vertex_state, JobState.RUNNING)
+    job_state = _STATES.get(vertex_state, JobState.RUNNING)
+    lines: list[str] = []
+    if not state.announced:
+        state.announced = True
+        lines.append(f"vertex: CustomJob {handle.job_id}: {data.get('console_url', '')}")
+    lines += _logs(handle, credentials, state)
     failure = None
-    if state is JobState.FAILED:
+    if job_state is JobState.FAILED:
         failure = str(job.get("error", {}).get("message") or vertex_state)
+    if vertex_state != state.vertex_state and job_state.is_terminal:
+        because = f": {failure}" if failure else ""
+        lines.append(f"vertex: CustomJob {handle.job_id} is {_word(vertex_state)}{because}")
+    state.vertex_state = vertex_state
+    state.state = job_state.value
+    state.detail = f"{_word(vertex_state)} {data.get('console_url', '')}".strip()
     return JobStatus(
-        state=state,
+        state=job_state,
         log_lines=tuple(lines),
-        cursor=cursor,
-        detail=f"{vertex_state.removeprefix('JOB_STATE_')} {data.get('console_url', '')}".strip(),
+        cursor=state.dump(),
+        detail=state.detail,
         failure_reason=failure,
-        poll_after=None if state.is_terminal else _poll_after(job),
+        poll_after=None if job_state.is_terminal else state.delay,
     )
 
 
-def _poll_after(job: dict[str, Any]) -> float:
-    """Quick polls while a job starts, then slower: at most 12 calls (6 polls of a get and
-    a log read) per job-minute once it has run a minute."""
-    created = job.get("createTime")
-    if not created:
-        return 1.0
-    try:
-        start = datetime.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-    except ValueError:
-        return 10.0
-    age = (datetime.datetime.now(datetime.timezone.utc) - start).total_seconds()
-    return 1.0 if age < 60 else 10.0
+def _word(vertex_state: str) -> str:
+    return vertex_state.removeprefix("JOB_STATE_")
 
 
-def _logs(
-    handle: JobHandle, credentials: Credentials | None, cursor: str | None
-) -> tuple[list[str], str | None]:
-    """Cloud Logging entries of the job (``resource.type="ml_job"``) after ``cursor``.
+def _transient(error: Any) -> bool:
+    """Throttling or a server error: worth asking again later, never a reason to stop."""
+    status = int(error.resp.status)
+    return status == 429 or status >= 500
 
-    The cursor is the last entry's timestamp and the insert ids seen at that timestamp:
-    entries are read from that timestamp on (inclusive, as entries may share it) and the
-    ones already seen are skipped.
+
+def _unanswered(state: Cursor, now: float, handle: JobHandle, problem: str) -> JobStatus:
+    """The state last seen, while customJobs.get gets no answer even after the client's
+    retries; the next poll comes later, and later again while that lasts."""
+    state.unanswered_call(now)
+    line = (
+        f"vertex: Vertex AI {problem} customJobs.get ({handle.job_id}) even after retries; "
+        f"the job is left running, its last known state stands, retrying in {state.delay:.0f} s"
+    )
+    return JobStatus(
+        JobState(state.state),
+        log_lines=(line,),
+        cursor=state.dump(),
+        detail=state.detail,
+        poll_after=state.delay,
+    )
+
+
+def _logs(handle: JobHandle, credentials: Credentials | None, state: Cursor) -> list[str]:
+    """Cloud Logging entries of the job (``resource.type="ml_job"``) not shown yet.
+
+    A read that fails for a while costs nothing but a later read; one the principal may
+    not make stops the streaming (one line says why) and never the job.
     """
-    seen_at, seen = (None, [])
-    if cursor:
-        position = json.loads(cursor)
-        seen_at, seen = position["t"], list(position["ids"])
+    from googleapiclient.errors import HttpError
+
+    if state.logs_off is not None:
+        return []
+    try:
+        entries = _read_entries(handle, credentials, state.log_since())
+    except HttpError as error:
+        if _transient(error):
+            return []
+        status = int(error.resp.status)
+        if status in (401, 403):
+            state.logs_off = f"refused ({status})"
+            return [
+                f"vertex: Cloud Logging refused reading the job's logs ({status}: "
+                f"{_reason(error)}); the job is followed without them: grant the connector's "
+                "principal roles/logging.viewer (logging.logEntries.list) in the project"
+            ]
+        raise _refusal(error, None, f"reading the logs of CustomJob {handle.job_id}") from None
+    except (TimeoutError, OSError):
+        return []
+    lines = []
+    for entry in entries:
+        if not state.take_entry(entry):
+            continue
+        text = entry.get("textPayload")
+        if text is None:
+            payload = entry.get("jsonPayload", {})
+            text = payload.get("message") if isinstance(payload, dict) else None
+            if text is None:
+                text = json.dumps(payload)
+        lines.append(str(text).rstrip("\n"))
+    state.forget_old_entries()
+    return lines
+
+
+def _read_entries(
+    handle: JobHandle, credentials: Credentials | None, since: str | None
+) -> list[dict[str, Any]]:
     project = handle.data["project"]
     job_id = handle.job_id.rsplit("/", 1)[-1]
     query = f'resource.type="ml_job" AND resource.labels.job_id="{job_id}"'
-    if seen_at:
-        query += f' AND timestamp>="{seen_at}"'
+    if since:
+        query += f' AND timestamp>="{since}"'
     entries_api = _client("logging", "v2", handle.data["logging_endpoint"], credentials).entries()
-    lines: list[str] = []
+    entries: list[dict[str, Any]] = []
     token: str | None = None
     while True:
         body: dict[str, Any] = {
@@ -235,22 +318,10 @@ def _logs(
         if token:
             body["pageToken"] = token
         page = entries_api.list(body=body).execute(num_retries=_RETRIES)
-        for entry in page.get("entries", ()):
-            at, insert_id = entry.get("timestamp"), entry.get("insertId")
-            if at == seen_at and insert_id in seen:
-                continue
-            if at != seen_at:
-                seen_at, seen = at, []
-            seen.append(insert_id)
-            text = entry.get("textPayload")
-            if text is None:
-                text = json.dumps(entry.get("jsonPayload", {}))
-            lines.append(str(text).rstrip("\n"))
+        entries += page.get("entries", ())
         token = page.get("nextPageToken")
         if not token:
-            break
-    new_cursor = json.dumps({"t": seen_at, "ids": seen}) if seen_at else cursor
-    return lines, new_cursor
+            return entries
 
 
 # ---- cancel and find --------------------------------------------------------------------
