@@ -1,7 +1,8 @@
 """Plugins add commands to ``stepframe`` through the ``register_commands`` hook (issue 12).
 
-The group asks the plugins only for a name that is not the core's own, or for ``--help``;
-a plugin's command never replaces one the core has, and a plugin that raises is a warning.
+The group asks the plugins only for a name that is neither the core's own nor declared as
+a ``stepframe.commands`` entry point (test_declared_commands.py), never for ``--help``; a
+plugin's command never replaces one the core has, and a plugin that raises is a warning.
 """
 
 from __future__ import annotations
@@ -66,12 +67,17 @@ def test_a_plugin_command_runs_and_a_core_name_stays_the_cores() -> None:
     assert "greeter" in str(conflicts[0].message)
 
 
-def test_help_lists_plugin_commands() -> None:
+def test_help_does_not_load_plugins_for_the_hooks_commands() -> None:
+    """``--help`` would have to load every plugin to list the hook's commands: it lists the
+    declared ones only, and the hook's still run when named."""
     plugins = load_plugins(entry_points=False, extra=[("greeter", Greeter())])
     with activated(plugins), warnings.catch_warnings():
         warnings.simplefilter("ignore", PluginConflictWarning)
-        output = CliRunner().invoke(_cli(), ["--help"]).output
-    assert "greet" in output and "Say hello." in output
+        cli = _cli()
+        output = CliRunner().invoke(cli, ["--help"]).output
+        assert "greet" not in output and "Say hello." not in output
+        assert not cli._plugin_commands_added
+        assert CliRunner().invoke(cli, ["greet"]).output == "hello from a plugin\n"
 
 
 def test_a_plugin_that_raises_is_a_warning_and_the_rest_works() -> None:

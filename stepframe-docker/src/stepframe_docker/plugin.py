@@ -10,7 +10,6 @@ second edition), so no hook checks the flavor itself.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from stepframe import (
     Component,
@@ -33,16 +32,12 @@ from stepframe_docker._settings import (
     DockerSettings,
 )
 
-if TYPE_CHECKING:
-    import click
-
 __all__ = [
     "build_image",
     "cancel_step",
     "check_step",
     "find_job",
     "poll_step",
-    "register_commands",
     "register_flavors",
     "submit_step",
 ]
@@ -134,14 +129,3 @@ def find_job(
     from stepframe_docker._operator import find
 
     return find(launch, operator)
-
-
-# ---- command line (issue 12) ---------------------------------------------------------
-
-
-@hookimpl
-def register_commands(cli: click.Group) -> None:
-    """``stepframe image prune``: remove a project's old image tags from the engine."""
-    from stepframe_docker._prune import command
-
-    cli.add_command(command())

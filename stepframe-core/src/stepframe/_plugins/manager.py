@@ -22,6 +22,15 @@ import pluggy
 
 from stepframe import hookspecs
 from stepframe._artifacts.materializer import Materializer
+from stepframe._plugins.discovery import (
+    CORE_DISTRIBUTION,
+    DISABLE_ENV,
+    ENTRY_POINT_GROUP,
+    LOAD_ENV,
+    PluginConflictWarning,
+    PluginLoadWarning,
+    plugin_is_wanted,
+)
 from stepframe._plugins.facade import Hooks
 from stepframe._plugins.flavors import Claimed, FlavorRegistry
 from stepframe._plugins.markers import PROJECT_NAME
@@ -29,7 +38,9 @@ from stepframe._types import Flavor
 
 __all__ = [
     "CORE_DISTRIBUTION",
+    "DISABLE_ENV",
     "ENTRY_POINT_GROUP",
+    "LOAD_ENV",
     "PluginConflictWarning",
     "PluginInfo",
     "PluginLoadWarning",
@@ -38,18 +49,10 @@ __all__ = [
     "activated",
     "get_plugins",
     "load_plugins",
+    "plugin_is_wanted",
     "reset_plugins",
     "run_in_this_context",
 ]
-
-ENTRY_POINT_GROUP = "stepframe"
-CORE_DISTRIBUTION = "stepframe-core"
-LOAD_ENV = "STEPFRAME_LOAD_PLUGINS"
-DISABLE_ENV = "STEPFRAME_DISABLE_PLUGINS"
-
-
-class PluginLoadWarning(UserWarning):
-    """A plugin could not be loaded or validated; stepframe goes on without it."""
 
 
 class PluginVersionWarning(UserWarning):
@@ -92,27 +95,6 @@ class Plugins:
         return sorted(self.infos.values(), key=lambda info: (info.distribution or "~", info.name))
 
 
-def _names_from_env(value: str | None) -> set[str] | None:
-    if value is None:
-        return None
-    return {name.strip() for name in value.split(",") if name.strip()}
-
-
-def _is_wanted(name: str, distribution: str | None, env: Mapping[str, str]) -> bool:
-    """Apply STEPFRAME_LOAD_PLUGINS / STEPFRAME_DISABLE_PLUGINS to one entry point.
-
-    The allow-list governs plugins from other distributions: the core's own parts
-    always load unless disabled by name, since without them nothing can run.
-    """
-    disabled = _names_from_env(env.get(DISABLE_ENV)) or set()
-    if name in disabled:
-        return False
-    allowed = _names_from_env(env.get(LOAD_ENV))
-    if allowed is None or distribution == CORE_DISTRIBUTION:
-        return True
-    return name in allowed
-
-
 def _warn(name: str, distribution: str | None, target: str, cause: str) -> None:
     warnings.warn(
         f"stepframe: skipped plugin {name!r} (distribution {distribution or 'unknown'}, "
@@ -120,14 +102,6 @@ def _warn(name: str, distribution: str | None, target: str, cause: str) -> None:
         PluginLoadWarning,
         stacklevel=3,
     )
-
-
-class PluginConflictWarning(UserWarning):
-    """Two plugins claim the same flavor name or artifact store URI scheme.
-
-    The plugin registered first (the core's own before any other) keeps it; the other
-    plugin is loaded with the rest of what it registered.
-    """
 
 
 def _label(name: str, infos: Mapping[str, PluginInfo]) -> str:
@@ -215,7 +189,12 @@ def _warn_version_skew(dist: metadata.Distribution, distribution: str, version: 
     from stepframe import __version__ as installed
 
     try:
-        specifier = core_requirement(dist.requires or ())
+        requires = dist.requires or ()
+        # The first-party plugins pin this very core: seen without importing packaging,
+        # which is most of what this check costs the CLI's start-up.
+        if f"{CORE_DISTRIBUTION}=={installed}" in (text.replace(" ", "") for text in requires):
+            return
+        specifier = core_requirement(requires)
     except Exception:  # unreadable metadata is not worth failing the load over
         return
     broken = None if specifier is None else core_version_mismatch(specifier, installed)
@@ -238,11 +217,14 @@ def _entry_point_candidates(
     env: Mapping[str, str],
 ) -> Iterable[tuple[str, str | None, str | None, str, Any]]:
     checked: set[str] = set()  # one version warning per distribution, not per entry point
+    # A distribution's metadata is parsed on every access: once per distribution here.
+    named: dict[int, tuple[str | None, str | None]] = {}
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = entry_point.dist
-        distribution = dist.metadata["Name"] if dist is not None else None
-        version = dist.version if dist is not None else None
-        if not _is_wanted(entry_point.name, distribution, env):
+        if id(dist) not in named:
+            named[id(dist)] = (None, None) if dist is None else (dist.name, dist.version)
+        distribution, version = named[id(dist)]
+        if not plugin_is_wanted(entry_point.name, distribution, env):
             continue
         if (
             dist is not None
