@@ -195,14 +195,13 @@ class _Entry:
     def token(self, scope: str, clock: Clock) -> str:
         return self.token_with_expiry(scope, clock).value
 
-    def token_with_expiry(self, scope: str, clock: Clock, stale: float | None = None) -> _Token:
+    def token_with_expiry(self, scope: str, clock: Clock, stale: str | None = None) -> _Token:
         """The cached token for ``scope``, fetched first when it expires within the
-        margin, or (``stale``) when it does not expire later than ``stale``."""
+        margin, or when it is ``stale`` (the token a caller wants replaced)."""
         with self._lock:
             cached = self._tokens.get(scope)
             if cached is not None and not (
-                cached.expires_at - clock() <= REFRESH_MARGIN_SECONDS
-                or (stale is not None and cached.expires_at <= stale)
+                cached.expires_at - clock() <= REFRESH_MARGIN_SECONDS or cached.value == stale
             ):
                 return cached
             if self.method == "access-token":
@@ -274,7 +273,7 @@ class TokenSource:
         clock: Clock,
         resource: ResourceRequest | None = None,
         scope: str | None = None,
-        stale: float | None = None,
+        stale: str | None = None,
     ) -> None:
         self._entry = entry
         self.clock = clock
@@ -294,7 +293,7 @@ class TokenSource:
 
     def renewer(self, resource: ResourceRequest, scope: str) -> TokenSource:
         token = self._entry.token_with_expiry(scope, self.clock)
-        return TokenSource(self._entry, self.clock, resource, scope, stale=token.expires_at)
+        return TokenSource(self._entry, self.clock, resource, scope, stale=token.value)
 
     def __call__(self) -> Credentials:
         """New credentials for the same resource, expiring later than these."""

@@ -97,6 +97,11 @@ def token_errors(connector: str, config: AzureConnectorConfig) -> Iterator[None]
             code = found.group(1)
             said = f"{code}: {_first_sentence(found.group(2))}"
             fix = _FIXES.get(code, _DEFAULT_FIX).format(**names)
+        elif "Unable to get authority configuration" in text:
+            # msal could not read the tenant's OpenID configuration: Entra knows no such
+            # tenant (its AADSTS90002 answer is not passed on).
+            said = f"no OpenID configuration for tenant {names['tenant']} at {config.authority}"
+            fix = _FIXES["AADSTS90002"].format(**names)
         elif _is_unavailable(error) and method in _UNAVAILABLE:
             said, fix = _first_sentence(text), _UNAVAILABLE[method]
         else:
@@ -121,9 +126,13 @@ def token_errors(connector: str, config: AzureConnectorConfig) -> Iterator[None]
 
 
 def _is_unavailable(error: Exception) -> bool:
+    """No identity to ask at all (as opposed to one that Entra ID refused)."""
     from azure.identity import CredentialUnavailableError
 
-    return isinstance(error, CredentialUnavailableError)
+    # DefaultAzureCredential raises the plain error when every credential was unavailable.
+    return isinstance(
+        error, CredentialUnavailableError
+    ) or "failed to retrieve a token from the included credentials" in str(error)
 
 
 def _first_sentence(text: str) -> str:
