@@ -301,8 +301,11 @@ def register_commands(cli: click.Group) -> None:
     """Add commands to the ``stepframe`` command line.
 
     Called at most once per process, and only when the command line meets a command
-    name that is not the core's own, or lists the commands for ``--help``: the core's
-    commands never load plugins for it.  Import heavy libraries inside the commands.
+    name that is neither the core's own nor declared as a ``stepframe.commands`` entry
+    point: the core's commands and ``--help`` never load plugins for it, so ``--help``
+    does not list the commands it adds.  Declare commands as entry points to have them
+    listed (docs/plugins.md, "Declaring commands").  Import heavy libraries inside the
+    commands.
 
     :param cli: the ``stepframe`` click group; call ``cli.add_command(command)``.  A
         name the core or another plugin already has stays theirs (a
@@ -310,5 +313,7 @@ def register_commands(cli: click.Group) -> None:
         `PluginLoadWarning`, and the command line works without its commands.
 
     New in the contract's second edition (stepframe-core 0.1): a plugin without it adds
-    no commands.
+    no commands.  Changed within 0.1 (issue 12, CLI start-up): ``--help`` no longer calls
+    it, and the ``stepframe.commands`` entry points are the preferred way; the hook keeps
+    working for commands that are run by name.
     """
