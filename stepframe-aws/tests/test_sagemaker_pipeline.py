@@ -112,7 +112,11 @@ def fit() -> None:
 
 
 class FixedImage:
-    """An image builder flavor that "builds" a fixed, already pushed image."""
+    """An image builder flavor that "builds" a fixed, already pushed image, and keeps the
+    requests it was given."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
 
     @hookimpl
     def register_flavors(self, register: Callable[[Flavor], None]) -> None:
@@ -122,6 +126,7 @@ class FixedImage:
     def build_image(self, request: Any, builder: Any) -> ImageRef | None:
         if builder.flavor != "fixed-image":
             return None
+        self.requests.append(request)
         return ImageRef(IMAGE, DIGEST)
 
 
@@ -159,6 +164,7 @@ class Project_:
         self.root = root
         self.endpoint = endpoint
         self.output = ""
+        self.builder = FixedImage()
 
     def run(self, body: str = "pass", settings: str = "") -> RunResult:
         """Run the pipeline; ``body`` goes into the sagemaker step (lines joined with
@@ -168,7 +174,7 @@ class Project_:
         path.write_text(PIPELINE.format(body=body, settings=settings))
         spec = load_pipeline(str(path)).compile()
         plugins = stepframe.load_plugins(
-            extra=[("fixed-image", FixedImage())], env={"STEPFRAME_LOAD_PLUGINS": "aws"}
+            extra=[("fixed-image", self.builder)], env={"STEPFRAME_LOAD_PLUGINS": "aws"}
         )
         stream = io.StringIO()
         try:
@@ -353,6 +359,9 @@ def test_a_pipeline_sends_this_exact_request(
     assert job.state == "succeeded"
     assert job.job_id == name
     assert job.handle is not None and job.handle.data["region"] == REGION
+    # SageMaker runs x86-64 images only: the builder was asked for that platform
+    # (the flavor's image_platform), whatever machine the client runs on.
+    assert [request.platform for request in project.builder.requests] == ["linux/amd64"]
 
 
 def test_a_failed_job_brings_back_its_reason_and_traceback(

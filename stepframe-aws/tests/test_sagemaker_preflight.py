@@ -195,3 +195,39 @@ def test_an_operator_without_sagemaker_config_is_a_problem() -> None:
     )
     (problem,) = step_problems(bare)
     assert "has no sagemaker configuration" in problem
+
+
+def test_a_builder_platform_other_than_sagemakers_stops_the_run_before_anything_runs(
+    example: Path,
+) -> None:
+    # An Apple-silicon user pinning their laptop's platform: the image could not run on
+    # SageMaker, and the builder would refuse it only after the upstream steps ran.
+    (example / "run.toml").write_text('[steps.train.settings.docker]\nplatform = "linux/arm64"\n')
+    result = _stepframe(example, "run", "pipeline.py", "--config", "run.toml")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert (
+        "step 'train': settings.docker.platform 'linux/arm64': SageMaker runs linux/amd64 "
+        "images only; remove the setting or set it to 'linux/amd64'" in result.stderr
+    )
+    assert not (example / ".stepframe").exists()
+
+
+def test_the_platform_sagemaker_runs_may_be_named_explicitly() -> None:
+    builder = Component(ComponentKind.IMAGE_BUILDER, "docker", "docker")
+    step = planned()
+    for platform in ("linux/amd64", None):
+        settings = {"docker": {"platform": platform}} if platform else {}
+        explicit = PlannedStep(
+            pipeline=step.pipeline,
+            step=step.step,
+            operator=step.operator,
+            settings=step.settings,
+            settings_by_flavor=settings,
+            needs_image=True,
+            code_root=step.code_root,
+            artifact_store_uri=step.artifact_store_uri,
+            image_builder=builder,
+        )
+        assert step_problems(explicit) == []

@@ -31,7 +31,11 @@ from stepframe_aws._connector.config import AwsConnectorConfig
 from stepframe_aws._ecr.config import EcrRegistryConfig
 from stepframe_aws._s3.config import S3ArtifactStoreConfig
 from stepframe_aws._sagemaker.config import FLAVOR as OPERATOR_FLAVOR
-from stepframe_aws._sagemaker.config import SageMakerOperatorConfig, SageMakerSettings
+from stepframe_aws._sagemaker.config import (
+    IMAGE_PLATFORM,
+    SageMakerOperatorConfig,
+    SageMakerSettings,
+)
 
 __all__ = [
     "authenticate",
@@ -86,6 +90,7 @@ def register_flavors(register: Callable[[Flavor], None]) -> None:
             settings_class=SageMakerSettings,
             description="runs each step as a SageMaker training job (or in SDK local mode)",
             needs_image=True,
+            image_platform=IMAGE_PLATFORM,
         )
     )
 

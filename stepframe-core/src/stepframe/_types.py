@@ -60,6 +60,10 @@ class Flavor:
         submitting the step again.
     :param uri_schemes: for artifact stores: the URI schemes it opens (``("s3",)``);
         ``open_artifact_store`` is called for those URIs on this flavor's plugin only.
+    :param image_platform: for step operators that ``needs_image``: the only platform
+        (``OS/ARCH``, e.g. ``"linux/amd64"`` for SageMaker) its backend runs images on.
+        The core passes it on as `ImageRequest.platform`; None lets the builder choose.
+        New in stepframe-core 0.1 (issue 13); older plugins leave it None.
     """
 
     kind: ComponentKind
@@ -70,6 +74,7 @@ class Flavor:
     needs_image: bool = False
     jobs_outlive_client: bool = True
     uri_schemes: tuple[str, ...] = ()
+    image_platform: str | None = None
 
 
 @attrs.frozen
@@ -110,6 +115,11 @@ class ImageRequest:
     :param progress: builders may call it with a short line on how the build goes (the
         build step it is on, bytes pulled or pushed); the run shows it beside the step.
         None when nobody shows it.
+    :param platform: the platform (``OS/ARCH``) the image must run on, set from the step
+        operator flavor's ``image_platform`` (SageMaker: ``"linux/amd64"``), or None
+        when the operator does not care (the builder's own default then).  Builders
+        hash it with the image's contents, build for it, and refuse an image whose
+        architecture differs (an Apple-silicon laptop building for SageMaker).
     """
 
     code_root: str
@@ -123,6 +133,7 @@ class ImageRequest:
         default=None, repr=False, eq=False
     )
     progress: Callable[[str], None] | None = attrs.field(default=None, repr=False, eq=False)
+    platform: str | None = None
 
 
 @attrs.frozen

@@ -10,6 +10,7 @@ bytes pulled and pushed.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 import time
@@ -149,6 +150,13 @@ def forget_builds() -> None:
     BUILDS.forget()
 
 
+def platform_source(request: ImageRequest) -> str:
+    """Who asked for the image's platform, for messages."""
+    if request.platform is not None:
+        return "this step's operator runs images on that platform only"
+    return "settings docker.platform"
+
+
 def _docker_host(component: Component) -> str | None:
     return getattr(component.config, "docker_host", None)
 
@@ -168,20 +176,32 @@ def resolve_parent(
     if reference is None:
         code_root = _plan.code_root_of(request)
         name = _plan.image_name(settings, code_root)
-        image_id = _build_user_dockerfile(client, settings, code_root, name, progress)
+        image_id = _build_user_dockerfile(
+            client, settings, code_root, name, progress, platform_source(request)
+        )
         return Parent(image_id, image_id)
-    return Parent(reference, _parent_id(client, reference, settings.pull_parent, progress))
+    image_id = _parent_id(client, reference, settings.pull_parent, settings.platform, progress)
+    return Parent(reference, image_id)
 
 
 def _parent_id(
-    client: docker.DockerClient, parent: str, pull: bool, progress: Progress | None = None
+    client: docker.DockerClient,
+    parent: str,
+    pull: bool,
+    platform: str,
+    progress: Progress | None = None,
 ) -> str:
-    """The parent image's id, pulling it if the engine does not have it (or ``pull``)."""
+    """The parent image's id, pulling it (for ``platform``) if the engine does not have
+    it (or ``pull``).
+
+    :raises ParentImageError: the engine's copy is of another platform: the legacy
+        builder would build on it anyway, and the image would not run where it must.
+    """
     from docker.errors import APIError, ImageNotFound
 
     if not pull:
         try:
-            return str(inspect_image(client, parent)["Id"])
+            return _parent_of_platform(parent, inspect_image(client, parent), platform)
         except ImageNotFound:
             pass
         except APIError as error:
@@ -189,12 +209,13 @@ def _parent_id(
     repository, tag = _split_reference(parent)
     pulled = LayerBytes("pulling", parent, progress)
     try:
-        for chunk in chunks(client.api.pull(repository, tag=tag, stream=True, decode=True)):
+        stream = client.api.pull(repository, tag=tag, stream=True, decode=True, platform=platform)
+        for chunk in chunks(stream):
             if "error" in chunk or "errorDetail" in chunk:
                 detail = chunk.get("errorDetail") or {}
                 raise APIError(str(detail.get("message") or chunk.get("error")))
             pulled.feed(chunk)
-        return str(inspect_image(client, parent)["Id"])
+        return _parent_of_platform(parent, inspect_image(client, parent), platform)
     except (APIError, ImageNotFound) as error:
         explanation = getattr(error, "explanation", None) or str(error)
         raise ParentImageError(
@@ -202,6 +223,18 @@ def _parent_id(
             f"{explanation}. Pull or build it first, or set settings docker.parent_image "
             "(or the image builder's parent_image) to an image you have"
         ) from None
+
+
+def _parent_of_platform(parent: str, info: dict[str, Any], platform: str) -> str:
+    """The parent's image id, once its platform is known to be ``platform``."""
+    have = image_platform(info)
+    if not platform_matches(have, platform):
+        raise ParentImageError(
+            f"the parent image {parent!r} on the Docker engine is {have}, but the image "
+            f"must be built for {platform}: get that variant (`docker pull --platform "
+            f"{platform} {parent}`) or set settings docker.parent_image to a {platform} image"
+        )
+    return str(info["Id"])
 
 
 def _split_reference(reference: str) -> tuple[str, str | None]:
@@ -221,6 +254,7 @@ def _build_user_dockerfile(
     code_root: Path,
     name: str,
     progress: Progress | None,
+    platform_from: str,
 ) -> str:
     """Build the user's Dockerfile (context: the filtered code root); its image id."""
     path = code_root / str(settings.dockerfile)
@@ -240,6 +274,7 @@ def _build_user_dockerfile(
             settings=settings,
             what=f"the Dockerfile {path}",
             progress=progress,
+            platform_source=platform_from,
         )
     assert result.image_id is not None  # _run_build raises otherwise
     return result.image_id
@@ -301,6 +336,7 @@ def build(request: ImageRequest, builder: Component, builds: Builds = BUILDS) ->
                 what=f"the image for {the_plan.code_root}",
                 no_cache=_no_cache(builder),
                 progress=progress,
+                platform_source=platform_source(request),
             )
         report.steps, report.cached_steps = result.steps, result.cached
         report.build_seconds = time.monotonic() - build_started
@@ -316,6 +352,31 @@ def build(request: ImageRequest, builder: Component, builds: Builds = BUILDS) ->
             report.pushed_bytes = pushed.pushed_bytes
         report.seconds = time.monotonic() - started
         return answer(ImageRef(reference, report.digest), report)
+
+
+# The engine's names for an architecture, and the one Docker uses (`uname -m` style
+# names appear in some images' configs).
+_ARCHITECTURE_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64"}
+
+
+def image_platform(info: dict[str, Any]) -> str:
+    """``OS/ARCH[/VARIANT]`` of an image, from the engine's inspect answer."""
+    architecture = str(info.get("Architecture") or "unknown")
+    parts = [
+        str(info.get("Os") or "unknown"),
+        _ARCHITECTURE_ALIASES.get(architecture, architecture),
+    ]
+    if info.get("Variant"):
+        parts.append(str(info["Variant"]))
+    return "/".join(parts)
+
+
+def platform_matches(built: str, wanted: str) -> bool:
+    """Whether an image of platform ``built`` runs where ``wanted`` is asked for; a
+    variant counts only when ``wanted`` names one (``linux/arm64`` takes ``.../v8``)."""
+    have, want = built.split("/"), wanted.split("/")
+    want[1:2] = [_ARCHITECTURE_ALIASES.get(want[1], want[1])] if len(want) > 1 else []
+    return have[: len(want)] == want
 
 
 def _local_image(client: docker.DockerClient, reference: str) -> bool:
@@ -359,10 +420,18 @@ def _run_build(
     what: str,
     no_cache: bool = False,
     progress: Progress | None = None,
+    platform_source: str = "settings docker.platform",
 ) -> BuildStream:
     """Run one build; the stream's state at its end (image id, steps, cached steps).
 
+    The built image's platform is checked against ``settings.platform``: the legacy
+    builder quietly builds on a parent of another platform (and takes cached layers of
+    another platform), so an Apple-silicon laptop would otherwise push an arm64 image
+    that fails only once SageMaker starts it ("exec format error").
+
+    :param platform_source: who asked for the platform, for the error message.
     :raises ImageBuildStepError: naming the failing step with its last output lines.
+    :raises DockerBuildError: the image is of another platform (its tag is removed).
     """
     from docker.errors import APIError
 
@@ -396,6 +465,40 @@ def _run_build(
         raise engine_error(error, None) from None
     if state.image_id is None:
         raise DockerBuildError(f"building {what}: the engine reported no image id")
-    if not state.image_id.startswith("sha256:"):
-        state.image_id = str(inspect_image(client, tag)["Id"])
-    return state
+    built = inspect_image(client, tag)
+    state.image_id = str(built["Id"])
+    have = image_platform(built)
+    if platform_matches(have, settings.platform):
+        return state
+    if state.cached and not no_cache:
+        # The legacy builder's layer cache ignores the platform: a layer built for
+        # another one is taken as a hit.  Once more without the cache.
+        stream.seek(0)
+        return _run_build(
+            client,
+            stream,
+            dockerfile=dockerfile,
+            tag=tag,
+            settings=settings,
+            what=what,
+            no_cache=True,
+            progress=progress,
+        )
+    _untag(client, tag)
+    raise DockerBuildError(
+        f"building {what}: the engine built a {have} image, but {settings.platform} was "
+        f"asked for ({platform_source}): this Docker engine cannot build "
+        f"{settings.platform} images. Use an engine that can (Docker Desktop emulates "
+        f"other platforms; on Linux: `docker run --privileged --rm tonistiigi/binfmt "
+        f"--install {settings.platform.split('/')[1]}`) or build on a {settings.platform} "
+        "machine"
+    )
+
+
+def _untag(client: docker.DockerClient, tag: str) -> None:
+    """Never leave a wrong image under a tag that promises another platform."""
+    from docker.errors import APIError
+
+    api: Any = client.api
+    with contextlib.suppress(APIError):
+        api.remove_image(tag, noprune=True)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,9 @@ __all__ = [
 ]
 
 # Bump when the Dockerfile layout changes, so old tags are not taken for new images.
-LAYOUT_VERSION = "2"
+# 3: images are checked to be of the platform in their tag (an older image tagged
+# linux/amd64 may hold an arm64 build made on an Apple-silicon laptop).
+LAYOUT_VERSION = "3"
 TAG_LENGTH = 40
 LOCAL_REPOSITORY_PREFIX = "stepframe-local"
 
@@ -146,11 +149,30 @@ def _builder_defaults(builder: Component) -> dict[str, Any]:
 
 
 def settings_for(request: ImageRequest, builder: Component) -> DockerSettings:
-    """The request's settings over the builder's defaults, validated."""
+    """The request's settings over the builder's defaults, validated.
+
+    The request's ``platform`` (what the step operator runs, e.g. SageMaker's
+    ``linux/amd64``) wins over the builder's default; a step's own ``platform`` setting
+    that differs from it is refused, since the operator could not run that image.
+    """
     settings: DockerSettings = structure_settings(
         request.settings, "settings.docker", defaults=_builder_defaults(builder)
     )
-    return settings
+    wanted = request.platform
+    if wanted is None or settings.platform == wanted:
+        return settings
+    if _step_sets_platform(request.settings):
+        raise ConfigError(
+            f"settings docker.platform {settings.platform!r}: this step's operator runs "
+            f"images on {wanted} only; remove the setting or set it to {wanted!r}"
+        )
+    return attrs.evolve(settings, platform=wanted)
+
+
+def _step_sets_platform(raw: Any) -> bool:
+    if isinstance(raw, DockerSettings):
+        return True
+    return isinstance(raw, Mapping) and raw.get("platform") is not None
 
 
 def code_root_of(request: ImageRequest) -> Path:

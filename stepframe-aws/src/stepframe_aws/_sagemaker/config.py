@@ -17,6 +17,9 @@ __all__ = ["FLAVOR", "LOCAL_INSTANCE_TYPE", "SageMakerOperatorConfig", "SageMake
 FLAVOR = "sagemaker"
 # `instance_type = "local"` runs the job through the SageMaker SDK's local mode.
 LOCAL_INSTANCE_TYPE = "local"
+# SageMaker training runs x86-64 images only (its instances, GPUs included, are
+# x86-64); local mode runs the same image, so it is built for this platform too.
+IMAGE_PLATFORM = "linux/amd64"
 
 
 @attrs.frozen

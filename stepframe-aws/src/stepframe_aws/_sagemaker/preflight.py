@@ -18,6 +18,7 @@ import attrs
 
 from stepframe import ImageRef, Launch, PlannedStep
 from stepframe_aws._sagemaker.config import (
+    IMAGE_PLATFORM,
     LOCAL_INSTANCE_TYPE,
     SageMakerOperatorConfig,
     SageMakerSettings,
@@ -69,6 +70,24 @@ def _draft_launch(step: PlannedStep, settings: SageMakerSettings) -> Launch:
     )
 
 
+def _image_platform_problem(step: PlannedStep) -> str | None:
+    """A builder ``platform`` setting for the step other than the one SageMaker runs.
+
+    The core asks the builder for `IMAGE_PLATFORM` (the flavor's ``image_platform``);
+    a step that sets another one explicitly would be refused by the builder after the
+    upstream steps ran, so it is refused here, before anything runs.
+    """
+    builder = step.image_builder
+    raw = step.settings_by_flavor.get(builder.flavor) if builder is not None else None
+    value = raw.get("platform") if isinstance(raw, Mapping) else None
+    if value is None or value == IMAGE_PLATFORM:
+        return None
+    return (
+        f"settings.{builder.flavor if builder else 'docker'}.platform {value!r}: SageMaker "
+        f"runs {IMAGE_PLATFORM} images only; remove the setting or set it to {IMAGE_PLATFORM!r}"
+    )
+
+
 def step_problems(step: PlannedStep) -> list[str]:
     """What SageMaker would refuse about ``step``, one line per problem."""
     config = step.operator.config
@@ -81,6 +100,13 @@ def step_problems(step: PlannedStep) -> list[str]:
     settings = _settings(step)
     if isinstance(settings, str):
         return [settings]
+    platform = _image_platform_problem(step)
+    return ([platform] if platform else []) + _settings_problems(step, config, settings)
+
+
+def _settings_problems(
+    step: PlannedStep, config: SageMakerOperatorConfig, settings: SageMakerSettings
+) -> list[str]:
     # The operator's environment and tags lie under the step's, key by key (as at submit).
     settings = attrs.evolve(
         settings,
