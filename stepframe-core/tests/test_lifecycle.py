@@ -799,3 +799,36 @@ def test_a_step_whose_job_succeeds_during_the_cancel_keeps_its_outputs(
     assert "[middle] succeeded (done before the interruption)" in out
     assert "last | result 42" in out
     assert len(executions(project, "middle")) == 1
+
+
+# ---- issue 12 review, item 2: a timed-out attempt, as its backend ended it ------------------
+
+
+def test_a_timed_out_attempt_is_recorded_as_timed_out_with_the_backend_s_final_state(
+    project, sf
+) -> None:
+    """The step's timeout stops a ``stopper`` job, which its backend then reports
+    cancelled: the ledger says cancelled and timed out (it used to say failed), and the
+    run's error, `jobs list` and `runs show` agree."""
+    import json
+
+    ok(sf("step-operator", "register", "stopper", "-f", "stopper"))
+    timed = '@step(operator="stopper", timeout=0.5)'
+    path = project.write(TWO_STEPS.replace('@step(operator="OPERATOR")', timed), name="timed")
+
+    failed = sf("run", str(path))
+
+    assert failed.returncode == 1
+    said = "ran longer than the step's timeout (0.5 s); its job was stopped (the backend "
+    assert said + "reports it cancelled)" in failed.stdout
+    run_id = only_run(project).run_id
+    with project.history() as history:
+        (row,) = [j for j in history.list_jobs() if j.step == "middle"]
+        (middle,) = [s for s in history.get_steps(run_id) if s.step == "middle"]
+    assert (row.state, row.timed_out_after) == ("cancelled", 0.5)
+    assert middle.status == "failed" and said in (middle.error or "")
+    (listed,) = [line for line in ok(sf("jobs", "list")).splitlines() if " middle " in line]
+    assert "cancelled (timed out)" in listed
+    (as_json,) = [j for j in json.loads(ok(sf("jobs", "list", "--json"))) if j["step"] == "middle"]
+    assert (as_json["state"], as_json["timed_out_after"]) == ("cancelled", 0.5)
+    assert said in ok(sf("runs", "show", run_id))

@@ -143,9 +143,9 @@ def test_an_attempt_over_its_timeout_is_cancelled_and_retried(project, cli) -> N
     out = ok(cli("run", str(path), timeout=120))
 
     first, _second = attempts(project, "slow")
-    assert "ran longer than the step's timeout (0.5 s)" in out
+    assert "ran longer than the step's timeout (0.5 s); its job was stopped" in out
     assert [(a, s, n) for a, s, n in ledger(project, "slow")] == [
-        (1, "failed", "timed out"),
+        (1, "cancelled", "timed out; its job was stopped (the backend reports it cancelled)"),
         (2, "succeeded", None),
     ]
     # The hung job was stopped through its operator, not left running.

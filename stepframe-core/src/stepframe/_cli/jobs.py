@@ -146,7 +146,7 @@ def list_(ctx: click.Context, running: bool, limit: int, as_json: bool) -> None:
                 row.step,
                 row.flavor,
                 row.job_id or "-",
-                row.state,
+                row.shown_state,
                 _when(row.created_at),
                 f"{end - row.created_at:.1f}s",
             )
@@ -171,6 +171,7 @@ def _job_json(row: Any) -> dict[str, Any]:
         "operator": row.operator,
         "job_id": row.job_id,
         "state": row.state,
+        "timed_out_after": row.timed_out_after,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
         "image_digest": row.image_digest,

@@ -150,7 +150,8 @@ def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
     if any(j.attempt > 1 for j in jobs):  # retries and resumes: every attempt's job
         click.echo("\nattempts")
         job_rows = [
-            [j.step, str(j.attempt), j.flavor, j.job_id or "-", j.state, j.note or ""] for j in jobs
+            [j.step, str(j.attempt), j.flavor, j.job_id or "-", j.shown_state, j.note or ""]
+            for j in jobs
         ]
         headers = ["STEP", "ATTEMPT", "FLAVOR", "JOB ID", "STATE", "NOTE"]
         click.echo(_table(headers, job_rows, indent=2))

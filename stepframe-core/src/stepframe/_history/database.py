@@ -55,7 +55,7 @@ __all__ = [
     "new_run_id",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_SECONDS = 30.0
 # How a full disk under the history is named, and what to do about it.
 _HISTORY = "the run history"
@@ -173,6 +173,8 @@ class JobRecord:
     ``"possibly-submitted"`` or ``"unknown"``.  ``launch`` is what ``find_job`` needs to
     look such a job up again (the `Launch` without credentials, as JSON data); ``note``
     says why a job is in the state it is in, when the state alone does not.
+    ``timed_out_after`` is the step's timeout (seconds) when the attempt ran longer and
+    was stopped for it; ``state`` is then the backend's final word on the job.
     """
 
     id: int
@@ -190,11 +192,18 @@ class JobRecord:
     region: str | None
     launch: dict[str, Any] | None = None
     note: str | None = None
+    timed_out_after: float | None = None
 
     @property
     def is_active(self) -> bool:
         """Whether the job may still be running (and costing money) somewhere."""
         return self.state in _ACTIVE_JOB_STATES
+
+    @property
+    def shown_state(self) -> str:
+        """The state as listings show it: ``cancelled (timed out)`` for an attempt stopped
+        for running over its step's timeout."""
+        return self.state if self.timed_out_after is None else f"{self.state} (timed out)"
 
 
 class StepFields(TypedDict, total=False):
@@ -335,10 +344,20 @@ def _ledger_states_v3(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX jobs_state ON jobs (state)")
 
 
+def _timeouts_and_edges_v4(conn: sqlite3.Connection) -> None:
+    """A ledger row's ``timed_out_after`` (the step's timeout, in seconds, when the attempt
+    ran longer and was stopped for it), and each step's ``upstream`` edges (JSON: the
+    upstream step, its output, the input it feeds), so that a run's DAG can be shown
+    without importing its pipeline again.  Rows written before have neither (NULL)."""
+    conn.execute("ALTER TABLE jobs ADD COLUMN timed_out_after REAL")
+    conn.execute("ALTER TABLE steps ADD COLUMN upstream TEXT")
+
+
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _create_v1,
     2: _add_run_options_v2,
     3: _ledger_states_v3,
+    4: _timeouts_and_edges_v4,
 }
 
 
@@ -780,12 +799,19 @@ class RunHistory:
                 raise UsageError(f"no job ledger row {row_id} in {self.path}")
 
     def update_job_state(
-        self, job: int | tuple[str, str], state: JobState | str, *, note: str | None = None
+        self,
+        job: int | tuple[str, str],
+        state: JobState | str,
+        *,
+        note: str | None = None,
+        timed_out_after: float | None = None,
     ) -> None:
         """Record a job's new state, found by ledger row id or by ``(flavor, job_id)``.
 
         :param note: why the job is in this state, when the state alone does not say
             (kept until a later update gives another).
+        :param timed_out_after: the step's timeout, when the attempt was stopped for
+            running longer (kept once given).
 
         Backends may reuse ids over time (a local PID), so ``(flavor, job_id)`` updates the
         most recent job that had it.
@@ -802,9 +828,9 @@ class RunHistory:
             args, name = (flavor, job_id), f"{flavor} job {job_id!r}"
         with self._write() as conn:
             cursor = conn.execute(
-                f"UPDATE jobs SET state = ?, updated_at = ?, note = COALESCE(?, note)"
-                f" WHERE {where}",
-                (value, time.time(), note, *args),
+                f"UPDATE jobs SET state = ?, updated_at = ?, note = COALESCE(?, note),"
+                f" timed_out_after = COALESCE(?, timed_out_after) WHERE {where}",
+                (value, time.time(), note, timed_out_after, *args),
             )
             if cursor.rowcount == 0:
                 raise UsageError(f"no {name} in {self.path}; see `stepframe jobs`")
@@ -1051,7 +1077,7 @@ _STEP_COLUMNS = ", ".join(["run_id", "step", *_STEP_FIELDS])  # the order of Ste
 _ARTIFACT_COLUMNS = "run_id, step, output, uri, sha256, size, materializer, type_name"
 _JOB_COLUMNS = (
     "id, run_id, step, attempt, flavor, operator, job_id, handle, state, created_at,"
-    " updated_at, image_digest, region, launch, note"
+    " updated_at, image_digest, region, launch, note, timed_out_after"
 )
 
 

@@ -96,6 +96,16 @@ class RunContext:
     config_path: Path = attrs.field(factory=lambda: Path(CONFIG_FILE))
 
 
+def _after_timeout(state: JobState) -> str:
+    """How the job of an attempt that ran over its step's timeout ended, by its backend's
+    final state."""
+    return {
+        JobState.CANCELLED: "its job was stopped (the backend reports it cancelled)",
+        JobState.FAILED: "its job was stopped (the backend reports it failed)",
+        JobState.SUCCEEDED: "its job finished before the stop took effect; its result is discarded",
+    }.get(state, f"the backend reports its job {state.value}")
+
+
 def job_name(pipeline: str, step: str, run_id: str, attempt: int) -> str:
     """Unique per run, step and attempt; lowercase letters, digits and dashes only."""
     raw = f"{pipeline}-{step}-{run_id}-{attempt}".lower()
@@ -268,6 +278,9 @@ class StepRunner:
             raise
         assert self._job_row is not None
         reached("before-finish", self.spec.name)
+        # The step's own timeout, not a cancel of the run, stopped the attempt.
+        timed_out = self._timed_out and not self._cancel_requested
+        timeout = self.spec.step.timeout if timed_out else None
         if self.job_may_still_run:
             # The cancel could not be sent and the job never ended: it may run on, and be
             # paid for.  The ledger keeps it active so that `stepframe jobs list --running`
@@ -275,19 +288,31 @@ class StepRunner:
             ctx.history.update_job_state(
                 self._job_row,
                 self._last_state,
-                note="its cancel could not be sent; it may still be running",
+                note=("timed out; " if timed_out else "")
+                + "its cancel could not be sent; it may still be running",
+                timed_out_after=timeout,
             )
-        elif self._timed_out and not self._cancel_requested:
-            ctx.history.update_job_state(self._job_row, JobState.FAILED, note="timed out")
         else:
-            ctx.history.update_job_state(self._job_row, status.state)
-        if self._timed_out and not self._cancel_requested:
+            # What the backend says happened (cancelled, as a rule), and that it timed out.
+            ctx.history.update_job_state(
+                self._job_row,
+                status.state,
+                note=None if timeout is None else f"timed out; {_after_timeout(status.state)}",
+                timed_out_after=timeout,
+            )
+        if timeout is not None:
             self.retryable_failure = True
+            ending = (
+                "its cancel could not be sent, and its job may still be running (see "
+                "`stepframe jobs list --running`)"
+                if self.job_may_still_run
+                else _after_timeout(status.state)
+            )
             raise StepFailed(
                 self.spec.name,
                 "StepTimeout",
-                f"attempt {self.attempt} ran longer than the step's timeout "
-                f"({self.spec.step.timeout:g} s) and was cancelled",
+                f"attempt {self.attempt} ran longer than the step's timeout ({timeout:g} s); "
+                + ending,
             )
         # A job that finished its work before a cancel reached it keeps its result: the
         # step succeeded, and a resume must not pay for it again.
