@@ -36,6 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 from stepframe._artifacts.io import load_artifact, save_artifact
 from stepframe._artifacts.materializers import MaterializerRegistry
+
+# Defined where the local operator makes the pipe (`credentials_pipe`): one name on both
+# sides.  That module is light (the standard library and two small helpers).
+from stepframe._builtin.local_zygote import STORE_CREDENTIALS_FD_ENV as STORE_CREDENTIALS_FD_ENV
 from stepframe._crashpoints import reached
 from stepframe._manifests import (
     FunctionRef,
@@ -61,10 +65,6 @@ __all__ = ["execute_launch", "main"]
 
 MANIFEST_ENV = "STEPFRAME_LAUNCH_MANIFEST"
 CODE_ROOT_ENV = "STEPFRAME_CODE_ROOT"
-# Names the descriptor of a pipe holding the store credentials (the local operator's
-# `credentials_pipe`); the same name as stepframe._builtin.local_zygote's, which a job
-# started in a new interpreter does not import.
-STORE_CREDENTIALS_FD_ENV = "STEPFRAME_STORE_CREDENTIALS_FD"
 
 
 def take_store_credentials() -> Credentials | None:
