@@ -142,7 +142,7 @@ def _json_body(body: dict[str, Any]) -> io.BytesIO:
 
 def _message(error: Any) -> str:
     try:
-        answer = error.response.json()
+        answer = json.loads(error.response.text())
         return str(answer["error"]["message"])
     except Exception:
         return str(getattr(error, "reason", None) or error)

@@ -17,10 +17,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from stepframe import Credentials
+from stepframe_azure._connector.config import MANAGEMENT_SCOPE
 
-__all__ = ["RETRY_BACKOFF", "RETRY_TOTAL", "arm_client", "history_client", "is_loopback"]
+__all__ = [
+    "RETRY_BACKOFF",
+    "RETRY_TOTAL",
+    "arm_client",
+    "history_client",
+    "is_loopback",
+    "plain_client",
+]
 
-MANAGEMENT_SCOPE = "https://management.azure.com/.default"
 #: Tries after the first for calls other than the create, and azure-core's backoff factor
 #: (seconds; 0.8, 1.6, 3.2... unless the answer's Retry-After says otherwise).
 RETRY_TOTAL = 5
@@ -37,11 +44,15 @@ def _policy_kwargs(credentials: Credentials | None, endpoint: str) -> dict[str, 
 
     from stepframe_azure._connector.auth import token_credential
 
-    policy = BearerTokenCredentialPolicy(
-        token_credential(credentials),
-        MANAGEMENT_SCOPE,
-        enforce_https=not is_loopback(endpoint),
-    )
+    class LoopbackBearerPolicy(BearerTokenCredentialPolicy):  # type: ignore[type-arg]
+        """Sends the token over plain http too: for a loopback endpoint only."""
+
+        def on_request(self, request: Any) -> None:
+            request.context.options["enforce_https"] = False
+            super().on_request(request)
+
+    policy_class = LoopbackBearerPolicy if is_loopback(endpoint) else BearerTokenCredentialPolicy
+    policy = policy_class(token_credential(credentials), MANAGEMENT_SCOPE)
     return {
         "authentication_policy": policy,
         "retry_total": RETRY_TOTAL,
