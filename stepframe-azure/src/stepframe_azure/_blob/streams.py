@@ -1,0 +1,412 @@
+"""Streaming one blob up (staged blocks) or down (ranges pinned to its ETag), in bounded
+memory.
+
+Up: the writer fills one block while up to ``blocks_in_flight`` earlier blocks go up
+(Put Block) in worker threads, so a 1 GiB artifact costs about ``(blocks_in_flight + 1) x
+block_size`` of memory.  Nothing is visible until Put Block List commits the blocks, with
+``If-None-Match: *``: of two writers of one name exactly one wins.  Block ids carry a
+token of their own upload, so two writers staging blocks under one name at once never
+commit each other's data.  A blob that fits in one block goes up in one Put Blob, also
+conditional.  An abandoned upload leaves uncommitted blocks only, which the service
+discards after a week; there is no call to drop them sooner.
+
+Down: ranged Get Blob requests, ``ranges_in_flight`` at a time, handed out in order, each
+with ``If-Match`` on the ETag read when the blob was opened.  A dropped connection asks
+again from the byte where it stopped; a blob replaced meanwhile answers 412, never
+another version's bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from stepframe.exceptions import ArtifactError, ArtifactExistsError
+from stepframe_azure._blob.api import BlobApi, error_code
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+    from stepframe_azure._blob.uri import BlobLocation
+
+__all__ = [
+    "DEFAULT_BLOCKS_IN_FLIGHT",
+    "DEFAULT_BLOCK_SIZE",
+    "BlobReader",
+    "BlockWriter",
+    "block_size_for",
+    "exists_error",
+]
+
+MIB = 1 << 20
+#: Bytes per staged block (and per downloaded range).
+DEFAULT_BLOCK_SIZE = 8 * MIB
+#: Blocks uploading (ranges downloading) at once besides the one being filled (read).
+DEFAULT_BLOCKS_IN_FLIGHT = 4
+# A blob has at most 50,000 committed blocks of at most 4000 MiB each: every this many
+# blocks the block size doubles, so any blob fits while the usual ones keep small blocks.
+_BLOCKS_PER_SIZE = 10_000
+_MAX_BLOCKS = 50_000
+_MAX_BLOCK_SIZE = 4000 * MIB
+# Bytes read off a connection at once (copied into the range's buffer at once): each
+# worker holds one such piece besides its range.
+_READ_CHUNK = 256 * 1024
+# A dropped download connection is picked up again this many times in a row.
+_RESUMES = 5
+# Metadata naming the upload that created a blob: an ambiguous commit (its answer lost)
+# is ours if the blob carries our token.
+_UPLOAD_METADATA = "x-ms-meta-stepframeupload"
+# "The blob exists" answers to a conditional create.
+_TAKEN = frozenset({"BlobAlreadyExists", "ConditionNotMet"})
+
+
+def block_size_for(number: int, base: int) -> int:
+    """The size of block ``number`` (1-based) when blocks start at ``base`` bytes."""
+    return min(base << ((number - 1) // _BLOCKS_PER_SIZE), _MAX_BLOCK_SIZE)
+
+
+def exists_error(uri: str) -> ArtifactExistsError:
+    return ArtifactExistsError(
+        f"an artifact is already stored at {uri}; artifacts are write-once, so write to a "
+        "new URI (a new run or attempt) instead of overwriting"
+    )
+
+
+class BlockWriter(io.BufferedIOBase):
+    """Writes one new blob, streamed; it appears only when `commit` succeeds.
+
+    :param api: the account's Blob API (its session is shared by the worker threads).
+    :param location: the blob.
+    :param block_size: the first blocks' size (the buffer).
+    :param blocks_in_flight: blocks uploading at once.
+    """
+
+    def __init__(
+        self,
+        api: BlobApi,
+        location: BlobLocation,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        blocks_in_flight: int = DEFAULT_BLOCKS_IN_FLIGHT,
+    ) -> None:
+        super().__init__()
+        if block_size <= 0 or blocks_in_flight < 1:
+            raise ValueError("block_size and blocks_in_flight must be positive")
+        self._api = api
+        self._location = location
+        self._url = api.blob_url(location)
+        self._base_block_size = block_size
+        self._block_size = block_size
+        self._blocks_in_flight = blocks_in_flight
+        self._token = uuid.uuid4().hex[:16]
+        self._buffer = bytearray()
+        self._filled = 0
+        self._block_ids: list[str] = []
+        self._slots = threading.BoundedSemaphore(blocks_in_flight)
+        self._in_flight: list[Future[None]] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._failure: BaseException | None = None
+        self.size = 0
+
+    @property
+    def blocks_staged(self) -> int:
+        """How many blocks were handed to Put Block (0 while the blob fits in one)."""
+        return len(self._block_ids)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        if self.closed:
+            raise ValueError("write to a closed blob writer")
+        self._raise_failure()
+        view = memoryview(data).cast("B")
+        written = view.nbytes
+        while view.nbytes:
+            if self._filled == self._block_size:
+                # A full block goes out only once more data follows: a blob of one block
+                # is cheaper as one Put Blob.
+                self._stage()
+            taken = min(self._block_size - self._filled, view.nbytes)
+            end = self._filled + taken
+            self._buffer[self._filled : end] = view[:taken]
+            self._filled = end
+            view = view[taken:]
+        self.size += written
+        return written
+
+    def commit(self) -> None:
+        """Make the blob visible under its name.
+
+        :raises ArtifactExistsError: another writer stored the name first.
+        """
+        try:
+            if not self._block_ids:
+                self._create(self._buffer, {"x-ms-blob-type": "BlockBlob"}, url=self._url)
+            else:
+                if self._filled:
+                    self._stage()
+                for future in self._in_flight:
+                    future.result()
+                self._raise_failure()
+                body = "".join(f"<Latest>{block}</Latest>" for block in self._block_ids)
+                xml = f'<?xml version="1.0" encoding="utf-8"?><BlockList>{body}</BlockList>'
+                self._create(xml.encode(), {}, url=f"{self._url}?comp=blocklist")
+        finally:
+            self._release()
+
+    def abort(self) -> None:
+        """Stop; nothing appears under the name.  Never raises."""
+        if self._failure is None:
+            self._failure = ArtifactError(f"the write of {self._location.uri} was aborted")
+        self._release()
+
+    # ---- blocks -----------------------------------------------------------------------
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _stage(self) -> None:
+        """Hand the buffer to a worker as the next block; start a new buffer."""
+        number = len(self._block_ids) + 1
+        if number > _MAX_BLOCKS:
+            raise ArtifactError(
+                f"writing {self._location.uri}: more than {_MAX_BLOCKS} blocks, which Blob "
+                "Storage refuses; store the artifact in pieces"
+            )
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self._blocks_in_flight, thread_name_prefix="stepframe-blob-upload"
+            )
+        if self._filled < len(self._buffer):
+            del self._buffer[self._filled :]  # in place: a copy would double the memory
+        self._slots.acquire()  # at most blocks_in_flight blocks wait for the service
+        if self._failure is not None:
+            self._slots.release()
+            raise self._failure
+        # Every id of one blob has the same length; the token keeps other writers' apart.
+        block_id = base64.b64encode(f"{self._token}-{number:06d}".encode()).decode()
+        block, self._buffer, self._filled = self._buffer, bytearray(), 0
+        self._block_ids.append(block_id)
+        self._in_flight = [f for f in self._in_flight if not f.done()]
+        self._in_flight.append(self._pool.submit(self._put_block, block_id, number, block))
+        self._block_size = block_size_for(number + 1, self._base_block_size)
+
+    def _put_block(self, block_id: str, number: int, block: bytearray) -> None:
+        from urllib.parse import quote
+
+        location = self._location
+        doing = f"uploading block {number} of {location.uri}"
+        try:
+            if self._failure is not None:
+                return  # the upload is lost already; send no more
+            url = f"{self._url}?comp=block&blockid={quote(block_id, safe='')}"
+            answer = self._api.request("PUT", url, location, doing, data=memoryview(block))
+            if answer.status_code != 201:
+                self._api.fail(answer, location, doing)
+        except BaseException as error:
+            if self._failure is None:
+                self._failure = error
+        finally:
+            del block
+            self._slots.release()
+
+    def _create(self, body: bytes | bytearray, headers: dict[str, str], *, url: str) -> None:
+        """The conditional request that makes the blob (Put Blob or Put Block List).
+
+        Retried like any call; when a try's connection dropped, a later "exists" answer
+        may be about this very upload: it is ours if the blob carries this upload's token.
+        """
+        location = self._location
+        doing = f"writing {location.uri}"
+        headers = {**headers, "If-None-Match": "*", _UPLOAD_METADATA: self._token}
+        dropped: list[BaseException] = []
+        answer = self._api.request(
+            "PUT", url, location, doing, data=memoryview(body), headers=headers, dropped=dropped
+        )
+        if answer.status_code == 201:
+            return
+        if answer.status_code in (409, 412) and error_code(answer) in _TAKEN:
+            if dropped and self._stored_token() == self._token:
+                return  # the lost answer was our success
+            raise exists_error(location.uri)
+        self._api.fail(answer, location, doing)
+
+    def _stored_token(self) -> str | None:
+        answer = self._api.request("HEAD", self._url, self._location, "checking the write")
+        return answer.headers.get(_UPLOAD_METADATA) if answer.status_code == 200 else None
+
+    def _release(self) -> None:
+        self._buffer = bytearray()
+        self._filled = 0
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            # Blocks still queued skip their upload (see _put_block); wait for those sending.
+            pool.shutdown(wait=True, cancel_futures=True)
+        self.close()
+
+
+class BlobReader(io.BufferedIOBase):
+    """Reads one version of one blob (its ETag), in ranges, resuming dropped connections.
+
+    :param api: the account's Blob API.
+    :param location: the blob.
+    :param etag: the version to read; any other answers 412.
+    :param size: the blob's length.
+    :param range_size: bytes per ranged request.
+    :param ranges_in_flight: ranged requests under way at once.
+    """
+
+    def __init__(
+        self,
+        api: BlobApi,
+        location: BlobLocation,
+        etag: str,
+        size: int,
+        *,
+        range_size: int = DEFAULT_BLOCK_SIZE,
+        ranges_in_flight: int = DEFAULT_BLOCKS_IN_FLIGHT,
+    ) -> None:
+        super().__init__()
+        self._api = api
+        self._location = location
+        self._url = api.blob_url(location)
+        self.etag = etag
+        self.length = size
+        self.position = 0
+        #: how many times a dropped connection was picked up again (for tests, logs).
+        self.resumed = 0
+        self._range_size = range_size
+        self._in_flight = max(1, ranges_in_flight)
+        self._next = 0  # the first byte not yet asked for
+        self._pending: deque[Future[bytearray]] = deque()
+        self._current = memoryview(b"")
+        self._pool: ThreadPoolExecutor | None = None
+        if self._in_flight > 1 and size > range_size:
+            self._pool = ThreadPoolExecutor(
+                self._in_flight, thread_name_prefix="stepframe-blob-read"
+            )
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if self.closed:
+            raise ValueError("read from a closed blob reader")
+        wanted = self.length - self.position
+        if size is not None and size >= 0:
+            wanted = min(wanted, size)
+        pieces: list[bytes] = []
+        got = 0
+        while got < wanted:
+            if not self._current:
+                # Let go of the range just read before the next one is asked for: an
+                # empty view of it would keep its buffer alive.
+                self._current = memoryview(b"")
+                self._current = memoryview(self._next_range())
+            taken = self._current[: wanted - got]
+            pieces.append(bytes(taken))
+            got += len(taken)
+            self._current = self._current[len(taken) :]
+            del taken
+        self.position += got
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def read1(self, size: int = -1, /) -> bytes:
+        return self.read(size)
+
+    def readinto(self, buffer: Any, /) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(view.nbytes)
+        view[: len(data)] = data
+        return len(data)
+
+    def _next_range(self) -> bytearray:
+        if self._pool is None:
+            start, size = self._next, min(self._range_size, self.length - self._next)
+            self._next += size
+            return self._fetch(start, size)
+        while len(self._pending) < self._in_flight and self._next < self.length:
+            size = min(self._range_size, self.length - self._next)
+            self._pending.append(self._pool.submit(self._fetch, self._next, size))
+            self._next += size
+        return self._pending.popleft().result()
+
+    def _fetch(self, start: int, size: int) -> bytearray:
+        """Bytes ``[start, start + size)`` of the blob's version, picking up dropped
+        connections where they broke."""
+        import requests
+        import urllib3.exceptions
+
+        location = self._location
+        data = bytearray(size)  # filled in place: no growing, no copy at the end
+        view = memoryview(data)
+        filled = 0
+        failures = 0
+        while filled < size:
+            offset = start + filled
+            doing = f"reading {location.uri} from byte {offset}"
+            answer = self._api.request(
+                "GET",
+                self._url,
+                location,
+                doing,
+                headers={
+                    "x-ms-range": f"bytes={offset}-{start + size - 1}",
+                    "If-Match": self.etag,
+                    "Accept-Encoding": "identity",
+                },
+                stream=True,
+            )
+            try:
+                self._check(answer, doing)
+                while filled < size:
+                    chunk = answer.raw.read(min(size - filled, _READ_CHUNK), decode_content=False)
+                    if not chunk:
+                        break  # the answer ended before the range did
+                    view[filled : filled + len(chunk)] = chunk
+                    filled += len(chunk)
+                    failures = 0
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError):
+                pass  # the connection broke: ask for the rest
+            finally:
+                answer.close()
+            if filled < size:
+                failures += 1
+                self.resumed += 1
+                if failures > _RESUMES:
+                    raise ArtifactError(
+                        f"reading {location.uri}: the connection dropped {_RESUMES} times in "
+                        f"a row at byte {start + filled} of {self.length}; check the network "
+                        "and try again"
+                    )
+        return data
+
+    def _check(self, answer: Any, doing: str) -> None:
+        if answer.status_code in (200, 206):
+            return
+        if answer.status_code in (404, 412) and error_code(answer) in (
+            "ConditionNotMet",
+            "BlobNotFound",
+        ):
+            raise ArtifactError(
+                f"{self._location.uri} changed while it was being read (its ETag is no longer "
+                f"{self.etag}); artifacts are write-once, so something outside stepframe "
+                "replaced or deleted it. Read it again"
+            )
+        self._api.fail(answer, self._location, doing)
+
+    def close(self) -> None:
+        if not self.closed:
+            for future in self._pending:
+                future.cancel()
+            self._pending.clear()
+            self._current = memoryview(b"")
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+        super().close()
