@@ -22,7 +22,9 @@ if str(Path(__file__).parent) not in sys.path:
 
 pytest_plugins = [
     "stepframe.testing",
+    "_token_service",  # the loopback Azure endpoints: fixtures azure_service, azure
     "_azurite",  # Azurite for the Blob store: fixtures azurite_server, azurite
+    "_azureml_service",  # the AzureML job service: fixture azureml_service
 ]
 
 # What azure-identity's managed identity and environment credentials read besides AZURE_*.
