@@ -35,7 +35,7 @@ def parse_acr_uri(uri: str) -> AcrAddress:
     found = _URI.match(text)
     if found is None:
         raise ValueError(
-            f"{uri!r} is not an Azure Container Registry; expected its login server "
+            f"uri {uri!r} is not an Azure Container Registry; expected its login server "
             "NAME.azurecr.io, NAME being the registry's 5-50 lowercase letters and digits "
             "(`az acr show --name NAME --query loginServer`), optionally with a namespace "
             "(NAME.azurecr.io/steps)"

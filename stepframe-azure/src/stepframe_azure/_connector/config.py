@@ -102,7 +102,8 @@ def _guid(what: str, how: str) -> Callable[[object, attrs.Attribute[str | None],
     def check(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
         if value is not None and not _GUID.match(value):
             raise ValueError(
-                f"{value!r} is not {what} (a GUID like 00000000-0000-0000-0000-000000000000); {how}"
+                f"{attribute.name} {value!r} is not {what} (a GUID like "
+                f"00000000-0000-0000-0000-000000000000); {how}"
             )
 
     return check
@@ -111,7 +112,7 @@ def _guid(what: str, how: str) -> Callable[[object, attrs.Attribute[str | None],
 def _tenant(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
     if value is not None and not (_GUID.match(value) or _DOMAIN.match(value)):
         raise ValueError(
-            f"{value!r} is not a tenant: give its id (a GUID, `az account show --query "
+            f"tenant_id {value!r} is not a tenant: give its id (a GUID, `az account show --query "
             "tenantId`) or a verified domain like contoso.onmicrosoft.com"
         )
 
@@ -121,25 +122,25 @@ def _resource_group(
 ) -> None:
     if value is not None and not _RESOURCE_GROUP.match(value):
         raise ValueError(
-            f"{value!r} is not a resource group name: 1-90 letters, digits, underscores, "
-            "hyphens, periods and parentheses, not ending with a period (`az group list "
-            "--query [].name`)"
+            f"resource_group {value!r} is not a resource group name: 1-90 letters, digits, "
+            "underscores, hyphens, periods and parentheses, not ending with a period "
+            "(`az group list --query [].name`)"
         )
 
 
 def _workspace(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
     if value is not None and not _WORKSPACE.match(value):
         raise ValueError(
-            f"{value!r} is not an Azure Machine Learning workspace name: 3-33 letters, digits, "
-            "hyphens and underscores, starting with a letter or digit (`az ml workspace list "
-            "--query [].name`)"
+            f"workspace {value!r} is not an Azure Machine Learning workspace name: 3-33 "
+            "letters, digits, hyphens and underscores, starting with a letter or digit "
+            "(`az ml workspace list --query [].name`)"
         )
 
 
 def _authority(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if not _HOST.match(value):
         raise ValueError(
-            f"{value!r} is not a host name; give the Entra ID login host only, like "
+            f"authority {value!r} is not a host name; give the Entra ID login host only, like "
             f"{DEFAULT_AUTHORITY} (or login.microsoftonline.us, login.chinacloudapi.cn)"
         )
 
@@ -148,7 +149,7 @@ def _management(instance: object, attribute: attrs.Attribute[str], value: str) -
     host = value[len("https://") :].rstrip("/") if value.startswith("https://") else ""
     if not _HOST.match(host):
         raise ValueError(
-            f"{value!r} is not an https URL of a host; the default is "
+            f"management_endpoint {value!r} is not an https URL of a host; the default is "
             f"{DEFAULT_MANAGEMENT_ENDPOINT} (management.usgovcloudapi.net, "
             "management.chinacloudapi.cn for sovereign clouds)"
         )

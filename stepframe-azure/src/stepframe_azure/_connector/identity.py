@@ -6,6 +6,7 @@ plugin load, and azure-identity is imported inside the function.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from stepframe import ConfigError
@@ -21,6 +22,7 @@ def build_identity(config: AzureConnectorConfig, secrets: dict[str, str]) -> Any
     """
     import azure.identity
 
+    _quiet_identity_logs()
     method = config.auth_method
     authority = config.authority
     if method == "service-principal":
@@ -63,3 +65,13 @@ def build_identity(config: AzureConnectorConfig, secrets: dict[str, str]) -> Any
             workload_identity_client_id=config.client_id,
         )
     return azure.identity.DefaultAzureCredential(**options)
+
+
+def _quiet_identity_logs() -> None:
+    """azure-identity logs each refusal as a WARNING; with no logging configured Python
+    prints it to stderr, a second, longer copy (with trace ids) of the one-line error
+    stepframe raises.  A NullHandler stops that fallback and leaves any logging the user
+    configured as it is (records still propagate to it)."""
+    logger = logging.getLogger("azure.identity")
+    if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
+        logger.addHandler(logging.NullHandler())
