@@ -184,21 +184,24 @@ def settings_problems(
         problems.append(
             f"settings.extra_job.{field}: set by {_OWNED_FIELDS[field]}; use that instead"
         )
-    if problems:
-        return problems
     # Last, the whole bodies against AzureML's REST models: whatever the rules above do
-    # not know (extra_job's fields above all) is found where AzureML would refuse it.
+    # not know (extra_job's fields above all) is found where AzureML would refuse it.  A
+    # setting already reported above is not reported again through the body it makes.
     from stepframe_azure._azureml.schema import body_problems
 
     launch = attrs.evolve(_SAMPLE_LAUNCH, pipeline=pipeline, step=step)
     name = job_name(launch.job_name)
     body = build_job_body(launch, _sample_config(config), settings, name)
-    problems += [_job_field(line) for line in body_problems(body, "JobBase")]
-    environment = build_environment_body(image_by_digest(launch.image))
-    problems += [
-        f"settings: the environment version would be refused: {line}"
-        for line in body_problems(environment, "EnvironmentVersion")
-    ]
+    for line in body_problems(body, "JobBase"):
+        named = _job_field(line)
+        if not problems or named.startswith("settings.extra_job."):
+            problems.append(named)
+    if not problems:
+        environment = build_environment_body(image_by_digest(launch.image))
+        problems += [
+            f"settings: the environment version would be refused: {line}"
+            for line in body_problems(environment, "EnvironmentVersion")
+        ]
     return problems
 
 
