@@ -832,3 +832,27 @@ def test_a_timed_out_attempt_is_recorded_as_timed_out_with_the_backend_s_final_s
     (as_json,) = [j for j in json.loads(ok(sf("jobs", "list", "--json"))) if j["step"] == "middle"]
     assert (as_json["state"], as_json["timed_out_after"]) == ("cancelled", 0.5)
     assert said in ok(sf("runs", "show", run_id))
+
+
+# ---- issue 12 review, item 4: `jobs list` reaches jobs the way a resume does ----------------
+
+
+def test_jobs_list_does_not_ask_another_flavor_about_a_lost_submit(project, sf) -> None:
+    """A submit whose answer was lost stays unknown; then its operator's name is given to
+    an operator of another flavor.  `jobs list` must not ask that one (the ``local``
+    operator would adopt the job as its own): the row stays unknown and says why, as
+    `run --resume` does."""
+    ok(sf("step-operator", "register", "lossy", "-f", "lossy"))
+    (project.root / "lossy-mode").write_text("unknown")
+    assert sf("run", str(write_pipeline(project, "lossy"))).returncode == 1
+    ok(sf("step-operator", "delete", "lossy"))
+    ok(sf("step-operator", "register", "lossy", "-f", "local"))
+
+    listed = ok(sf("jobs", "list", "--running")).splitlines()
+
+    assert listed[1].split()[1:5] == ["middle", "lossy", "-", "unknown"]
+    assert "submitted by a lossy step operator named 'lossy'" in listed[2]
+    assert "'lossy' is now a local operator" in listed[2]
+    with project.history() as history:
+        (row,) = [j for j in history.list_jobs() if j.step == "middle"]
+    assert (row.state, row.handle) == ("unknown", None)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from stepframe._cli.errors import reports_errors
+
+if TYPE_CHECKING:
+    from stepframe._orchestrator.job_operator import JobOperator
 
 __all__ = ["jobs"]
 
@@ -41,30 +44,24 @@ def _find(history: Any, job: str) -> Any:
     return row
 
 
-def _operator(name: str) -> tuple[Any, Any]:
-    """The step operator component of that name, and credentials through its connector."""
+def _job_operator(row: Any) -> JobOperator:
+    """The operator that submitted the job of ledger row ``row``, with credentials through
+    its connector: the lookup `run --resume` makes too (`stepframe._orchestrator.job_operator`).
+
+    :raises ConfigError: that operator is registered nowhere, or is now of another flavor.
+    """
     from stepframe._cli.components import config_path
-    from stepframe._config.stacks import find_component
-    from stepframe._config.toml_file import read_toml
+    from stepframe._orchestrator.job_operator import job_operator
     from stepframe._plugins.manager import get_plugins
-    from stepframe._types import ComponentKind, ResourceRequest
 
-    plugins = get_plugins()
-    document = read_toml(config_path())
-    operator = find_component(
-        document, ComponentKind.STEP_OPERATOR, name, plugins.flavors, "job operator"
+    return job_operator(
+        row.operator,
+        row.flavor,
+        job=f"{row.flavor} job {row.job_id or '?'} (ledger row {row.id}, step {row.step!r} "
+        f"of run {row.run_id})",
+        plugins=get_plugins(),
+        config=config_path(),
     )
-    if operator.connector is None:
-        return operator, None
-    connector = find_component(
-        document, ComponentKind.CONNECTOR, operator.connector, plugins.flavors, "operator connector"
-    )
-    return operator, plugins.hooks.authenticate(connector, ResourceRequest("generic"))
-
-
-def _credentials(handle: Any) -> Any:
-    """Credentials through the connector of the operator that submitted the job, if any."""
-    return _operator(handle.operator)[1]
 
 
 def _settle_lost_submits(history: Any, rows: list[Any]) -> bool:
@@ -88,16 +85,18 @@ def _settle_lost_submits(history: Any, rows: list[Any]) -> bool:
         return False
     from stepframe._orchestrator.reconcile import launch_from_record, settle
     from stepframe._plugins.manager import get_plugins
-    from stepframe.exceptions import StepframeError
+    from stepframe.exceptions import ConfigError
 
     plugins = get_plugins()
     for row in lost:
         try:
-            operator, credentials = _operator(row.operator)
-        except StepframeError:
-            continue  # the operator is gone from the config: the row stays as it is
+            submitter = _job_operator(row)
+        except ConfigError as error:
+            # Nobody can ask about the job now: it stays listed, and the note says why.
+            history.update_job_state(row.id, UNKNOWN, note=f"{error}")
+            continue
         launch = launch_from_record(row.launch, row.flavor, plugins.flavors)
-        settle(history, plugins.hooks, row, launch, operator, credentials)
+        settle(history, plugins.hooks, row, launch, submitter.component, submitter.credentials)
     return True
 
 
@@ -195,7 +194,7 @@ def stop(ctx: click.Context, job: str) -> None:
         click.echo(f"job {row.job_id} already ended ({row.state})")
         return
     hooks = get_plugins().hooks
-    credentials = _credentials(row.handle)
+    credentials = _job_operator(row).credentials
     # The ledger may be behind (nobody followed the job): ask the backend first.
     status = hooks.poll_step(row.handle, credentials, None)
     if status.state.is_terminal:
@@ -238,7 +237,7 @@ def attach(ctx: click.Context, job: str) -> None:
 
     history = ctx.obj["history"]()
     row = _find(history, job)
-    credentials = _credentials(row.handle)
+    credentials = _job_operator(row).credentials
     click.echo(f"following {row.flavor} job {row.job_id} (step {row.step} of run {row.run_id})")
 
     def show(lines: tuple[str, ...]) -> None:
