@@ -312,3 +312,39 @@ def test_the_cache_key_changes_with_the_secret(
     credentials = authenticate(component, ResourceRequest("generic"))
     assert json.dumps(token_claims(credentials.values["access_token"]))
     assert tokens_issued(azure, object_id) == ["https://management.azure.com"]
+
+
+def test_threads_asking_at_once_share_one_token_request(
+    azure: AzureService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    component, object_id = service_principal(azure, monkeypatch)
+    start = threading.Barrier(8)
+    tokens: list[str] = []
+
+    def ask() -> None:
+        start.wait()
+        tokens.append(authenticate(component, ResourceRequest("generic")).values["access_token"])
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(tokens)) == 1 and len(tokens) == 8
+    assert tokens_issued(azure, object_id) == ["https://management.azure.com"]
+
+
+def test_without_a_connector_the_default_chain_gives_the_token(
+    azure: AzureService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A job on Azure has no connector: its identity comes from its environment.
+    tenant = azure.new_tenant()
+    app = azure.new_application(tenant, secret=SECRET)
+    monkeypatch.setenv("AZURE_TENANT_ID", tenant)
+    monkeypatch.setenv("AZURE_CLIENT_ID", app.client_id)
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", SECRET)
+    token = bearer_token(None, STORAGE_SCOPE)
+    assert token_claims(token)["oid"] == app.object_id
+    assert token_credential(None).get_token(STORAGE_SCOPE).token == token
