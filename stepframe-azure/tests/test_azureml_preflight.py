@@ -40,8 +40,17 @@ def problems(**settings: Any) -> list[str]:
         {"identity": "managed:0f0e0d0c-0b0a-0908-0706-050403020100", "tags": {"team": "cv"},
          "environment": {"HF_HOME": "/tmp/hf"}, "extra_job": {"description": "nightly"}},
         {"instance_type": "local", "mode": "whatever-local-ignores"},
+        {"environment": {"AZURE_STORAGE_CONNECTION_STRING":
+                         "BlobEndpoint=https://prod.blob.core.windows.net"}},
+        {"environment": {"AZURE_STORAGE_CONNECTION_STRING":
+                         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                         "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2U==;"
+                         "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1"}},
     ],
-    ids=["serverless", "multi-node", "cluster", "instance", "identity-and-extra", "local"],
+    ids=[
+        "serverless", "multi-node", "cluster", "instance", "identity-and-extra", "local",
+        "storage-endpoint", "storage-emulator",
+    ],
 )  # fmt: skip
 def test_settings_azureml_takes_pass(settings: dict[str, Any]) -> None:
     assert problems(**settings) == []
@@ -76,6 +85,9 @@ def test_settings_azureml_takes_pass(settings: dict[str, Any]) -> None:
         ({"timeout": 0}, "settings.timeout: must be a positive number of seconds, not 0"),
         ({"environment": {"AZURE_CLIENT_SECRET": "s3cret"}},
          "settings.environment.AZURE_CLIENT_SECRET: credentials never go into a job"),
+        ({"environment": {"AZURE_STORAGE_CONNECTION_STRING":
+                          "AccountName=prod;AccountKey=c2VjcmV0;EndpointSuffix=core.windows.net"}},
+         "settings.environment.AZURE_STORAGE_CONNECTION_STRING: it carries the storage account's"),
         ({"environment": {"AZUREML_RUN_ID": "x"}},
          "settings.environment.AZUREML_RUN_ID: set by AzureML itself; choose another name"),
         ({"environment": {"BAD-NAME": "x"}},

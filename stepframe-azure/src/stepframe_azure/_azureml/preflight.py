@@ -71,10 +71,14 @@ _CREDENTIAL_ENV = frozenset(
         "AZURE_ACCESS_TOKEN",
         "AZURE_STORAGE_KEY",
         "AZURE_STORAGE_ACCOUNT_KEY",
-        "AZURE_STORAGE_CONNECTION_STRING",
         "AZURE_STORAGE_SAS_TOKEN",
     }
 )
+# Names Blob Storage's endpoint for the job's store (the blob store reads it); only its
+# secrets are refused, except the storage emulator's published development key.
+_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
+_CONNECTION_SECRETS = ("accountkey", "sharedaccesssignature")
+_DEVELOPMENT_ACCOUNT = "devstoreaccount1"
 # CommandJob properties the settings own: extra_job may not set them behind their back.
 _OWNED_FIELDS = {
     "jobType": "the operator (always Command)",
@@ -315,6 +319,13 @@ def _environment(environment: dict[str, str]) -> list[str]:
     for name, value in environment.items():
         if not _ENV_NAME.match(name):
             problems.append(f"settings.environment: {name!r} is not a variable name")
+        elif name == _CONNECTION_STRING and _has_secret(str(value)):
+            problems.append(
+                f"settings.environment.{name}: it carries the storage account's key or SAS, "
+                "and credentials never go into a job; name the endpoint only "
+                "(BlobEndpoint=https://ACCOUNT.blob.core.windows.net) and let the job reach "
+                "storage as its identity (settings.identity)"
+            )
         elif name in _CREDENTIAL_ENV:
             problems.append(
                 f"settings.environment.{name}: credentials never go into a job; the job "
@@ -327,6 +338,19 @@ def _environment(environment: dict[str, str]) -> list[str]:
         elif not isinstance(value, str):
             problems.append(f"settings.environment.{name}: the value must be a string")
     return problems
+
+
+def _has_secret(connection_string: str) -> bool:
+    """Whether a storage connection string holds a key or SAS of a real account."""
+    parts = {}
+    for part in connection_string.split(";"):
+        key, _, value = part.partition("=")
+        parts[key.strip().lower()] = value.strip()
+    if parts.get("usedevelopmentstorage", "").lower() == "true":
+        return False
+    if parts.get("accountname") == _DEVELOPMENT_ACCOUNT:
+        return False
+    return any(parts.get(key) for key in _CONNECTION_SECRETS)
 
 
 def _identity(identity: str | None) -> list[str]:
