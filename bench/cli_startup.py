@@ -1,11 +1,17 @@
 """CLI start-up time and the cost of ``import stepframe``.
 
-    python bench/cli_startup.py [--runs 15]
+    python bench/cli_startup.py [--runs 15] [--before REV]
 
-Prints the median wall time of ``stepframe --help`` and ``stepframe plugins`` (target:
-under 0.25 s each), the cumulative ``python -X importtime`` figure for ``import
+Prints which plugins are installed, the median wall time of ``stepframe --help``,
+``stepframe plugins`` and ``stepframe stack --help`` (a core command that needs no plugin;
+target: under 0.25 s each), the cumulative ``python -X importtime`` figure for ``import
 stepframe``, and whether ``import stepframe`` (or the CLI module) imported boto3, docker,
 sagemaker, numpy or rich.  Exits 1 if it did; the timings are figures, not a test.
+
+``--before REV`` times the same commands with the core of git revision REV too (its
+``stepframe-core/src`` first on PYTHONPATH; the plugins stay the installed ones), each
+run of one alternating with a run of the other so that the machine's load falls on both
+alike, and prints both medians and their ratio.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from pathlib import Path
 
 from _support import clean_env, stepframe_command, time_command, timing_line
 
@@ -50,17 +58,90 @@ def heavy_modules_after(code: str) -> list[str]:
     return sorted(loaded & set(HEAVY))
 
 
+COMMANDS = (["--help"], ["plugins"], ["stack", "--help"])
+
+
+def installed_plugins() -> str:
+    result = subprocess.run(
+        [*stepframe_command(), "plugins", "--json"],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = {info["distribution"] or "registered directly" for info in json.loads(result.stdout)}
+    return ", ".join(sorted(found))
+
+
+def core_source_of(revision: str, into: Path) -> Path:
+    """``stepframe-core/src`` as it was at ``revision``, unpacked under ``into``."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", revision, "stepframe-core/src"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "stepframe-core" / "src"
+
+
+def time_alternating(
+    args: list[str], runs: int, cwd: str, envs: list[dict[str, str]]
+) -> list[list[float]]:
+    """Wall times of ``args`` under each environment, one run of each in turn (a first,
+    untimed round warms the file system cache)."""
+    times: list[list[float]] = [[] for _ in envs]
+    for i in range(runs + 1):
+        for slot, env in enumerate(envs):
+            start = time.perf_counter()
+            subprocess.run(
+                args,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=True,
+            )
+            if i:
+                times[slot].append(time.perf_counter() - start)
+    return times
+
+
+def compare(command: list[str], revision: str, runs: int, project: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="stepframe-bench-before-") as scratch:
+        before_src = core_source_of(revision, Path(scratch))
+        now = clean_env()
+        before = {
+            **now,
+            "PYTHONPATH": os.pathsep.join([str(before_src), now.get("PYTHONPATH", "")]),
+        }
+        for args in COMMANDS:
+            old, new = time_alternating([*command, *args], runs, project, [before, now])
+            label = f"stepframe {' '.join(args):<12}"
+            print(
+                f"{label} median before ({revision}) {statistics.median(old):.3f} s, "
+                f"now {statistics.median(new):.3f} s, "
+                f"ratio {statistics.median(new) / statistics.median(old):.2f}  ({runs} runs each)"
+            )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="timed runs per command")
+    parser.add_argument("--before", metavar="REV", help="also time the core of git revision REV")
     options = parser.parse_args()
 
     command = stepframe_command()
     print(f"stepframe: {command[0]}  (python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
+    print(f"plugin distributions installed: {installed_plugins()}")
+    print(f"load average: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="stepframe-bench-") as project:
-        for args in (["--help"], ["plugins"]):
+        for args in COMMANDS:
             times = time_command([*command, *args], options.runs, project)
-            print(timing_line(f"stepframe {' '.join(args):<8}", times, TARGET_SECONDS))
+            print(timing_line(f"stepframe {' '.join(args):<12}", times, TARGET_SECONDS))
+        if options.before:
+            compare(command, options.before, options.runs, project)
 
     imports = statistics.median(import_time_ms() for _ in range(5))
     print(f"import stepframe (python -X importtime, cumulative): median {imports:.1f} ms")
