@@ -67,7 +67,13 @@ def failed(result: subprocess.CompletedProcess[str]) -> str:
     return result.stderr
 
 
-def register(cli: Cli, azure: AzureService, app: Application, secret: str = SECRET) -> None:
+def register(
+    cli: Cli,
+    azure: AzureService,
+    app: Application,
+    secret: str = SECRET,
+    workspace: str = "train-ws",
+) -> None:
     azure.workspaces.add(WORKSPACE_ID)
     azure.containers.add("trainstore/artifacts")
     azure.registries.add("trainregistry")
@@ -78,7 +84,7 @@ def register(cli: Cli, azure: AzureService, app: Application, secret: str = SECR
             "--auth-method", "service-principal", "--tenant-id", app.tenant,
             "--client-id", app.client_id, "--client-secret", "az-sp",
             "--subscription-id", SUBSCRIPTION, "--resource-group", "ml-rg",
-            "--workspace", "train-ws",
+            "--workspace", workspace,
         )
     )  # fmt: skip
     ok(
@@ -166,16 +172,8 @@ def test_a_secret_that_is_not_the_principals_fails_verify_in_one_line(
 def test_a_missing_workspace_names_the_settings_to_check(
     cli: Cli, azure: AzureService, app: Application
 ) -> None:
-    ok(cli("secret", "set", "az-sp", input=SECRET + "\n"))
-    ok(
-        cli(
-            "connector", "register", "az", "--flavor", "azure",
-            "--auth-method", "service-principal", "--tenant-id", app.tenant,
-            "--client-id", app.client_id, "--client-secret", "az-sp",
-            "--subscription-id", SUBSCRIPTION, "--resource-group", "ml-rg",
-            "--workspace", "no-such-ws",
-        )
-    )  # fmt: skip
+    register(cli, azure, app, workspace="no-such-ws")
+    grant_everything(azure, app)
 
     message = failed(cli("connector", "verify", "az"))
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from stepframe import ConfigError, ConnectorError, Credentials, ResourceRequest
 from stepframe_azure._acr.config import AcrAddress, parse_acr_uri
 from stepframe_azure._connector.config import MANAGEMENT_SCOPE
+from stepframe_azure._connector.http import json_body
 
 if TYPE_CHECKING:
     from stepframe_azure._connector.auth import TokenSource
@@ -70,7 +71,7 @@ def exchange(address: AcrAddress, entra_token: str, connector: str) -> str:
         form["tenant"] = str(tenant)
     answer = _post(f"https://{address.host}/oauth2/exchange", form, address, connector)
     if answer.status_code == 200:
-        token = _json(answer).get("refresh_token")
+        token = json_body(answer).get("refresh_token")
         if isinstance(token, str) and token:
             return token
     who = principal_of(entra_token)
@@ -116,7 +117,7 @@ def repository_access(
             f"registry {address.host} answered a token request for {repository} with "
             f"{answer.status_code} ({_reason(answer)})"
         )
-    token = _json(answer).get("access_token")
+    token = json_body(answer).get("access_token")
     granted: set[str] = set()
     for entry in token_claims(str(token or "")).get("access") or ():
         if isinstance(entry, dict) and entry.get("name") == repository:
@@ -149,16 +150,8 @@ def _post(url: str, form: dict[str, str], address: AcrAddress, connector: str) -
         ) from None
 
 
-def _json(answer: Any) -> dict[str, Any]:
-    try:
-        found = answer.json()
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
 def _reason(answer: Any) -> str:
-    body = _json(answer)
+    body = json_body(answer)
     errors = body.get("errors")
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
         return str(errors[0].get("message") or errors[0].get("code") or answer.reason)

@@ -41,6 +41,7 @@ from stepframe_azure._connector.config import (
     MANAGEMENT_SCOPE,
     AzureConnectorConfig,
 )
+from stepframe_azure._connector.http import json_body
 
 __all__ = ["verify"]
 
@@ -175,7 +176,7 @@ def _check_workspace(credentials: Credentials, config: AzureConnectorConfig, obj
             f"workspace {config.workspace}: cannot list the principal's permissions there "
             f"({_arm_error(permissions)})"
         )
-    if not _allows(_json(permissions).get("value") or [], _JOB_WRITE):
+    if not _allows(json_body(permissions).get("value") or [], _JOB_WRITE):
         raise StepframeError(
             f"workspace {config.workspace}: may read it but not submit jobs ({_JOB_WRITE} is "
             f"not among its permissions); grant AzureML Data Scientist ({grant})"
@@ -217,16 +218,8 @@ def _get(url: str, api_version: str, token: str) -> Any:
         ) from None
 
 
-def _json(answer: Any) -> dict[str, Any]:
-    try:
-        found = answer.json()
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
 def _arm_error(answer: Any) -> str:
-    error = _json(answer).get("error")
+    error = json_body(answer).get("error")
     if isinstance(error, dict):
         return f"{answer.status_code} {error.get('code')}: {error.get('message', '')}".strip()
     return f"{answer.status_code} {answer.reason}"
