@@ -12,10 +12,8 @@ Mounting needs root (as on CI).  Where it is not permitted the tests skip, unles
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import shutil
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
@@ -30,8 +28,7 @@ from stepframe._artifacts.materializers import MaterializerRegistry
 from stepframe._cli.errors import reports_errors
 from stepframe._history.database import RunHistory
 from stepframe.exceptions import StorageFullError
-
-REQUIRE = os.environ.get("STEPFRAME_REQUIRE_MOUNT") == "1" or os.environ.get("CI") == "true"
+from stepframe.testing._small_disk import SmallDisk, small_disks
 
 EXIT_FAILED = 1
 
@@ -43,13 +40,9 @@ from stepframe import pipeline, step
 
 def fill_disk():
     # Fill the disk named by FILL_DIR from inside the step named by FILL_IN.
-    try:
-        with open(os.path.join(os.environ["FILL_DIR"], f"filler-{os.getpid()}"), "ab") as f:
-            while True:
-                f.write(b"x" * 4096)
-                f.flush()
-    except OSError:
-        pass
+    from stepframe.testing._small_disk import fill
+
+    fill(os.environ["FILL_DIR"], f"filler-{os.getpid()}")
 
 
 def maybe_fill(name):
@@ -81,48 +74,11 @@ def three():
 """
 
 
-class SmallDisk:
-    """A mounted tmpfs that a test fills and frees."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fill(self) -> None:
-        with contextlib.suppress(OSError), open(self.path / "filler", "ab") as f:
-            while True:
-                f.write(b"x" * 4096)
-                f.flush()
-
-    def free(self) -> None:
-        for filler in self.path.glob("filler*"):
-            filler.unlink()
-
-
 @pytest.fixture
 def small_disk() -> Iterator[Callable[..., SmallDisk]]:
     """``small_disk(path, size="2m", inodes=None)``: a tmpfs mounted at ``path``."""
-    mounted: list[Path] = []
-
-    def mount(path: Path, size: str = "2m", inodes: int | None = None) -> SmallDisk:
-        path.mkdir(parents=True, exist_ok=True)
-        options = f"size={size}" + (f",nr_inodes={inodes}" if inodes else "")
-        command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)]
-        if shutil.which("mount") is None:
-            problem = "there is no mount command"
-        else:
-            result = subprocess.run(command, capture_output=True, text=True, check=False)
-            problem = result.stderr.strip() if result.returncode else ""
-        if problem:
-            what = f"cannot mount a small tmpfs to fill ({problem})"
-            if REQUIRE:
-                pytest.fail(f"{what}; these tests need root (CI runs them as root)")
-            pytest.skip(f"{what} (set STEPFRAME_REQUIRE_MOUNT=1 to fail instead)")
-        mounted.append(path)
-        return SmallDisk(path)
-
-    yield mount
-    for path in reversed(mounted):  # inner mounts first
-        subprocess.run(["umount", "-l", str(path)], check=False)
+    with small_disks() as mount:
+        yield mount
 
 
 @pytest.fixture
@@ -464,3 +420,18 @@ def test_the_cli_reports_a_full_disk_met_anywhere_in_one_line(capsys) -> None:
         "stepframe: error: cannot write /p/.stepframe/loaded/x: the disk is full "
         "(No space left on device); free space on that disk and retry\n"
     )
+
+
+def test_the_shared_small_disk_fills_to_the_last_byte_frees_and_unmounts(tmp_path) -> None:
+    """The one tmpfs helper this file and the crash suite use (`stepframe.testing`)."""
+    folder = tmp_path / "disk"
+    with small_disks() as mount:
+        disk = mount(folder, "256k")
+        disk.fill()  # checks that not one byte is left
+        with pytest.raises(OSError) as full:
+            (folder / "more").write_bytes(b"x")
+        assert full.value.errno == errno.ENOSPC
+        disk.free()
+        (folder / "more").write_bytes(b"x")
+        assert os.path.ismount(folder)
+    assert not os.path.ismount(folder)

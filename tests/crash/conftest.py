@@ -25,7 +25,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
@@ -41,6 +40,7 @@ from typing import Any
 import pytest
 
 from stepframe._processes import process_stat
+from stepframe.testing._small_disk import SmallDisk, small_disks
 
 REQUIRE_DOCKER = os.environ.get("STEPFRAME_REQUIRE_DOCKER") == "1"
 REGISTRY = os.environ.get("STEPFRAME_TEST_REGISTRY", "127.0.0.1:5000")
@@ -640,51 +640,12 @@ class CrashProject:
 
 # ---- small disks ----------------------------------------------------------------------------
 
-REQUIRE_MOUNT = os.environ.get("STEPFRAME_REQUIRE_MOUNT") == "1" or os.environ.get("CI") == "true"
-
-
-class SmallDisk:
-    """A mounted tmpfs that a case fills and frees."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fill(self) -> None:
-        with open(self.path / "filler", "ab", buffering=0) as filler:
-            for chunk in (65536, 4096, 1):  # to the last page (tmpfs counts in pages)
-                with contextlib.suppress(OSError):
-                    while True:
-                        filler.write(b"x" * chunk)
-        assert shutil.disk_usage(self.path).free == 0, f"{self.path} did not fill"
-
-    def free(self) -> None:
-        (self.path / "filler").unlink()
-
 
 @pytest.fixture
-def small_disk() -> Iterator[Callable[[Path, str], SmallDisk]]:
+def small_disk() -> Iterator[Callable[..., SmallDisk]]:
     """``small_disk(path, size)``: a tmpfs of that size mounted at ``path`` for the test."""
-    mounted: list[Path] = []
-
-    def mount(path: Path, size: str) -> SmallDisk:
-        path.mkdir(parents=True, exist_ok=True)
-        command = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]
-        if shutil.which("mount") is None:
-            problem = "there is no mount command"
-        else:
-            result = subprocess.run(command, capture_output=True, text=True, check=False)
-            problem = result.stderr.strip() if result.returncode else ""
-        if problem:
-            what = f"cannot mount a small tmpfs to fill ({problem})"
-            if REQUIRE_MOUNT:
-                pytest.fail(f"{what}; these cases need root (CI runs them as root)")
-            pytest.skip(f"{what} (set STEPFRAME_REQUIRE_MOUNT=1 to fail instead)")
-        mounted.append(path)
-        return SmallDisk(path)
-
-    yield mount
-    for path in reversed(mounted):  # inner mounts first
-        subprocess.run(["umount", "-l", str(path)], check=False)
+    with small_disks() as mount:
+        yield mount
 
 
 @pytest.fixture(scope="session")
