@@ -123,6 +123,14 @@ PUBLIC_NAMES: dict[str, list[str]] = {
         "VertexSettings",
         "__version__",
     ],
+    "stepframe_azure": [
+        "AcrConfig",
+        "AzureBlobStoreConfig",
+        "AzureConnectorConfig",
+        "AzureMLOperatorConfig",
+        "AzureMLSettings",
+        "__version__",
+    ],
     # The example plugin (examples/plugins/stepframe-policy), when it is installed.
     "stepframe_policy": [
         "Policy",

@@ -105,7 +105,13 @@ def _disagreements(root: Path) -> list[str]:
 
 def test_the_first_party_distributions_are_the_ones_expected() -> None:
     # A new plugin distribution joins this list, and so the lockstep, by its folder alone.
-    assert set(_lockstep(ROOT)) >= {"stepframe-core", "stepframe-docker", "stepframe-aws"}
+    assert set(_lockstep(ROOT)) >= {
+        "stepframe-core",
+        "stepframe-docker",
+        "stepframe-aws",
+        "stepframe-gcp",
+        "stepframe-azure",
+    }
     assert "stepframe-policy" not in _lockstep(ROOT)
 
 

@@ -37,6 +37,10 @@ EXPECTED: dict[str, tuple[set[str], set[str]]] = {
         {"stepframe-core", "stepframe-docker", "stepframe-gcp"},
         CORE_PLUGINS | {"docker", "gcp"},
     ),
+    "stepframe-azure": (
+        {"stepframe-core", "stepframe-docker", "stepframe-azure"},
+        CORE_PLUGINS | {"docker", "azure"},
+    ),
 }
 IMPORT_NAMES = {
     "stepframe-core": "stepframe",
@@ -44,6 +48,7 @@ IMPORT_NAMES = {
     "stepframe-aws": "stepframe_aws",
     "stepframe-policy": "stepframe_policy",
     "stepframe-gcp": "stepframe_gcp",
+    "stepframe-azure": "stepframe_azure",
 }
 
 

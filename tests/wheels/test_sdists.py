@@ -23,6 +23,7 @@ PACKAGES = {
     "stepframe_aws": "stepframe_aws",
     "stepframe_policy": "stepframe_policy",
     "stepframe_gcp": "stepframe_gcp",
+    "stepframe_azure": "stepframe_azure",
 }
 SDIST_TOP_LEVEL = {"PKG-INFO", "pyproject.toml", "README.md", "LICENSE", ".gitignore"}
 
