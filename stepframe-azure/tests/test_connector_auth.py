@@ -348,3 +348,20 @@ def test_without_a_connector_the_default_chain_gives_the_token(
     token = bearer_token(None, STORAGE_SCOPE)
     assert token_claims(token)["oid"] == app.object_id
     assert token_credential(None).get_token(STORAGE_SCOPE).token == token
+
+
+def test_an_unreachable_entra_id_is_not_called_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No azure fixture: the conftest's dead proxy is the only route out.
+    monkeypatch.setenv("AZ_SECRET", SECRET)
+    component = connector(
+        auth_method="service-principal",
+        tenant_id="contoso.onmicrosoft.com",
+        client_id="66666666-7777-8888-9999-000000000000",
+        client_secret="env:AZ_SECRET",
+    )
+    with pytest.raises(ConnectorError) as caught:
+        authenticate(component, ResourceRequest("generic"))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "cannot reach Entra ID at login.microsoftonline.com" in message
+    assert "Entra ID refused" not in message and SECRET not in message

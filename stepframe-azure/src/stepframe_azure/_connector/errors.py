@@ -92,6 +92,14 @@ def token_errors(connector: str, config: AzureConnectorConfig) -> Iterator[None]
         yield
     except ClientAuthenticationError as error:
         text = str(error.message if error.message else error)
+        if _caused_by(error, ServiceRequestError):
+            # azure-identity wraps a failed connection (no route, proxy, DNS) in the same
+            # error as a refusal; Entra ID said nothing.
+            raise ConnectorError(
+                f"{where}: cannot reach Entra ID at {config.authority} "
+                f"({_first_sentence(text).removeprefix('Authentication failed: ')}); check the "
+                "network and any proxy settings (HTTPS_PROXY, NO_PROXY)"
+            ) from None
         found = _AADSTS.search(text)
         if found:
             code = found.group(1)
@@ -103,7 +111,10 @@ def token_errors(connector: str, config: AzureConnectorConfig) -> Iterator[None]
             said = f"no OpenID configuration for tenant {names['tenant']} at {config.authority}"
             fix = _FIXES["AADSTS90002"].format(**names)
         elif _is_unavailable(error) and method in _UNAVAILABLE:
-            said, fix = _first_sentence(text), _UNAVAILABLE[method]
+            raise ConnectorError(
+                f"{where}: no credential to ask for a token ({_first_sentence(text)}); "
+                f"{_UNAVAILABLE[method]}"
+            ) from None
         else:
             said, fix = _first_sentence(text), _DEFAULT_FIX
         raise ConnectorError(
@@ -112,17 +123,20 @@ def token_errors(connector: str, config: AzureConnectorConfig) -> Iterator[None]
     except ServiceRequestError as error:
         raise ConnectorError(
             f"{where}: cannot reach Entra ID at {config.authority} "
-            f"({_first_sentence(str(error))}); check the network and any proxy settings"
+            f"({_first_sentence(str(error))}); check the network and any proxy settings "
+            "(HTTPS_PROXY, NO_PROXY)"
         ) from None
-    except ValueError as error:
-        # msal cannot read the tenant's OpenID configuration: an unknown tenant.
-        text = _first_sentence(str(error))
-        if "authority" in text.lower() or "tenant" in text.lower():
-            raise ConnectorError(
-                f"{where}: Entra ID does not know tenant {names['tenant']} ({text}); check "
-                "tenant_id (`az account show --query tenantId`)"
-            ) from None
-        raise
+
+
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    cause: BaseException | None = error.__cause__ or error.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, kind):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _is_unavailable(error: Exception) -> bool:
