@@ -76,13 +76,15 @@ FIRST_PARTY = (
 
 
 def _install(session: nox.Session, *requirements: str) -> None:
-    """``session.install`` with the pinned test tools (constraints.txt); under uv, each
-    first-party distribution rebuilt from the checkout."""
-    fresh: list[str] = []
+    """``session.install`` with the pinned test tools (constraints.txt).  Under uv, each
+    first-party distribution is rebuilt from the checkout, and pip goes in too: uv makes
+    environments without it, and the image builder and some tests run ``python -m pip``."""
+    extra: list[str] = []
     if session.venv_backend == "uv":
+        extra.append("pip")
         for name in FIRST_PARTY:
-            fresh += ["--refresh-package", name]
-    session.install(*requirements, *CONSTRAINTS, *fresh)
+            extra += ["--refresh-package", name]
+    session.install(*requirements, *CONSTRAINTS, *extra)
 
 
 # Line coverage of each distribution's package, in the session that runs its tests, and
@@ -215,8 +217,7 @@ def integration(session: nox.Session) -> None:
     """
     # Queued first, so it runs even when these tests fail.
     session.notify("integration_aws", session.posargs)
-    # pip: the image builder runs `pip wheel` in the client's environment (uv makes none).
-    _install(session, CORE, DOCKER, *PYTEST_TOOLS, "coverage", "bcrypt", "pip")
+    _install(session, CORE, DOCKER, *PYTEST_TOOLS, "coverage", "bcrypt")
     # The docker plugin's coverage is measured here, where its code meets an engine.
     _pytest(
         session,
@@ -246,7 +247,6 @@ def integration_aws(session: nox.Session) -> None:
         f"{AWS}[local]",
         "moto[server]",
         "hatchling",
-        "pip",
         *PYTEST_TOOLS,
     )
     path = os.pathsep.join([str(COMPOSE_WRAPPER), os.environ.get("PATH", "")])
@@ -269,8 +269,8 @@ def gcp(session: nox.Session) -> None:
     install it without running them again).
     """
     _install(
-        session, f"{CORE}[numpy,testing]", DOCKER, f"{GCP}[test]", "hatchling", "pip",
-        "coverage", *PYTEST_TOOLS,
+        session, f"{CORE}[numpy,testing]", DOCKER, f"{GCP}[test]", "hatchling", "coverage",
+        *PYTEST_TOOLS,
     )  # fmt: skip
     _pytest(
         session,
@@ -293,8 +293,8 @@ def azure(session: nox.Session) -> None:
     Azurite fails the tests instead of skipping them.
     """
     _install(
-        session, f"{CORE}[numpy,testing]", DOCKER, f"{AZURE}[test]", "hatchling", "pip",
-        "coverage", *PYTEST_TOOLS,
+        session, f"{CORE}[numpy,testing]", DOCKER, f"{AZURE}[test]", "hatchling", "coverage",
+        *PYTEST_TOOLS,
     )  # fmt: skip
     _pytest(
         session,
@@ -315,7 +315,7 @@ def crash(session: nox.Session) -> None:
     and root, to mount the small disks it fills.  The cases run in parallel (they wait on
     processes far more than they compute); the table of cases is printed at the end.
     """
-    _install(session, CORE, DOCKER, "pip", *PYTEST_TOOLS)
+    _install(session, CORE, DOCKER, *PYTEST_TOOLS)
     _pytest(
         session,
         IMAGE_BUILD_TIMEOUT,
