@@ -365,3 +365,66 @@ def test_an_unreachable_entra_id_is_not_called_a_refusal(monkeypatch: pytest.Mon
     assert "\n" not in message
     assert "cannot reach Entra ID at login.microsoftonline.com" in message
     assert "Entra ID refused" not in message and SECRET not in message
+
+
+def test_a_certificate_with_a_password(
+    azure: AzureService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    certificate, key, _ = new_certificate("trainer")
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"pem-password-42"),
+    ) + certificate.public_bytes(serialization.Encoding.PEM)
+    tenant = azure.new_tenant()
+    app = azure.new_application(tenant, certificate=certificate)
+    monkeypatch.setenv("AZ_PEM", encrypted.decode())
+    monkeypatch.setenv("AZ_PEM_PASSWORD", "pem-password-42")
+    config = {
+        "auth_method": "service-principal-certificate",
+        "tenant_id": tenant,
+        "client_id": app.client_id,
+        "certificate": "env:AZ_PEM",
+    }
+    credentials = authenticate(
+        connector(**config, certificate_password="env:AZ_PEM_PASSWORD"),
+        ResourceRequest("generic"),
+    )
+    assert token_claims(credentials.values["access_token"])["oid"] == app.object_id
+    # Without its password the key cannot be read: a config error naming the setting.
+    from stepframe import ConfigError
+
+    with pytest.raises(ConfigError, match="certificate_password if it has one") as caught:
+        authenticate(connector(**config), ResourceRequest("generic"))
+    assert "pem-password-42" not in str(caught.value)
+
+
+MI = "/subscriptions/s/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/trainer"  # noqa: E501
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        (
+            {"oid": "o1", "upn": "ada@contoso.com", "idtyp": "user"},
+            "user ada@contoso.com (object id o1)",
+        ),
+        ({"oid": "o2", "appid": "a2"}, "service principal a2 (object id o2)"),
+        (
+            {"oid": "o3", "appid": "a3", "xms_mirid": MI},
+            f"managed identity trainer (object id o3, {MI})",
+        ),
+        ({}, "the token's owner (object id unknown)"),
+    ],
+)  # fmt: skip
+def test_the_principal_is_read_from_the_tokens_claims(
+    claims: dict[str, str], expected: str
+) -> None:
+    import jwt
+    from stepframe_azure._connector.auth import principal_of
+
+    token = jwt.encode(claims, "a-key-only-this-test-knows-0123456789", algorithm="HS256")
+    assert principal_of(token) == expected
+    assert principal_of("not-a-jwt") == "the token's owner (object id unknown)"
