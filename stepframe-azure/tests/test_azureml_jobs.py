@@ -342,3 +342,113 @@ def test_every_body_sent_is_valid_under_the_rest_models(service: AzureMLService)
         assert body_problems(body, "JobBase") == []
     assert bodies[0]["properties"]["queueSettings"] == {"jobTier": "Spot", "priority": 3}
     assert bodies[1]["properties"]["computeId"].endswith("/workspaces/ml-workspace/computes/gpus")
+
+
+class AnswerCuttingProxy:
+    """A TCP proxy on 127.0.0.1 in front of the service: every request goes through; once
+    armed (`cut_after`), the answer to the next job create (``PUT .../jobs/NAME``) is cut
+    after that many bytes and its connection closed, as a network failing between AzureML
+    and the client would."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.cut_after: int | None = None
+        self.cuts = 0
+        self._lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            # Set by the request direction when it forwards a job create while armed.
+            cutting: dict[str, int] = {}
+            for source, sink, answers in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(
+                    target=self._pipe, args=(source, sink, answers, cutting), daemon=True
+                ).start()
+
+    def _pipe(self, source: Any, sink: Any, answers: bool, cutting: dict[str, int]) -> None:
+        import socket
+
+        try:
+            while chunk := source.recv(65536):
+                with self._lock:
+                    if not answers and self.cut_after is not None and b"PUT " in chunk:
+                        if b"/jobs/" in chunk.split(b"\r\n", 1)[0]:
+                            cutting["at"], self.cut_after = self.cut_after, None
+                    cut = cutting.get("at") if answers else None
+                    if cut is not None and cut < len(chunk):
+                        self.cuts += 1
+                    elif cut is not None:
+                        cutting["at"] = cut - len(chunk)
+                        cut = None
+                if cut is not None:
+                    sink.sendall(chunk[:cut])
+                    break
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            end.close()
+
+
+@pytest.mark.parametrize("cut_after", [0, 400], ids=["no-answer", "cut-in-the-body"])
+def test_an_answer_cut_mid_way_through_a_proxy_is_resolved_by_the_job_name(
+    service: AzureMLService, cut_after: int
+) -> None:
+    proxy = AnswerCuttingProxy(service.server.server_port)
+    through_proxy = operator(service, endpoint=proxy.url)
+    proxy.cut_after = cut_after  # the job create's answer, after that many bytes
+
+    with pytest.raises(SubmitAmbiguousError, match="the answer to the create was lost"):
+        jobs.submit(launch(attempt=2), through_proxy, CREDENTIALS)
+
+    assert proxy.cuts == 1
+    assert "training-r1-train-2" in service.jobs  # AzureML created it
+    assert service.calls("create-job") == 1  # never sent twice
+    found = jobs.find_job(launch(attempt=2), through_proxy, CREDENTIALS)
+    assert isinstance(found, JobHandle) and found.job_id == "training-r1-train-2"
+    proxy.listener.close()
+
+
+def test_a_poll_unanswered_even_after_retries_keeps_the_last_state_and_waits(
+    service: AzureMLService,
+) -> None:
+    clock = Clock()
+    handle = jobs.submit(launch(), operator(service), CREDENTIALS)
+    service.advance(handle.job_id, "Running")
+    running = poll_all(handle, clock)
+    for _ in range(transport.RETRY_TOTAL + 1):
+        service.fail_next("get-job", "503")
+
+    status = poll_all(handle, clock, running.cursor)
+
+    assert status.state is JobState.RUNNING
+    assert status.poll_after == jobs.UNANSWERED_DELAY
+    assert "no answer from AzureML even after retries" in status.log_lines[0]
+    service.advance(handle.job_id, "Completed")
+    assert poll_all(handle, clock, status.cursor).state is JobState.SUCCEEDED
+
+
+def test_a_job_that_does_not_exist_is_an_error_of_its_poll(service: AzureMLService) -> None:
+    handle = jobs.submit(launch(), operator(service), CREDENTIALS)
+    gone = JobHandle(handle.flavor, handle.operator, "no-such-job", handle.data)
+
+    with pytest.raises(ConfigError, match="reading AzureML job no-such-job: AzureML answered 404"):
+        poll_all(gone, Clock())

@@ -66,6 +66,8 @@ MAX_STATUS_CALLS_PER_MINUTE = 12
 BUDGET_WINDOW = 60.0
 # Poll a new job soon, then back off to the cap: 60 / 6 = 10 calls a minute at the cap.
 FIRST_DELAY, GROWTH, MAX_DELAY = 2.0, 1.5, 6.0
+# The wait after a status call AzureML did not answer (after azure-core's own retries).
+UNANSWERED_DELAY = 30.0
 # Creates tried when AzureML throttles them (429: nothing was created).
 CREATE_ATTEMPTS = 5
 _LOG_FILE_PREFIX = "user_logs/std_log"
@@ -252,12 +254,18 @@ def _create(
             if status == 429 and attempt < CREATE_ATTEMPTS:  # throttled: nothing created
                 sleep(_retry_after(error, attempt))
                 continue
+            if 400 <= status < 500:  # refused: nothing was created
+                raise _refusal(error, config, doing) from None
             if status >= 500:
                 raise SubmitAmbiguousError(
                     f"{doing}: AzureML answered {status} ({_message(error)}); the job may "
                     "exist, it is looked up by its name"
                 ) from None
-            raise _refusal(error, config, doing) from None
+            # No status at all: the answer broke off (its body cut short, undecodable).
+            raise SubmitAmbiguousError(
+                f"{doing}: the answer to the create was lost ({error}); the job may exist, "
+                "it is looked up by its name"
+            ) from None
         except ServiceRequestError as error:  # never sent: no connection was made
             raise StepframeError(
                 f"{doing}: AzureML at {config.arm_endpoint} cannot be reached ({error})"
@@ -369,7 +377,11 @@ def poll(
         local_mode = _local_mode()
         status: JobStatus = local_mode.poll(handle, cursor)
         return status
-    from azure.core.exceptions import HttpResponseError
+    from azure.core.exceptions import (
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
 
     state = Cursor.parse(cursor)
     now = clock()
@@ -390,8 +402,26 @@ def poll(
         job = _arm(credentials, config).jobs.get(
             config.resource_group, config.workspace, name, cls=_raw
         )
-    except HttpResponseError as error:
-        raise _refusal(error, config, f"reading AzureML job {name}") from None
+    except (HttpResponseError, ServiceRequestError, ServiceResponseError) as error:
+        code = _status(error)
+        if isinstance(error, HttpResponseError) and 400 <= code < 500 and code != 429:
+            raise _refusal(error, config, f"reading AzureML job {name}") from None
+        # Throttled, 5xx or out of reach even after azure-core's retries: the core stops
+        # a job whose poll raises, and a network hiccup must not cost a healthy job.
+        state.recent.append(now)
+        state.delay = UNANSWERED_DELAY
+        state.next_at = now + state.delay
+        return JobStatus(
+            JobState(state.state),
+            log_lines=(
+                f"azureml: job {name}: no answer from AzureML even after retries ({error}); "
+                f"the job is left running, its last known state stands, retrying in "
+                f"{state.delay:.0f} s",
+            ),
+            cursor=state.dump(),
+            detail=state.status,
+            poll_after=state.delay,
+        )
     state.recent.append(now)
     state.delay = FIRST_DELAY if state.delay <= 0 else min(state.delay * GROWTH, MAX_DELAY)
     state.next_at = now + state.delay
