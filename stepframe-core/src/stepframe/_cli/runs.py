@@ -147,6 +147,8 @@ def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
     else:
         click.echo("  (none recorded)")
 
+    _show_edges(steps)
+
     if any(j.attempt > 1 for j in jobs):  # retries and resumes: every attempt's job
         click.echo("\nattempts")
         job_rows = [
@@ -166,6 +168,16 @@ def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
         click.echo(_table(headers, artifact_rows, indent=2))
     else:
         click.echo("  (none recorded)")
+
+
+def _show_edges(steps: list[Any]) -> None:
+    """The run's DAG as recorded (schema 4 on): which output feeds each step's inputs."""
+    edges = [(s.step, e) for s in steps for e in s.upstream or ()]
+    if not edges:
+        return
+    click.echo("\nupstream")
+    rows = [[step, edge.input, f"{edge.from_step}.{edge.output}"] for step, edge in edges]
+    click.echo(_table(["STEP", "INPUT", "FROM"], rows, indent=2))
 
 
 @contextmanager

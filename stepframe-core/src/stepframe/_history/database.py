@@ -22,7 +22,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
@@ -49,6 +49,7 @@ __all__ = [
     "RunHistory",
     "RunRecord",
     "RunStatus",
+    "StepEdge",
     "StepFields",
     "StepRecord",
     "StepStatus",
@@ -124,8 +125,21 @@ class RunRecord:
 
 
 @attrs.frozen
+class StepEdge:
+    """An edge of a run's DAG: ``input`` of a step is fed by ``output`` of ``from_step``."""
+
+    from_step: str
+    output: str
+    input: str
+
+
+@attrs.frozen
 class StepRecord:
-    """One row of ``steps``: the latest word on one step of one run."""
+    """One row of ``steps``: the latest word on one step of one run.
+
+    ``upstream`` is the step's edges from the steps it needs, as the run recorded them
+    (None for a step recorded before they were, at schema version 3).
+    """
 
     run_id: str
     step: str
@@ -138,6 +152,12 @@ class StepRecord:
     ended_at: float | None
     error: str | None
     cache_key: str | None
+    upstream: tuple[StepEdge, ...] | None = None
+
+    @property
+    def upstream_steps(self) -> tuple[str, ...]:
+        """The steps this one needs, in the order of its inputs."""
+        return tuple(dict.fromkeys(edge.from_step for edge in self.upstream or ()))
 
 
 @attrs.frozen
@@ -218,6 +238,7 @@ class StepFields(TypedDict, total=False):
     ended_at: float | None
     error: str | None
     cache_key: str | None
+    upstream: Sequence[StepEdge] | None
 
 
 _STEP_FIELDS: tuple[str, ...] = tuple(StepFields.__annotations__)
@@ -665,6 +686,8 @@ class RunHistory:
         given: Mapping[str, object] = fields
         columns = [name for name in _STEP_FIELDS if name in given]
         values = [given[name] for name in columns]
+        if "upstream" in fields:  # a column of JSON text
+            values[columns.index("upstream")] = _edges_to_json(fields["upstream"])
         insert = ", ".join(["run_id", "step", *columns])
         marks = ", ".join("?" * (len(columns) + 2))
         if columns:
@@ -692,7 +715,7 @@ class RunHistory:
             rows = conn.execute(
                 f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY rowid", (run_id,)
             ).fetchall()
-        return [StepRecord(*row) for row in rows]
+        return [_step_record(row) for row in rows]
 
     # -- artifacts ---------------------------------------------------------------------
 
@@ -1030,7 +1053,7 @@ class RunHistory:
                 f"SELECT {_STEP_COLUMNS} FROM steps WHERE cache_key = ? ORDER BY ended_at",
                 (cache_key,),
             ).fetchall()
-        return [StepRecord(*row) for row in rows]
+        return [_step_record(row) for row in rows]
 
     def delete_runs(self, run_ids: list[str]) -> list[RunRecord]:
         """Remove runs with their steps, jobs and artifact records; return what was removed.
@@ -1116,6 +1139,21 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
         None if run_settings is None else json.loads(run_settings),
         pid_started,
     )
+
+
+def _edges_to_json(edges: Sequence[StepEdge] | None) -> str | None:
+    if edges is None:
+        return None
+    return json.dumps([{"from": e.from_step, "output": e.output, "input": e.input} for e in edges])
+
+
+def _step_record(row: tuple[Any, ...]) -> StepRecord:
+    values = dict(zip(("run_id", "step", *_STEP_FIELDS), row, strict=True))
+    if values["upstream"] is not None:
+        values["upstream"] = tuple(
+            StepEdge(e["from"], e["output"], e["input"]) for e in json.loads(values["upstream"])
+        )
+    return StepRecord(**values)
 
 
 def _job_record(row: tuple[Any, ...]) -> JobRecord:

@@ -23,13 +23,13 @@ from stepframe._artifacts.io import load_artifact
 from stepframe._artifacts.materializers import MaterializerRegistry
 from stepframe._artifacts.shared import sharing
 from stepframe._artifacts.store import ArtifactStore
-from stepframe._history.database import RunHistory, RunStatus, new_run_id
+from stepframe._history.database import RunHistory, RunStatus, StepEdge, new_run_id
 from stepframe._orchestrator.console import Console, make_console
 from stepframe._orchestrator.plan import make_plan, plan_rows, store_constants
 from stepframe._orchestrator.resume import bury_dead_jobs, earlier_run, open_resumed
 from stepframe._orchestrator.scheduler import DONE, Scheduler, StepOutcome
 from stepframe._orchestrator.step_runner import RunContext
-from stepframe._pipeline.pipeline import PipelineSpec
+from stepframe._pipeline.pipeline import PipelineSpec, UpstreamInput
 from stepframe._pipeline.step import EMPTY
 from stepframe._plugins.manager import Plugins, activated, get_plugins
 from stepframe._project import CONFIG_FILE, Project
@@ -217,6 +217,7 @@ def run_pipeline(
                         status="pending",
                         operator=plan.operators[name].name,
                         flavor=plan.operators[name].flavor,
+                        upstream=_edges(spec, name),
                     )
             context = RunContext(
                 run_id=run_id,
@@ -274,6 +275,16 @@ def run_pipeline(
         skipped = tuple(n for n, o in outcomes.items() if o.status == "skipped")
         raise RunFailed(run_id, failures, skipped) from next(iter(failures.values()))
     return result
+
+
+def _edges(spec: PipelineSpec, name: str) -> list[StepEdge]:
+    """The DAG's edges into a step, for the history: `runs show` lists them without
+    importing the pipeline again."""
+    return [
+        StepEdge(given.step, given.output, param)
+        for param, given in spec.steps[name].inputs.items()
+        if isinstance(given, UpstreamInput)
+    ]
 
 
 def _printable(params: Mapping[str, Any]) -> dict[str, Any]:
