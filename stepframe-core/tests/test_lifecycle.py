@@ -641,23 +641,28 @@ def test_an_error_escaping_the_scheduler_ends_the_run_as_failed(project, run) ->
     assert "the console broke" in (run_record.error or "")
 
 
-def test_a_ctrl_c_before_the_submit_starts_no_job(project, sf_popen, tmp_path) -> None:
-    """The orchestrator is between the ledger's intent and the submit when Ctrl-C comes:
-    no paid job may start only to be stopped again."""
+def ctrl_c_at(point: str, project, sf_popen, tmp_path: Path) -> int:
+    """Run the pipeline (``middle`` on ``local``) until ``middle`` is at crash point
+    ``point``, press Ctrl-C there, and let it go on; the orchestrator's exit status."""
     crash = tmp_path / "crash"
     crash.mkdir()
     env = {
-        "STEPFRAME_CRASH_AT": "before-submit",
+        "STEPFRAME_CRASH_AT": point,
         "STEPFRAME_CRASH_STEP": "middle",
         "STEPFRAME_CRASH_DIR": str(crash),
     }
     process = sf_popen("run", str(write_pipeline(project, "local")), env=env)
-    wait_until(lambda: (crash / "before-submit.reached").exists(), "the submit to be next")
+    wait_until(lambda: (crash / f"{point}.reached").exists(), f"middle to reach {point}")
     process.send_signal(signal.SIGINT)
     wait_for_line(process, "received SIGINT")
-    (crash / "before-submit.release").touch()
+    (crash / f"{point}.release").touch()
+    return process.wait(timeout=60)
 
-    assert process.wait(timeout=60) == 130
+
+def test_a_ctrl_c_before_the_submit_starts_no_job(project, sf_popen, tmp_path) -> None:
+    """The orchestrator is between the ledger's intent and the submit when Ctrl-C comes:
+    no paid job may start only to be stopped again."""
+    assert ctrl_c_at("before-submit", project, sf_popen, tmp_path) == 130
     assert executions(project, "middle") == []
     with project.history() as history:
         (row,) = [j for j in history.list_jobs() if j.step == "middle"]
@@ -774,20 +779,7 @@ def test_a_step_whose_job_succeeds_during_the_cancel_keeps_its_outputs(
     """Ctrl-C comes as ``middle``'s job has just ended well, before the orchestrator
     recorded it: the step is recorded succeeded with its outputs (it used to be
     'cancelled', its outputs dropped), and a resume takes them instead of running it."""
-    crash = tmp_path / "crash"
-    crash.mkdir()
-    env = {
-        "STEPFRAME_CRASH_AT": "before-finish",
-        "STEPFRAME_CRASH_STEP": "middle",
-        "STEPFRAME_CRASH_DIR": str(crash),
-    }
-    process = sf_popen("run", str(write_pipeline(project, "local")), env=env)
-    wait_until(lambda: (crash / "before-finish.reached").exists(), "middle's job to end")
-    process.send_signal(signal.SIGINT)
-    wait_for_line(process, "received SIGINT")
-    (crash / "before-finish.release").touch()
-
-    assert process.wait(timeout=60) == 130
+    assert ctrl_c_at("before-finish", project, sf_popen, tmp_path) == 130
     run = only_run(project)
     assert run.status == "cancelled"
     with project.history() as history:
