@@ -26,6 +26,7 @@ from stepframe_azure._blob.api import BlobApi, error_code
 from stepframe_azure._blob.streams import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_BLOCKS_IN_FLIGHT,
+    DEFAULT_RANGE_SIZE,
     BlobReader,
     BlockWriter,
     exists_error,
@@ -55,9 +56,11 @@ class AzureBlobArtifactStore(ArtifactStore):
 
     :param root_uri: the store's root.
     :param api: the Blob API of the root's account (`BlobApi.for_account`).
-    :param block_size: bytes per staged block and per downloaded range.
-    :param blocks_in_flight: blocks uploaded, or ranges downloaded, at once: a transfer
-        holds about ``(blocks_in_flight + 1) x block_size`` of memory.
+    :param block_size: bytes per staged block.
+    :param range_size: bytes per ranged download request.
+    :param blocks_in_flight: blocks uploaded, or ranges downloaded, at once: a write holds
+        about ``(blocks_in_flight + 1) x block_size`` of memory, a read
+        ``blocks_in_flight x range_size``.
     """
 
     def __init__(
@@ -66,12 +69,14 @@ class AzureBlobArtifactStore(ArtifactStore):
         *,
         api: BlobApi,
         block_size: int = DEFAULT_BLOCK_SIZE,
+        range_size: int = DEFAULT_RANGE_SIZE,
         blocks_in_flight: int = DEFAULT_BLOCKS_IN_FLIGHT,
     ) -> None:
         self.root = parse_blob_uri(root_uri)
         super().__init__(self.root.uri)
         self.api = api
         self.block_size = block_size
+        self.range_size = range_size
         self.blocks_in_flight = blocks_in_flight
 
     @classmethod
@@ -81,6 +86,7 @@ class AzureBlobArtifactStore(ArtifactStore):
         credentials: Credentials | None,
         *,
         block_size: int = DEFAULT_BLOCK_SIZE,
+        range_size: int = DEFAULT_RANGE_SIZE,
         blocks_in_flight: int = DEFAULT_BLOCKS_IN_FLIGHT,
     ) -> AzureBlobArtifactStore:
         """The store that ``uri``, a store root or a blob in one, belongs to.
@@ -96,7 +102,13 @@ class AzureBlobArtifactStore(ArtifactStore):
         location = parse_blob_uri(uri)
         api = BlobApi.for_account(location.account, credentials)
         root = _find_root(api, location)
-        return cls(root.uri, api=api, block_size=block_size, blocks_in_flight=blocks_in_flight)
+        return cls(
+            root.uri,
+            api=api,
+            block_size=block_size,
+            range_size=range_size,
+            blocks_in_flight=blocks_in_flight,
+        )
 
     # ---- addressing -----------------------------------------------------------------
 
@@ -151,7 +163,7 @@ class AzureBlobArtifactStore(ArtifactStore):
             location,
             found.etag,
             found.size,
-            range_size=self.block_size,
+            range_size=self.range_size,
             ranges_in_flight=self.blocks_in_flight,
         )
         return cast(BinaryIO, reader)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BLOCKS_IN_FLIGHT",
     "DEFAULT_BLOCK_SIZE",
+    "DEFAULT_RANGE_SIZE",
     "BlobReader",
     "BlockWriter",
     "block_size_for",
@@ -46,6 +47,10 @@ __all__ = [
 MIB = 1 << 20
 #: Bytes per staged block (and per downloaded range).
 DEFAULT_BLOCK_SIZE = 8 * MIB
+#: Bytes per ranged download request.  Smaller than a block: a range is one allocation
+#: freed by whichever thread reads it last, and (glibc's malloc raising its mmap threshold
+#: to the largest size freed) 8 MiB ones end up in per-thread heaps that keep their pages.
+DEFAULT_RANGE_SIZE = 4 * MIB
 #: Blocks uploading (ranges downloading) at once besides the one being filled (read).
 DEFAULT_BLOCKS_IN_FLIGHT = 4
 # A blob has at most 50,000 committed blocks of at most 4000 MiB each: every this many
@@ -269,7 +274,7 @@ class BlobReader(io.BufferedIOBase):
         etag: str,
         size: int,
         *,
-        range_size: int = DEFAULT_BLOCK_SIZE,
+        range_size: int = DEFAULT_RANGE_SIZE,
         ranges_in_flight: int = DEFAULT_BLOCKS_IN_FLIGHT,
     ) -> None:
         super().__init__()
