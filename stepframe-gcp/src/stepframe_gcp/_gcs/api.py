@@ -13,6 +13,7 @@ read for an emulator such as fake-gcs-server), else ``https://storage.googleapis
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -66,9 +67,16 @@ class StorageApi:
 
     # ---- calls ------------------------------------------------------------------------
 
-    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+    def request(
+        self, method: str, url: str, *, on_retry: Callable[[], None] | None = None, **kwargs: Any
+    ) -> Any:
         """One call, retried on throttling, 5xx and dropped connections (a few times,
-        with backoff): for idempotent calls only."""
+        with backoff): for idempotent calls, or ones whose precondition makes a second
+        try harmless.
+
+        :param on_retry: called before each retry (a caller that must tell its own first
+            try's effect from someone else's).
+        """
         import requests
 
         from stepframe_gcp._retry import backoff_delays
@@ -85,6 +93,8 @@ class StorageApi:
                 delay = next(delays, None) if answer.status_code in RETRY_STATUSES else None
                 if delay is None:
                     return answer
+            if on_retry is not None:
+                on_retry()
             _sleep(delay)
 
     def metadata(self, location: GcsLocation) -> dict[str, Any] | None:

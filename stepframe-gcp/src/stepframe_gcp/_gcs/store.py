@@ -3,12 +3,16 @@
 Like every store it only moves bytes: `stepframe._artifacts.io` hashes what is written
 and read and checks the sha256 on every load.
 
-- **Writes** are streamed with one chunk (`DEFAULT_CHUNK_SIZE`) of memory.  An object
-  smaller than a chunk goes up in one multipart request; a larger one through a resumable
-  upload whose last chunk is sent only when the ``with`` block exits cleanly, so an error
-  leaves nothing behind (the session is cancelled).  Both carry ``ifGenerationMatch=0``:
-  Cloud Storage refuses to create an object that exists, atomically, and two writers of
-  one URI cannot both win.
+- **Writes** keep at most `MEMORY_LIMIT` bytes in memory: an object up to that size goes
+  up in one multipart request; a larger one is spooled to a temporary file (``TMPDIR``)
+  and, once the ``with`` block exits cleanly, streamed from it in one request of a
+  resumable upload session.  An error in the block sends nothing.  A request that fails
+  on the way (a dropped connection, a 5xx) is sent again whole, in a new session: an
+  unfinished session never creates the object.  Few large requests are what makes an
+  upload fast (each request costs a round trip, and fake-gcs-server, the tests' emulator,
+  rehashes the whole object at every chunk).  Both carry ``ifGenerationMatch=0``: Cloud
+  Storage refuses to create an object that exists, atomically, and two writers of one
+  URI cannot both win.
 - **Reads** look up the object's generation once and fetch that generation only, with
   ranged requests; a dropped connection resumes at the byte where it stopped, and can
   never splice a newer object's bytes into an older one's.
@@ -36,15 +40,14 @@ from stepframe_gcp._gcs.uri import RESERVED_PREFIX, GcsLocation, parse_gs_uri
 if TYPE_CHECKING:
     from stepframe import Credentials
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "STORE_MARKER", "GcsArtifactStore"]
+__all__ = ["MEMORY_LIMIT", "STORE_MARKER", "GcsArtifactStore"]
 
 #: The object at a store's root that tells where object URIs' store starts.
 STORE_MARKER = f"{RESERVED_PREFIX}artifact-store"
 _MARKER_TEXT = b"This prefix is a stepframe artifact store.\n"
-# Resumable uploads take chunks in multiples of 256 KiB; 4 MiB keeps a write's memory
-# (the chunk and its one copy on the way out) well under the kit's 16 MiB.
-_QUANTUM = 256 * 1024
-DEFAULT_CHUNK_SIZE = 16 * _QUANTUM
+# A write's memory: the spool's in-memory part, and the multipart body made of it (well
+# under the kit's 16 MiB).
+MEMORY_LIMIT = 4 << 20
 # How many times a download resumes after a dropped connection before giving up.
 _READ_RESUMES = 5
 
@@ -52,19 +55,15 @@ _READ_RESUMES = 5
 class GcsArtifactStore(ArtifactStore):
     """Objects below ``root_uri`` (``gs://BUCKET[/PREFIX]``) in Cloud Storage."""
 
-    def __init__(
-        self, root_uri: str, *, api: StorageApi, chunk_size: int = DEFAULT_CHUNK_SIZE
-    ) -> None:
-        if chunk_size <= 0 or chunk_size % _QUANTUM:
-            raise ValueError(f"chunk_size must be a positive multiple of {_QUANTUM}")
+    def __init__(self, root_uri: str, *, api: StorageApi, memory_limit: int = MEMORY_LIMIT) -> None:
         self.root = parse_gs_uri(root_uri)
         super().__init__(self.root.uri)
         self.api = api
-        self.chunk_size = chunk_size
+        self.memory_limit = memory_limit
 
     @classmethod
     def open(
-        cls, uri: str, credentials: Credentials | None, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+        cls, uri: str, credentials: Credentials | None, *, memory_limit: int = MEMORY_LIMIT
     ) -> GcsArtifactStore:
         """The store that ``uri``, a store root or an object in one, belongs to.
 
@@ -78,7 +77,7 @@ class GcsArtifactStore(ArtifactStore):
         location = parse_gs_uri(uri)
         api = StorageApi(credentials)
         root = _find_root(api, location)
-        return cls(root.uri, api=api, chunk_size=chunk_size)
+        return cls(root.uri, api=api, memory_limit=memory_limit)
 
     # ---- addressing -----------------------------------------------------------------
 
@@ -108,7 +107,7 @@ class GcsArtifactStore(ArtifactStore):
 
     @contextlib.contextmanager
     def _write(self, location: GcsLocation) -> Iterator[BinaryIO]:
-        upload = _Upload(self.api, location, self.chunk_size)
+        upload = _Upload(self.api, location, self.memory_limit)
         try:
             yield cast(BinaryIO, upload)
         except BaseException:
@@ -165,13 +164,16 @@ class GcsArtifactStore(ArtifactStore):
 class _Upload(io.RawIOBase):
     """A forward-only stream into one new object; see the module docstring."""
 
-    def __init__(self, api: StorageApi, location: GcsLocation, chunk_size: int) -> None:
+    def __init__(self, api: StorageApi, location: GcsLocation, memory_limit: int) -> None:
+        import tempfile
+
         self.api = api
         self.location = location
-        self.chunk_size = chunk_size
-        self.buffer = bytearray()
-        self.session_url: str | None = None
-        self.sent = 0
+        # In memory up to the limit, then a temporary file: the bytes stay on this side
+        # until the object is committed, so a failed request can be sent again whole.
+        self.spool = tempfile.SpooledTemporaryFile(max_size=memory_limit, prefix="stepframe-gcs-")
+        self.memory_limit = memory_limit
+        self.size = 0
 
     def writable(self) -> bool:
         return True
@@ -179,31 +181,33 @@ class _Upload(io.RawIOBase):
     def write(self, data: Any) -> int:
         if self.closed:
             raise ValueError("write to a finished upload")
-        self.buffer += data
-        # A full chunk goes out only once more bytes follow it: the last chunk is the one
-        # that finalizes the object, and is sent by finish() alone.
-        while len(self.buffer) > self.chunk_size:
-            self._send_chunk(self.chunk_size, total=None)
-        return len(data)
+        try:
+            written = self.spool.write(data)
+        except OSError as error:
+            import tempfile
+
+            raise ArtifactError(
+                f"writing {self.location.uri}: cannot keep the upload in a temporary file in "
+                f"{tempfile.gettempdir()} ({error.strerror or error}); set TMPDIR to a "
+                "folder with room for the artifact"
+            ) from None
+        self.size += written
+        return written
 
     def finish(self) -> None:
         try:
-            if self.session_url is None:
-                self._simple_upload()
+            if self.size <= self.memory_limit:
+                self.spool.seek(0)
+                self._simple_upload(self.spool.read())
             else:
-                self._send_chunk(len(self.buffer), total=self.sent + len(self.buffer))
+                self._resumable_upload()
         finally:
-            self.buffer = bytearray()
+            self.spool.close()
             super().close()
 
     def abort(self) -> None:
-        """Drop what was sent: the object is never created."""
-        self.buffer = bytearray()
-        if self.session_url is not None:
-            # Cancelling is a courtesy (an unfinished session expires on its own); its
-            # answer does not matter.
-            with contextlib.suppress(Exception):
-                self.api.session.delete(self.session_url, timeout=self.api.timeout)
+        """Drop what was written: the object is never created."""
+        self.spool.close()
         super().close()
 
     def close(self) -> None:
@@ -214,25 +218,75 @@ class _Upload(io.RawIOBase):
 
     # ---- the wire -----------------------------------------------------------------------
 
-    def _simple_upload(self) -> None:
+    def _simple_upload(self, data: bytes) -> None:
         boundary = "stepframe-gcs-upload-boundary"
         body = b"".join(
             [
                 f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n".encode(),
                 _json({"name": self.location.name}),
                 f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode(),
-                bytes(self.buffer),
+                data,
                 f"\r\n--{boundary}--\r\n".encode(),
             ]
         )
+        del data
+        # Sent again after a dropped connection or a 5xx: the precondition makes a second
+        # creation impossible, and _check_final tells a first one that did land.
+        retries: list[None] = []
         answer = self.api.request(
             "POST",
             self.api.upload_url(self.location.bucket),
             params={"uploadType": "multipart", "ifGenerationMatch": "0"},
             data=body,
             headers={"Content-Type": f"multipart/related; boundary={boundary}"},
+            on_retry=lambda: retries.append(None),
         )
-        self._check_final(answer)
+        self._check_final(answer, retried=bool(retries))
+
+    def _resumable_upload(self) -> None:
+        """One session, the whole spool in one request streamed from the file.
+
+        After a dropped connection or a 5xx the upload starts again in a new session: an
+        unfinished session never creates the object, so nothing can be half written.
+        (Asking the session how much it kept and sending the rest is the protocol's
+        other way; fake-gcs-server finalizes a session on that question.)
+        """
+        import requests
+
+        from stepframe_gcp._gcs.api import RETRY_STATUSES
+        from stepframe_gcp._retry import backoff_delays
+
+        delays = backoff_delays()
+        attempt = 0
+        while True:
+            attempt += 1
+            session_url = self._start_session()
+            self.spool.seek(0)
+            body = _FileBody(self.spool, self.size)
+            try:
+                answer = self.api.session.put(
+                    session_url,
+                    data=body,
+                    headers={
+                        "Content-Range": f"bytes 0-{self.size - 1}/{self.size}",
+                        "Content-Length": str(self.size),
+                    },
+                    timeout=self.api.timeout,
+                )
+            except (requests.ConnectionError, requests.Timeout) as error:
+                problem: str = f"the connection dropped ({type(error).__name__})"
+            else:
+                if answer.status_code not in RETRY_STATUSES:
+                    self._check_final(answer, retried=attempt > 1)
+                    return
+                problem = f"Cloud Storage answered {answer.status_code}"
+            delay = next(delays, None)
+            if delay is None:
+                raise ArtifactError(
+                    f"writing {self.location.uri}: {problem} on each of {attempt} tries; "
+                    "nothing was stored"
+                )
+            _sleep(delay)
 
     def _start_session(self) -> str:
         answer = self.api.request(
@@ -241,41 +295,51 @@ class _Upload(io.RawIOBase):
             params={"uploadType": "resumable", "ifGenerationMatch": "0"},
             json={"name": self.location.name},
         )
-        self._check_final(answer)
+        self._check_final(answer, retried=False)
         return str(answer.headers["Location"])
 
-    def _send_chunk(self, size: int, total: int | None) -> None:
-        if self.session_url is None:
-            self.session_url = self._start_session()
-        with memoryview(self.buffer) as view:
-            chunk = bytes(view[:size])
-        end = self.sent + size - 1
-        if size:
-            content_range = f"bytes {self.sent}-{end}/{'*' if total is None else total}"
-        else:
-            content_range = f"bytes */{total}"
-        answer = self.api.request(
-            "PUT", self.session_url, data=chunk, headers={"Content-Range": content_range}
-        )
-        del chunk
-        if total is None:
-            if answer.status_code != 308:
-                self._check_final(answer)
-                raise ArtifactError(
-                    f"writing {self.location.uri}: Cloud Storage ended the upload early "
-                    f"(status {answer.status_code})"
-                )
-        else:
-            self._check_final(answer)
-        del self.buffer[:size]
-        self.sent += size
-
-    def _check_final(self, answer: Any) -> None:
+    def _check_final(self, answer: Any, *, retried: bool) -> None:
         if answer.status_code == 412:
+            if retried and self._landed_before():
+                return
             raise ArtifactExistsError(
                 f"an artifact already exists at {self.location.uri}; artifacts are written once"
             )
         check(answer, f"writing {self.location.uri}", self.location)
+
+    def _landed_before(self) -> bool:
+        """Whether the object that exists is this upload's own, created by a try whose
+        answer was lost: it has this upload's size.  (The artifact layer checks the
+        sha256 of every load, so a stranger's object of the same size cannot pass.)"""
+        metadata = self.api.metadata(self.location)
+        return metadata is not None and int(metadata.get("size", -1)) == self.size
+
+
+class _FileBody:
+    """A file's first ``size`` bytes as a request body: an iterable of large blocks with a
+    length (so requests streams it with a Content-Length, one block in memory at a time;
+    with a ``read`` method urllib3 would read it 16 KiB at a time)."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, file: Any, size: int) -> None:
+        self.file = file
+        self.left = size
+
+    def __len__(self) -> int:
+        return self.left
+
+    def _read(self, amount: int) -> bytes:
+        if self.left <= 0:
+            return b""
+        wanted = min(amount, self.left)
+        data: bytes = self.file.read(wanted)
+        self.left -= len(data)
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:
+        while block := self._read(self.BLOCK):
+            yield block
 
 
 def _json(value: object) -> bytes:
@@ -397,9 +461,15 @@ def _create_marker(api: StorageApi, root: GcsLocation) -> None:
     user looking at runs) still get the store: the marker only helps jobs find it."""
     from stepframe import ConnectorError
 
-    upload = _Upload(api, root.child(STORE_MARKER), DEFAULT_CHUNK_SIZE)
+    upload = _Upload(api, root.child(STORE_MARKER), MEMORY_LIMIT)
     upload.write(_MARKER_TEXT)
     try:
         upload.finish()
     except (ArtifactExistsError, ConnectorError):
         return  # another process marked it first, or we may only read
+
+
+def _sleep(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)

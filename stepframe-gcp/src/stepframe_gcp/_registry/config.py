@@ -10,7 +10,8 @@ __all__ = ["ArtifactRegistryConfig", "RegistryAddress", "parse_registry_uri"]
 
 FLAVOR = "artifact-registry"
 # LOCATION-docker.pkg.dev/PROJECT/REPOSITORY: Artifact Registry's Docker address.
-_URI = re.compile(
+# Compiled on first use (re's cache), not at plugin load.
+_URI = (
     r"^(?P<host>(?P<location>[a-z]+(?:-[a-z]+[0-9]*)*)-docker\.pkg\.dev)"
     r"/(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])"
     r"/(?P<repository>[a-z]([a-z0-9-]{0,61}[a-z0-9])?)$"
@@ -35,7 +36,7 @@ class RegistryAddress:
 
 def parse_registry_uri(uri: str) -> RegistryAddress:
     """``LOCATION-docker.pkg.dev/PROJECT/REPOSITORY`` as its parts; ValueError otherwise."""
-    found = _URI.match(uri.split("://", 1)[-1].rstrip("/"))
+    found = re.match(_URI, uri.split("://", 1)[-1].rstrip("/"))
     if found is None:
         raise ValueError(
             f"{uri!r} is not an Artifact Registry Docker repository; expected "
