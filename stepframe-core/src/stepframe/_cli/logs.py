@@ -167,13 +167,13 @@ def _outlives(job: JobRecord) -> bool:
 
 def _follow_job(job: JobRecord, show: Any) -> None:
     """Through the operator's log cursor, from the job's first line to its end."""
-    from stepframe._cli.jobs import _credentials
+    from stepframe._cli.jobs import _job_operator
     from stepframe._logs import timestamp
     from stepframe._orchestrator.follow import follow_job
     from stepframe._plugins.manager import get_plugins
 
     assert job.handle is not None
-    credentials = _credentials(job.handle)
+    credentials = _job_operator(job).credentials  # the ledger row's operator's
 
     def lines(batch: tuple[str, ...]) -> None:
         stamp = timestamp(time.time())
