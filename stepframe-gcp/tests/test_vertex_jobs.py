@@ -271,3 +271,35 @@ def test_log_entries_indexed_late_are_shown_once_each(service: VertexService) ->
     assert status.log_lines == ("second, indexed late", "fourth")
     clock.now += status.poll_after or 0.0
     assert jobs.poll(handle, CREDENTIALS, status.cursor, clock=clock).log_lines == ()
+
+
+def test_the_vertex_ai_client_is_built_once_not_at_every_call(
+    service: VertexService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Building it walks a 3 MB discovery document (about 0.2 s): paid at every submit and
+    # poll, it ate the dispatch budget and a core's worth of CPU per followed job.
+    import googleapiclient.discovery
+
+    builds: list[str] = []
+    for name in ("build", "build_from_document"):
+        original = getattr(googleapiclient.discovery, name)
+
+        def counting(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            builds.append(args[0] if isinstance(args[0], str) and len(args[0]) < 40 else "document")
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(googleapiclient.discovery, name, counting)
+    clock = FakeClock()
+
+    handle = jobs.submit(launch(), operator(service), CREDENTIALS)
+    cursor = None
+    for _ in range(3):
+        status = jobs.poll(handle, CREDENTIALS, cursor, clock=clock)
+        cursor = status.cursor
+        clock.now += status.poll_after or 0.0
+    jobs.cancel(handle, CREDENTIALS)
+    jobs.find_job(launch(), operator(service), CREDENTIALS)
+
+    # One client for Vertex AI (from the parsed document), one for Cloud Logging (build()
+    # reads its document, then builds from it).
+    assert builds == ["document", "logging", "document"], builds

@@ -82,9 +82,11 @@ def _check_repository(credentials: Credentials, uri: str, config: GcpConnectorCo
     except ValueError as error:
         raise StepframeError(str(error)) from None
     endpoint = _endpoint(config, "artifactregistry", "https://artifactregistry.googleapis.com")
-    repositories = _build("artifactregistry", endpoint, credentials).projects().locations()
+    repositories = _build("artifactregistry", endpoint).projects().locations()
     try:
-        repositories.repositories().get(name=address.resource_name).execute(num_retries=3)
+        repositories.repositories().get(name=address.resource_name).execute(
+            http=_http(credentials), num_retries=3
+        )
     except HttpError as error:
         status = int(error.resp.status)
         if status == 404:
@@ -104,9 +106,9 @@ def _check_vertex(credentials: Credentials, config: GcpConnectorConfig) -> str:
 
     endpoint = _endpoint(config, "aiplatform", f"https://{config.region}-aiplatform.googleapis.com")
     parent = f"projects/{config.project}/locations/{config.region}"
-    jobs = _build("aiplatform", endpoint, credentials).projects().locations().customJobs()
+    jobs = _build("aiplatform", endpoint).projects().locations().customJobs()
     try:
-        jobs.list(parent=parent, pageSize=1).execute(num_retries=3)
+        jobs.list(parent=parent, pageSize=1).execute(http=_http(credentials), num_retries=3)
     except HttpError as error:
         raise _refused(
             error, "aiplatform.customJobs.list", parent, "roles/aiplatform.user in the project"
@@ -126,20 +128,16 @@ def _endpoint(config: GcpConnectorConfig, api: str, default: str) -> str:
     return (found or default).rstrip("/")
 
 
-def _build(api: str, endpoint: str, credentials: Credentials) -> Any:
-    from googleapiclient.discovery import build
+def _build(api: str, endpoint: str) -> Any:
+    from stepframe_gcp._vertex.transport import api_client
 
-    from stepframe_gcp._connector.auth import google_credentials
-    from stepframe_gcp._vertex.transport import RequestsHttp
+    return api_client(api, "v1", endpoint)
 
-    return build(
-        api,
-        "v1",
-        http=RequestsHttp(google_credentials(credentials)),
-        client_options={"api_endpoint": endpoint},
-        static_discovery=True,
-        cache_discovery=False,
-    )
+
+def _http(credentials: Credentials) -> Any:
+    from stepframe_gcp._vertex.transport import authorized_http
+
+    return authorized_http(credentials)
 
 
 def _refused(error: Any, permission: str, resource: str, role: str) -> StepframeError:

@@ -34,9 +34,12 @@ def ensure_repository(
             f"container registry {registry.name!r}: {repository} is not inside its "
             f"repository {address.uri}; push below the registry's uri"
         )
-    repositories = _repositories(config, credentials)
+    from stepframe_gcp._vertex.transport import authorized_http
+
+    repositories = _repositories(config)
+    http = authorized_http(credentials)
     try:
-        repositories.get(name=address.resource_name).execute(num_retries=_RETRIES)
+        repositories.get(name=address.resource_name).execute(http=http, num_retries=_RETRIES)
         return True
     except HttpError as error:
         if int(error.resp.status) != 404:
@@ -56,7 +59,7 @@ def ensure_repository(
             parent=parent,
             repositoryId=address.repository,
             body={"format": "DOCKER", "description": "step images pushed by stepframe"},
-        ).execute(num_retries=0)
+        ).execute(http=http, num_retries=0)
     except HttpError as error:
         if int(error.resp.status) != 409:  # 409: created meanwhile by someone else
             raise _refusal(
@@ -65,21 +68,12 @@ def ensure_repository(
     return True
 
 
-def _repositories(config: ArtifactRegistryConfig, credentials: Credentials | None) -> Any:
-    from googleapiclient.discovery import build
+def _repositories(config: ArtifactRegistryConfig) -> Any:
+    from stepframe_gcp._vertex.transport import api_client
 
-    from stepframe_gcp._connector.auth import google_credentials
-    from stepframe_gcp._vertex.transport import RequestsHttp
-
-    service = build(
-        "artifactregistry",
-        "v1",
-        http=RequestsHttp(google_credentials(credentials)),
-        client_options={"api_endpoint": config.endpoint},
-        static_discovery=True,
-        cache_discovery=False,
+    return (
+        api_client("artifactregistry", "v1", config.endpoint).projects().locations().repositories()
     )
-    return service.projects().locations().repositories()
 
 
 def _refusal(error: Any, name: str, permission: str) -> StepframeError:

@@ -1,7 +1,8 @@
 """Vertex AI CustomJobs: create, follow (state and Cloud Logging entries), cancel, find.
 
 The client is google-api-python-client's, built offline from the discovery document it
-ships (``static_discovery=True``), pointed at the operator's endpoint.  Its ``execute(
+ships, pointed at the operator's endpoint, once per process (`transport.api_client`).  Its
+``execute(
 num_retries=N)`` retries throttling (429), 5xx answers and dropped connections with
 exponential backoff, which is used for every call but the create: a create is retried only
 on 429 (Vertex AI created nothing); any other lost answer raises `SubmitAmbiguousError`
@@ -57,27 +58,19 @@ _LOG_PAGE = 1000
 
 
 def _http(credentials: Credentials | None) -> Any:
-    from stepframe_gcp._connector.auth import google_credentials
-    from stepframe_gcp._vertex.transport import RequestsHttp
+    from stepframe_gcp._vertex.transport import authorized_http
 
-    return RequestsHttp(google_credentials(credentials))
-
-
-def _client(api: str, version: str, endpoint: str, credentials: Credentials | None) -> Any:
-    from googleapiclient.discovery import build
-
-    return build(
-        api,
-        version,
-        http=_http(credentials),
-        client_options={"api_endpoint": endpoint},
-        static_discovery=True,
-        cache_discovery=False,
-    )
+    return authorized_http(credentials)
 
 
-def _jobs(endpoint: str, credentials: Credentials | None) -> Any:
-    return _client("aiplatform", "v1", endpoint, credentials).projects().locations().customJobs()
+def _client(api: str, version: str, endpoint: str) -> Any:
+    from stepframe_gcp._vertex.transport import api_client
+
+    return api_client(api, version, endpoint)
+
+
+def _jobs(endpoint: str) -> Any:
+    return _client("aiplatform", "v1", endpoint).projects().locations().customJobs()
 
 
 def _config(operator: Component) -> VertexOperatorConfig:
@@ -112,11 +105,12 @@ def submit(launch: Launch, operator: Component, credentials: Credentials | None)
         return local_mode.submit(launch, operator, settings, config)
     body = custom_job_body(launch, settings, config)
     parent = f"projects/{config.project}/locations/{config.region}"
-    request = _jobs(config.endpoint, credentials).create(parent=parent, body=body)
+    request = _jobs(config.endpoint).create(parent=parent, body=body)
+    http = _http(credentials)
     delays = backoff_delays()
     while True:
         try:
-            job = request.execute(num_retries=0)
+            job = request.execute(http=http, num_retries=0)
             break
         except HttpError as error:
             status = int(error.resp.status)
@@ -192,9 +186,9 @@ def poll(
     data = handle.data
     try:
         job = (
-            _jobs(data["endpoint"], credentials)
+            _jobs(data["endpoint"])
             .get(name=handle.job_id)
-            .execute(num_retries=_RETRIES)
+            .execute(http=_http(credentials), num_retries=_RETRIES)
         )
     except HttpError as error:
         if not _transient(error):
@@ -305,7 +299,8 @@ def _read_entries(
     query = f'resource.type="ml_job" AND resource.labels.job_id="{job_id}"'
     if since:
         query += f' AND timestamp>="{since}"'
-    entries_api = _client("logging", "v2", handle.data["logging_endpoint"], credentials).entries()
+    entries_api = _client("logging", "v2", handle.data["logging_endpoint"]).entries()
+    http = _http(credentials)
     entries: list[dict[str, Any]] = []
     token: str | None = None
     while True:
@@ -317,7 +312,7 @@ def _read_entries(
         }
         if token:
             body["pageToken"] = token
-        page = entries_api.list(body=body).execute(num_retries=_RETRIES)
+        page = entries_api.list(body=body).execute(http=http, num_retries=_RETRIES)
         entries += page.get("entries", ())
         token = page.get("nextPageToken")
         if not token:
@@ -333,9 +328,11 @@ def cancel(handle: JobHandle, credentials: Credentials | None) -> bool:
 
     if local_mode.is_local(handle):
         return local_mode.cancel(handle)
-    jobs = _jobs(handle.data["endpoint"], credentials)
+    jobs = _jobs(handle.data["endpoint"])
     try:
-        jobs.cancel(name=handle.job_id, body={}).execute(num_retries=_RETRIES)
+        jobs.cancel(name=handle.job_id, body={}).execute(
+            http=_http(credentials), num_retries=_RETRIES
+        )
     except HttpError as error:
         # FAILED_PRECONDITION: the job has already ended.
         if int(error.resp.status) != 400:
@@ -357,9 +354,9 @@ def find_job(
     label = launch_label(launch)
     try:
         answer = (
-            _jobs(config.endpoint, credentials)
+            _jobs(config.endpoint)
             .list(parent=parent, filter=f'labels.{LAUNCH_LABEL}="{label}"')
-            .execute(num_retries=_RETRIES)
+            .execute(http=_http(credentials), num_retries=_RETRIES)
         )
     except (HttpError, OSError):
         return None  # cannot tell
