@@ -27,7 +27,14 @@ from typing import Any
 
 import pytest
 
-__all__ = ["Azurite", "azurite", "azurite_server", "find_azurite", "start_azurite"]
+__all__ = [
+    "Azurite",
+    "azurite",
+    "azurite_oauth_server",
+    "azurite_server",
+    "find_azurite",
+    "start_azurite",
+]
 
 INSTALLED = Path("/var/tmp/stepframe-services/azurite/node_modules/.bin/azurite-blob")
 ACCOUNT = "devstoreaccount1"
@@ -50,25 +57,34 @@ class Azurite:
     """A running azurite-blob: its endpoint, and an azure-storage-blob client of it for
     setting up and inspecting behind the store's back."""
 
-    def __init__(self, process: subprocess.Popen[bytes], port: int, folder: str) -> None:
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        port: int,
+        folder: str,
+        *,
+        certificate: str | None = None,
+    ) -> None:
         self.process = process
         self.port = port
         self.folder = folder
-        self.endpoint = f"http://127.0.0.1:{port}/{ACCOUNT}"
+        #: the PEM file an https Azurite serves (its own CA), or None for http.
+        self.certificate = certificate
+        scheme = "https" if certificate else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{port}/{ACCOUNT}"
 
     def connection_string(self, endpoint: str | None = None, account: str = ACCOUNT) -> str:
         """A connection string for ``account`` at ``endpoint`` (this Azurite's by default;
         a proxy's in front of it for the connection-cut tests)."""
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={KEY};"
-            f"BlobEndpoint={endpoint or self.endpoint};"
-        )
+        return f"AccountName={account};AccountKey={KEY};BlobEndpoint={endpoint or self.endpoint};"
 
     def service(self) -> Any:
         from azure.storage.blob import BlobServiceClient
 
         return BlobServiceClient.from_connection_string(
-            self.connection_string(), api_version=SDK_API_VERSION
+            self.connection_string(),
+            api_version=SDK_API_VERSION,
+            connection_verify=self.certificate or True,
         )
 
     def create_container(self) -> str:
@@ -101,10 +117,20 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_azurite(program: str) -> Azurite:
-    """Start ``program`` on a free port with a fresh folder; wait until it listens."""
+def start_azurite(program: str, *, oauth: bool = False) -> Azurite:
+    """Start ``program`` on a free port with a fresh folder; wait until it listens.
+
+    :param oauth: serve https (a certificate for 127.0.0.1 made here) and accept Microsoft
+        Entra tokens (Azurite's ``--oauth basic``: issuer, audience and lifetime are
+        checked, not the signature), besides Shared Key.
+    """
     folder = tempfile.mkdtemp(prefix="stepframe-azurite-")
     port = _free_port()
+    extra: list[str] = []
+    certificate = None
+    if oauth:
+        certificate, key = _loopback_certificate(Path(folder))
+        extra = ["--cert", certificate, "--key", key, "--oauth", "basic"]
     process = subprocess.Popen(
         [
             program,
@@ -116,12 +142,13 @@ def start_azurite(program: str) -> Azurite:
             folder,
             "--silent",
             "--disableTelemetry",
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    server = Azurite(process, port, folder)
+    server = Azurite(process, port, folder, certificate=certificate)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -137,9 +164,47 @@ def start_azurite(program: str) -> Azurite:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
-def azurite_server() -> Iterator[Azurite]:
-    """Azurite for the whole session (a child process of its own)."""
+def _loopback_certificate(folder: Path) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stepframe test azurite")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    certificate_file, key_file = folder / "azurite.pem", folder / "azurite-key.pem"
+    certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(certificate_file), str(key_file)
+
+
+def _program_or_skip() -> str:
     program = find_azurite()
     if program is None:
         message = (
@@ -149,7 +214,23 @@ def azurite_server() -> Iterator[Azurite]:
         if os.environ.get("CI") or os.environ.get("STEPFRAME_REQUIRE_AZURITE") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    server = start_azurite(program)
+    return program
+
+
+@pytest.fixture(scope="session")
+def azurite_server() -> Iterator[Azurite]:
+    """Azurite for the whole session (a child process of its own)."""
+    server = start_azurite(_program_or_skip())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_oauth_server() -> Iterator[Azurite]:
+    """An https Azurite that accepts Microsoft Entra tokens (``--oauth basic``)."""
+    server = start_azurite(_program_or_skip(), oauth=True)
     try:
         yield server
     finally:

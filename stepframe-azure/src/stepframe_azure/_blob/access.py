@@ -108,8 +108,10 @@ class AccountAccess:
     account: str
     endpoint: str
     auth: requests.auth.AuthBase = attrs.field(repr=False)
-    #: how the requests are signed, for messages: "a Microsoft Entra token", ...
+    #: how the requests are signed, for messages: "the account key", ...
     method: str
+    #: what to do when the service does not accept them.
+    renew: str
 
 
 def account_access(account: str, credentials: Credentials | None) -> AccountAccess:
@@ -125,9 +127,21 @@ def account_access(account: str, credentials: Credentials | None) -> AccountAcce
     assert endpoint is not None
     if credentials is None and connection is not None and connection.account_key:
         key = _decoded_key(connection.account_key)
-        return AccountAccess(account, endpoint, _SharedKey(account, key), "the account key")
+        return AccountAccess(
+            account,
+            endpoint,
+            _SharedKey(account, key),
+            "the account key",
+            f"copy the key again from the account's Access keys into {CONNECTION_STRING_VARIABLE}",
+        )
     if credentials is None and connection is not None and connection.sas:
-        return AccountAccess(account, endpoint, _Sas(connection.sas), "a shared access signature")
+        return AccountAccess(
+            account,
+            endpoint,
+            _Sas(connection.sas),
+            "the shared access signature",
+            f"make a new SAS for the account and put it in {CONNECTION_STRING_VARIABLE}",
+        )
     split = urlsplit(endpoint)
     if split.scheme != "https" and not (split.hostname or "").startswith(_LOOPBACK):
         raise ConfigError(
@@ -142,8 +156,13 @@ def account_access(account: str, credentials: Credentials | None) -> AccountAcce
 
         return bearer_token(credentials, STORAGE_SCOPE)
 
-    who = "the connector's Microsoft Entra token" if credentials else "the default Azure credential"
-    return AccountAccess(account, endpoint, _Bearer(token), who)
+    if credentials is None:
+        who = "the default Azure credential's token"
+        renew = "sign in again (`az login`) or give the job an identity"
+    else:
+        who = f"connector {credentials.connector!r}'s Microsoft Entra token"
+        renew = f"check the connector (`stepframe connector verify {credentials.connector}`)"
+    return AccountAccess(account, endpoint, _Bearer(token), who, renew)
 
 
 def _connection_string(account: str) -> ConnectionString | None:

@@ -126,7 +126,17 @@ class BlobApi:
             )
         if code in ("ResourceNotFound", "AccountNotFound") and status == 404:
             raise missing_account(location, doing, f"{self.access.endpoint} does not know it")
-        if status in (401, 403):
+        # A HEAD answer has no body: its reason phrase says "Server failed to authenticate
+        # the request..." for a bad signature (Azurite then names AuthorizationFailure).
+        reason = str(answer.reason or "")
+        if status == 401 or code in _NOT_AUTHENTICATED or "failed to authenticate" in reason:
+            detail = _detail(answer) or reason.split(". ")[0]
+            raise ConnectorError(
+                f"{doing}: Blob Storage did not accept {self.access.method} for account "
+                f"{account!r} ({status} {code}{': ' + detail if detail else ''}); "
+                f"{self.access.renew}"
+            )
+        if status == 403:
             raise ConnectorError(
                 f"{doing}: Blob Storage refused {self.access.method} ({status} {code}). The "
                 f"identity needs the role {_ROLE!r} on container {location.container!r} of "
@@ -135,6 +145,23 @@ class BlobApi:
                 f"{account}/blobServices/default/containers/{location.container}`)"
             )
         raise StepframeError(f"{doing}: Blob Storage answered {status} {code}")
+
+
+# Codes meaning "who you are was not established" (a bad key, token or SAS), as opposed
+# to "you may not do this" (a missing role).
+_NOT_AUTHENTICATED = frozenset(
+    {"AuthenticationFailed", "InvalidAuthenticationInfo", "NoAuthenticationInformation"}
+)
+
+
+def _detail(answer: requests.Response) -> str:
+    """The first line of the service's explanation, when it gives one."""
+    text = answer.text if answer.content else ""
+    for tag in ("AuthenticationErrorDetail", "Message"):
+        start, end = text.find(f"<{tag}>"), text.find(f"</{tag}>")
+        if 0 <= start < end:
+            return text[start + len(tag) + 2 : end].strip().splitlines()[0]
+    return ""
 
 
 def error_code(answer: requests.Response) -> str:
