@@ -145,3 +145,38 @@ def test_development_storage_names_azurites_default_endpoint_and_key(
     # Another account is not the connection string's: the public endpoint, a token.
     other = account_access("team", None)
     assert other.endpoint == "https://team.blob.core.windows.net"
+
+
+def test_a_shared_access_signature_signs_every_request(
+    azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection string with a SAS and no key (what a user given a SAS has)."""
+    import datetime
+
+    from _azurite import KEY, SDK_API_VERSION
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    container = azurite.create_container()
+    sas = generate_account_sas(
+        ACCOUNT,
+        KEY,
+        ResourceTypes(container=True, object=True),
+        AccountSasPermissions(read=True, write=True, list=True, create=True),
+        expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1),
+        version=SDK_API_VERSION,
+    )
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        f"BlobEndpoint={azurite.endpoint};SharedAccessSignature={sas}",
+    )
+    store = AzureBlobArtifactStore.open(
+        f"az://{ACCOUNT}/{container}/team", None, block_size=1 << 20
+    )
+    assert store.api.access.method == "the shared access signature"
+    uri = store.uri_for("model.bin")
+    data = bytes(range(256)) * 9000
+    with store.open_write(uri) as stream:
+        stream.write(data)
+    with store.open_read(uri) as stream:
+        assert stream.read() == data
+    assert azurite.get(container, "team/model.bin") == data
