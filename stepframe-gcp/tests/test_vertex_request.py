@@ -7,13 +7,14 @@ value outside an enum fails here exactly where Vertex AI would refuse it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from _discovery_schema import validator
 from stepframe_gcp import VertexOperatorConfig, VertexSettings
 from stepframe_gcp._vertex.preflight import settings_problems
-from stepframe_gcp._vertex.request import LAUNCH_LABEL, custom_job_body, launch_label
+from stepframe_gcp._vertex.request import LAUNCH_LABEL, STEP_LABEL, custom_job_body, launch_label
 
 from stepframe import ImageRef, Launch
 
@@ -103,6 +104,10 @@ def test_launch_labels_differ_per_attempt_and_fit_google_rules() -> None:
     first, second = launch_label(launch()), launch_label(launch(job_name="training-r1-train-2"))
     assert first != second
     assert len(first) <= 63 and first == first.lower()
+    # find_job filters on the keys: plain identifiers in the list filter's grammar (a
+    # hyphen there is an operator).
+    for key in (LAUNCH_LABEL, STEP_LABEL):
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", key), key
 
 
 @pytest.mark.parametrize(
@@ -124,8 +129,12 @@ def test_launch_labels_differ_per_attempt_and_fit_google_rules() -> None:
         ({"labels": {"Team": "x"}}, "key 'Team' breaks Google's label rules"),
         ({"labels": {"team": "Vision Group"}}, "settings.labels.team: value 'Vision Group' breaks"),
         (
-            {"labels": {"stepframe-launch": "x"}},
-            "keys starting with 'stepframe-' are stepframe's own",
+            {"labels": {"stepframe_launch": "x"}},
+            "keys starting with 'stepframe_' or 'stepframe-' are stepframe's own",
+        ),
+        (
+            {"labels": {"stepframe-team": "x"}},
+            "settings.labels.stepframe-team: keys starting with 'stepframe_' or",
         ),
         (
             {"environment": {"GOOGLE_APPLICATION_CREDENTIALS": "/key.json"}},

@@ -6,7 +6,7 @@ ships, pointed at the operator's endpoint, once per process (`transport.api_clie
 num_retries=N)`` retries throttling (429), 5xx answers and dropped connections with
 exponential backoff, which is used for every call but the create: a create is retried only
 on 429 (Vertex AI created nothing); any other lost answer raises `SubmitAmbiguousError`
-and `find_job` looks for the job by its ``stepframe-launch`` label.
+and `find_job` looks for the job by its ``stepframe_launch`` label.
 """
 
 from __future__ import annotations
@@ -343,7 +343,7 @@ def cancel(handle: JobHandle, credentials: Credentials | None) -> bool:
 def find_job(
     launch: Launch, operator: Component, credentials: Credentials | None
 ) -> JobHandle | JobNotFound | None:
-    """The job ``launch`` created, found by its ``stepframe-launch`` label."""
+    """The job ``launch`` created, found by its ``stepframe_launch`` label."""
     from googleapiclient.errors import HttpError
 
     config = _config(operator)

@@ -152,9 +152,10 @@ def _labels(labels: dict[str, str]) -> list[str]:
     if len(labels) > _MAX_LABELS - 2:  # stepframe adds two of its own
         problems.append(f"settings.labels: at most {_MAX_LABELS - 2} labels, not {len(labels)}")
     for key, value in labels.items():
-        if key.startswith("stepframe-") or key == LAUNCH_LABEL:
+        if key.startswith(("stepframe-", "stepframe_")) or key == LAUNCH_LABEL:
             problems.append(
-                f"settings.labels.{key}: keys starting with 'stepframe-' are stepframe's own"
+                f"settings.labels.{key}: keys starting with 'stepframe_' or 'stepframe-' are "
+                "stepframe's own; choose another key"
             )
         elif not _LABEL_KEY.match(key):
             problems.append(

@@ -5,7 +5,7 @@ the same spec runs the other replicas.  Every replica runs ``launch.command`` in
 image, by digest, with the launch's environment: Vertex AI adds ``CLUSTER_SPEC``, from
 which a replica reads its rank.
 
-The job's id is server-assigned, so every body carries the label ``stepframe-launch``, a
+The job's id is server-assigned, so every body carries the label ``stepframe_launch``, a
 digest of the launch's job name (unique per run, step and attempt): ``find_job`` finds a
 job whose create answer was lost by that label.
 """
@@ -22,6 +22,7 @@ from stepframe_gcp._vertex.config import SCHEDULING_STRATEGIES, VertexOperatorCo
 __all__ = [
     "LAUNCH_LABEL",
     "MAX_DISPLAY_NAME",
+    "STEP_LABEL",
     "custom_job_body",
     "display_name",
     "image_uri",
@@ -29,13 +30,17 @@ __all__ = [
     "settings_of",
 ]
 
-LAUNCH_LABEL = "stepframe-launch"
+# Keys of stepframe's own labels.  An underscore, not a hyphen: find_job names the key in a
+# list filter (``labels.KEY="VALUE"``), whose grammar (AIP-160) reads a hyphen as an
+# operator.
+LAUNCH_LABEL = "stepframe_launch"
+STEP_LABEL = "stepframe_step"
 MAX_DISPLAY_NAME = 128
 _LABEL_VALUE = re.compile(r"[^a-z0-9_-]")
 
 
 def launch_label(launch: Launch) -> str:
-    """The ``stepframe-launch`` label value of a launch: 40 hex digits of its job name."""
+    """The ``stepframe_launch`` label value of a launch: 40 hex digits of its job name."""
     return hashlib.sha256(launch.job_name.encode()).hexdigest()[:40]
 
 
@@ -116,7 +121,7 @@ def custom_job_body(
         "labels": {
             **settings.labels,
             LAUNCH_LABEL: launch_label(launch),
-            "stepframe-step": _label_value(launch.step),
+            STEP_LABEL: _label_value(launch.step),
         },
     }
     if settings.encryption_key:
