@@ -2,7 +2,7 @@
 
 The step's image is built by stepframe-docker from the test's code root and pushed to the
 registry on 127.0.0.1:5000; the command job's body is built as for AzureML and its
-container (image by digest, ``bash -c COMMAND``, the job's variables and a one-node
+container (image by digest, ``sh -c COMMAND``, the job's variables and a one-node
 AzureML's) runs through stepframe-docker's operator, with the local artifact store
 mounted.  Nothing may reach AzureML: the operator's endpoint is a port nothing listens on.
 """
@@ -131,11 +131,7 @@ def test_the_container_gets_the_jobs_command_and_a_one_node_azureml_environment(
 
     command, environment = container_spec(launch, operator, launch.settings)
 
-    assert command == [
-        "/bin/bash",
-        "-c",
-        "python -m stepframe.entrypoint file:///tmp/m.json",
-    ]
+    assert command == ["/bin/sh", "-c", "python -m stepframe.entrypoint file:///tmp/m.json"]
     assert environment == {
         "EPOCHS": "3",
         "STEPFRAME_MANIFEST_URI": "file:///tmp/m.json",

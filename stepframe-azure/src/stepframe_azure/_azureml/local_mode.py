@@ -2,14 +2,15 @@
 user's Docker engine through stepframe-docker's `CloudLocalMode`.
 
 The job body is built exactly as for AzureML (`build_job_body`); what runs is its
-container: the environment's image (the step's image by digest), the job's ``command`` in
-a shell as AzureML runs it, its ``environmentVariables``, and the variables AzureML gives
-the first node of a one-node job (``AZUREML_NODE_COUNT``, and with a PyTorch distribution
-torch.distributed's, for one process), so `stepframe.current_job()` sees what it would see
-there.  No workspace is needed, nothing is sent to Azure, and the container gets no
-credentials from the client: it reaches the artifact store with what its environment
-gives it, as a job does.  Handles say ``mode = "local"`` and carry the docker one, so
-``stepframe jobs`` and resumed runs find them like any azureml job.
+container: the environment's image (the step's image by digest), the job's ``command``
+in a shell (``sh -c``) as AzureML runs it, its ``environmentVariables``, and the
+variables AzureML gives the first node of a one-node job (``AZUREML_NODE_COUNT``, and
+with a PyTorch distribution torch.distributed's, for one process), so
+`stepframe.current_job()` sees what it would see there.  No workspace is needed, nothing
+is sent to Azure, and the container gets no credentials from the client: it reaches the
+artifact store with what its environment gives it, as a job does.  Handles say
+``mode = "local"`` and carry the docker one, so ``stepframe jobs`` and resumed runs find
+them like any azureml job.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def container_spec(
     if distribution.get("distributionType") == "PyTorch":
         environment.update(_ONE_TORCH_PROCESS)
     # AzureML runs a command job's command line in a shell.
-    return ["/bin/bash", "-c", str(properties["command"])], environment
+    return ["/bin/sh", "-c", str(properties["command"])], environment
 
 
 def submit(launch: Launch, operator: Component, settings: AzureMLSettings) -> JobHandle:
