@@ -12,6 +12,8 @@ What it is: a small plain-HTTP service answering, in AzureML's wire format:
   exists.  A second PUT of the same job with the same body answers 200; with another
   body, 409.  ``GET jobs/NAME`` (404 for a name never created), ``POST
   jobs/NAME/cancel`` (202, or 400 once the job has ended).
+- ``GET`` the workspace (its region and ``discoveryUrl``) and that discovery document,
+  which names this service as the workspace's run history endpoint.
 - Run history: ``GET /history/v1.0/.../runs/NAME/details`` with the job's log file as a
   signed URL and, for a failed job, its error; the log file itself honours ``Range``
   (206, 416 past its end).
@@ -59,6 +61,7 @@ _WORKSPACE = (
 _ENVIRONMENT = re.compile(
     rf"^{_WORKSPACE}/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$", re.I
 )
+_WORKSPACE_PATH = re.compile(rf"^{_WORKSPACE}$", re.I)
 _JOB = re.compile(rf"^{_WORKSPACE}/jobs/(?P<name>[^/]+)(?P<cancel>/cancel)?$", re.I)
 _DETAILS = re.compile(rf"^/history/v1\.0{_WORKSPACE}/runs/(?P<name>[^/]+)/details$", re.I)
 _LOG = re.compile(r"^/logs/(?P<name>[^/]+)/(?P<file>.+)$")
@@ -313,6 +316,11 @@ class AzureMLService:
             if job is None:
                 return "details", lambda: (404, _error("UserError", "Run not found")), {}
             return "details", lambda: self._details(job), {}
+        if path == "/discovery" and method == "GET":
+            return "discovery", lambda: (200, {"api": self.url, "history": self.url}), {}
+        workspace = _WORKSPACE_PATH.match(path)
+        if workspace and method == "GET":
+            return "get-workspace", lambda: (200, self._workspace(workspace)), {}
         environment = _ENVIRONMENT.match(path)
         if environment and method == "PUT":
             return "create-environment", lambda: self._put_environment(environment, body), {}
@@ -343,6 +351,15 @@ class AzureMLService:
             if method == "GET" and not one["cancel"]:
                 return "get-job", lambda: (200, job.view()), {}
         return "unknown", None, {}
+
+    def _workspace(self, match: re.Match[str]) -> dict[str, Any]:
+        return {
+            "id": match.string,
+            "name": match["ws"],
+            "type": "Microsoft.MachineLearningServices/workspaces",
+            "location": "westeurope",
+            "properties": {"discoveryUrl": f"{self.url}/discovery"},
+        }
 
     def _log(
         self, name: str, file: str, query: dict[str, list[str]], headers: Any
@@ -380,7 +397,7 @@ class AzureMLService:
                 if call is None:
                     self._answer(404, _error("NoRoute", f"no route {method} {split.path}"))
                     return
-                if kind != "log":
+                if kind not in ("log", "discovery"):
                     refusal = self._refusal(query)
                     if refusal is not None:
                         self._answer(*refusal)

@@ -452,3 +452,18 @@ def test_a_job_that_does_not_exist_is_an_error_of_its_poll(service: AzureMLServi
 
     with pytest.raises(ConfigError, match="reading AzureML job no-such-job: AzureML answered 404"):
         poll_all(gone, Clock())
+
+
+def test_without_a_history_endpoint_the_workspace_discovery_names_it(
+    service: AzureMLService,
+) -> None:
+    clock = Clock()
+    config = operator(service, history_endpoint=None)
+
+    handle = jobs.submit(launch(), config, CREDENTIALS)
+
+    assert handle.data["history_endpoint"] == service.url
+    assert service.calls("get-workspace") == 1 and service.calls("discovery") == 1
+    service.advance(handle.job_id, "Running")
+    service.write_log(handle.job_id, "found through discovery\n")
+    assert "found through discovery" in poll_all(handle, clock).log_lines

@@ -219,7 +219,7 @@ def submit(
         ) from None
     body = build_job_body(launch, config, settings, name)
     _create(client, config, name, body, launch, sleep)
-    return _handle(operator, config, name)
+    return _handle(operator, config, name, _history_endpoint(config) or _discover(client, config))
 
 
 def _create(
@@ -285,7 +285,9 @@ def _retry_after(error: Any, attempt: int) -> float:
         return float(2 ** (attempt - 1))
 
 
-def _handle(operator: Component, config: AzureMLOperatorConfig, name: str) -> JobHandle:
+def _handle(
+    operator: Component, config: AzureMLOperatorConfig, name: str, history: str | None
+) -> JobHandle:
     return JobHandle(
         flavor=FLAVOR,
         operator=operator.name,
@@ -297,7 +299,7 @@ def _handle(operator: Component, config: AzureMLOperatorConfig, name: str) -> Jo
             "workspace": config.workspace,
             "endpoint": config.arm_endpoint,
             "api_version": config.api_version,
-            "history_endpoint": _history_endpoint(config),
+            "history_endpoint": history,
             "studio_url": studio_url(config.workspace_id, name),
         },
     )
@@ -309,6 +311,33 @@ def _history_endpoint(config: AzureMLOperatorConfig) -> str | None:
     if config.region:
         return f"https://{config.region}.api.azureml.ms"
     return None
+
+
+def _discover(client: Any, config: AzureMLOperatorConfig) -> str | None:
+    """The workspace's run history endpoint, as AzureML's clients find it: the workspace's
+    ``discoveryUrl`` answers its service endpoints (``history`` among them); failing that,
+    its region's.  None when neither can be read (the job runs; its log is not shown)."""
+    from azure.core.exceptions import AzureError
+    from azure.core.rest import HttpRequest
+
+    from stepframe_azure._azureml.transport import plain_client
+
+    try:
+        workspace = client.workspaces.get(config.resource_group, config.workspace, cls=_raw)
+    except AzureError:
+        return None
+    location = str(workspace.get("location") or "")
+    fallback = f"https://{location}.api.azureml.ms" if location else None
+    url = str(workspace.get("properties", {}).get("discoveryUrl") or "")
+    if not url:
+        return fallback
+    try:
+        answer = plain_client(url).send_request(HttpRequest("GET", url))
+        answer.raise_for_status()
+        history = answer.json().get("history")
+    except (AzureError, ValueError, AttributeError):
+        return fallback
+    return str(history).rstrip("/") if history else fallback
 
 
 def _handle_config(handle: JobHandle) -> AzureMLOperatorConfig:
@@ -601,4 +630,9 @@ def find_job(
             f"{', '.join(mismatch) or 'match'}, environment {properties.get('environmentId')}); "
             "this launch's job was never created"
         )
-    return _handle(operator, config, name)
+    return _handle(
+        operator,
+        config,
+        name,
+        _history_endpoint(config) or _discover(_arm(credentials, config), config),
+    )
