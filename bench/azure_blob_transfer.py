@@ -29,12 +29,27 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 TARGET_RATIO = 1.0
 TARGET_MEMORY_MIB = 80
 MIB = 1 << 20
 TOOLS = ("azure-sdk", "stepframe")
-_TESTS = Path(__file__).resolve().parent.parent / "stepframe-azure" / "tests"
+_AZURITE = Path(__file__).resolve().parent.parent / "stepframe-azure" / "tests" / "_azurite.py"
+
+
+def _azurite() -> ModuleType:
+    """The tests' Azurite helpers (finding, starting and talking to azurite-blob)."""
+    import importlib.util
+
+    if "_azurite" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("_azurite", _AZURITE)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["_azurite"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["_azurite"]
+
 
 # What a child runs: one transfer; its time and memory as JSON on stdout.
 CHILD = r"""
@@ -87,8 +102,6 @@ print(json.dumps({"seconds": elapsed, "peak": status("VmHWM") - before,
 def _transfer(
     tool: str, direction: str, path: Path, container: str, env: dict[str, str]
 ) -> dict[str, float]:
-    from _azurite import SDK_API_VERSION
-
     done = subprocess.run(
         [
             sys.executable,
@@ -99,7 +112,7 @@ def _transfer(
             str(path),
             container,
             "big.bin",
-            *[SDK_API_VERSION],
+            _azurite().SDK_API_VERSION,
         ],
         env=env,
         capture_output=True,
@@ -137,13 +150,10 @@ def main() -> None:
         if value
     }
 
-    sys.path.insert(0, str(_TESTS))
-    from _azurite import find_azurite, start_azurite
-
-    program = find_azurite()
+    program = _azurite().find_azurite()
     if program is None:
         sys.exit("bench: azurite-blob not found; run .ci/services.sh or set STEPFRAME_AZURITE")
-    server = start_azurite(program)
+    server = _azurite().start_azurite(program)
     env = {
         **os.environ,
         "AZURE_STORAGE_CONNECTION_STRING": server.connection_string(),
