@@ -2,7 +2,8 @@
 conftest.py lists it in ``pytest_plugins``).
 
 The binary is ``azurite-blob`` from npm's ``azurite`` 3.35.0 (the last release for Node
-20), found at ``$STEPFRAME_AZURITE``, at the path ``.ci/services.sh`` installs it to, or on
+20), found at ``$STEPFRAME_AZURITE``, where ``.ci/services.sh`` installs it
+(``$STEPFRAME_SERVICES_DIR/azurite``, by default under /var/tmp/stepframe-services), or on
 PATH.  Missing, its tests skip -- unless ``CI`` or ``STEPFRAME_REQUIRE_AZURITE=1`` is set,
 where they fail: CI must not pass by skipping.
 
@@ -36,7 +37,8 @@ __all__ = [
     "start_azurite",
 ]
 
-INSTALLED = Path("/var/tmp/stepframe-services/azurite/node_modules/.bin/azurite-blob")
+# Where .ci/services.sh installs it (its STEPFRAME_SERVICES_DIR, the same default).
+_SERVICES_DIR = "/var/tmp/stepframe-services"
 ACCOUNT = "devstoreaccount1"
 # The newest Blob API version Azurite 3.35 knows; azure-storage-blob's own default is newer.
 SDK_API_VERSION = "2025-11-05"
@@ -48,8 +50,10 @@ def find_azurite() -> str | None:
     configured = os.environ.get("STEPFRAME_AZURITE")
     if configured:
         return configured
-    if INSTALLED.is_file():
-        return str(INSTALLED)
+    services = Path(os.environ.get("STEPFRAME_SERVICES_DIR") or _SERVICES_DIR)
+    installed = services / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+    if installed.is_file():
+        return str(installed)
     return shutil.which("azurite-blob")
 
 
