@@ -1,7 +1,8 @@
 """The Docker engine, the registry on 127.0.0.1:5000 and the base image, for tests whose
 jobs run in containers (local mode, the AzureML test service's end-to-end runs).
 
-Import the fixture into a test module: ``from _docker_host import docker_host``.  Without
+Import the fixture into a test module: ``from _docker_host import docker_host``;
+`build_step_image` is a kit suite's ``make_image`` on them.  Without
 the services the tests skip, unless ``STEPFRAME_REQUIRE_DOCKER=1`` (CI) makes them fail.
 """
 
@@ -12,10 +13,13 @@ import os
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-__all__ = ["BASE_IMAGE", "REGISTRY", "docker_host"]
+from stepframe import Component, ComponentKind, ImageRef, ImageRequest, Plugins
+
+__all__ = ["BASE_IMAGE", "REGISTRY", "build_step_image", "docker_host"]
 
 REGISTRY = os.environ.get("STEPFRAME_TEST_REGISTRY", "127.0.0.1:5000")
 BASE_IMAGE = os.environ.get("STEPFRAME_TEST_BASE_IMAGE", "stepframe-test-base:bookworm")
@@ -57,3 +61,28 @@ def docker_host() -> Iterator[dict[str, str]]:
             if f"/{namespace}/" in name:
                 with contextlib.suppress(Exception):
                     client.images.remove(name, noprune=True)
+
+
+def build_step_image(plugins: Plugins, host: dict[str, str], code_root: Path) -> ImageRef | None:
+    """The step image of ``code_root``, built by the docker builder on ``host``'s base
+    image and pushed to its registry (what a kit's ``make_image`` returns)."""
+    from stepframe_docker import ContainerRegistryConfig, DockerBuilderConfig, DockerSettings
+
+    builder = Component(
+        ComponentKind.IMAGE_BUILDER,
+        "docker",
+        "docker",
+        DockerBuilderConfig(parent_image=host["base_image"]),
+    )
+    registry = Component(
+        ComponentKind.CONTAINER_REGISTRY,
+        "local",
+        "default",
+        ContainerRegistryConfig(host["registry"]),
+    )
+    request = ImageRequest(
+        code_root=str(code_root),
+        target_registry=registry,
+        settings=DockerSettings(parent_image=host["base_image"]),
+    )
+    return plugins.hooks.build_image(request, builder)

@@ -14,21 +14,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from _docker_host import docker_host  # noqa: F401 (a fixture)
+from _docker_host import build_step_image, docker_host  # noqa: F401 (a fixture)
 from stepframe_azure._azureml.config import AzureMLOperatorConfig, AzureMLSettings
 from stepframe_azure._azureml.local_mode import container_spec
 
 import stepframe_docker
-from stepframe import (
-    Component,
-    ComponentKind,
-    ImageRef,
-    ImageRequest,
-    Launch,
-    Plugins,
-)
+from stepframe import Component, ComponentKind, ImageRef, Launch, Plugins
 from stepframe.testing import StepOperatorSuite
-from stepframe_docker import ContainerRegistryConfig, DockerBuilderConfig, DockerSettings
 
 # AzureML's coordinates, never called in local mode: a call would fail at once.
 NOWHERE = "http://127.0.0.1:9"
@@ -90,24 +82,7 @@ step_operators = ["azureml"]
         return str(handle.data["docker"]["name"])
 
     def make_image(self, plugins: Plugins, code_root: Path) -> ImageRef | None:
-        builder = Component(
-            ComponentKind.IMAGE_BUILDER,
-            "docker",
-            "docker",
-            DockerBuilderConfig(parent_image=self.host["base_image"]),
-        )
-        registry = Component(
-            ComponentKind.CONTAINER_REGISTRY,
-            "local",
-            "default",
-            ContainerRegistryConfig(self.host["registry"]),
-        )
-        request = ImageRequest(
-            code_root=str(code_root),
-            target_registry=registry,
-            settings=DockerSettings(parent_image=self.host["base_image"]),
-        )
-        return plugins.hooks.build_image(request, builder)
+        return build_step_image(plugins, self.host, code_root)
 
 
 def _launch(**settings: Any) -> Launch:
