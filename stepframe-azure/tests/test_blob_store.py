@@ -346,3 +346,25 @@ def test_a_malformed_path_is_refused_when_the_store_is_configured(
         "artifact_stores.blob",
     )
     assert https.path == "az://account/artifacts/team"
+
+
+def test_an_account_whose_host_does_not_resolve_is_named_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On Azure a storage account that does not exist has no DNS name.  (``.invalid``
+    never resolves; it bypasses the tests' dead proxy so the lookup happens here.)"""
+    from _azurite import KEY
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,.invalid")
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        f"AccountName=nosuchaccount;AccountKey={KEY};"
+        "BlobEndpoint=https://nosuchaccount.blob.core.invalid",
+    )
+    with pytest.raises(ConfigError) as caught:
+        _store("az://nosuchaccount/artifacts/team")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "no storage account 'nosuchaccount'" in message
+    assert "nosuchaccount.blob.core.invalid does not resolve" in message
+    assert "az storage account create" in message
