@@ -180,3 +180,17 @@ def test_a_shared_access_signature_signs_every_request(
     with store.open_read(uri) as stream:
         assert stream.read() == data
     assert azurite.get(container, "team/model.bin") == data
+
+
+def test_a_mistyped_account_names_the_connection_strings_account(
+    azurite: Azurite,
+) -> None:
+    """The path's account has no connection string (Azurite's is for devstoreaccount1), so
+    the store asks the default Azure credential, which has nothing here: the one line says
+    which account the variable is for."""
+    with pytest.raises(ConnectorError) as caught:
+        AzureBlobArtifactStore.open("az://devstoreacount1/artifacts/team", None)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "AZURE_STORAGE_CONNECTION_STRING is for account 'devstoreaccount1'" in message
+    assert "not 'devstoreacount1'" in message

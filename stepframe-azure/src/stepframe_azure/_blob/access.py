@@ -150,11 +150,24 @@ def account_access(account: str, credentials: Credentials | None) -> AccountAcce
             f"{CONNECTION_STRING_VARIABLE}"
         )
 
+    other = _other_account(account)
+
     def token() -> str:
+        from stepframe import ConnectorError
         from stepframe_azure._connector.auth import bearer_token
         from stepframe_azure._connector.config import STORAGE_SCOPE
 
-        return bearer_token(credentials, STORAGE_SCOPE)
+        try:
+            return bearer_token(credentials, STORAGE_SCOPE)
+        except ConnectorError as error:
+            if other is None:
+                raise
+            # Most likely a mistyped account: say which one the variable names.
+            first = str(error).splitlines()[0]
+            raise ConnectorError(
+                f"{first}; note that {CONNECTION_STRING_VARIABLE} is for account "
+                f"{other!r}, not {account!r}: check the account in the store's path"
+            ) from None
 
     if credentials is None:
         who = "the default Azure credential's token"
@@ -171,6 +184,17 @@ def _connection_string(account: str) -> ConnectionString | None:
         return None
     connection = ConnectionString.parse(text, CONNECTION_STRING_VARIABLE)
     return connection if connection.serves(account) else None
+
+
+def _other_account(account: str) -> str | None:
+    """The account ``AZURE_STORAGE_CONNECTION_STRING`` names when it is not ``account``."""
+    text = os.environ.get(CONNECTION_STRING_VARIABLE, "").strip()
+    if not text:
+        return None
+    connection = ConnectionString.parse(text, CONNECTION_STRING_VARIABLE)
+    if connection.serves(account):
+        return None
+    return connection.account or connection.blob_endpoint
 
 
 def _decoded_key(key: str) -> bytes:
