@@ -46,8 +46,8 @@ class BlobApi:
     def __init__(self, access: AccountAccess, *, connections: int = 16) -> None:
         self.access = access
         self.session = requests.Session()
-        # Only loopback endpoints reach this machine's proxy settings' exemptions; the
-        # rest goes the way the environment says (HTTPS_PROXY), as Azure's clients do.
+        # Proxies and CA bundles come from the environment (HTTPS_PROXY, NO_PROXY,
+        # REQUESTS_CA_BUNDLE), as for Azure's own clients; retries are `request`'s.
         adapter = requests.adapters.HTTPAdapter(
             pool_connections=1, pool_maxsize=connections, max_retries=0
         )
