@@ -8,10 +8,10 @@ target: under 0.25 s each), the cumulative ``python -X importtime`` figure for `
 stepframe``, and whether ``import stepframe`` (or the CLI module) imported boto3, docker,
 sagemaker, numpy or rich.  Exits 1 if it did; the timings are figures, not a test.
 
-``--before REV`` times the same commands with the core of git revision REV too (its
-``stepframe-core/src`` first on PYTHONPATH; the plugins stay the installed ones), each
-run of one alternating with a run of the other so that the machine's load falls on both
-alike, and prints both medians and their ratio.
+``--before REV`` times the same commands with the core of git revision REV and with the
+core of HEAD, each unpacked alike and put first on PYTHONPATH (the plugins stay the
+installed ones), a run of one alternating with a run of the other so that the machine's
+load falls on both alike, and prints both medians (wall and CPU time) and their ratio.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -76,6 +77,7 @@ def installed_plugins() -> str:
 def core_source_of(revision: str, into: Path) -> Path:
     """``stepframe-core/src`` as it was at ``revision``, unpacked under ``into``."""
     root = Path(__file__).resolve().parent.parent
+    into.mkdir(parents=True)
     archive = subprocess.run(
         ["git", "-C", str(root), "archive", revision, "stepframe-core/src"],
         capture_output=True,
@@ -85,15 +87,22 @@ def core_source_of(revision: str, into: Path) -> Path:
     return into / "stepframe-core" / "src"
 
 
+def child_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def time_alternating(
     args: list[str], runs: int, cwd: str, envs: list[dict[str, str]]
-) -> list[list[float]]:
-    """Wall times of ``args`` under each environment, one run of each in turn (a first,
-    untimed round warms the file system cache)."""
+) -> tuple[list[list[float]], list[list[float]]]:
+    """Wall times and CPU times (user + system) of ``args`` under each environment, one
+    run of each in turn (a first, untimed round warms the file system cache).  On a
+    loaded machine the CPU time is the steadier figure: waiting for a core is not in it."""
     times: list[list[float]] = [[] for _ in envs]
+    cpu: list[list[float]] = [[] for _ in envs]
     for i in range(runs + 1):
         for slot, env in enumerate(envs):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), child_cpu_seconds()
             subprocess.run(
                 args,
                 cwd=cwd,
@@ -105,25 +114,34 @@ def time_alternating(
             )
             if i:
                 times[slot].append(time.perf_counter() - start)
-    return times
+                cpu[slot].append(child_cpu_seconds() - cpu_start)
+    return times, cpu
 
 
 def compare(command: list[str], revision: str, runs: int, project: str) -> None:
     with tempfile.TemporaryDirectory(prefix="stepframe-bench-before-") as scratch:
-        before_src = core_source_of(revision, Path(scratch))
-        now = clean_env()
-        before = {
-            **now,
-            "PYTHONPATH": os.pathsep.join([str(before_src), now.get("PYTHONPATH", "")]),
-        }
+        env = clean_env()
+        before, now = (
+            {
+                **env,
+                "PYTHONPATH": os.pathsep.join(
+                    [str(core_source_of(rev, Path(scratch) / rev)), env.get("PYTHONPATH", "")]
+                ),
+            }
+            for rev in (revision, "HEAD")
+        )
         for args in COMMANDS:
-            old, new = time_alternating([*command, *args], runs, project, [before, now])
-            label = f"stepframe {' '.join(args):<12}"
-            print(
-                f"{label} median before ({revision}) {statistics.median(old):.3f} s, "
-                f"now {statistics.median(new):.3f} s, "
-                f"ratio {statistics.median(new) / statistics.median(old):.2f}  ({runs} runs each)"
+            (old, new), (old_cpu, new_cpu) = time_alternating(
+                [*command, *args], runs, project, [before, now]
             )
+            label = f"stepframe {' '.join(args):<12}"
+            for kind, was, now_ in (("wall", old, new), ("CPU ", old_cpu, new_cpu)):
+                print(
+                    f"{label} {kind} median {revision} {statistics.median(was):.3f} s, "
+                    f"HEAD {statistics.median(now_):.3f} s, "
+                    f"ratio {statistics.median(now_) / statistics.median(was):.2f}  "
+                    f"({runs} runs each)"
+                )
 
 
 def main() -> int:
