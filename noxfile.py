@@ -92,18 +92,18 @@ def _install(session: nox.Session, *requirements: str) -> None:
 # 2026-12-06 by `coverage report --include='*/PACKAGE/*' --format=total` after each
 # session: stepframe 90 % (`tests`), stepframe_aws 88 % (everything_plugins),
 # stepframe_policy 92 % (core_plugins), stepframe_docker 87 % (`integration`, with an
-# engine; 56 % from its unit tests alone).
+# engine; 56 % from its unit tests alone); stepframe_gcp 81 % (its tests with -n 4 in the
+# dev environment) and stepframe_azure 93 % (`azure`, while its plugin was being written:
+# a floor with more room), both 2026-12-06 09:00 UTC.
 # The floors sit a little below, so an untested addition shows, not a rounding.  Raise them
 # as tests are added.
-GCP_FLOOR = 80  # measured below
-AZURE_FLOOR = 75  # measured below
 COVERAGE_FLOORS = {
     "stepframe": 88,
     "stepframe_docker": 85,
     "stepframe_aws": 86,
     "stepframe_policy": 90,
-    "stepframe_gcp": GCP_FLOOR,
-    "stepframe_azure": AZURE_FLOOR,
+    "stepframe_gcp": 79,
+    "stepframe_azure": 88,
 }
 # The Pythons the distributions declare (requires-python = ">=3.10"), up to the newest
 # released; `tests` runs on nox's own, `tests_python` on each other one this machine has.
@@ -275,7 +275,6 @@ def gcp(session: nox.Session) -> None:
     _pytest(
         session,
         IMAGE_BUILD_TIMEOUT,
-        *PARALLEL,
         "stepframe-gcp/tests",
         env={"STEPFRAME_REQUIRE_DOCKER": "1"},
         measure=["stepframe_gcp"],
