@@ -6,8 +6,8 @@ container: the environment's image (the step's image by digest), the job's ``com
 in a shell (``sh -c``) as AzureML runs it, its ``environmentVariables``, and the
 variables AzureML gives the first node of a one-node job (``AZUREML_NODE_COUNT``, and
 with a PyTorch distribution torch.distributed's, for one process), so
-`stepframe.current_job()` sees what it would see there.  No workspace is needed, nothing
-is sent to Azure, and the container gets no credentials from the client: it reaches the
+`stepframe.current_job()` sees what it would see there.  Nothing is sent to AzureML (the
+workspace is never asked), and the container gets no credentials from the client: it reaches the
 artifact store with what its environment gives it, as a job does.  Handles say
 ``mode = "local"`` and carry the docker one, so ``stepframe jobs`` and resumed runs find
 them like any azureml job.
