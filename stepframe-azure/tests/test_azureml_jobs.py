@@ -325,9 +325,7 @@ def test_a_wrong_workspace_names_the_settings_to_check(service: AzureMLService) 
 def test_every_body_sent_is_valid_under_the_rest_models(service: AzureMLService) -> None:
     from stepframe_azure._azureml.schema import body_problems
 
-    jobs.submit(
-        launch(job_tier="Spot", priority="high", timeout=60), operator(service), CREDENTIALS
-    )
+    jobs.submit(launch(job_tier="Spot", timeout=60), operator(service), CREDENTIALS)
     jobs.submit(
         launch(
             attempt=2, mode="cluster", compute_name="gpus", instance_count=2, distribution="pytorch"
@@ -340,7 +338,7 @@ def test_every_body_sent_is_valid_under_the_rest_models(service: AzureMLService)
     assert len(bodies) == 2
     for body in bodies:
         assert body_problems(body, "JobBase") == []
-    assert bodies[0]["properties"]["queueSettings"] == {"jobTier": "Spot", "priority": 3}
+    assert bodies[0]["properties"]["queueSettings"] == {"jobTier": "Spot"}
     assert bodies[1]["properties"]["computeId"].endswith("/workspaces/ml-workspace/computes/gpus")
 
 

@@ -34,9 +34,11 @@ def problems(**settings: Any) -> list[str]:
     [
         {},
         {"instance_type": "Standard_NC6s_v3", "instance_count": 4, "distribution": "pytorch",
-         "process_count_per_instance": 2, "job_tier": "Spot", "priority": "high"},
+         "process_count_per_instance": 2, "job_tier": "Spot"},
         {"mode": "cluster", "compute_name": "gpu-cluster", "timeout": 7200, "shm_size": "8g"},
         {"mode": "instance", "compute_name": "alice-ci", "identity": "user"},
+        # Azure's naming rules for computes: 2-16 alphanumerics and hyphens.
+        {"mode": "cluster", "compute_name": "2x-a100"},
         {"identity": "managed:0f0e0d0c-0b0a-0908-0706-050403020100", "tags": {"team": "cv"},
          "environment": {"HF_HOME": "/tmp/hf"}, "extra_job": {"description": "nightly"}},
         {"instance_type": "local", "mode": "whatever-local-ignores"},
@@ -48,7 +50,8 @@ def problems(**settings: Any) -> list[str]:
                          "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1"}},
     ],
     ids=[
-        "serverless", "multi-node", "cluster", "instance", "identity-and-extra", "local",
+        "serverless", "multi-node", "cluster", "instance", "cluster-name-of-digits",
+        "identity-and-extra", "local",
         "storage-endpoint", "storage-emulator",
     ],
 )  # fmt: skip
@@ -66,6 +69,9 @@ def test_settings_azureml_takes_pass(settings: dict[str, Any]) -> None:
          "settings.compute_name: serverless jobs run on no named compute; drop it"),
         ({"mode": "cluster", "compute_name": "a-very-long-cluster-name"},
          "settings.compute_name: 'a-very-long-cluster-name' is not a compute cluster name: 2-16"),
+        ({"mode": "instance", "compute_name": "9-lives"},
+         "settings.compute_name: '9-lives' is not a compute instance name: 3-24 letters, digits"
+         " and '-', starting with a letter"),
         ({"instance_type": "nc6"}, "settings.instance_type: 'nc6' is not an Azure VM size"),
         ({"mode": "cluster", "compute_name": "gpus", "instance_type": "Standard_NC6"},
          "settings.instance_type: a compute cluster's VM size is fixed when it is created"),
@@ -81,7 +87,9 @@ def test_settings_azureml_takes_pass(settings: dict[str, Any]) -> None:
          " Standard, Premium (did you mean Spot?)"),
         ({"mode": "cluster", "compute_name": "gpus", "job_tier": "Spot"},
          "settings.job_tier: job tiers apply to serverless jobs, not mode 'cluster'"),
-        ({"priority": "urgent"}, "settings.priority: 'urgent' is not one of low, medium, high"),
+        ({"priority": "high"},
+         "settings.priority: AzureML's stable REST API (2024-10-01, the version stepframe"
+         " calls) has no job priority, only job_tier; drop priority"),
         ({"timeout": 0}, "settings.timeout: must be a positive number of seconds, not 0"),
         ({"environment": {"AZURE_CLIENT_SECRET": "s3cret"}},
          "settings.environment.AZURE_CLIENT_SECRET: credentials never go into a job"),

@@ -18,7 +18,6 @@ __all__ = [
     "FLAVOR",
     "JOB_TIERS",
     "LOCAL_INSTANCE_TYPE",
-    "PRIORITIES",
     "AzureMLOperatorConfig",
     "AzureMLSettings",
 ]
@@ -27,7 +26,8 @@ FLAVOR = "azureml"
 # The Azure Resource Manager endpoint of the public cloud (sovereign clouds and the tests
 # set ``endpoint``).
 DEFAULT_ENDPOINT = "https://management.azure.com"
-# The REST API version every call names (see schema.py for the models checked against it).
+# The REST API version every call names: the newest stable one whose command jobs take
+# queueSettings (job_tier).  schema.py judges bodies by this version's description.
 API_VERSION = "2024-10-01"
 #: ``instance_type`` of local mode: the command job's container runs on the local engine.
 LOCAL_INSTANCE_TYPE = "local"
@@ -36,8 +36,6 @@ LOCAL_INSTANCE_TYPE = "local"
 COMPUTE_MODES = ("serverless", "cluster", "instance")
 #: QueueSettings.jobTier's values (the REST specification's JobTier enum, less "Null").
 JOB_TIERS = ("Spot", "Basic", "Standard", "Premium")
-#: The settings' words for QueueSettings.priority (AzureML's 1, 2, 3).
-PRIORITIES = {"low": 1, "medium": 2, "high": 3}
 
 
 @attrs.frozen
@@ -98,7 +96,10 @@ class AzureMLSettings:
     :param compute_name: the compute cluster or instance (``cluster``/``instance`` modes);
         default the operator's.
     :param job_tier: ``Spot``, ``Basic``, ``Standard`` or ``Premium`` (serverless jobs).
-    :param priority: ``low``, ``medium`` or ``high`` among the workspace's jobs.
+    :param priority: refused by the pre-flight with the reason: a job priority
+        (``queueSettings.priority``) exists only in AzureML's preview REST API versions,
+        not in the stable 2024-10-01 the operator calls.  Kept so that setting it is
+        answered with that reason rather than "unknown setting".
     :param timeout: seconds after which AzureML cancels the job.
     :param environment: extra environment variables of the step's container.
     :param experiment_name: the experiment the job is filed under; default the pipeline's

@@ -21,7 +21,6 @@ from stepframe_azure._azureml.config import (
     COMPUTE_MODES,
     JOB_TIERS,
     LOCAL_INSTANCE_TYPE,
-    PRIORITIES,
     AzureMLOperatorConfig,
     AzureMLSettings,
 )
@@ -42,10 +41,14 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 # in "."; workspaces as the REST API's path pattern.
 _RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
 _WORKSPACE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$")
-# Compute clusters: 2-16 letters, digits and "-", starting with a letter; compute
-# instances: 3-24 of the same.  Neither ends with "-".
-_CLUSTER_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,14}[a-zA-Z0-9]$")
-_INSTANCE_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$")
+# Compute names: the REST specification's computeName has no pattern, so these come from
+# Azure's documentation.  Clusters (workspaces/computes): 2-16 alphanumerics and hyphens
+# (learn.microsoft.com "Naming rules and restrictions for Azure resources",
+# Microsoft.MachineLearningServices).  Instances: 3-24 letters, digits and "-", starting
+# with a letter ("Create a compute instance", the name rule Studio's form states).  Only
+# what the documents say is refused: AzureML stays the judge of the rest.
+_CLUSTER_NAME = re.compile(r"^[a-zA-Z0-9-]{2,16}$")
+_INSTANCE_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{2,23}$")
 _VM_SIZE = re.compile(r"^Standard_[A-Za-z0-9_]+$", re.IGNORECASE)
 _SHM_SIZE = re.compile(r"^[0-9]+[bBkKmMgG]$")
 _EXPERIMENT = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,254}$")
@@ -89,7 +92,7 @@ _OWNED_FIELDS = {
     "resources": "instance_type, instance_count and shm_size",
     "distribution": "distribution and process_count_per_instance",
     "limits": "timeout",
-    "queueSettings": "job_tier and priority",
+    "queueSettings": "job_tier",
     "identity": "identity",
     "experimentName": "experiment_name",
     "displayName": "display_name",
@@ -244,10 +247,14 @@ def _compute(settings: AzureMLSettings, config: AzureMLOperatorConfig) -> list[s
     elif not compute.startswith("/subscriptions/"):
         rule = _CLUSTER_NAME if mode == "cluster" else _INSTANCE_NAME
         if not rule.match(compute):
-            limits = "2-16" if mode == "cluster" else "3-24"
+            rule_words = (
+                "2-16 letters, digits and '-'"
+                if mode == "cluster"
+                else "3-24 letters, digits and '-', starting with a letter"
+            )
             problems.append(
-                f"settings.compute_name: {compute!r} is not a compute {mode} name: {limits} "
-                "letters, digits and '-', starting with a letter, not ending with '-'"
+                f"settings.compute_name: {compute!r} is not a compute {mode} name: "
+                f"{rule_words}; use the name `az ml compute list` shows"
             )
     if instance_type is not None and not _VM_SIZE.match(instance_type):
         problems.append(
@@ -307,9 +314,12 @@ def _queue(settings: AzureMLSettings) -> list[str]:
                 f"settings.job_tier: job tiers apply to serverless jobs, not mode "
                 f"{settings.mode!r}; drop job_tier or use mode = 'serverless'"
             )
-    if settings.priority is not None and settings.priority not in PRIORITIES:
+    if settings.priority is not None:
+        # azure-ai-ml sends its priority as queueSettings.priority through preview API
+        # models only; the stable 2024-10-01 QueueSettings holds jobTier alone.
         problems.append(
-            f"settings.priority: {settings.priority!r} is not one of {', '.join(PRIORITIES)}"
+            "settings.priority: AzureML's stable REST API (2024-10-01, the version stepframe "
+            "calls) has no job priority, only job_tier; drop priority"
         )
     return problems
 

@@ -20,11 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stepframe import ConfigError, ImageRef, Launch
-from stepframe_azure._azureml.config import (
-    PRIORITIES,
-    AzureMLOperatorConfig,
-    AzureMLSettings,
-)
+from stepframe_azure._azureml.config import AzureMLOperatorConfig, AzureMLSettings
 
 __all__ = [
     "DEFAULT_INSTANCE_TYPE",
@@ -171,13 +167,8 @@ def build_job_body(
         properties["distribution"] = distribution
     if settings.timeout is not None:
         properties["limits"] = {"jobLimitsType": "Command", "timeout": f"PT{settings.timeout}S"}
-    queue: dict[str, Any] = {}
     if settings.job_tier is not None:
-        queue["jobTier"] = settings.job_tier
-    if settings.priority is not None:
-        queue["priority"] = PRIORITIES.get(settings.priority, settings.priority)
-    if queue:
-        properties["queueSettings"] = queue
+        properties["queueSettings"] = {"jobTier": settings.job_tier}
     if settings.identity is not None:
         properties["identity"] = _identity(settings.identity)
     return {"properties": properties}

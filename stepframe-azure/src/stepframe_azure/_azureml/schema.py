@@ -1,21 +1,35 @@
 """AzureML's REST models as the judge of the bodies stepframe sends.
 
-The models are the ones azure-mgmt-machinelearningservices generates from AzureML's REST
-specification (API version 2023-04-01): each class's ``_attribute_map`` names its wire
-fields and their types, ``_validation`` their rules (required, read-only, pattern,
-min/max length and value), ``_subtype_map`` the discriminators (``jobType``,
-``identityType``, ``distributionType``), and the docstrings name each enum-valued field's
-enum.  `body_problems` walks a body against them: an unknown or misspelled field (with
-the field it was probably meant to be), a wrong type, a value out of range or off its
-pattern, a value outside its enum, a missing required field, a read-only field.  The
-rules are applied with the library's own functions (``Serializer.validation``; patterns
-unanchored, as JSON Schema reads them) and the
-body is then deserialized by the library's ``Deserializer``, as the client would.
+The calls name API version 2024-10-01 (`config.API_VERSION`, the newest stable version
+whose command jobs take ``queueSettings``, which ``job_tier`` needs).  The bodies are judged
+against that version's description, built from two published sources:
 
-One field the calls send is younger than the generated models: ``queueSettings`` (job
-tier and priority, API versions 2023-10-01 on; the calls name `config.API_VERSION`).  It is
-added here, transcribed from the REST specification, as `QUEUE_SETTINGS_FIELD`; the tests'
-job service judges bodies with this same module.
+- the models azure-mgmt-machinelearningservices generates from AzureML's REST
+  specification for API version 2023-04-01 (the newest its releases carry): each class's
+  ``_attribute_map`` names its wire fields and their types, ``_validation`` their rules
+  (required, read-only, pattern, min/max length and value), ``_subtype_map`` the
+  discriminators (``jobType``, ``identityType``, ``distributionType``), and the docstrings
+  name each enum-valued field's enum;
+- `API_2024_10_01_ADDITIONS`: what the stable 2024-10-01 specification
+  (``specification/machinelearningservices/resource-manager/Microsoft.MachineLearningServices/
+  stable/2024-10-01/mfe.json``, as Azure's bicep-types-az repository renders it in
+  ``generated/machinelearningservices/microsoft.machinelearningservices/2024-10-01/types.md``)
+  adds to the models a command job body or an environment version body reaches:
+  ``queueSettings`` (QueueSettings: ``jobTier`` only, enum JobTier) and
+  ``notificationSetting`` (NotificationSetting: ``emailOn``, ``emails``, ``webhooks``).
+  Nothing those bodies reach was removed or narrowed between the two versions (CommandJob,
+  JobBaseProperties, JobResourceConfiguration, CommandJobLimits, PyTorch, the identity
+  configurations and EnvironmentVersionProperties list the same fields and rules).  A
+  job priority (``queueSettings.priority``) is a preview API field, absent from 2024-10-01:
+  a body carrying it is refused here as AzureML would refuse it.
+
+`body_problems` walks a body against them: an unknown or misspelled field (with the field
+it was probably meant to be), a wrong type, a value out of range or off its pattern, a
+value outside its enum, a missing required field, a read-only field.  The rules are
+applied with the library's own functions (``Serializer.validation``; patterns unanchored,
+as JSON Schema reads them) and the body is then deserialized by the library's
+``Deserializer``, as the client would.  The tests' job service judges bodies with this
+same module.
 """
 
 from __future__ import annotations
@@ -27,9 +41,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["QUEUE_SETTINGS_FIELD", "body_problems", "enum_values", "model_classes"]
+__all__ = ["API_2024_10_01_ADDITIONS", "body_problems", "enum_values", "model_classes"]
 
-QUEUE_SETTINGS_FIELD = "queueSettings"
+#: The fields API version 2024-10-01 adds to the generated (2023-04-01) CommandJob, each
+#: with the model of its value (transcribed in `_models_2024_10_01`).
+API_2024_10_01_ADDITIONS = {
+    "queueSettings": "QueueSettings",
+    "notificationSetting": "NotificationSetting",
+}
 _MODELS_PACKAGE = "azure.mgmt.machinelearningservices.models"
 _ENUM_DOC = re.compile(
     r":vartype (\w+): (?:str or )?~azure\.mgmt\.machinelearningservices\.models\.(\w+)\s*$",
@@ -41,43 +60,14 @@ _NOT_CONSTRAINTS = frozenset({"required", "readonly", "constant"})
 
 @functools.cache
 def model_classes() -> dict[str, Any]:
-    """The generated model and enum classes by name, with the later API's queue settings."""
-    import enum
-
-    from azure.core import CaseInsensitiveEnumMeta
+    """The generated model and enum classes by name, with API version 2024-10-01's
+    additions (`API_2024_10_01_ADDITIONS`)."""
     from azure.mgmt.machinelearningservices import models
-    from azure.mgmt.machinelearningservices._serialization import Model
 
     classes: dict[str, Any] = {
         name: value for name, value in vars(models).items() if isinstance(value, type)
     }
-
-    class JobTier(str, enum.Enum, metaclass=CaseInsensitiveEnumMeta):
-        """Enum to determine the job tier (REST specification, 2023-10-01 on)."""
-
-        NULL = "Null"
-        SPOT = "Spot"
-        BASIC = "Basic"
-        STANDARD = "Standard"
-        PREMIUM = "Premium"
-
-    class QueueSettings(Model):
-        """Queue settings of a job (REST specification, 2023-10-01 on).
-
-        :ivar job_tier: Enum to determine the job tier.
-        :vartype job_tier: str or ~azure.mgmt.machinelearningservices.models.JobTier
-        :ivar priority: Controls the priority of the job on a compute: 1 (low), 2 (medium)
-            or 3 (high).
-        :vartype priority: int
-        """
-
-        # The generated models' own (instance-annotated) layout.
-        _validation = {"priority": {"minimum": 1, "maximum": 3}}  # noqa: RUF012
-        _attribute_map = {  # noqa: RUF012
-            "job_tier": {"key": "jobTier", "type": "str"},
-            "priority": {"key": "priority", "type": "int"},
-        }
-
+    added = _models_2024_10_01()
     base = classes["CommandJob"]
     command_job = type(
         "CommandJob",
@@ -86,12 +76,94 @@ def model_classes() -> dict[str, Any]:
             "__doc__": base.__doc__,
             "_attribute_map": {
                 **base._attribute_map,
-                "queue_settings": {"key": QUEUE_SETTINGS_FIELD, "type": "QueueSettings"},
+                "queue_settings": {"key": "queueSettings", "type": "QueueSettings"},
+                "notification_setting": {
+                    "key": "notificationSetting",
+                    "type": "NotificationSetting",
+                },
             },
         },
     )
-    classes.update(JobTier=JobTier, QueueSettings=QueueSettings, CommandJob=command_job)
+    classes.update(added, CommandJob=command_job)
     return classes
+
+
+def _models_2024_10_01() -> dict[str, Any]:
+    """The models 2024-10-01 adds, in the generated models' own layout, transcribed from
+    its description (see the module docstring): QueueSettings holds ``jobTier`` and
+    nothing else (no ``priority``: a preview API field)."""
+    import enum
+
+    from azure.core import CaseInsensitiveEnumMeta
+    from azure.mgmt.machinelearningservices._serialization import Model
+
+    class JobTier(str, enum.Enum, metaclass=CaseInsensitiveEnumMeta):
+        """Enum to determine the job tier."""
+
+        NULL = "Null"
+        SPOT = "Spot"
+        BASIC = "Basic"
+        STANDARD = "Standard"
+        PREMIUM = "Premium"
+
+    class EmailNotificationEnableType(str, enum.Enum, metaclass=CaseInsensitiveEnumMeta):
+        """Enum to determine the email notification type."""
+
+        JOB_COMPLETED = "JobCompleted"
+        JOB_FAILED = "JobFailed"
+        JOB_CANCELLED = "JobCancelled"
+
+    class QueueSettings(Model):
+        """Queue settings of a job.
+
+        :ivar job_tier: Controls the compute job tier.
+        :vartype job_tier: str or ~azure.mgmt.machinelearningservices.models.JobTier
+        """
+
+        _validation: dict[str, Any] = {}  # noqa: RUF012
+        _attribute_map = {"job_tier": {"key": "jobTier", "type": "str"}}  # noqa: RUF012
+
+    class Webhook(Model):
+        """Webhook base (discriminator ``webhookType``).
+
+        :ivar webhook_type: Specifies the type of service to send a callback.
+        :ivar event_type: Send callback on a specified notification event.
+        """
+
+        _validation = {"webhook_type": {"required": True}}  # noqa: RUF012
+        _attribute_map = {  # noqa: RUF012
+            "webhook_type": {"key": "webhookType", "type": "str"},
+            "event_type": {"key": "eventType", "type": "str"},
+        }
+        _subtype_map = {"webhook_type": {"AzureDevOps": "AzureDevOpsWebhook"}}  # noqa: RUF012
+
+    class AzureDevOpsWebhook(Webhook):
+        """Webhook details specific for Azure DevOps (as generated subtypes, it has no
+        ``_subtype_map`` of its own)."""
+
+    class NotificationSetting(Model):
+        """Configuration for notification.
+
+        :ivar email_on: Send email notification to user on specified notification type.
+        :ivar emails: The email recipient list (499 characters in total, comma-joined).
+        :ivar webhooks: Send webhook callback to a service, by a name of the user's.
+        """
+
+        _validation: dict[str, Any] = {}  # noqa: RUF012
+        _attribute_map = {  # noqa: RUF012
+            "email_on": {"key": "emailOn", "type": "[str]"},
+            "emails": {"key": "emails", "type": "[str]"},
+            "webhooks": {"key": "webhooks", "type": "{Webhook}"},
+        }
+
+    return {
+        "JobTier": JobTier,
+        "EmailNotificationEnableType": EmailNotificationEnableType,
+        "QueueSettings": QueueSettings,
+        "Webhook": Webhook,
+        "AzureDevOpsWebhook": AzureDevOpsWebhook,
+        "NotificationSetting": NotificationSetting,
+    }
 
 
 def enum_values(model: str, attribute: str) -> tuple[str, ...]:
