@@ -344,9 +344,10 @@ def test_every_body_sent_is_valid_under_the_rest_models(service: AzureMLService)
 
 class AnswerCuttingProxy:
     """A TCP proxy on 127.0.0.1 in front of the service: every request goes through; once
-    armed (`cut_after`), the answer to the next job create (``PUT .../jobs/NAME``) is cut
-    after that many bytes and its connection closed, as a network failing between AzureML
-    and the client would."""
+    armed (`cut_after`), the answer to the next PUT whose path holds `cut_path` (a job
+    create, ``PUT .../jobs/NAME``, unless a test says otherwise) is cut after that many
+    bytes and its connection closed, as a network failing between AzureML and the client
+    would."""
 
     def __init__(self, target_port: int) -> None:
         import socket
@@ -354,6 +355,8 @@ class AnswerCuttingProxy:
 
         self.target_port = target_port
         self.cut_after: int | None = None
+        self.cut_path = b"/jobs/"
+        self.cut_times = 1  # how many such answers are cut before the proxy disarms
         self.cuts = 0
         self._lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -384,8 +387,11 @@ class AnswerCuttingProxy:
             while chunk := source.recv(65536):
                 with self._lock:
                     if not answers and self.cut_after is not None and b"PUT " in chunk:
-                        if b"/jobs/" in chunk.split(b"\r\n", 1)[0]:
-                            cutting["at"], self.cut_after = self.cut_after, None
+                        if self.cut_path in chunk.split(b"\r\n", 1)[0]:
+                            cutting["at"] = self.cut_after
+                            self.cut_times -= 1
+                            if self.cut_times <= 0:
+                                self.cut_after = None
                     cut = cutting.get("at") if answers else None
                     if cut is not None and cut < len(chunk):
                         self.cuts += 1
@@ -422,6 +428,47 @@ def test_an_answer_cut_mid_way_through_a_proxy_is_resolved_by_the_job_name(
     assert service.calls("create-job") == 1  # never sent twice
     found = jobs.find_job(launch(attempt=2), through_proxy, CREDENTIALS)
     assert isinstance(found, JobHandle) and found.job_id == "training-r1-train-2"
+    proxy.listener.close()
+
+
+@pytest.mark.parametrize("cut_after", [0, 400], ids=["no-answer", "cut-in-the-body"])
+def test_a_cut_answer_to_the_environment_put_is_retried_and_the_job_created(
+    service: AzureMLService, cut_after: int
+) -> None:
+    """An environment version is PUT by name and content: sending it again is harmless, so
+    a lost answer is no refusal."""
+    proxy = AnswerCuttingProxy(service.server.server_port)
+    proxy.cut_path, proxy.cut_after = b"/environments/", cut_after
+
+    handle = jobs.submit(launch(), operator(service, endpoint=proxy.url), CREDENTIALS)
+
+    assert proxy.cuts == 1
+    assert service.calls("create-environment") == 2
+    assert service.calls("create-job") == 1
+    assert handle.job_id in service.jobs
+    proxy.listener.close()
+
+
+@pytest.mark.parametrize("cut_after", [0, 400], ids=["no-answer", "cut-in-the-body"])
+def test_environment_puts_unanswered_even_after_retries_are_no_refusal(
+    service: AzureMLService, cut_after: int
+) -> None:
+    """Every try's answer lost: the submit fails saying so (no job was created, so it is
+    no ambiguous create either), never as a refusal by AzureML or a library's exception."""
+    proxy = AnswerCuttingProxy(service.server.server_port)
+    proxy.cut_path, proxy.cut_after = b"/environments/", cut_after
+    proxy.cut_times = transport.RETRY_TOTAL + 1
+
+    with pytest.raises(StepframeError) as raised:
+        jobs.submit(launch(), operator(service, endpoint=proxy.url), CREDENTIALS)
+
+    assert not isinstance(raised.value, SubmitAmbiguousError)
+    message = str(raised.value)
+    assert "creating the environment of step 'train'" in message
+    assert f"no whole answer from AzureML in {transport.RETRY_TOTAL + 1} tries" in message
+    assert "answered" not in message
+    assert service.calls("create-environment") == transport.RETRY_TOTAL + 1
+    assert service.calls("create-job") == 0
     proxy.listener.close()
 
 

@@ -193,12 +193,22 @@ def submit(
         local_mode = _local_mode()
         handle: JobHandle = local_mode.submit(launch, operator, settings)
         return handle
-    from azure.core.exceptions import HttpResponseError, ServiceRequestError
+    from azure.core.exceptions import (
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    from stepframe_azure._azureml.transport import RETRY_TOTAL
 
     config = _config(operator)
     name = job_name(launch.job_name)
     image = image_by_digest(launch.image)
     client = _arm(credentials, config)
+    doing = f"creating the environment of step {launch.step!r} ({image})"
+    # An environment version is PUT by name with the same content whoever sends it, so
+    # azure-core's retry policy sends it again after a lost or cut answer; once its tries
+    # are spent, no job was created (that PUT comes next): a plain failure, no refusal.
     try:
         client.environment_versions.create_or_update(
             config.resource_group,
@@ -209,13 +219,16 @@ def submit(
             content_type="application/json",
             cls=_raw,
         )
-    except HttpResponseError as error:
-        raise _refusal(
-            error, config, f"creating the environment of step {launch.step!r} ({image})"
-        ) from None
-    except ServiceRequestError as error:
+    except ServiceRequestError as error:  # no connection was made
         raise StepframeError(
-            f"AzureML at {config.arm_endpoint} cannot be reached: {error}"
+            f"{doing}: AzureML at {config.arm_endpoint} cannot be reached ({error})"
+        ) from None
+    except (HttpResponseError, ServiceResponseError) as error:
+        if isinstance(error, HttpResponseError) and _status(error):
+            raise _refusal(error, config, doing) from None
+        raise StepframeError(
+            f"{doing}: no whole answer from AzureML in {RETRY_TOTAL + 1} tries ({error}); "
+            "no job was created, run the step again"
         ) from None
     body = build_job_body(launch, config, settings, name)
     _create(client, config, name, body, launch, sleep)

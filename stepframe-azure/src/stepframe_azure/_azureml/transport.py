@@ -56,6 +56,10 @@ def _policy_kwargs(credentials: Credentials | None, endpoint: str) -> dict[str, 
     return {
         "authentication_policy": policy,
         "retry_total": RETRY_TOTAL,
+        # azure-core's defaults are 3 retries of a lost answer and 3 of a bad one (a 5xx, a
+        # body cut short): as many as RETRY_TOTAL says, whatever went wrong.
+        "retry_read": RETRY_TOTAL,
+        "retry_status": RETRY_TOTAL,
         "retry_backoff_factor": RETRY_BACKOFF,
         "connection_timeout": 10,
         "read_timeout": _TIMEOUT,
