@@ -343,9 +343,11 @@ def types(session: nox.Session) -> None:
     # checked code imports: the core with the extras it types against (numpy; `testing`
     # brings pytest for the conformance kit), stepframe-aws with stepframe-docker, boto3 and
     # docker (typed by types-docker; its `local` extra, the SageMaker SDK, is left out:
-    # untyped, mypy.ini ignores it); the tests' tools and nox, which this file imports.
+    # untyped, mypy.ini ignores it); each with its `test` extra, where it has one, for the
+    # clients its tests import (azure-storage-blob, jsonschema); the tests' tools and nox,
+    # which this file imports.
     distributions = sorted(
-        str(project.parent)
+        f"{project.parent}[test]"
         for project in ROOT.glob("*/pyproject.toml")
         if project.parent.name != "stepframe-core"
     )
