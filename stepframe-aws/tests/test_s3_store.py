@@ -8,6 +8,7 @@ test process tracemalloc would count moto's copy of a 64 MiB artifact, not the s
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import subprocess
 import sys
@@ -185,6 +186,30 @@ def test_a_large_artifact_goes_up_in_parts_and_down_in_bounded_memory(bucket: st
         f"\n96 MiB artifact: 12 parts; peak Python memory writing {write_peak / MIB:.1f} MiB, "
         f"reading {read_peak / MIB:.1f} MiB"
     )
+
+
+def test_parts_carry_crc32_checksums_that_s3_keeps_for_the_object(bucket: str) -> None:
+    # As boto3's s3transfer asks: S3 checks each part's CRC32 and keeps a composite of
+    # them.  Without, S3 makes a full-object checksum at completion, and moto does that by
+    # copying the whole object once more: a 1 GiB upload ran at a third of boto3's speed.
+    store = S3ArtifactStore(f"s3://{bucket}")
+    completions: list[dict[str, Any]] = []
+    store.client.meta.events.register(
+        "provide-client-params.s3.CompleteMultipartUpload",
+        lambda params, **_: completions.append(params),
+    )
+    uri = store.uri_for("parts.bin")
+    block = os.urandom(MIB)
+    with store.open_write(uri) as sink:
+        for number in range(20):  # 8 + 8 + 4 MiB
+            sink.write(_pattern(number, block))
+    # S3 refuses to complete such an upload unless each part's checksum is listed.
+    (completion,) = completions
+    parts = completion["MultipartUpload"]["Parts"]
+    assert [part["PartNumber"] for part in parts] == [1, 2, 3]
+    assert all(part.get("ChecksumCRC32") for part in parts), parts
+    head = s3().head_object(Bucket=bucket, Key=_key(uri)[1], ChecksumMode="ENABLED")
+    assert head.get("ChecksumCRC32"), head
 
 
 @pytest.mark.parametrize(
