@@ -24,6 +24,7 @@ PUBLIC_NAMES: dict[str, list[str]] = {
         "ConfigError",
         "ConnectorError",
         "ConnectorReport",
+        "CostEstimate",
         "Credentials",
         "Flavor",
         "ImageRef",

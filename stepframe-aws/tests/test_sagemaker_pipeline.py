@@ -626,6 +626,82 @@ def test_the_console_link_billing_spot_savings_and_final_metrics_are_shown_and_r
     assert summary["console_url"] == url
 
 
+def _stepframe(root: Path, *args: str) -> Any:
+    """The ``stepframe`` command in its own process, in the project (moto's endpoint and
+    keys come from this test's environment)."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEPFRAME_")}
+    return subprocess.run(
+        [sys.executable, "-m", "stepframe", *args],
+        cwd=root,
+        env={**env, "STEPFRAME_LOAD_PLUGINS": "aws"},
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+def test_runs_show_prices_a_job_by_what_sagemaker_billed(
+    project: Project_,
+    recording: Recording,
+    sagemaker_like: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+    import re
+
+    def billed(job: Any) -> None:
+        job.billable_time_in_seconds = 120  # per instance; spot: already discounted
+        job.training_time_in_seconds = 300
+
+    driver = play_sagemaker(recording, monkeypatch, before_end=billed)
+    result = project.run(settings=', "use_spot": True, "instance_count": 2')
+    driver.join(10)
+    assert driver.errors == []  # type: ignore[attr-defined]
+    name = f"fit-train-{result.run_id}-1"
+
+    shown = _stepframe(project.root, "runs", "show", result.run_id[-6:], "--price")
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert "\ncost (estimates from list prices, instances only: not a bill)\n" in out, out
+    # 120 s x 2 instances x $0.115/h; on demand it would have been 300 s.
+    row = (
+        rf"\n  train\s+1\s+{name}\s+\$0\.0077\s+2 x ml\.m5\.large, 120 billable s at "
+        r"\$0\.115/h; managed spot saved 60% \(\$0\.02 on demand\)\n"
+    )
+    assert re.search(row, out), out
+    assert re.search(r"\n  total\s+\$0\.0077\s*\n", out), out
+    assert (
+        "  prices: stepframe-aws's table of SageMaker training on-demand list prices, "
+        "us-east-1, 2024: an estimate\n" in out
+    ), out
+    # The in-process steps bill nothing: no rows of their own.
+    assert "no estimate for the other 2 job(s)" in out, out
+
+    table = project.root / "prices.toml"
+    table.write_text('# USD per instance-hour\n"ml.m5.large" = 3.6\n')
+    shown = _stepframe(
+        project.root, "runs", "show", result.run_id, "--price-table", str(table), "--json"
+    )
+    assert shown.returncode == 0, shown.stderr
+    (cost,) = [c for c in json.loads(shown.stdout)["costs"] if c["step"] == "train"]
+    assert cost["amount"] == pytest.approx(120 * 2 * 3.6 / 3600)
+    assert (cost["job_id"], cost["prices"]) == (name, "your price table")
+
+
+def test_a_bad_price_table_is_one_line_and_exit_2(project: Project_) -> None:
+    table = project.root / "prices.toml"
+    table.write_text('"ml.m5.large" = "cheap"\n')
+    shown = _stepframe(project.root, "runs", "show", "nothing", "--price-table", str(table))
+    assert shown.returncode == 2
+    assert shown.stderr == (
+        f"stepframe: error: --price-table {table}: ml.m5.large = 'cheap' is not a price; "
+        'write one line per instance type: "ml.g5.xlarge" = 1.408 (USD per hour)\n'
+    )
+
+
 # ---- several instances ---------------------------------------------------------------------
 
 HOST_MARK = "\n    ".join(

@@ -10,13 +10,14 @@ the plugin stays cheap.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from stepframe import (
     ArtifactStore,
     Component,
     ComponentKind,
     ConnectorReport,
+    CostEstimate,
     Credentials,
     Flavor,
     JobHandle,
@@ -41,6 +42,7 @@ __all__ = [
     "authenticate",
     "cancel_step",
     "check_step",
+    "estimate_cost",
     "find_job",
     "open_artifact_store",
     "poll_step",
@@ -169,3 +171,12 @@ def find_job(
     from stepframe_aws._sagemaker.jobs import find_job as find_training_job
 
     return find_training_job(launch, operator, credentials)
+
+
+@hookimpl
+def estimate_cost(
+    handle: JobHandle, credentials: Credentials | None, prices: Mapping[str, float]
+) -> CostEstimate | None:
+    from stepframe_aws._sagemaker.cost import estimate
+
+    return estimate(handle, credentials, prices)

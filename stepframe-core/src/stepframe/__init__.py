@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from stepframe._types import Component as Component
     from stepframe._types import ComponentKind as ComponentKind
     from stepframe._types import ConnectorReport as ConnectorReport
+    from stepframe._types import CostEstimate as CostEstimate
     from stepframe._types import Credentials as Credentials
     from stepframe._types import Flavor as Flavor
     from stepframe._types import ImageRef as ImageRef
@@ -73,6 +74,7 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "stepframe.exceptions",
     "ConnectorError": "stepframe.exceptions",
     "ConnectorReport": "stepframe._types",
+    "CostEstimate": "stepframe._types",
     "Credentials": "stepframe._types",
     "Flavor": "stepframe._types",
     "ImageRef": "stepframe._types",

@@ -367,3 +367,25 @@ class PlannedStep:
     artifact_store_uri: str = ""
     image_builder: Component | None = None
     container_registry: Component | None = None
+
+
+# ---- cost estimates (issue 13: `stepframe runs show --price`) ----------------------
+
+
+@attrs.frozen
+class CostEstimate:
+    """What one finished job cost, as its operator's plugin estimates it
+    (`estimate_cost`).  An estimate: list prices, no network price look-up.
+
+    :param amount: the estimate, in ``currency``.
+    :param currency: an ISO 4217 code (``"USD"``).
+    :param basis: one line on how it was reckoned: instances, billed time, the price per
+        hour, savings (``"2 x ml.m5.large, 1,234 billable s at $0.115/h"``).
+    :param prices: where the prices came from, with their date and region (a table
+        shipped with the plugin, or the user's), since they are not looked up.
+    """
+
+    amount: float
+    currency: str = "USD"
+    basis: str = ""
+    prices: str = ""

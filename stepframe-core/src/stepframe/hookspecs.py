@@ -27,7 +27,7 @@ docs/plugins.md, "Hook versioning", has the policy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from stepframe._plugins.markers import hookspec
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from stepframe._types import (
         Component,
         ConnectorReport,
+        CostEstimate,
         Credentials,
         Flavor,
         ImageRef,
@@ -316,4 +317,37 @@ def register_commands(cli: click.Group) -> None:
     no commands.  Changed within 0.1 (issue 12, CLI start-up): ``--help`` no longer calls
     it, and the ``stepframe.commands`` entry points are the preferred way; the hook keeps
     working for commands that are run by name.
+    """
+
+
+# -------------------------------------------------------------------------------------
+# Cost (issue 13: `stepframe runs show --price`).
+# -------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def estimate_cost(
+    handle: JobHandle, credentials: Credentials | None, prices: Mapping[str, float]
+) -> CostEstimate | None:
+    """Estimate what a job cost, for ``stepframe runs show RUN --price``.
+
+    Called on the plugin that registered ``handle.flavor`` only, for each job of the run
+    that the backend accepted, once the user asks.  Reckon from what the backend bills
+    (SageMaker: instance type x count x ``BillableTimeInSeconds``, which already counts
+    managed spot savings) and a price table shipped with the plugin, whose date and
+    region the estimate names; never look prices up on the network.
+
+    :param handle: the job's handle, as ``submit_step`` returned it.
+    :param credentials: from the connector of the operator that submitted the job, or
+        None (the backend's default credentials).
+    :param prices: prices per instance-hour the user gave (``--price-table FILE``), by
+        the backend's own instance type names, in US dollars; they win over the
+        plugin's table.  Empty when the user gave none.
+    :return: the estimate, or None when the plugin does not estimate such jobs (a local
+        mode job costs nothing billable).  Raise a `StepframeError` with one line when it
+        should but cannot (a job still running, an instance type with no known price:
+        say to pass ``--price-table``); the core shows that line in the job's row.
+
+    New in stepframe-core 0.1 (issue 13), within the second edition: a plugin without it
+    gives no estimate ("no estimate" in the row).
     """

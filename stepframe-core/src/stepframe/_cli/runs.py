@@ -9,9 +9,11 @@ module so that ``stepframe --help`` does not pay for them.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -92,14 +94,31 @@ def list_runs(
 @runs.command("show")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option(
+    "--price",
+    is_flag=True,
+    help="Estimate what each job cost, from what its backend billed and list prices "
+    "shipped with its plugin (no network price look-up).",
+)
+@click.option(
+    "--price-table",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help='A TOML file of prices per instance-hour in USD ("ml.g5.xlarge" = 1.408) that '
+    "win over the plugins' own; implies --price.",
+)
 @click.pass_context
-def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
+def show_run(
+    ctx: click.Context, run_id: str, as_json: bool, price: bool, price_table: Path | None
+) -> None:
     """Show one run, its steps and its artifacts.  RUN_ID may be any unique part of it."""
+    prices = _read_price_table(price_table) if price_table is not None else None
     with _history(ctx) as history:
         run = history.get_run(run_id)
         steps = history.get_steps(run.run_id)
         artifacts = history.get_artifacts(run.run_id)
         jobs = history.list_jobs(run_id=run.run_id)
+    costs = _job_costs(jobs, prices or {}) if price or prices is not None else None
     if as_json:
         document = {
             "run": attrs.asdict(run),
@@ -110,6 +129,8 @@ def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
                 for j in jobs
             ],
         }
+        if costs is not None:
+            document["costs"] = [attrs.asdict(c) for c in costs]
         click.echo(json.dumps(document, indent=2))
         return
 
@@ -168,6 +189,117 @@ def show_run(ctx: click.Context, run_id: str, as_json: bool) -> None:
         click.echo(_table(headers, artifact_rows, indent=2))
     else:
         click.echo("  (none recorded)")
+    if costs is not None:
+        _show_costs(costs)
+
+
+# ---- cost estimates (issue 13: --price) ---------------------------------------------
+
+
+class _BadPriceTable(click.ClickException):
+    exit_code = 2  # bad input, as for every usage error
+
+
+@attrs.frozen
+class _JobCost:
+    """One job's estimate (``amount`` None: none, and ``error`` or ``basis`` says why)."""
+
+    step: str
+    attempt: int
+    job_id: str
+    amount: float | None
+    currency: str = "USD"
+    basis: str = ""
+    prices: str = ""
+    error: str | None = None
+
+
+def _read_price_table(path: Path) -> dict[str, float]:
+    """``--price-table``: a flat TOML table of instance type = USD per instance-hour."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # the same parser, released on its own before it joined the standard library
+        import tomli as tomllib
+
+    fix = 'write one line per instance type: "ml.g5.xlarge" = 1.408 (USD per hour)'
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise _BadPriceTable(f"--price-table {path}: cannot read it ({error.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise _BadPriceTable(f"--price-table {path} is not TOML ({error}); {fix}") from None
+    prices = {}
+    for name, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise _BadPriceTable(f"--price-table {path}: {name} = {value!r} is not a price; {fix}")
+        prices[name] = float(value)
+    return prices
+
+
+def _job_costs(jobs: Sequence[Any], prices: dict[str, float]) -> list[_JobCost]:
+    """Each accepted job's estimate from its operator's plugin (`estimate_cost`)."""
+    from stepframe._cli.jobs import _job_operator
+    from stepframe._plugins.manager import get_plugins
+    from stepframe.exceptions import StepframeError
+
+    hooks = get_plugins().hooks
+    costs = []
+    for job in jobs:
+        if job.handle is None:
+            continue  # never accepted by its backend: nothing billed that we know of
+        key = (job.step, job.attempt, job.job_id or "?")
+        try:
+            credentials = _job_operator(job).credentials
+            estimate = hooks.estimate_cost(job.handle, credentials, prices)
+        except StepframeError as error:
+            costs.append(_JobCost(*key, None, error=_first_line(str(error))))
+            continue
+        if estimate is None:  # its plugin gives none (a job on this machine bills nothing)
+            costs.append(_JobCost(*key, None))
+        else:
+            costs.append(
+                _JobCost(*key, estimate.amount, estimate.currency, estimate.basis, estimate.prices)
+            )
+    return costs
+
+
+def _money(amount: float, currency: str) -> str:
+    shown = f"{amount:,.2f}" if amount >= 0.01 or amount == 0 else f"{amount:.4f}"
+    return f"${shown}" if currency == "USD" else f"{shown} {currency}"
+
+
+def _show_costs(costs: list[_JobCost]) -> None:
+    click.echo("\ncost (estimates from list prices, instances only: not a bill)")
+    shown = [c for c in costs if c.amount is not None or c.error is not None]
+    silent = len(costs) - len(shown)
+    if shown:
+        rows = [
+            [
+                c.step,
+                str(c.attempt),
+                c.job_id,
+                _money(c.amount, c.currency) if c.amount is not None else "-",
+                c.basis if c.error is None else f"no estimate: {c.error}",
+            ]
+            for c in shown
+        ]
+        totals: dict[str, float] = {}
+        for c in shown:
+            if c.amount is not None:
+                totals[c.currency] = totals.get(c.currency, 0.0) + c.amount
+        partial = "of the jobs estimated" if any(c.amount is None for c in shown) else ""
+        for currency, total in sorted(totals.items()):
+            rows.append(["total", "", "", _money(total, currency), partial])
+        click.echo(_table(["STEP", "ATTEMPT", "JOB ID", "ESTIMATE", "HOW"], rows, indent=2))
+        for note in dict.fromkeys(c.prices for c in shown if c.prices):
+            click.echo(f"  prices: {note}")
+    elif not silent:
+        click.echo("  (no job was submitted)")
+    if silent:
+        click.echo(
+            f"  no estimate for {'the other ' if shown else ''}{silent} job(s): their "
+            "operators' plugins give none (a job on this machine bills nothing)"
+        )
 
 
 def _show_edges(steps: list[Any]) -> None:

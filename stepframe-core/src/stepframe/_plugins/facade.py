@@ -26,6 +26,7 @@ from stepframe._types import (
     Component,
     ComponentKind,
     ConnectorReport,
+    CostEstimate,
     Credentials,
     ImageRef,
     ImageRequest,
@@ -230,6 +231,21 @@ class Hooks:
         if value is None:
             raise _nobody("cancel_step", who)
         return bool(value)
+
+    # ---- cost (issue 13: `stepframe runs show --price`) --------------------------
+
+    def estimate_cost(
+        self, handle: JobHandle, credentials: Credentials | None, prices: Mapping[str, float]
+    ) -> CostEstimate | None:
+        """The job flavor's plugin's estimate, or None when it gives none."""
+        who = f"job {handle.job_id!r} (flavor {handle.flavor!r})"
+        owner = self.owner(ComponentKind.STEP_OPERATOR, handle.flavor)
+        value = self._caller("estimate_cost", owner)(
+            handle=handle, credentials=credentials, prices=prices
+        )
+        if value is None:
+            return None
+        return self._checked("estimate_cost", value, CostEstimate, who, owner)
 
     def open_artifact_store(self, uri: str, credentials: Credentials | None) -> ArtifactStore:
         who = f"artifact URI {uri!r}"
