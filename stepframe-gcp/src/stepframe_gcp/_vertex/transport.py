@@ -10,7 +10,7 @@ token on a 401) sends each request once; retries are googleapiclient's own
 
 from __future__ import annotations
 
-import functools
+import threading
 from typing import Any
 
 __all__ = ["RequestsHttp", "api_client", "authorized_http"]
@@ -65,8 +65,20 @@ def api_client(api: str, version: str, endpoint: str) -> Any:
     ``aiplatform.v1`` (3 MB), which every submit and every poll paid when each call built
     its own.  The client holds no credentials: each request is sent with
     ``execute(http=authorized_http(credentials))``; its own transport refuses to send.
+    Threads that ask for the same client at once (parallel steps) wait for one build.
     """
-    return _built(api, version, endpoint.rstrip("/"))
+    key = (api, version, endpoint.rstrip("/"))
+    with _GUARD:
+        lock = _BUILDING.setdefault(key, threading.Lock())
+    with lock:
+        if key not in _CLIENTS:
+            _CLIENTS[key] = _build(*key)
+        return _CLIENTS[key]
+
+
+_CLIENTS: dict[tuple[str, str, str], Any] = {}
+_BUILDING: dict[tuple[str, str, str], threading.Lock] = {}
+_GUARD = threading.Lock()
 
 
 def authorized_http(credentials: Any) -> RequestsHttp:
@@ -77,8 +89,7 @@ def authorized_http(credentials: Any) -> RequestsHttp:
     return RequestsHttp(google_credentials(credentials))
 
 
-@functools.lru_cache(maxsize=16)
-def _built(api: str, version: str, endpoint: str) -> Any:
+def _build(api: str, version: str, endpoint: str) -> Any:
     from googleapiclient.discovery import build, build_from_document
 
     options = {"api_endpoint": endpoint}
