@@ -21,7 +21,7 @@ import click
 from stepframe._cli.errors import StepframeGroup
 
 if TYPE_CHECKING:
-    from importlib.metadata import EntryPoint
+    from stepframe._plugins.discovery import FoundEntryPoint as EntryPoint
 
 __all__ = ["COMMANDS_ENTRY_POINT_GROUP", "PluginCommandGroup", "declared_commands"]
 
@@ -38,21 +38,25 @@ def declared_commands(
     STEPFRAME_DISABLE_PLUGINS leaves out entirely has its commands left out too.
     """
     import os
-    from importlib import metadata
 
     from stepframe._plugins.discovery import (
         ENTRY_POINT_GROUP,
         PluginConflictWarning,
+        find_entry_points,
         plugin_is_wanted,
     )
 
     env = os.environ if env is None else env
-    every = metadata.entry_points()  # one scan of the installed distributions for both groups
+    # One scan of the installed distributions for both groups.
+    every = find_entry_points([ENTRY_POINT_GROUP, COMMANDS_ENTRY_POINT_GROUP])
     plugins_of: dict[int, list[str]] = {}
-    for plugin in every.select(group=ENTRY_POINT_GROUP):
-        plugins_of.setdefault(id(plugin.dist), []).append(plugin.name)
+    for plugin in every:
+        if plugin.group == ENTRY_POINT_GROUP:
+            plugins_of.setdefault(id(plugin.dist), []).append(plugin.name)
     found: dict[str, EntryPoint] = {}
-    for entry_point in every.select(group=COMMANDS_ENTRY_POINT_GROUP):
+    for entry_point in every:
+        if entry_point.group != COMMANDS_ENTRY_POINT_GROUP:
+            continue
         plugins = plugins_of.get(id(entry_point.dist), [])
         if plugins and not any(plugin_is_wanted(name, None, env) for name in plugins):
             continue

@@ -13,7 +13,6 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from importlib import metadata
 from types import ModuleType
 from typing import Any
 
@@ -27,8 +26,10 @@ from stepframe._plugins.discovery import (
     DISABLE_ENV,
     ENTRY_POINT_GROUP,
     LOAD_ENV,
+    DistributionInfo,
     PluginConflictWarning,
     PluginLoadWarning,
+    find_entry_points,
     plugin_is_wanted,
 )
 from stepframe._plugins.facade import Hooks
@@ -184,7 +185,7 @@ def _core_is_older(broken: str, installed: str) -> bool:
         return False
 
 
-def _warn_version_skew(dist: metadata.Distribution, distribution: str, version: str) -> None:
+def _warn_version_skew(dist: DistributionInfo, distribution: str, version: str) -> None:
     """Warn if a plugin distribution was built for another stepframe-core than this one."""
     from stepframe import __version__ as installed
 
@@ -217,13 +218,10 @@ def _entry_point_candidates(
     env: Mapping[str, str],
 ) -> Iterable[tuple[str, str | None, str | None, str, Any]]:
     checked: set[str] = set()  # one version warning per distribution, not per entry point
-    # A distribution's metadata is parsed on every access: once per distribution here.
-    named: dict[int, tuple[str | None, str | None]] = {}
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for entry_point in find_entry_points([ENTRY_POINT_GROUP]):
         dist = entry_point.dist
-        if id(dist) not in named:
-            named[id(dist)] = (None, None) if dist is None else (dist.name, dist.version)
-        distribution, version = named[id(dist)]
+        distribution = dist.name if dist is not None else None
+        version = dist.version if dist is not None else None
         if not plugin_is_wanted(entry_point.name, distribution, env):
             continue
         if (
