@@ -19,6 +19,10 @@ What it is: a small plain-HTTP service answering, in AzureML's wire format:
   (206, 416 past its end).
 - Every Resource Manager and run history call needs ``Authorization: Bearer``; tokens in
   `denied_tokens` are refused with 403 (a principal without a role).
+- When `workspaces` names the workspaces that exist (resource ids), a call under another
+  answers Resource Manager's 404 for the first part that does not exist:
+  ``SubscriptionNotFound``, ``ResourceGroupNotFound`` or ``ResourceNotFound`` (the
+  workspace).  Empty (the default): every workspace exists.
 
 A job walks AzureML's documented statuses: NotStarted, then Queued; with containers
 (``run_containers=True``) Preparing, Starting and Running while the job's container runs
@@ -121,6 +125,8 @@ class AzureMLService:
         # (kind, method, path, body) of every call, in order.
         self.requests: list[tuple[str, str, str, Any]] = []
         self.denied_tokens: set[str] = set()
+        # Resource ids of the workspaces that exist (any case); empty: all of them.
+        self.workspaces: set[str] = set()
         self._faults: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._signatures = itertools.count(1)
@@ -352,6 +358,32 @@ class AzureMLService:
                 return "get-job", lambda: (200, job.view()), {}
         return "unknown", None, {}
 
+    def _missing(self, path: str) -> tuple[int, Any] | None:
+        """Resource Manager's 404 for a call under a workspace that does not exist."""
+        found = re.match(rf"^(?:/history/v1\.0)?{_WORKSPACE}", path, re.I)
+        if not self.workspaces or found is None:
+            return None
+        known = [w.lower().split("/") for w in self.workspaces]
+        sub, group, name = found["sub"], found["rg"], found["ws"]
+        if not any(parts[2] == sub.lower() for parts in known):
+            return 404, _error(
+                "SubscriptionNotFound", f"The subscription '{sub}' could not be found."
+            )
+        if not any(parts[2:5:2] == [sub.lower(), group.lower()] for parts in known):
+            return 404, _error(
+                "ResourceGroupNotFound", f"Resource group '{group}' could not be found."
+            )
+        if found.group(0).removeprefix("/history/v1.0").lower() not in {
+            w.lower() for w in self.workspaces
+        }:
+            return 404, _error(
+                "ResourceNotFound",
+                f"The Resource 'Microsoft.MachineLearningServices/workspaces/{name}' under "
+                f"resource group '{group}' was not found. For more details please go to "
+                "https://aka.ms/ARMResourceNotFoundFix",
+            )
+        return None
+
     def _workspace(self, match: re.Match[str]) -> dict[str, Any]:
         return {
             "id": match.string,
@@ -398,7 +430,7 @@ class AzureMLService:
                     self._answer(404, _error("NoRoute", f"no route {method} {split.path}"))
                     return
                 if kind not in ("log", "discovery"):
-                    refusal = self._refusal(query)
+                    refusal = self._refusal(query) or service._missing(split.path)
                     if refusal is not None:
                         self._answer(*refusal)
                         return

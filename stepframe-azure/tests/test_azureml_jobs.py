@@ -314,12 +314,36 @@ def test_a_principal_without_a_role_is_told_which_role(service: AzureMLService) 
     assert TOKEN not in str(raised.value)
 
 
-def test_a_wrong_workspace_names_the_settings_to_check(service: AzureMLService) -> None:
-    with pytest.raises(ConfigError) as raised:
-        jobs.submit(launch(), operator(service, workspace="x"), CREDENTIALS)
+@pytest.mark.parametrize(
+    ("wrong", "expected"),
+    [
+        ({"subscription_id": "99999999-2222-3333-4444-555555555555"},
+         "step operator 'azureml': subscription_id '99999999-2222-3333-4444-555555555555' is no"
+         " subscription the connector's principal can see"),
+        ({"resource_group": "ml-rg-typo"},
+         "step operator 'azureml': resource_group 'ml-rg-typo' does not exist in subscription"),
+        ({"workspace": "ml-workspaces"},
+         "step operator 'azureml': workspace 'ml-workspaces' does not exist in resource group"
+         " ml-rg"),
+    ],
+    ids=["subscription", "resource-group", "workspace"],
+)  # fmt: skip
+def test_a_wrong_workspace_coordinate_is_named_with_its_fix(
+    service: AzureMLService, wrong: dict[str, str], expected: str
+) -> None:
+    """Resource Manager's 404 says which part of the workspace's id does not exist: the
+    one line names that setting of the operator and how to set it."""
+    service.workspaces.add(operator(service).config.workspace_id)
 
-    assert "check the operator's subscription_id" in str(raised.value)
-    assert "workspace 'x'" in str(raised.value)
+    with pytest.raises(ConfigError) as raised:
+        jobs.submit(launch(), operator(service, **wrong), CREDENTIALS)
+
+    message = str(raised.value)
+    assert message.startswith("creating the environment of step 'train'"), message
+    assert expected in message
+    assert "`stepframe step-operator update azureml --" in message
+    assert "\n" not in message
+    assert service.jobs == {}
 
 
 def test_every_body_sent_is_valid_under_the_rest_models(service: AzureMLService) -> None:

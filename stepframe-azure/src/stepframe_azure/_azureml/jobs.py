@@ -143,18 +143,25 @@ def _json_body(body: dict[str, Any]) -> io.BytesIO:
 
 
 def _message(error: Any) -> str:
+    return _answer_error(error)[1] or str(getattr(error, "reason", None) or error)
+
+
+def _answer_error(error: Any) -> tuple[str, str]:
+    """The error code and message of AzureML's (or Resource Manager's) answer."""
     try:
-        answer = json.loads(error.response.text())
-        return str(answer["error"]["message"])
+        answer = json.loads(error.response.text())["error"]
+        return str(answer.get("code") or ""), str(answer.get("message") or "")
     except Exception:
-        return str(getattr(error, "reason", None) or error)
+        return "", ""
 
 
 def _status(error: Any) -> int:
     return int(getattr(error, "status_code", 0) or 0)
 
 
-def _refusal(error: Any, config: AzureMLOperatorConfig, doing: str) -> StepframeError:
+def _refusal(
+    error: Any, config: AzureMLOperatorConfig, doing: str, operator: str = FLAVOR
+) -> StepframeError:
     status = _status(error)
     reason = _message(error)
     if status in (401, 403):
@@ -164,12 +171,41 @@ def _refusal(error: Any, config: AzureMLOperatorConfig, doing: str) -> Stepframe
             f"{config.workspace!r}"
         )
     if status == 404:
-        return ConfigError(
-            f"{doing}: AzureML answered 404 ({reason}); check the operator's subscription_id "
-            f"{config.subscription_id!r}, resource_group {config.resource_group!r} and workspace "
-            f"{config.workspace!r} (`az ml workspace show`)"
-        )
+        return ConfigError(f"{doing}: {_not_found(error, config, operator)}")
     return StepframeError(f"{doing}: AzureML answered {status} ({reason})")
+
+
+def _not_found(error: Any, config: AzureMLOperatorConfig, operator: str) -> str:
+    """A 404 named as the operator setting that is wrong, by Resource Manager's code: the
+    subscription, the resource group or the workspace does not exist (or is not visible
+    to the connector's principal)."""
+    code, reason = _answer_error(error)
+    update = f"`stepframe step-operator update {operator}"
+    if code == "SubscriptionNotFound":
+        return (
+            f"step operator {operator!r}: subscription_id {config.subscription_id!r} is no "
+            f"subscription the connector's principal can see ({reason}); set the right one "
+            f"with {update} --subscription-id GUID` (`az account list --query [].id`)"
+        )
+    if code == "ResourceGroupNotFound":
+        return (
+            f"step operator {operator!r}: resource_group {config.resource_group!r} does not "
+            f"exist in subscription {config.subscription_id} ({reason}); set the right one "
+            f"with {update} --resource-group NAME` (`az group list --query [].name`)"
+        )
+    if code == "ResourceNotFound" and "/workspaces/" in reason:
+        return (
+            f"step operator {operator!r}: workspace {config.workspace!r} does not exist in "
+            f"resource group {config.resource_group} ({reason}); set the right one with "
+            f"{update} --workspace NAME` (`az ml workspace list --resource-group "
+            f"{config.resource_group} --query [].name`)"
+        )
+    return (
+        f"AzureML answered 404 ({reason}); check step operator {operator!r}'s "
+        f"subscription_id {config.subscription_id!r}, resource_group "
+        f"{config.resource_group!r} and workspace {config.workspace!r} (`az ml workspace "
+        "show`)"
+    )
 
 
 # ---- submit -----------------------------------------------------------------------------
@@ -225,13 +261,13 @@ def submit(
         ) from None
     except (HttpResponseError, ServiceResponseError) as error:
         if isinstance(error, HttpResponseError) and _status(error):
-            raise _refusal(error, config, doing) from None
+            raise _refusal(error, config, doing, operator.name) from None
         raise StepframeError(
             f"{doing}: no whole answer from AzureML in {RETRY_TOTAL + 1} tries ({error}); "
             "no job was created, run the step again"
         ) from None
     body = build_job_body(launch, config, settings, name)
-    _create(client, config, name, body, launch, sleep)
+    _create(client, config, name, body, launch, sleep, operator.name)
     return _handle(operator, config, name, _history_endpoint(config) or _discover(client, config))
 
 
@@ -242,6 +278,7 @@ def _create(
     body: dict[str, Any],
     launch: Launch,
     sleep: Callable[[float], None],
+    operator: str,
 ) -> None:
     from azure.core.exceptions import (
         HttpResponseError,
@@ -268,7 +305,7 @@ def _create(
                 sleep(_retry_after(error, attempt))
                 continue
             if 400 <= status < 500:  # refused: nothing was created
-                raise _refusal(error, config, doing) from None
+                raise _refusal(error, config, doing, operator) from None
             if status >= 500:
                 raise SubmitAmbiguousError(
                     f"{doing}: AzureML answered {status} ({_message(error)}); the job may "
@@ -447,7 +484,7 @@ def poll(
     except (HttpResponseError, ServiceRequestError, ServiceResponseError) as error:
         code = _status(error)
         if isinstance(error, HttpResponseError) and 400 <= code < 500 and code != 429:
-            raise _refusal(error, config, f"reading AzureML job {name}") from None
+            raise _refusal(error, config, f"reading AzureML job {name}", handle.operator) from None
         # Throttled, 5xx or out of reach even after azure-core's retries: the core stops
         # a job whose poll raises, and a network hiccup must not cost a healthy job.
         state.recent.append(now)
@@ -594,12 +631,16 @@ def cancel(handle: JobHandle, credentials: Credentials | None) -> bool:
         ).result()
     except HttpResponseError as error:
         if _status(error) not in (400, 409):
-            raise _refusal(error, config, f"cancelling AzureML job {handle.job_id}") from None
+            raise _refusal(
+                error, config, f"cancelling AzureML job {handle.job_id}", handle.operator
+            ) from None
         # Refused as already ended: true when it has.
         job = client.jobs.get(config.resource_group, config.workspace, handle.job_id, cls=_raw)
         status = str(job.get("properties", {}).get("status", ""))
         if status not in ("Completed", "Failed", "Canceled", "CancelRequested"):
-            raise _refusal(error, config, f"cancelling AzureML job {handle.job_id}") from None
+            raise _refusal(
+                error, config, f"cancelling AzureML job {handle.job_id}", handle.operator
+            ) from None
     return True
 
 
