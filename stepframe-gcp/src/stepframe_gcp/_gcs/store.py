@@ -260,7 +260,9 @@ class _Upload(io.RawIOBase):
         attempt = 0
         while True:
             attempt += 1
-            session_url = self._start_session()
+            session_url = self._start_session(retried=attempt > 1)
+            if session_url is None:
+                return  # the last try's request did create the object; its answer was lost
             self.spool.seek(0)
             body = _FileBody(self.spool, self.size)
             try:
@@ -288,13 +290,17 @@ class _Upload(io.RawIOBase):
                 )
             _sleep(delay)
 
-    def _start_session(self) -> str:
+    def _start_session(self, *, retried: bool) -> str | None:
+        """A new session's URL; None when, on a retry, the object turns out to exist
+        already as this upload's own (Cloud Storage checks the precondition here too)."""
         answer = self.api.request(
             "POST",
             self.api.upload_url(self.location.bucket),
             params={"uploadType": "resumable", "ifGenerationMatch": "0"},
             json={"name": self.location.name},
         )
+        if answer.status_code == 412 and retried and self._landed_before():
+            return None
         self._check_final(answer, retried=False)
         return str(answer.headers["Location"])
 
