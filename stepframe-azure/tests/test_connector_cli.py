@@ -10,16 +10,13 @@ Azure's names through its proxy and trust through its CA (``REQUESTS_CA_BUNDLE``
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from _token_service import Application, AzureService
 
-Cli = Callable[..., subprocess.CompletedProcess[str]]
+from stepframe.testing import StepframeCli
+
 SECRET = "cli-client-secret-0123456789"
 SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-111122223333"
 WORKSPACE_ID = (
@@ -29,46 +26,13 @@ WORKSPACE_ID = (
 
 
 @pytest.fixture
-def cli(tmp_path: Path, azure: AzureService) -> Cli:
-    project = tmp_path / "project"
-    project.mkdir()
-    env = {
-        **os.environ,  # the conftest's environment, then the service's proxy and CA
-        **azure.environment,
-        "STEPFRAME_SECRETS_FILE": str(tmp_path / "secrets.json"),
-        "STEPFRAME_LOAD_PLUGINS": "azure",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("COLUMNS", None)
-
-    def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "stepframe", *args],
-            cwd=project,
-            env=env,
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    return run
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    return result.stdout
-
-
-def failed(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode != 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert "Traceback" not in result.stderr + result.stdout, result.stderr
-    return result.stderr
+def cli(tmp_path: Path, azure: AzureService) -> StepframeCli:
+    # The conftest's environment, then the service's proxy and CA.
+    return StepframeCli(tmp_path / "project", azure.environment, plugins="azure")
 
 
 def register(
-    cli: Cli,
+    cli: StepframeCli,
     azure: AzureService,
     app: Application,
     secret: str = SECRET,
@@ -77,27 +41,21 @@ def register(
     azure.workspaces.add(WORKSPACE_ID)
     azure.containers.add("trainstore/artifacts")
     azure.registries.add("trainregistry")
-    ok(cli("secret", "set", "az-sp", input=secret + "\n"))
-    ok(
-        cli(
-            "connector", "register", "az", "--flavor", "azure",
-            "--auth-method", "service-principal", "--tenant-id", app.tenant,
-            "--client-id", app.client_id, "--client-secret", "az-sp",
-            "--subscription-id", SUBSCRIPTION, "--resource-group", "ml-rg",
-            "--workspace", workspace,
-        )
+    cli.ok("secret", "set", "az-sp", input=secret + "\n")
+    cli.ok(
+        "connector", "register", "az", "--flavor", "azure",
+        "--auth-method", "service-principal", "--tenant-id", app.tenant,
+        "--client-id", app.client_id, "--client-secret", "az-sp",
+        "--subscription-id", SUBSCRIPTION, "--resource-group", "ml-rg",
+        "--workspace", workspace,
     )  # fmt: skip
-    ok(
-        cli(
-            "artifact-store", "register", "blob", "--flavor", "azure-blob",
-            "--path", "az://trainstore/artifacts/stepframe", "--connector", "az",
-        )
+    cli.ok(
+        "artifact-store", "register", "blob", "--flavor", "azure-blob",
+        "--path", "az://trainstore/artifacts/stepframe", "--connector", "az",
     )  # fmt: skip
-    ok(
-        cli(
-            "container-registry", "register", "acr", "--flavor", "acr",
-            "--uri", "trainregistry.azurecr.io/steps", "--connector", "az",
-        )
+    cli.ok(
+        "container-registry", "register", "acr", "--flavor", "acr",
+        "--uri", "trainregistry.azurecr.io/steps", "--connector", "az",
     )  # fmt: skip
 
 
@@ -113,14 +71,15 @@ def grant_everything(azure: AzureService, app: Application) -> None:
 
 
 def test_verify_prints_who_and_checks_container_registry_and_workspace(
-    cli: Cli, azure: AzureService, app: Application
+    cli: StepframeCli, azure: AzureService, app: Application
 ) -> None:
     register(cli, azure, app)
     grant_everything(azure, app)
 
     result = cli("connector", "verify", "az")
 
-    out = ok(result)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
     assert f"service principal {app.client_id} (object id {app.object_id})" in out
     assert f"in tenant {app.tenant} (subscription {SUBSCRIPTION})" in out
     assert "blob container az://trainstore/artifacts/stepframe: listable" in out
@@ -130,14 +89,14 @@ def test_verify_prints_who_and_checks_container_registry_and_workspace(
 
 
 def test_each_missing_role_is_one_line_naming_principal_role_and_fix(
-    cli: Cli, azure: AzureService, app: Application
+    cli: StepframeCli, azure: AzureService, app: Application
 ) -> None:
     register(cli, azure, app)
     # Read access only: Reader on the workspace, AcrPull on the registry, no data role.
     azure.assign(app.object_id, "Reader", WORKSPACE_ID)
     azure.assign(app.object_id, "AcrPull", "trainregistry")
 
-    message = failed(cli("connector", "verify", "az"))
+    message = cli.fails("connector", "verify", "az")
 
     lines = message.removeprefix("stepframe: error: ").strip().splitlines()
     who = f"connector 'az' (service-principal, service principal {app.client_id}"
@@ -155,12 +114,12 @@ def test_each_missing_role_is_one_line_naming_principal_role_and_fix(
 
 
 def test_a_secret_that_is_not_the_principals_fails_verify_in_one_line(
-    cli: Cli, azure: AzureService, app: Application
+    cli: StepframeCli, azure: AzureService, app: Application
 ) -> None:
     wrong = "someone-elses-secret-000000"
     register(cli, azure, app, secret=wrong)
 
-    message = failed(cli("connector", "verify", "az"))
+    message = cli.fails("connector", "verify", "az")
 
     assert message.strip().count("\n") == 0, message
     assert "AADSTS7000215" in message
@@ -170,12 +129,12 @@ def test_a_secret_that_is_not_the_principals_fails_verify_in_one_line(
 
 
 def test_a_missing_workspace_names_the_settings_to_check(
-    cli: Cli, azure: AzureService, app: Application
+    cli: StepframeCli, azure: AzureService, app: Application
 ) -> None:
     register(cli, azure, app, workspace="no-such-ws")
     grant_everything(azure, app)
 
-    message = failed(cli("connector", "verify", "az"))
+    message = cli.fails("connector", "verify", "az")
 
     assert "workspace no-such-ws: not found in resource group ml-rg" in message
     assert "--subscription-id, --resource-group and --workspace" in message
@@ -213,19 +172,19 @@ def test_a_missing_workspace_names_the_settings_to_check(
     ],
 )  # fmt: skip
 def test_bad_settings_are_refused_at_register_in_one_line(
-    cli: Cli, options: list[str], expected: str
+    cli: StepframeCli, options: list[str], expected: str
 ) -> None:
-    message = failed(cli("connector", "register", "az", "--flavor", "azure", *options))
+    message = cli.fails("connector", "register", "az", "--flavor", "azure", *options)
 
     assert expected in message, message
     assert len([line for line in message.splitlines() if line.strip()]) <= 2, message
     # Nothing was registered.
-    assert "az" not in ok(cli("connector", "list"))
+    assert "az" not in cli.ok("connector", "list")
 
 
-def test_a_registry_uri_that_is_not_acr_is_refused_at_register(cli: Cli) -> None:
-    message = failed(
-        cli("container-registry", "register", "acr", "--flavor", "acr", "--uri", "ghcr.io/org")
+def test_a_registry_uri_that_is_not_acr_is_refused_at_register(cli: StepframeCli) -> None:
+    message = cli.fails(
+        "container-registry", "register", "acr", "--flavor", "acr", "--uri", "ghcr.io/org"
     )
 
     assert "uri 'ghcr.io/org' is not an Azure Container Registry" in message

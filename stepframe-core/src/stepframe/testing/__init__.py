@@ -21,6 +21,8 @@ backend cannot do::
 Suites: `StepOperatorSuite`, `ImageBuilderSuite`, `ArtifactStoreSuite`,
 `ConnectorSuite`, and `PolicySuite` for plugins that register no flavor and refuse or
 wrap (cost policies, tags).  docs/plugins.md describes each test and capability flag.
+For command-line tests, `StepframeCli` runs ``stepframe ARGS`` in its own process as a
+user does, and `read_until` follows a running command's output.
 
 Importing this module imports pytest and the core, nothing else.  It is not registered
 as a pytest entry-point plugin, so it never loads into test runs that did not ask for it.
@@ -28,6 +30,7 @@ as a pytest entry-point plugin, so it never loads into test runs that did not as
 
 from __future__ import annotations
 
+from stepframe.testing._cli import StepframeCli, read_until
 from stepframe.testing._connector_suite import ConnectorSuite
 from stepframe.testing._cutting_proxy import CuttingProxy
 from stepframe.testing._fixtures import (
@@ -58,8 +61,10 @@ __all__ = [
     "PolicySuite",
     "SmallPipeline",
     "StepOperatorSuite",
+    "StepframeCli",
     "TempProject",
     "make_plugins",
+    "read_until",
     "small_pipeline",
     "stepframe_plugin",
     "stepframe_plugins",
