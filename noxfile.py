@@ -121,6 +121,10 @@ BENCHMARKS = [
 ]
 
 
+# docs/plugins.md's tutorial plugin, installed and put through the kit (see _run_combination).
+TUTORIAL_TEST = (
+    "tests/test_docs.py::test_the_tutorial_plugin_installs_passes_the_kit_and_runs_a_step"
+)
 # The core's suite: its own tests and the cross-package ones.  The crash matrix has a
 # session of its own (`crash`): it needs Docker and root.
 CORE_SUITE = ("stepframe-core/tests", "tests", "--ignore=tests/crash")
@@ -480,6 +484,10 @@ def _run_combination(session: nox.Session, name: str) -> None:
     # Tests that need outside services (a Docker engine and registry) have sessions of
     # their own (`integration`); here they would only skip, or fail on a half-set-up host.
     ignore = [f"--ignore={folder}/integration" for folder in folders] + ["--ignore=tests/crash"]
+    # The docs' tutorial plugin runs the whole kit with only itself loaded
+    # (STEPFRAME_LOAD_PLUGINS=nice): the same test whatever else is installed, and the
+    # slowest of tests/ (~45 s); `tests` and `tests_python` run it.
+    ignore.append(f"--deselect={TUTORIAL_TEST}")
     # stepframe-docker's coverage is measured in `integration`, with an engine.
     measure = [PLUGIN_PACKAGES[part] for part in plugins if part != "docker"]
     _pytest(session, *PARALLEL, *ignore, *folders, "tests", measure=measure)
