@@ -53,8 +53,9 @@ AZURE = "./stepframe-azure"
 # a name (tests/test_imports.py and stepframe-core/tests/test_imports.py).  Test ids relative
 # to the repository, not to the first package's pyproject.toml.  A test still running after
 # five minutes is hung: pytest-timeout stops it, with a traceback of every thread (the
-# sessions that build images allow more).
-PYTEST = ("pytest", "--import-mode=importlib", "--rootdir=.", "--timeout=300")
+# sessions that build images allow more).  The ten slowest tests are listed at the end, for
+# whoever works on CI's time next.
+PYTEST = ("pytest", "--import-mode=importlib", "--rootdir=.", "--timeout=300", "--durations=10")
 # The suites run in parallel: their tests mostly wait on the processes they start, so four
 # workers keep two cores busy.  A file's tests stay together, in their order, on one
 # worker: some rely on what an earlier test of their file imported (numpy, which refuses
