@@ -121,8 +121,13 @@ def test_a_wrong_secret_is_one_line_naming_the_fix_without_the_secret(
     config = component.config
     assert "\n" not in message
     assert "AADSTS7000215" in message and "Invalid client secret provided" in message
-    assert f"az ad app credential reset --id {config.client_id}" in message
-    assert "stepframe secret set env:AZ_SECRET" in message
+    # The secret is an env: reference: the new one goes into that variable
+    # (`stepframe secret set` takes names only).
+    assert (
+        f'`export AZ_SECRET="$(az ad app credential reset --id {config.client_id} '
+        '--query password -o tsv)"`' in message
+    )
+    assert "stepframe secret set" not in message
     assert f"service principal {config.client_id}" in message
     assert wrong not in message and SECRET not in message
     # Entra's trace and correlation ids are noise in a one-line error.

@@ -128,6 +128,29 @@ def test_a_secret_that_is_not_the_principals_fails_verify_in_one_line(
     assert wrong not in message and SECRET not in message
 
 
+def test_an_expired_access_token_is_one_line_saying_how_to_renew_it(
+    cli: StepframeCli, azure: AzureService
+) -> None:
+    token = azure.token_for("object-1", "https://management.azure.com", -90, upn="ada@contoso.com")
+    cli.env["AZ_TOKEN"] = token
+    cli.ok(
+        "connector", "register", "az", "--flavor", "azure",
+        "--auth-method", "access-token", "--token", "env:AZ_TOKEN",
+    )  # fmt: skip
+
+    message = cli.fails("connector", "verify", "az")
+
+    assert message.strip().count("\n") == 0, message
+    assert "connector 'az' (access-token, user ada@contoso.com" in message
+    assert "the token expired" in message
+    assert (
+        '`export AZ_TOKEN="$(az account get-access-token --scope '
+        'https://management.azure.com/.default --query accessToken -o tsv)"`' in message
+    )
+    assert "stepframe secret set" not in message
+    assert token not in message
+
+
 def test_a_missing_workspace_names_the_settings_to_check(
     cli: StepframeCli, azure: AzureService, app: Application
 ) -> None:

@@ -40,6 +40,7 @@ from stepframe_azure._connector.config import (
     STORAGE_SCOPE,
     AzureConnectorConfig,
 )
+from stepframe_azure._connector.errors import renewal
 
 __all__ = [
     "REFRESH_MARGIN_SECONDS",
@@ -241,10 +242,13 @@ class _Entry:
         value = self._secrets["token"].strip()
         claims = token_claims(value)
         where = f"connector {self.key.connector!r} (access-token, {principal_of(value)})"
+        renew = renewal(
+            self.config.token,
+            f"az account get-access-token --scope {scope} --query accessToken -o tsv",
+        )
         fix = (
-            "get a new one with `az account get-access-token --scope "
-            f"{scope} --query accessToken -o tsv | stepframe secret set {self.config.token}`, "
-            "or use a method that refreshes (service-principal, managed-identity, implicit)"
+            f"get a new one with {renew}, or use a method that refreshes "
+            "(service-principal, managed-identity, implicit)"
         )
         expires = claims.get("exp")
         if isinstance(expires, (int, float)) and expires <= clock():

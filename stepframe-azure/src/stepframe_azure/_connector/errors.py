@@ -14,22 +14,16 @@ from contextlib import contextmanager
 from stepframe import ConnectorError
 from stepframe_azure._connector.config import AzureConnectorConfig
 
-__all__ = ["principal_named", "token_errors"]
+__all__ = ["principal_named", "renewal", "token_errors"]
 
 _AADSTS = re.compile(r"(AADSTS\d+):?\s*([^\r\n]*)")
 
 # What each Entra ID error means for the user of a connector.
 _FIXES = {
     # Invalid client secret provided.
-    "AADSTS7000215": (
-        "the client_secret is not this application's; create one with `az ad app "
-        "credential reset --id {client}` and store it with `stepframe secret set {secret}`"
-    ),
+    "AADSTS7000215": "the client_secret is not this application's; make one and keep it: {renew}",
     # The provided client secret keys are expired.
-    "AADSTS7000222": (
-        "the client secret has expired; create one with `az ad app credential reset --id "
-        "{client}` and store it with `stepframe secret set {secret}`"
-    ),
+    "AADSTS7000222": "the client secret has expired; make one and keep it: {renew}",
     # Application not found in the directory.
     "AADSTS700016": (
         "no application {client} in tenant {tenant}; check client_id (the appId) and "
@@ -62,6 +56,15 @@ _UNAVAILABLE = {
 }
 
 
+def renewal(reference: str | None, produce: str) -> str:
+    """The command that puts a new secret, printed by ``produce``, where ``reference``
+    points: the stepframe secret it names, or the environment variable of an ``env:VAR``
+    reference (``stepframe secret set`` takes names only)."""
+    if reference and reference.startswith("env:"):
+        return f'`export {reference.removeprefix("env:")}="$({produce})"`'
+    return f"`{produce} | stepframe secret set {reference or 'NAME'}`"
+
+
 def principal_named(config: AzureConnectorConfig) -> str:
     """Who the configuration says the connector acts as, before any token is had."""
     method = config.auth_method
@@ -86,7 +89,11 @@ def token_errors(connector: str, config: AzureConnectorConfig) -> Iterator[None]
     names = {
         "client": config.client_id or "CLIENT_ID",
         "tenant": config.tenant_id or "TENANT_ID",
-        "secret": config.client_secret or "NAME",
+        "renew": renewal(
+            config.client_secret,
+            f"az ad app credential reset --id {config.client_id or 'CLIENT_ID'} "
+            "--query password -o tsv",
+        ),
     }
     try:
         yield
