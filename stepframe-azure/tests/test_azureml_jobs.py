@@ -43,6 +43,17 @@ DIGEST = "sha256:" + "cd" * 32
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 
 
+def jwt_of(claims: dict[str, Any]) -> str:
+    """An unsigned JWT with ``claims`` (the operator only reads who a token names)."""
+    import base64
+    import json
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none'})}.{part(claims)}.signature"
+
+
 class Clock:
     """UNIX time that moves only when a test says so (the poll budget's clock)."""
 
@@ -304,14 +315,27 @@ def test_a_body_azureml_would_refuse_is_refused_in_one_line(service: AzureMLServ
 
 
 def test_a_principal_without_a_role_is_told_which_role(service: AzureMLService) -> None:
-    service.denied_tokens.add(TOKEN)
+    token = jwt_of({"oid": "0a0a0a0a-1111-2222-3333-444444444444", "appid": "app-1"})
+    service.denied_tokens.add(token)
+    credentials = Credentials(
+        "azure", ResourceRequest("generic"), {"access_token": token, "scope": MANAGEMENT_SCOPE}
+    )
 
     with pytest.raises(ConnectorError) as raised:
-        jobs.submit(launch(), operator(service), CREDENTIALS)
+        jobs.submit(launch(), operator(service), credentials)
 
-    assert "AzureML answered 403" in str(raised.value)
-    assert "AzureML Data Scientist" in str(raised.value)
-    assert TOKEN not in str(raised.value)
+    message = str(raised.value)
+    assert "AzureML answered 403" in message
+    assert "\n" not in message
+    # Who lacks the role, and the grant to run.
+    assert "service principal app-1 (object id 0a0a0a0a-1111-2222-3333-444444444444)" in message
+    assert (
+        "`az role assignment create --assignee 0a0a0a0a-1111-2222-3333-444444444444 --role "
+        '"AzureML Data Scientist" --scope /subscriptions/'
+        f"{SUBSCRIPTION}/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/"
+        "workspaces/ml-workspace`" in message
+    )
+    assert token not in message
 
 
 @pytest.mark.parametrize(

@@ -160,19 +160,38 @@ def _status(error: Any) -> int:
 
 
 def _refusal(
-    error: Any, config: AzureMLOperatorConfig, doing: str, operator: str = FLAVOR
+    error: Any,
+    config: AzureMLOperatorConfig,
+    doing: str,
+    operator: str = FLAVOR,
+    credentials: Credentials | None = None,
 ) -> StepframeError:
     status = _status(error)
     reason = _message(error)
     if status in (401, 403):
         return ConnectorError(
-            f"{doing}: AzureML answered {status} ({reason}). The connector's principal needs "
-            "the role AzureML Data Scientist (or Contributor) on workspace "
-            f"{config.workspace!r}"
+            f"{doing}: AzureML answered {status} ({reason}); {_grant(config, credentials)}"
         )
     if status == 404:
         return ConfigError(f"{doing}: {_not_found(error, config, operator)}")
     return StepframeError(f"{doing}: AzureML answered {status} ({reason})")
+
+
+def _grant(config: AzureMLOperatorConfig, credentials: Credentials | None) -> str:
+    """Who lacks a role (from the token's claims) and the command that grants it."""
+    from stepframe_azure._connector.auth import principal_of, token_claims
+
+    token = str(credentials.values.get("access_token", "")) if credentials else ""
+    if not token:
+        who, assignee = "the principal of Azure's default credential", "PRINCIPAL_ID"
+    else:
+        who = principal_of(token)
+        assignee = str(token_claims(token).get("oid") or "PRINCIPAL_ID")
+    return (
+        f"{who} needs the role AzureML Data Scientist (or Contributor) on workspace "
+        f"{config.workspace!r}: `az role assignment create --assignee {assignee} --role "
+        f'"AzureML Data Scientist" --scope {config.workspace_id}`'
+    )
 
 
 def _not_found(error: Any, config: AzureMLOperatorConfig, operator: str) -> str:
@@ -261,13 +280,13 @@ def submit(
         ) from None
     except (HttpResponseError, ServiceResponseError) as error:
         if isinstance(error, HttpResponseError) and _status(error):
-            raise _refusal(error, config, doing, operator.name) from None
+            raise _refusal(error, config, doing, operator.name, credentials) from None
         raise StepframeError(
             f"{doing}: no whole answer from AzureML in {RETRY_TOTAL + 1} tries ({error}); "
             "no job was created, run the step again"
         ) from None
     body = build_job_body(launch, config, settings, name)
-    _create(client, config, name, body, launch, sleep, operator.name)
+    _create(client, config, name, body, launch, sleep, operator.name, credentials)
     return _handle(operator, config, name, _history_endpoint(config) or _discover(client, config))
 
 
@@ -279,6 +298,7 @@ def _create(
     launch: Launch,
     sleep: Callable[[float], None],
     operator: str,
+    credentials: Credentials | None,
 ) -> None:
     from azure.core.exceptions import (
         HttpResponseError,
@@ -305,7 +325,7 @@ def _create(
                 sleep(_retry_after(error, attempt))
                 continue
             if 400 <= status < 500:  # refused: nothing was created
-                raise _refusal(error, config, doing, operator) from None
+                raise _refusal(error, config, doing, operator, credentials) from None
             if status >= 500:
                 raise SubmitAmbiguousError(
                     f"{doing}: AzureML answered {status} ({_message(error)}); the job may "
@@ -484,7 +504,9 @@ def poll(
     except (HttpResponseError, ServiceRequestError, ServiceResponseError) as error:
         code = _status(error)
         if isinstance(error, HttpResponseError) and 400 <= code < 500 and code != 429:
-            raise _refusal(error, config, f"reading AzureML job {name}", handle.operator) from None
+            raise _refusal(
+                error, config, f"reading AzureML job {name}", handle.operator, credentials
+            ) from None
         # Throttled, 5xx or out of reach even after azure-core's retries: the core stops
         # a job whose poll raises, and a network hiccup must not cost a healthy job.
         state.recent.append(now)
@@ -632,14 +654,22 @@ def cancel(handle: JobHandle, credentials: Credentials | None) -> bool:
     except HttpResponseError as error:
         if _status(error) not in (400, 409):
             raise _refusal(
-                error, config, f"cancelling AzureML job {handle.job_id}", handle.operator
+                error,
+                config,
+                f"cancelling AzureML job {handle.job_id}",
+                handle.operator,
+                credentials,
             ) from None
         # Refused as already ended: true when it has.
         job = client.jobs.get(config.resource_group, config.workspace, handle.job_id, cls=_raw)
         status = str(job.get("properties", {}).get("status", ""))
         if status not in ("Completed", "Failed", "Canceled", "CancelRequested"):
             raise _refusal(
-                error, config, f"cancelling AzureML job {handle.job_id}", handle.operator
+                error,
+                config,
+                f"cancelling AzureML job {handle.job_id}",
+                handle.operator,
+                credentials,
             ) from None
     return True
 
