@@ -115,3 +115,33 @@ def test_stepframe_plugins_lists_exactly_the_expected_plugins(
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr, result.stderr
     assert {plugin["name"] for plugin in json.loads(result.stdout)} == expected[1]
+
+
+# The commands each first-party distribution declares (entry point group
+# `stepframe.commands`), which `stepframe --help` lists from the wheel's metadata alone.
+DECLARED_COMMANDS = {"stepframe-docker": {"image"}}
+
+
+def test_help_lists_the_declared_commands_and_they_run(
+    expected: tuple[set[str], set[str]],
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEPFRAME_")}
+
+    def stepframe(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "stepframe", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    listed = stepframe("--help")
+    assert listed.returncode == 0, listed.stderr
+    for distribution in expected[0]:
+        for command in DECLARED_COMMANDS.get(distribution, ()):
+            lines = [line for line in listed.stdout.splitlines() if line.split()[:1] == [command]]
+            assert lines and f"From {distribution}" in lines[0], listed.stdout
+            ran = stepframe(command, "--help")
+            assert ran.returncode == 0, ran.stderr
