@@ -42,6 +42,13 @@ JOB_TIERS = ("Spot", "Basic", "Standard", "Premium")
 class AzureMLOperatorConfig:
     """Where the ``azureml`` operator runs jobs.
 
+    The workspace's coordinates (subscription, resource group, workspace) belong here,
+    even when the connector names them too (for ``connector verify``): the pre-flight
+    checks them offline before anything is built, and it sees the operator's config
+    only (a `PlannedStep` carries its operator's connector by name, and the core offers
+    plugins no way to read a connector's config), so a fallback to the connector's
+    values could not be checked until the job's submit, after the image is built.
+
     :param subscription_id: the Azure subscription (a GUID) of the workspace.
     :param resource_group: the workspace's resource group.
     :param workspace: the AzureML workspace's name.
