@@ -23,6 +23,10 @@ What it is: a small plain-HTTP service answering, in AzureML's wire format:
   answers Resource Manager's 404 for the first part that does not exist:
   ``SubscriptionNotFound``, ``ResourceGroupNotFound`` or ``ResourceNotFound`` (the
   workspace).  Empty (the default): every workspace exists.
+- When `computes` names the workspace's computes, a job on another is a 400; when
+  `vm_sizes` names the VM sizes serverless jobs may have, a serverless job of another size
+  is a 400.  The messages are worded like AzureML's (the setting's value in them), not
+  its exact text.  Empty (the default): any compute exists, any size is offered.
 
 A job walks AzureML's documented statuses: NotStarted, then Queued; with containers
 (``run_containers=True``) Preparing, Starting and Running while the job's container runs
@@ -127,6 +131,9 @@ class AzureMLService:
         self.denied_tokens: set[str] = set()
         # Resource ids of the workspaces that exist (any case); empty: all of them.
         self.workspaces: set[str] = set()
+        # The workspace's compute names and the serverless VM sizes; empty: any.
+        self.computes: set[str] = set()
+        self.vm_sizes: set[str] = set()
         self._faults: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._signatures = itertools.count(1)
@@ -200,6 +207,18 @@ class AzureMLService:
         problems += body_problems(body, "JobBase")
         if problems:
             return 400, _error("UserError", "; ".join(problems))
+        properties = body["properties"]
+        compute = str(properties.get("computeId") or "").rsplit("/", 1)[-1]
+        if compute and self.computes and compute.lower() not in {c.lower() for c in self.computes}:
+            return 400, _error(
+                "UserError", f"Compute {compute} not found in workspace {match['ws']}."
+            )
+        size = str((properties.get("resources") or {}).get("instanceType") or "")
+        if not compute and size and self.vm_sizes and size not in self.vm_sizes:
+            return 400, _error(
+                "UserError",
+                f"The instance type {size} is not supported for serverless compute in westeurope.",
+            )
         environment = str(body["properties"].get("environmentId", "")).lower()
         if environment not in self.environments:
             return 404, _error("UserError", f"Environment {environment} was not found")

@@ -370,6 +370,38 @@ def test_a_wrong_workspace_coordinate_is_named_with_its_fix(
     assert service.jobs == {}
 
 
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"mode": "cluster", "compute_name": "gpu-clustr"},
+         "settings.compute_name 'gpu-clustr': AzureML refused it (Compute gpu-clustr not found"
+         " in workspace ml-workspace.); name a compute of workspace ml-workspace (`az ml compute"
+         " list --resource-group ml-rg --workspace-name ml-workspace --query [].name`)"),
+        ({"instance_type": "Standard_NC6s_v9"},
+         "settings.instance_type 'Standard_NC6s_v9': AzureML refused it (The instance type"
+         " Standard_NC6s_v9 is not supported for serverless compute in westeurope.); use a VM"
+         " size it offers there (`az ml compute list-sizes --resource-group ml-rg"
+         " --workspace-name ml-workspace -o table`)"),
+    ],
+    ids=["compute-name", "instance-type"],
+)  # fmt: skip
+def test_a_compute_or_vm_size_azureml_refuses_is_named_as_that_setting(
+    service: AzureMLService, settings: dict[str, Any], expected: str
+) -> None:
+    """Which computes and sizes exist is AzureML's to know (the pre-flight checks their
+    form only): its refusal is one line naming the setting and where to look."""
+    service.computes.add("gpu-cluster")
+    service.vm_sizes.add("Standard_NC6s_v3")
+
+    with pytest.raises(ConfigError) as raised:
+        jobs.submit(launch(**settings), operator(service), CREDENTIALS)
+
+    assert (
+        str(raised.value) == f"creating AzureML job training-r1-train-1 (step 'train'): {expected}"
+    )
+    assert service.jobs == {}
+
+
 def test_every_body_sent_is_valid_under_the_rest_models(service: AzureMLService) -> None:
     from stepframe_azure._azureml.schema import body_problems
 

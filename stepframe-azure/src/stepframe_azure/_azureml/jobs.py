@@ -194,6 +194,29 @@ def _grant(config: AzureMLOperatorConfig, credentials: Credentials | None) -> st
     )
 
 
+def _compute_refusal(error: Any, config: AzureMLOperatorConfig, body: dict[str, Any]) -> str:
+    """A refused job whose answer names its compute or its VM size (AzureML's messages
+    quote the value they refuse), as that setting and where to find the right one; ""
+    when the answer names neither."""
+    reason = _message(error)
+    properties = body.get("properties", {})
+    compute = str(properties.get("computeId") or "").rsplit("/", 1)[-1]
+    size = str((properties.get("resources") or {}).get("instanceType") or "")
+    if compute and compute.lower() in reason.lower():
+        return (
+            f"settings.compute_name {compute!r}: AzureML refused it ({reason}); name a compute "
+            f"of workspace {config.workspace} (`az ml compute list --resource-group "
+            f"{config.resource_group} --workspace-name {config.workspace} --query [].name`)"
+        )
+    if size and size.lower() in reason.lower():
+        return (
+            f"settings.instance_type {size!r}: AzureML refused it ({reason}); use a VM size it "
+            f"offers there (`az ml compute list-sizes --resource-group {config.resource_group} "
+            f"--workspace-name {config.workspace} -o table`)"
+        )
+    return ""
+
+
 def _not_found(error: Any, config: AzureMLOperatorConfig, operator: str) -> str:
     """A 404 named as the operator setting that is wrong, by Resource Manager's code: the
     subscription, the resource group or the workspace does not exist (or is not visible
@@ -324,6 +347,10 @@ def _create(
             if status == 429 and attempt < CREATE_ATTEMPTS:  # throttled: nothing created
                 sleep(_retry_after(error, attempt))
                 continue
+            if status == 400:  # refused: nothing was created
+                named = _compute_refusal(error, config, body)
+                if named:
+                    raise ConfigError(f"{doing}: {named}") from None
             if 400 <= status < 500:  # refused: nothing was created
                 raise _refusal(error, config, doing, operator, credentials) from None
             if status >= 500:
