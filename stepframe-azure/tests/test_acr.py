@@ -129,7 +129,8 @@ def test_a_refused_exchange_names_the_principal_and_acrpush(
     assert "\n" not in message
     assert "service principal app-1" in message
     assert "refused its Entra ID token (401" in message
-    assert "--role AcrPush" in message and "az acr show --name trainregistry" in message
+    assert "--assignee o-1 --role AcrPush" in message  # the principal's object id
+    assert "az acr show --name trainregistry" in message
     assert forged not in message
 
 

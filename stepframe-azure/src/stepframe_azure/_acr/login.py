@@ -75,12 +75,13 @@ def exchange(address: AcrAddress, entra_token: str, connector: str) -> str:
         if isinstance(token, str) and token:
             return token
     who = principal_of(entra_token)
+    assignee = token_claims(entra_token).get("oid") or "OBJECT_ID"
     reason = _reason(answer)
     if answer.status_code in (401, 403):
         raise ConnectorError(
             f"connector {connector!r} ({who}): registry {address.host} refused its Entra ID "
             f"token ({answer.status_code}: {reason}); grant it AcrPush on the registry "
-            f"(`az role assignment create --assignee OBJECT_ID --role AcrPush --scope "
+            f"(`az role assignment create --assignee {assignee} --role AcrPush --scope "
             f"$(az acr show --name {address.name} --query id -o tsv)`), and check the "
             "registry allows Entra ID authentication"
         )
