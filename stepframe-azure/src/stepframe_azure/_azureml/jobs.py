@@ -674,30 +674,20 @@ def cancel(handle: JobHandle, credentials: Credentials | None) -> bool:
 
     config = _handle_config(handle)
     client = _arm(credentials, config)
+    doing = f"cancelling AzureML job {handle.job_id}"
     try:
         client.jobs.begin_cancel(
             config.resource_group, config.workspace, handle.job_id, polling=False
         ).result()
     except HttpResponseError as error:
+        refusal = _refusal(error, config, doing, handle.operator, credentials)
         if _status(error) not in (400, 409):
-            raise _refusal(
-                error,
-                config,
-                f"cancelling AzureML job {handle.job_id}",
-                handle.operator,
-                credentials,
-            ) from None
+            raise refusal from None
         # Refused as already ended: true when it has.
         job = client.jobs.get(config.resource_group, config.workspace, handle.job_id, cls=_raw)
         status = str(job.get("properties", {}).get("status", ""))
         if status not in ("Completed", "Failed", "Canceled", "CancelRequested"):
-            raise _refusal(
-                error,
-                config,
-                f"cancelling AzureML job {handle.job_id}",
-                handle.operator,
-                credentials,
-            ) from None
+            raise refusal from None
     return True
 
 
