@@ -152,6 +152,13 @@ def test_the_operator_needs_its_workspace_coordinates() -> None:
     ]
 
 
+def test_the_operator_has_no_api_version_to_set() -> None:
+    """The job bodies are built for and checked against one API version's description:
+    the calls name that one, whatever a config says."""
+    with pytest.raises(TypeError, match="api_version"):
+        AzureMLOperatorConfig(api_version="2023-04-01")  # type: ignore[call-arg]
+
+
 def test_settings_as_a_mapping_with_an_unknown_key_are_one_line() -> None:
     step = PlannedStep(
         pipeline="training",

@@ -49,6 +49,9 @@ class AzureMLOperatorConfig:
     plugins no way to read a connector's config), so a fallback to the connector's
     values could not be checked until the job's submit, after the image is built.
 
+    There is no API version to set: the calls name `API_VERSION`, the one version whose
+    description the job bodies are built for and checked against (schema.py).
+
     :param subscription_id: the Azure subscription (a GUID) of the workspace.
     :param resource_group: the workspace's resource group.
     :param workspace: the AzureML workspace's name.
@@ -61,7 +64,6 @@ class AzureMLOperatorConfig:
     :param compute_name: the default compute (cluster or instance) of this operator's
         steps in the ``cluster`` and ``instance`` modes.
     :param instance_type: the default VM size of serverless jobs (``Standard_DS3_v2``...).
-    :param api_version: the REST API version the calls name.
     """
 
     subscription_id: str | None = None
@@ -72,7 +74,6 @@ class AzureMLOperatorConfig:
     history_endpoint: str | None = None
     compute_name: str | None = None
     instance_type: str | None = None
-    api_version: str = API_VERSION
 
     @property
     def arm_endpoint(self) -> str:

@@ -35,6 +35,7 @@ from stepframe import (
     SubmitAmbiguousError,
 )
 from stepframe_azure._azureml.config import (
+    API_VERSION,
     FLAVOR,
     LOCAL_INSTANCE_TYPE,
     AzureMLOperatorConfig,
@@ -122,12 +123,16 @@ def studio_url(workspace_id: str, name: str) -> str:
     return f"https://ml.azure.com/runs/{name}?wsid={workspace_id}"
 
 
-def _arm(credentials: Credentials | None, config: AzureMLOperatorConfig) -> Any:
+def _arm(
+    credentials: Credentials | None,
+    config: AzureMLOperatorConfig,
+    api_version: str = API_VERSION,
+) -> Any:
+    """The management client; a job created earlier is read and cancelled with the API
+    version it was created with (its handle's)."""
     from stepframe_azure._azureml.transport import arm_client
 
-    return arm_client(
-        credentials, str(config.subscription_id), config.arm_endpoint, config.api_version
-    )
+    return arm_client(credentials, str(config.subscription_id), config.arm_endpoint, api_version)
 
 
 def _raw(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
@@ -395,7 +400,7 @@ def _handle(
             "resource_group": config.resource_group,
             "workspace": config.workspace,
             "endpoint": config.arm_endpoint,
-            "api_version": config.api_version,
+            "api_version": API_VERSION,
             "history_endpoint": history,
             "studio_url": studio_url(config.workspace_id, name),
         },
@@ -445,8 +450,11 @@ def _handle_config(handle: JobHandle) -> AzureMLOperatorConfig:
         workspace=data["workspace"],
         endpoint=data["endpoint"],
         history_endpoint=data.get("history_endpoint"),
-        api_version=data.get("api_version") or AzureMLOperatorConfig().api_version,
     )
+
+
+def _handle_api_version(handle: JobHandle) -> str:
+    return str(handle.data.get("api_version") or API_VERSION)
 
 
 # ---- poll -------------------------------------------------------------------------------
@@ -525,7 +533,7 @@ def poll(
     config = _handle_config(handle)
     name = handle.job_id
     try:
-        job = _arm(credentials, config).jobs.get(
+        job = _arm(credentials, config, _handle_api_version(handle)).jobs.get(
             config.resource_group, config.workspace, name, cls=_raw
         )
     except (HttpResponseError, ServiceRequestError, ServiceResponseError) as error:
@@ -673,7 +681,7 @@ def cancel(handle: JobHandle, credentials: Credentials | None) -> bool:
     from azure.core.exceptions import HttpResponseError
 
     config = _handle_config(handle)
-    client = _arm(credentials, config)
+    client = _arm(credentials, config, _handle_api_version(handle))
     doing = f"cancelling AzureML job {handle.job_id}"
     try:
         client.jobs.begin_cancel(
