@@ -111,7 +111,7 @@ def run(
     service: AzureMLService,
     access_token: str,
     settings: dict[str, Any] | None = None,
-    **coordinates: str,
+    coordinates: dict[str, str] | None = None,
 ) -> str:
     """``stepframe run`` of a one-step pipeline on azureml; the failed run's output."""
     cli = StepframeCli(
@@ -123,7 +123,7 @@ def run(
         "subscription": SUBSCRIPTION,
         "resource_group": "bad-input-rg",
         "workspace": "bad-input-ws",
-        **coordinates,
+        **(coordinates or {}),
     }
     (cli.project / "stepframe.toml").write_text(
         STACK.format(store=tmp_path / "store", service=service.url, **where, **host)
@@ -168,7 +168,7 @@ def test_a_wrong_workspace_coordinate_ends_the_run_in_one_line(
 ) -> None:
     valid = token({**USER, "exp": int(time.time()) + 3600})
 
-    line = the_failure(run(tmp_path, docker_host, service, valid, **coordinates))
+    line = the_failure(run(tmp_path, docker_host, service, valid, coordinates=coordinates))
 
     assert expected in line
     assert "`stepframe step-operator update azureml --" in line
