@@ -33,14 +33,10 @@ from stepframe_azure._azureml.request import (
     image_by_digest,
     job_name,
 )
+from stepframe_azure._names import GUID, RESOURCE_GROUP, WORKSPACE
 
 __all__ = ["config_problems", "settings_problems", "step_problems"]
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-# Azure's naming rules: resource groups 1-90 of letters, digits, _ - . ( ), not ending
-# in "."; workspaces as the REST API's path pattern.
-_RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
-_WORKSPACE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$")
 # Compute names: the REST specification's computeName has no pattern, so these come from
 # Azure's documentation.  Clusters (workspaces/computes): 2-16 alphanumerics and hyphens
 # (learn.microsoft.com "Naming rules and restrictions for Azure resources",
@@ -128,7 +124,7 @@ def config_problems(config: AzureMLOperatorConfig, operator: str = "azureml") ->
             f"step operator {operator!r}: no subscription_id; set it with "
             f"{update} --subscription-id GUID` (`az account show --query id`)"
         )
-    elif not _GUID.match(config.subscription_id):
+    elif not GUID.match(config.subscription_id):
         problems.append(
             f"step operator {operator!r}: subscription_id {config.subscription_id!r} is not a "
             "subscription id (a GUID such as 00000000-0000-0000-0000-000000000000)"
@@ -138,7 +134,7 @@ def config_problems(config: AzureMLOperatorConfig, operator: str = "azureml") ->
             f"step operator {operator!r}: no resource_group; set it with "
             f"{update} --resource-group NAME`"
         )
-    elif not _RESOURCE_GROUP.match(config.resource_group):
+    elif not RESOURCE_GROUP.match(config.resource_group):
         problems.append(
             f"step operator {operator!r}: resource_group {config.resource_group!r} breaks "
             "Azure's rules: 1-90 letters, digits, '_', '-', '.', '(' and ')', not ending in '.'"
@@ -147,7 +143,7 @@ def config_problems(config: AzureMLOperatorConfig, operator: str = "azureml") ->
         problems.append(
             f"step operator {operator!r}: no workspace; set it with {update} --workspace NAME`"
         )
-    elif not _WORKSPACE.match(config.workspace):
+    elif not WORKSPACE.match(config.workspace):
         problems.append(
             f"step operator {operator!r}: workspace {config.workspace!r} breaks AzureML's "
             "rules: 3-33 letters, digits, '-' and '_', starting with a letter or digit"
@@ -367,7 +363,7 @@ def _identity(identity: str | None) -> list[str]:
     if identity is None or identity in ("user", "managed"):
         return []
     kind, _, client = identity.partition(":")
-    if kind == "managed" and (_GUID.match(client) or _MANAGED_IDENTITY_RESOURCE.match(client)):
+    if kind == "managed" and (GUID.match(client) or _MANAGED_IDENTITY_RESOURCE.match(client)):
         return []
     if kind == "managed":
         return [

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import attrs
 
 from stepframe import SecretRef
+from stepframe_azure._names import GUID, RESOURCE_GROUP, WORKSPACE
 
 __all__ = [
     "AUTH_METHODS",
@@ -37,16 +38,10 @@ DEFAULT_MANAGEMENT_ENDPOINT = "https://management.azure.com"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 # A tenant is its id (a GUID) or one of its verified domains (contoso.onmicrosoft.com).
 _DOMAIN = re.compile(
     r"^(?=.{4,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,63}$"
 )
-# Azure's published naming rules.  Resource groups: 1-90 letters, digits, underscores,
-# hyphens, periods and parentheses, not ending with a period.  AzureML workspaces: 3-33
-# letters, digits, hyphens and underscores, starting with a letter or digit.
-_RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
-_WORKSPACE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$")
 _HOST = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}(:[0-9]{1,5})?$")
 
 # What each method needs and which method-specific fields it reads: a field set for a
@@ -100,7 +95,7 @@ _FIX: dict[str, str] = {
 
 def _guid(what: str, how: str) -> Callable[[object, attrs.Attribute[str | None], str | None], None]:
     def check(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
-        if value is not None and not _GUID.match(value):
+        if value is not None and not GUID.match(value):
             raise ValueError(
                 f"{attribute.name} {value!r} is not {what} (a GUID like "
                 f"00000000-0000-0000-0000-000000000000); {how}"
@@ -110,7 +105,7 @@ def _guid(what: str, how: str) -> Callable[[object, attrs.Attribute[str | None],
 
 
 def _tenant(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
-    if value is not None and not (_GUID.match(value) or _DOMAIN.match(value)):
+    if value is not None and not (GUID.match(value) or _DOMAIN.match(value)):
         raise ValueError(
             f"tenant_id {value!r} is not a tenant: give its id (a GUID, `az account show --query "
             "tenantId`) or a verified domain like contoso.onmicrosoft.com"
@@ -120,7 +115,7 @@ def _tenant(instance: object, attribute: attrs.Attribute[str | None], value: str
 def _resource_group(
     instance: object, attribute: attrs.Attribute[str | None], value: str | None
 ) -> None:
-    if value is not None and not _RESOURCE_GROUP.match(value):
+    if value is not None and not RESOURCE_GROUP.match(value):
         raise ValueError(
             f"resource_group {value!r} is not a resource group name: 1-90 letters, digits, "
             "underscores, hyphens, periods and parentheses, not ending with a period "
@@ -129,7 +124,7 @@ def _resource_group(
 
 
 def _workspace(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
-    if value is not None and not _WORKSPACE.match(value):
+    if value is not None and not WORKSPACE.match(value):
         raise ValueError(
             f"workspace {value!r} is not an Azure Machine Learning workspace name: 3-33 "
             "letters, digits, hyphens and underscores, starting with a letter or digit "
