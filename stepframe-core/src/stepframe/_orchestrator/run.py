@@ -25,6 +25,7 @@ from stepframe._artifacts.shared import sharing
 from stepframe._artifacts.store import ArtifactStore
 from stepframe._history.database import RunHistory, RunStatus, StepEdge, new_run_id
 from stepframe._orchestrator.console import Console, make_console
+from stepframe._orchestrator.credentials import RunCredentials, connectors_of_run
 from stepframe._orchestrator.plan import make_plan, plan_rows, store_constants
 from stepframe._orchestrator.resume import bury_dead_jobs, earlier_run, open_resumed
 from stepframe._orchestrator.scheduler import DONE, Scheduler, StepOutcome
@@ -33,7 +34,7 @@ from stepframe._pipeline.pipeline import PipelineSpec, UpstreamInput
 from stepframe._pipeline.step import EMPTY
 from stepframe._plugins.manager import Plugins, activated, get_plugins
 from stepframe._project import CONFIG_FILE, Project
-from stepframe._stack import connector_credentials, project_stack
+from stepframe._stack import project_stack
 from stepframe._types import ResourceRequest
 from stepframe.exceptions import RunCancelled, RunFailed, StorageFullError, UsageError
 
@@ -169,12 +170,23 @@ def run_pipeline(
         raise
 
     with activated(plugins):
-        store_credentials = connector_credentials(
-            stack_used,
+        # Every connector the run's steps use, asked once right after the pre-flight: a
+        # refusal (an expired token, a wrong secret) ends the run before any image is
+        # built or job submitted, and what they hand out is reused for the whole run.
+        credentials = RunCredentials(stack_used, plugins.hooks)
+        store_use = (
             stack_used.artifact_store,
             ResourceRequest("object_store", stack_used.artifact_store_uri),
-            plugins.hooks,
         )
+        try:
+            credentials.authenticate_up_front(
+                [store_use, *connectors_of_run(list(spec.steps), stack_used, plan, plugins)]
+            )
+        except BaseException:
+            if history is not None:
+                history.close()
+            raise
+        store_credentials = credentials.get(*store_use)
         store = plugins.hooks.open_artifact_store(stack_used.artifact_store_uri, store_credentials)
         registry = MaterializerRegistry(plugins.materializers)
         # Before the history is opened: a constant that cannot be stored is a usage
@@ -230,6 +242,7 @@ def run_pipeline(
                 cancel_event=cancel_event,
                 workdir=str(project.jobs_dir),
                 store_credentials=store_credentials,
+                credentials=credentials,
                 config_path=project.root / CONFIG_FILE,
             )
             verb = "resuming" if earlier is not None else "run"

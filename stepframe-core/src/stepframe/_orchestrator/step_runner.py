@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from stepframe._config.stacks import Stack
     from stepframe._history.database import JobRecord, RunHistory
     from stepframe._orchestrator.console import Console
+    from stepframe._orchestrator.credentials import RunCredentials
     from stepframe._pipeline.pipeline import PipelineSpec, StepSpec
     from stepframe._plugins.manager import Plugins
 
@@ -91,6 +92,9 @@ class RunContext:
     cancel_event: threading.Event
     workdir: str
     store_credentials: Credentials | None = None
+    #: The run's credentials, authenticated before anything was built; None asks each
+    #: connector when a step needs it.
+    credentials: RunCredentials | None = None
     #: The project's ``stepframe.toml``: where a re-attached job's operator is looked up
     #: when the run's stack no longer has it.
     config_path: Path = attrs.field(factory=lambda: Path(CONFIG_FILE))
@@ -419,23 +423,26 @@ class StepRunner:
         )
         if registry is not None:
             hooks = ctx.plugins.hooks
-            login = connector_credentials(ctx.stack, registry, connector_resource(registry), hooks)
+            login = self._credentials_for(registry, connector_resource(registry))
 
             def prepare(repository: str) -> None:
                 # Asked for only when a builder is about to touch the registry.
-                generic = connector_credentials(
-                    ctx.stack, registry, ResourceRequest("generic"), hooks
-                )
+                generic = self._credentials_for(registry, ResourceRequest("generic"))
                 hooks.prepare_repository(registry, repository, generic)
 
             request = attrs.evolve(request, registry_credentials=login, prepare_repository=prepare)
         return ctx.plugins.hooks.build_image(request, builder)
 
     def _authenticate(self) -> Credentials | None:
+        return self._credentials_for(self.operator, ResourceRequest("generic"))
+
+    def _credentials_for(
+        self, component: Component, resource: ResourceRequest
+    ) -> Credentials | None:
         ctx = self.context
-        return connector_credentials(
-            ctx.stack, self.operator, ResourceRequest("generic"), ctx.plugins.hooks
-        )
+        if ctx.credentials is not None:
+            return ctx.credentials.get(component, resource)
+        return connector_credentials(ctx.stack, component, resource, ctx.plugins.hooks)
 
     def _follow(self, handle: JobHandle) -> JobStatus:
         """Poll until the job ends, streaming its logs; give up shortly after a cancel, or
