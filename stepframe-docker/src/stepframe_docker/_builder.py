@@ -483,6 +483,7 @@ def _run_build(
             what=what,
             no_cache=True,
             progress=progress,
+            platform_source=platform_source,
         )
     _untag(client, tag)
     raise DockerBuildError(

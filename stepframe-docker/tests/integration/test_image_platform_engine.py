@@ -63,20 +63,30 @@ def test_a_parent_image_of_another_platform_is_refused_before_building(
     assert _tags(engine, f"{build.registry}/{root.name}") == []
 
 
+@pytest.mark.parametrize("cached", [False, True], ids=["fresh", "cached"])
 def test_an_image_built_for_another_platform_is_refused_and_untagged(
-    engine: docker.DockerClient, build: Any, code: Callable[..., Path]
+    engine: docker.DockerClient, build: Any, code: Callable[..., Path], cached: bool
 ) -> None:
-    root = code(**{"base.Dockerfile": f"FROM {build.base_image}\nRUN true\n"})
+    # A RUN step of this test's own, built afresh; or first built (and tagged) for the
+    # engine's own platform, so that the linux/arm64 build finds it in the layer cache:
+    # the builder then builds it again without the cache, and only then gives up.
+    root = code()
+    dockerfile = root / "base.Dockerfile"
+    dockerfile.write_text(f"FROM {build.base_image}\nRUN echo {root.name}\n")
+    settings = {"dockerfile": "base.Dockerfile", "stepframe_packages": []}
+    if cached:
+        own = ImageRequest(code_root=str(root), settings=settings, platform="linux/amd64")
+        _builder.resolve_parent(engine, own, _plan.settings_for(own, build.component()))
     request = ImageRequest(
         code_root=str(root),
         target_registry=build.registry_component(),
-        settings={"dockerfile": "base.Dockerfile", "stepframe_packages": []},
+        settings=settings,
         platform="linux/arm64",
     )
     with pytest.raises(DockerBuildError) as raised:
         plugin.build_image(request=request, builder=build.component())
     message = str(raised.value)
-    assert message.startswith(f"building the Dockerfile {root / 'base.Dockerfile'}: ")
+    assert message.startswith(f"building the Dockerfile {dockerfile}: ")
     assert (
         "the engine built a linux/amd64 image, but linux/arm64 was asked for (this step's "
         "operator runs images on that platform only): this Docker engine cannot build "
