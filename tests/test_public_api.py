@@ -85,6 +85,15 @@ PUBLIC_NAMES: dict[str, list[str]] = {
         "stepframe_plugins",
         "stepframe_project",
     ],
+    "stepframe.object_store": [
+        "ObjectLocation",
+        "PartWriter",
+        "RESERVED_PREFIX",
+        "STORE_MARKER",
+        "check_in_store",
+        "exists_error",
+        "find_store_root",
+    ],
     "stepframe.support": [
         "file_lock",
         "process_is_running",

@@ -18,12 +18,14 @@ job containers with none: boto3's default chain then finds the job's role, and
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from stepframe import ArtifactStore, ConnectorError
-from stepframe.exceptions import ArtifactError, ArtifactNotFoundError
+from stepframe.exceptions import ArtifactNotFoundError
+from stepframe.object_store import STORE_MARKER, check_in_store, exists_error, find_store_root
 from stepframe_aws._errors import error_code
 from stepframe_aws._s3.errors import missing_bucket, s3_errors
 from stepframe_aws._s3.streams import (
@@ -32,7 +34,6 @@ from stepframe_aws._s3.streams import (
     MIN_PART_SIZE,
     MultipartWriter,
     ObjectReader,
-    exists_error,
 )
 from stepframe_aws._s3.uri import RESERVED_PREFIX, S3Location, parse_s3_uri
 
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = ["STORE_MARKER", "S3ArtifactStore", "s3_client"]
 
-#: The object at a store's root that tells where object URIs' store starts.
-STORE_MARKER = f"{RESERVED_PREFIX}artifact-store"
-_MARKER_TEXT = b"This prefix is a stepframe artifact store.\n"
 # What S3 answers a HEAD of a key that is not there: 404, or 403 when the caller may
 # read objects but not list the bucket (S3 then hides whether the key exists).
 _ABSENT = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -101,40 +99,26 @@ class S3ArtifactStore(ArtifactStore):
     def open(
         cls, uri: str, credentials: Credentials | None, *, part_size: int = DEFAULT_PART_SIZE
     ) -> S3ArtifactStore:
-        """The store that ``uri``, a store root or an object in one, belongs to.
-
-        An existing object (a job's launch manifest) belongs to the store of the nearest
-        marker above it, or failing that to a store rooted at its bucket.  Anything else
-        is a store root (the stack's configured path) and is used as given: its marker
-        is written, so that object URIs below it find it later.
+        """The store that ``uri``, a store root or an object in one, belongs to: the
+        nearest marked root above an existing object, else ``uri`` as a root, marked
+        (`stepframe.object_store.find_store_root`).
 
         :raises ConfigError: the bucket does not exist.
         """
         location = parse_s3_uri(uri)
         client = s3_client(credentials)
-        root = _find_root(client, location)
+        root = find_store_root(
+            location,
+            is_object=functools.partial(_has_object, client),
+            write_new=functools.partial(_write_new, client),
+        )
         return cls(root.uri, client=client, part_size=part_size)
 
     # ---- addressing -----------------------------------------------------------------
 
     def location_for(self, uri: str) -> S3Location:
         """The bucket and key of an object URI; refuses URIs outside this store."""
-        location = parse_s3_uri(uri)
-        root = self.root
-        inside = location.bucket == root.bucket and (
-            location.key.startswith(f"{root.key}/") if root.key else bool(location.key)
-        )
-        if not inside:
-            raise ArtifactError(
-                f"{uri} is outside the artifact store at {self.root_uri}; open the store "
-                "that URI belongs to, or build URIs with store.uri_for()"
-            )
-        if location.key.rpartition("/")[2].startswith(RESERVED_PREFIX):
-            raise ArtifactError(
-                f"{uri}: names starting with {RESERVED_PREFIX!r} are reserved for "
-                "stepframe's own objects; choose another object name"
-            )
-        return location
+        return check_in_store(self.root, parse_s3_uri(uri), uri)
 
     # ---- the ArtifactStore interface ------------------------------------------------
 
@@ -150,12 +134,8 @@ class S3ArtifactStore(ArtifactStore):
         if self._head(location, hidden_is_absent=True) is not None:
             raise exists_error(location.uri)
         writer = MultipartWriter(self.client, location, self.part_size, self.parts_in_flight)
-        try:
-            yield cast(BinaryIO, writer)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+        with writer.committing() as stream:
+            yield stream
 
     def open_read(self, uri: str) -> AbstractContextManager[BinaryIO]:
         from botocore.exceptions import ClientError
@@ -262,22 +242,6 @@ class S3ArtifactStore(ArtifactStore):
                 raise
 
 
-def _find_root(client: Any, location: S3Location) -> S3Location:
-    """The root of the store ``location`` is in; see `S3ArtifactStore.open`."""
-    if _has_object(client, location.child(STORE_MARKER)):
-        return location  # a root, marked when it was first opened
-    if location.key and _has_object(client, location):
-        # An object: a job opening its store by its manifest's URI.
-        for candidate in location.ancestors()[1:]:
-            if _has_object(client, candidate.child(STORE_MARKER)):
-                return candidate
-        return S3Location(location.bucket)
-    # A configured root.  Walking up from it would swap a nested root
-    # (s3://b/team/project) for a store marked above it (s3://b/team).
-    _create_marker(client, location)
-    return location
-
-
 def _has_object(client: Any, location: S3Location) -> bool:
     """Whether an object is at ``location``; a hidden (403) answer counts as no."""
     from botocore.exceptions import ClientError
@@ -292,19 +256,8 @@ def _has_object(client: Any, location: S3Location) -> bool:
     return True
 
 
-def _create_marker(client: Any, root: S3Location) -> None:
-    """Mark ``root`` as a store's root.  Credentials that may not write there (a read-only
-    user looking at runs) still get the store: the marker only helps jobs find it."""
-    from botocore.exceptions import ClientError
-
-    marker = root.child(STORE_MARKER)
-    with s3_errors(f"opening the artifact store {root.uri}", root.bucket):
-        try:
-            client.put_object(
-                Bucket=marker.bucket, Key=marker.key, Body=_MARKER_TEXT, IfNoneMatch="*"
-            )
-        except ClientError as error:
-            code = error_code(error)
-            if code in ("PreconditionFailed", "ConditionalRequestConflict", "AccessDenied"):
-                return  # another process marked it first, or we may only read
-            raise
+def _write_new(client: Any, location: S3Location, data: bytes) -> None:
+    """Store ``data`` as a new object (`find_store_root` writes the root marker so)."""
+    writer = MultipartWriter(client, location, DEFAULT_PART_SIZE)
+    writer.write(data)
+    writer.commit()

@@ -12,18 +12,15 @@ object's ETag, so two versions are never spliced.
 from __future__ import annotations
 
 import io
-import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from stepframe.exceptions import ArtifactError, ArtifactExistsError
+from stepframe.exceptions import ArtifactError
+from stepframe.object_store import PartWriter, exists_error
 from stepframe_aws._errors import error_code
 from stepframe_aws._s3.errors import s3_errors
 from stepframe_aws._s3.uri import S3Location
-
-if TYPE_CHECKING:
-    from _typeshed import ReadableBuffer
 
 __all__ = [
     "DEFAULT_PARTS_IN_FLIGHT",
@@ -32,7 +29,6 @@ __all__ = [
     "MIN_PART_SIZE",
     "MultipartWriter",
     "ObjectReader",
-    "exists_error",
     "part_size_for",
 ]
 
@@ -66,23 +62,14 @@ def part_size_for(part_number: int, base: int) -> int:
     return base << ((part_number - 1) // _PARTS_PER_SIZE)
 
 
-def exists_error(uri: str) -> ArtifactExistsError:
-    """The error for a write to a URI that already holds an object."""
-    return ArtifactExistsError(
-        f"an artifact is already stored at {uri}; artifacts are write-once, so write "
-        "to a new URI (a new run or attempt) instead of overwriting"
-    )
-
-
-class MultipartWriter(io.BufferedIOBase):
+class MultipartWriter(PartWriter):
     """Writes one new S3 object, streamed; it appears only when `commit` succeeds.
 
     Up to one part the data stays in memory and `commit` sends a single PUT; beyond
-    that, a multipart upload carries it: each full part goes to a worker thread, at
-    most ``parts_in_flight`` at a time (a write waits for a slot), while the next part
-    fills.  Both the PUT and the final CompleteMultipartUpload are conditional
-    (``If-None-Match: *``), so of two writers racing for a key exactly one wins and the
-    other gets `ArtifactExistsError`.
+    that, a multipart upload carries it (`stepframe.object_store.PartWriter` hands full
+    parts to worker threads, at most ``parts_in_flight`` at a time).  Both the PUT and
+    the final CompleteMultipartUpload are conditional (``If-None-Match: *``), so of two
+    writers racing for a key exactly one wins and the other gets `ArtifactExistsError`.
 
     :param client: a boto3 S3 client (thread-safe).
     :param location: the object to write.
@@ -98,161 +85,74 @@ class MultipartWriter(io.BufferedIOBase):
         part_size: int,
         parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT,
     ) -> None:
-        super().__init__()
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size {part_size} is below S3's minimum of {MIN_PART_SIZE}")
-        if parts_in_flight < 1:
-            raise ValueError(f"parts_in_flight must be at least 1, got {parts_in_flight}")
+        super().__init__(
+            location.uri,
+            part_size=part_size,
+            parts_in_flight=parts_in_flight,
+            max_parts=MAX_PARTS,
+            thread_name_prefix="stepframe-s3-upload",
+        )
         self._client = client
         self._location = location
-        self._base_part_size = part_size
-        self._part_size = part_size
-        # Grows to one part while the first part is written (a small object costs only
-        # its own size); each full part is handed to a worker and a new buffer begins.
-        self._buffer = bytearray()
-        self._filled = 0
         self._upload_id: str | None = None
         # part number -> what CompleteMultipartUpload lists of it (ETag, CRC32)
         self._parts: dict[int, dict[str, Any]] = {}
-        self._sent = 0  # parts handed to workers
-        self._slots = threading.BoundedSemaphore(parts_in_flight)
-        self._in_flight: list[Future[None]] = []
-        self._pool: ThreadPoolExecutor | None = None
-        self._parts_in_flight = parts_in_flight
-        self._failure: BaseException | None = None
-        self.size = 0
 
     @property
     def parts_uploaded(self) -> int:
         """How many parts have gone to S3 so far (0 while it fits in one PUT)."""
         return len(self._parts)
 
-    def writable(self) -> bool:
-        return True
+    def part_size_for(self, number: int) -> int:
+        return part_size_for(number, self.base_part_size)
 
-    def write(self, data: ReadableBuffer, /) -> int:
-        if self.closed:
-            raise ValueError("write to a closed S3 object writer")
-        self._raise_failure()
-        view = memoryview(data).cast("B")
-        written = view.nbytes
-        while view.nbytes:
-            if self._filled == self._part_size:
-                # Send a full part only once more data follows: the last part may be
-                # the only one, and then a single PUT is cheaper than a multipart upload.
-                self._send_part()
-            taken = min(self._part_size - self._filled, view.nbytes)
-            end = self._filled + taken
-            # Replaces [filled:end] in place, or extends the buffer while it grows.
-            self._buffer[self._filled : end] = view[:taken]
-            self._filled = end
-            view = view[taken:]
-        self.size += written
-        return written
-
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-
-    def _send_part(self) -> None:
-        """Hand the buffer's contents to a worker as the next part; start a new buffer."""
+    def start_parts(self) -> None:
         location = self._location
-        if self._upload_id is None:
-            with s3_errors(f"starting the upload of {location.uri}", location.bucket):
-                answer = self._client.create_multipart_upload(
-                    Bucket=location.bucket,
-                    Key=location.key,
-                    ChecksumAlgorithm=CHECKSUM_ALGORITHM,
-                )
-            self._upload_id = str(answer["UploadId"])
-            self._pool = ThreadPoolExecutor(
-                self._parts_in_flight, thread_name_prefix="stepframe-s3-upload"
+        with s3_errors(f"starting the upload of {location.uri}", location.bucket):
+            answer = self._client.create_multipart_upload(
+                Bucket=location.bucket,
+                Key=location.key,
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
             )
-        number = self._sent + 1
-        if number > MAX_PARTS:
-            raise ArtifactError(
-                f"writing {location.uri}: more than {MAX_PARTS} parts, which S3 refuses; "
-                "store the artifact in pieces"
+        self._upload_id = str(answer["UploadId"])
+
+    def send_part(self, number: int, part: bytearray) -> None:
+        location = self._location
+        with s3_errors(f"uploading part {number} of {location.uri}", location.bucket):
+            answer = self._client.upload_part(
+                Bucket=location.bucket,
+                Key=location.key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=part,
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
             )
-        if self._filled < len(self._buffer):
-            # Shrinks in place: a copy of the last part would double its memory.
-            del self._buffer[self._filled :]
-        self._slots.acquire()  # at most parts_in_flight parts wait for S3
-        self._raise_failure_releasing()
-        part, self._buffer, self._filled = self._buffer, bytearray(), 0
-        self._sent = number
-        assert self._pool is not None
-        self._in_flight = [f for f in self._in_flight if not f.done()]
-        self._in_flight.append(self._pool.submit(self._upload, number, part))
-        self._part_size = part_size_for(number + 1, self._base_part_size)
+        listed: dict[str, Any] = {"PartNumber": number, "ETag": str(answer["ETag"])}
+        if _PART_CHECKSUM in answer:  # S3 needs each part's checksum back
+            listed[_PART_CHECKSUM] = str(answer[_PART_CHECKSUM])
+        self._parts[number] = listed
 
-    def _raise_failure_releasing(self) -> None:
-        if self._failure is not None:
-            self._slots.release()
-            raise self._failure
-
-    def _upload(self, number: int, part: bytearray) -> None:
+    def commit_whole(self, data: bytearray) -> None:
         location = self._location
-        try:
-            if self._failure is not None:
-                return  # the upload is lost already; do not send more
-            with s3_errors(f"uploading part {number} of {location.uri}", location.bucket):
-                answer = self._client.upload_part(
-                    Bucket=location.bucket,
-                    Key=location.key,
-                    UploadId=self._upload_id,
-                    PartNumber=number,
-                    Body=part,
-                    ChecksumAlgorithm=CHECKSUM_ALGORITHM,
-                )
-            listed: dict[str, Any] = {"PartNumber": number, "ETag": str(answer["ETag"])}
-            if _PART_CHECKSUM in answer:  # S3 needs each part's checksum back
-                listed[_PART_CHECKSUM] = str(answer[_PART_CHECKSUM])
-            self._parts[number] = listed
-        except BaseException as error:
-            if self._failure is None:
-                self._failure = error
-        finally:
-            del part
-            self._slots.release()
+        with s3_errors(f"writing {location.uri}", location.bucket):
+            self._conditional(
+                self._client.put_object, Bucket=location.bucket, Key=location.key, Body=data
+            )
 
-    def _wait_for_parts(self) -> None:
-        for future in self._in_flight:
-            future.result()
-        self._in_flight = []
-        self._raise_failure()
-
-    def commit(self) -> None:
-        """Make the object visible under its key.
-
-        :raises ArtifactExistsError: another writer stored the key first.
-        """
+    def commit_parts(self, count: int) -> None:
         location = self._location
-        try:
-            if self._upload_id is None:
-                with s3_errors(f"writing {location.uri}", location.bucket):
-                    self._conditional(
-                        self._client.put_object,
-                        Bucket=location.bucket,
-                        Key=location.key,
-                        Body=self._buffer,  # still the first part: exactly its data
-                    )
-            else:
-                if self._filled:
-                    self._send_part()
-                self._wait_for_parts()
-                parts = [self._parts[number] for number in sorted(self._parts)]
-                with s3_errors(f"finishing the upload of {location.uri}", location.bucket):
-                    self._conditional(
-                        self._client.complete_multipart_upload,
-                        Bucket=location.bucket,
-                        Key=location.key,
-                        UploadId=self._upload_id,
-                        MultipartUpload={"Parts": parts},
-                    )
-                self._upload_id = None
-        finally:
-            self._release()
+        parts = [self._parts[number] for number in range(1, count + 1)]
+        with s3_errors(f"finishing the upload of {location.uri}", location.bucket):
+            self._conditional(
+                self._client.complete_multipart_upload,
+                Bucket=location.bucket,
+                Key=location.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        self._upload_id = None
 
     def _conditional(self, call: Any, **arguments: Any) -> None:
         """Run a write that must not replace an existing object."""
@@ -273,9 +173,7 @@ class MultipartWriter(io.BufferedIOBase):
         removes it.
         """
         upload_id, self._upload_id = self._upload_id, None
-        if self._failure is None:
-            self._failure = ArtifactError(f"the write of {self._location.uri} was aborted")
-        self._release()
+        super().abort()
         if upload_id is None:
             return
         location = self._location
@@ -285,15 +183,6 @@ class MultipartWriter(io.BufferedIOBase):
             )
         except Exception:
             pass  # the write's own error is the one to report
-
-    def _release(self) -> None:
-        self._buffer = bytearray()
-        self._filled = 0
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            # Parts still queued skip their upload (see _upload); wait for those sending.
-            pool.shutdown(wait=True, cancel_futures=True)
-        self.close()
 
 
 class ObjectReader(io.BufferedIOBase):

@@ -12,12 +12,11 @@ import re
 import attrs
 
 from stepframe.exceptions import ArtifactError
+from stepframe.object_store import RESERVED_PREFIX
 
 __all__ = ["RESERVED_PREFIX", "S3Location", "parse_s3_uri"]
 
 SCHEME = "s3://"
-# Names starting with this are stepframe's own (the store marker), never artifacts.
-RESERVED_PREFIX = ".stepframe-"
 
 # S3's rules for new buckets (3-63 characters, lower case, digits, dots, hyphens); older
 # buckets may break them, so this only catches what can never be a bucket.

@@ -16,12 +16,14 @@ deep below the root, and the nearest marker above that blob says where the root 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from stepframe import ArtifactRef, ArtifactStore
-from stepframe.exceptions import ArtifactError, ArtifactExistsError, ArtifactNotFoundError
+from stepframe.exceptions import ArtifactNotFoundError
+from stepframe.object_store import STORE_MARKER, check_in_store, exists_error, find_store_root
 from stepframe_azure._blob.api import BlobApi, error_code
 from stepframe_azure._blob.streams import (
     DEFAULT_BLOCK_SIZE,
@@ -29,7 +31,6 @@ from stepframe_azure._blob.streams import (
     DEFAULT_RANGE_SIZE,
     BlobReader,
     BlockWriter,
-    exists_error,
 )
 from stepframe_azure._blob.uri import RESERVED_PREFIX, BlobLocation, parse_blob_uri
 
@@ -37,10 +38,6 @@ if TYPE_CHECKING:
     from stepframe import Credentials
 
 __all__ = ["STORE_MARKER", "AzureBlobArtifactStore", "BlobProperties"]
-
-#: The blob at a store's root that tells where object URIs' store starts.
-STORE_MARKER = f"{RESERVED_PREFIX}artifact-store"
-_MARKER_TEXT = b"This prefix is a stepframe artifact store.\n"
 
 
 class BlobProperties:
@@ -89,19 +86,20 @@ class AzureBlobArtifactStore(ArtifactStore):
         range_size: int = DEFAULT_RANGE_SIZE,
         blocks_in_flight: int = DEFAULT_BLOCKS_IN_FLIGHT,
     ) -> AzureBlobArtifactStore:
-        """The store that ``uri``, a store root or a blob in one, belongs to.
-
-        An existing blob (a job's launch manifest) belongs to the store of the nearest
-        marker above it, or failing that to a store rooted at its container.  Anything
-        else is a store root (the stack's configured path) and is used as given: its
-        marker is written, so that blob URIs below it find it later.
+        """The store that ``uri``, a store root or a blob in one, belongs to: the
+        nearest marked root above an existing blob, else ``uri`` as a root, marked
+        (`stepframe.object_store.find_store_root`).
 
         :raises ConfigError: a malformed URI, or an account or container that does not
             exist (one line naming it and the fix).
         """
         location = parse_blob_uri(uri)
         api = BlobApi.for_account(location.account, credentials)
-        root = _find_root(api, location)
+        root = find_store_root(
+            location,
+            is_object=functools.partial(_is_blob, api),
+            write_new=functools.partial(_write_new, api),
+        )
         return cls(
             root.uri,
             api=api,
@@ -114,22 +112,7 @@ class AzureBlobArtifactStore(ArtifactStore):
 
     def location_for(self, uri: str) -> BlobLocation:
         """The account, container and name of a blob URI; refuses URIs outside this store."""
-        location = parse_blob_uri(uri)
-        root = self.root
-        inside = (location.account, location.container) == (root.account, root.container) and (
-            location.name.startswith(f"{root.name}/") if root.name else bool(location.name)
-        )
-        if not inside:
-            raise ArtifactError(
-                f"{uri} is outside the artifact store at {self.root_uri}; open the store "
-                "that URI belongs to, or build URIs with store.uri_for()"
-            )
-        if location.name.rpartition("/")[2].startswith(RESERVED_PREFIX):
-            raise ArtifactError(
-                f"{uri}: names starting with {RESERVED_PREFIX!r} are reserved for "
-                "stepframe's own blobs; choose another name"
-            )
-        return location
+        return check_in_store(self.root, parse_blob_uri(uri), uri)
 
     # ---- the ArtifactStore interface ------------------------------------------------
 
@@ -143,12 +126,8 @@ class AzureBlobArtifactStore(ArtifactStore):
         if properties(self.api, location) is not None:
             raise exists_error(location.uri)
         writer = BlockWriter(self.api, location, self.block_size, self.blocks_in_flight)
-        try:
-            yield cast(BinaryIO, writer)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+        with writer.committing() as stream:
+            yield stream
 
     def open_read(self, uri: str) -> AbstractContextManager[BinaryIO]:
         location = self.location_for(uri)
@@ -232,30 +211,12 @@ def _listing(content: bytes) -> tuple[list[str], str]:
     return names, root.findtext("NextMarker") or ""
 
 
-def _find_root(api: BlobApi, location: BlobLocation) -> BlobLocation:
-    """The root of the store ``location`` is in; see `AzureBlobArtifactStore.open`."""
-    if properties(api, location.child(STORE_MARKER)) is not None:
-        return location  # a root, marked when it was first opened
-    if location.name and properties(api, location) is not None:
-        # A blob: a job opening its store by its manifest's URI.
-        for candidate in location.ancestors()[1:]:
-            if properties(api, candidate.child(STORE_MARKER)) is not None:
-                return candidate
-        return BlobLocation(location.account, location.container)
-    # A configured root.  Walking up from it would swap a nested root for a store marked
-    # above it.
-    _create_marker(api, location)
-    return location
+def _write_new(api: BlobApi, location: BlobLocation, data: bytes) -> None:
+    """Store ``data`` as a new blob (`find_store_root` writes the root marker so)."""
+    writer = BlockWriter(api, location)
+    writer.write(data)
+    writer.commit()
 
 
-def _create_marker(api: BlobApi, root: BlobLocation) -> None:
-    """Mark ``root`` as a store's root.  Credentials that may not write there (a read-only
-    user looking at runs) still get the store: the marker only helps jobs find it."""
-    from stepframe import ConnectorError
-
-    writer = BlockWriter(api, root.child(STORE_MARKER))
-    writer.write(_MARKER_TEXT)
-    try:
-        writer.commit()
-    except (ArtifactExistsError, ConnectorError):
-        return  # another process marked it first, or we may only read
+def _is_blob(api: BlobApi, location: BlobLocation) -> bool:
+    return properties(api, location) is not None

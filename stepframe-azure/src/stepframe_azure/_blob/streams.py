@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import base64
 import io
-import threading
 import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from stepframe.exceptions import ArtifactError, ArtifactExistsError
+from stepframe.exceptions import ArtifactError
+from stepframe.object_store import PartWriter, exists_error
 from stepframe_azure._blob.api import BlobApi, error_code
 
 if TYPE_CHECKING:
-    from _typeshed import ReadableBuffer
-
     from stepframe_azure._blob.uri import BlobLocation
 
 __all__ = [
@@ -41,7 +39,6 @@ __all__ = [
     "BlobReader",
     "BlockWriter",
     "block_size_for",
-    "exists_error",
 ]
 
 MIB = 1 << 20
@@ -75,15 +72,11 @@ def block_size_for(number: int, base: int) -> int:
     return min(base << ((number - 1) // _BLOCKS_PER_SIZE), _MAX_BLOCK_SIZE)
 
 
-def exists_error(uri: str) -> ArtifactExistsError:
-    return ArtifactExistsError(
-        f"an artifact is already stored at {uri}; artifacts are write-once, so write to a "
-        "new URI (a new run or attempt) instead of overwriting"
-    )
-
-
-class BlockWriter(io.BufferedIOBase):
+class BlockWriter(PartWriter):
     """Writes one new blob, streamed; it appears only when `commit` succeeds.
+
+    `stepframe.object_store.PartWriter` hands full blocks to worker threads (Put Block);
+    a blob of one block goes up in one Put Blob.
 
     :param api: the account's Blob API (its session is shared by the worker threads).
     :param location: the blob.
@@ -98,128 +91,50 @@ class BlockWriter(io.BufferedIOBase):
         block_size: int = DEFAULT_BLOCK_SIZE,
         blocks_in_flight: int = DEFAULT_BLOCKS_IN_FLIGHT,
     ) -> None:
-        super().__init__()
-        if block_size <= 0 or blocks_in_flight < 1:
-            raise ValueError("block_size and blocks_in_flight must be positive")
+        super().__init__(
+            location.uri,
+            part_size=block_size,
+            parts_in_flight=blocks_in_flight,
+            max_parts=_MAX_BLOCKS,
+            thread_name_prefix="stepframe-blob-upload",
+        )
         self._api = api
         self._location = location
         self._url = api.blob_url(location)
-        self._base_block_size = block_size
-        self._block_size = block_size
-        self._blocks_in_flight = blocks_in_flight
         self._token = uuid.uuid4().hex[:16]
-        self._buffer = bytearray()
-        self._filled = 0
-        self._block_ids: list[str] = []
-        self._slots = threading.BoundedSemaphore(blocks_in_flight)
-        self._in_flight: list[Future[None]] = []
-        self._pool: ThreadPoolExecutor | None = None
-        self._failure: BaseException | None = None
-        self.size = 0
 
     @property
     def blocks_staged(self) -> int:
         """How many blocks were handed to Put Block (0 while the blob fits in one)."""
-        return len(self._block_ids)
+        return self.parts_sent
 
-    def writable(self) -> bool:
-        return True
+    def part_size_for(self, number: int) -> int:
+        return block_size_for(number, self.base_part_size)
 
-    def write(self, data: ReadableBuffer, /) -> int:
-        if self.closed:
-            raise ValueError("write to a closed blob writer")
-        self._raise_failure()
-        view = memoryview(data).cast("B")
-        written = view.nbytes
-        while view.nbytes:
-            if self._filled == self._block_size:
-                # A full block goes out only once more data follows: a blob of one block
-                # is cheaper as one Put Blob.
-                self._stage()
-            taken = min(self._block_size - self._filled, view.nbytes)
-            end = self._filled + taken
-            self._buffer[self._filled : end] = view[:taken]
-            self._filled = end
-            view = view[taken:]
-        self.size += written
-        return written
-
-    def commit(self) -> None:
-        """Make the blob visible under its name.
-
-        :raises ArtifactExistsError: another writer stored the name first.
-        """
-        try:
-            if not self._block_ids:
-                self._create(self._buffer, {"x-ms-blob-type": "BlockBlob"}, url=self._url)
-            else:
-                if self._filled:
-                    self._stage()
-                for future in self._in_flight:
-                    future.result()
-                self._raise_failure()
-                body = "".join(f"<Latest>{block}</Latest>" for block in self._block_ids)
-                xml = f'<?xml version="1.0" encoding="utf-8"?><BlockList>{body}</BlockList>'
-                self._create(xml.encode(), {}, url=f"{self._url}?comp=blocklist")
-        finally:
-            self._release()
-
-    def abort(self) -> None:
-        """Stop; nothing appears under the name.  Never raises."""
-        if self._failure is None:
-            self._failure = ArtifactError(f"the write of {self._location.uri} was aborted")
-        self._release()
-
-    # ---- blocks -----------------------------------------------------------------------
-
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-
-    def _stage(self) -> None:
-        """Hand the buffer to a worker as the next block; start a new buffer."""
-        number = len(self._block_ids) + 1
-        if number > _MAX_BLOCKS:
-            raise ArtifactError(
-                f"writing {self._location.uri}: more than {_MAX_BLOCKS} blocks, which Blob "
-                "Storage refuses; store the artifact in pieces"
-            )
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                self._blocks_in_flight, thread_name_prefix="stepframe-blob-upload"
-            )
-        if self._filled < len(self._buffer):
-            del self._buffer[self._filled :]  # in place: a copy would double the memory
-        self._slots.acquire()  # at most blocks_in_flight blocks wait for the service
-        if self._failure is not None:
-            self._slots.release()
-            raise self._failure
+    def _block_id(self, number: int) -> str:
         # Every id of one blob has the same length; the token keeps other writers' apart.
-        block_id = base64.b64encode(f"{self._token}-{number:06d}".encode()).decode()
-        block, self._buffer, self._filled = self._buffer, bytearray(), 0
-        self._block_ids.append(block_id)
-        self._in_flight = [f for f in self._in_flight if not f.done()]
-        self._in_flight.append(self._pool.submit(self._put_block, block_id, number, block))
-        self._block_size = block_size_for(number + 1, self._base_block_size)
+        return base64.b64encode(f"{self._token}-{number:06d}".encode()).decode()
 
-    def _put_block(self, block_id: str, number: int, block: bytearray) -> None:
+    def send_part(self, number: int, part: bytearray) -> None:
         from urllib.parse import quote
 
         location = self._location
         doing = f"uploading block {number} of {location.uri}"
-        try:
-            if self._failure is not None:
-                return  # the upload is lost already; send no more
-            url = f"{self._url}?comp=block&blockid={quote(block_id, safe='')}"
-            answer = self._api.request("PUT", url, location, doing, data=memoryview(block))
-            if answer.status_code != 201:
-                self._api.fail(answer, location, doing)
-        except BaseException as error:
-            if self._failure is None:
-                self._failure = error
-        finally:
-            del block
-            self._slots.release()
+        block_id = quote(self._block_id(number), safe="")
+        url = f"{self._url}?comp=block&blockid={block_id}"
+        answer = self._api.request("PUT", url, location, doing, data=memoryview(part))
+        if answer.status_code != 201:
+            self._api.fail(answer, location, doing)
+
+    def commit_whole(self, data: bytearray) -> None:
+        self._create(data, {"x-ms-blob-type": "BlockBlob"}, url=self._url)
+
+    def commit_parts(self, count: int) -> None:
+        body = "".join(
+            f"<Latest>{self._block_id(number)}</Latest>" for number in range(1, count + 1)
+        )
+        xml = f'<?xml version="1.0" encoding="utf-8"?><BlockList>{body}</BlockList>'
+        self._create(xml.encode(), {}, url=f"{self._url}?comp=blocklist")
 
     def _create(self, body: bytes | bytearray, headers: dict[str, str], *, url: str) -> None:
         """The conditional request that makes the blob (Put Blob or Put Block List).
@@ -245,15 +160,6 @@ class BlockWriter(io.BufferedIOBase):
     def _stored_token(self) -> str | None:
         answer = self._api.request("HEAD", self._url, self._location, "checking the write")
         return answer.headers.get(_UPLOAD_METADATA) if answer.status_code == 200 else None
-
-    def _release(self) -> None:
-        self._buffer = bytearray()
-        self._filled = 0
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            # Blocks still queued skip their upload (see _put_block); wait for those sending.
-            pool.shutdown(wait=True, cancel_futures=True)
-        self.close()
 
 
 class BlobReader(io.BufferedIOBase):

@@ -14,12 +14,11 @@ import re
 import attrs
 
 from stepframe import ConfigError
+from stepframe.object_store import RESERVED_PREFIX
 
 __all__ = ["PUBLIC_BLOB_HOST", "RESERVED_PREFIX", "SCHEME", "BlobLocation", "parse_blob_uri"]
 
 SCHEME = "az://"
-#: Names starting with this are stepframe's own (the root marker), never artifacts.
-RESERVED_PREFIX = ".stepframe-"
 #: The public cloud's blob host suffix: ``ACCOUNT.blob.core.windows.net``.
 PUBLIC_BLOB_HOST = ".blob.core.windows.net"
 

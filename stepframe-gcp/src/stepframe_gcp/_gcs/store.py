@@ -27,6 +27,7 @@ Default Credentials then give the job's service account.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from stepframe import ArtifactStore
 from stepframe.exceptions import ArtifactError, ArtifactExistsError, ArtifactNotFoundError
+from stepframe.object_store import STORE_MARKER, check_in_store, find_store_root
 from stepframe_gcp._gcs.api import StorageApi, check
 from stepframe_gcp._gcs.uri import RESERVED_PREFIX, GcsLocation, parse_gs_uri
 
@@ -42,9 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MEMORY_LIMIT", "STORE_MARKER", "GcsArtifactStore"]
 
-#: The object at a store's root that tells where object URIs' store starts.
-STORE_MARKER = f"{RESERVED_PREFIX}artifact-store"
-_MARKER_TEXT = b"This prefix is a stepframe artifact store.\n"
 # A write's memory: the spool's in-memory part, and the multipart body made of it (well
 # under the kit's 16 MiB).
 MEMORY_LIMIT = 4 << 20
@@ -65,40 +64,26 @@ class GcsArtifactStore(ArtifactStore):
     def open(
         cls, uri: str, credentials: Credentials | None, *, memory_limit: int = MEMORY_LIMIT
     ) -> GcsArtifactStore:
-        """The store that ``uri``, a store root or an object in one, belongs to.
-
-        An existing object (a job's launch manifest) belongs to the store of the nearest
-        marker above it, or failing that to a store rooted at its bucket.  Anything else
-        is a store root (the stack's configured path) and is used as given: its marker is
-        written, so that object URIs below it find it later.
+        """The store that ``uri``, a store root or an object in one, belongs to: the
+        nearest marked root above an existing object, else ``uri`` as a root, marked
+        (`stepframe.object_store.find_store_root`).
 
         :raises ConfigError: the URI is not a ``gs://`` URI or the bucket does not exist.
         """
         location = parse_gs_uri(uri)
         api = StorageApi(credentials)
-        root = _find_root(api, location)
+        root = find_store_root(
+            location,
+            is_object=functools.partial(_is_object, api),
+            write_new=functools.partial(_write_new, api),
+        )
         return cls(root.uri, api=api, memory_limit=memory_limit)
 
     # ---- addressing -----------------------------------------------------------------
 
     def location_for(self, uri: str) -> GcsLocation:
         """The bucket and name of an object URI; refuses URIs outside this store."""
-        location = parse_gs_uri(uri)
-        root = self.root
-        inside = location.bucket == root.bucket and (
-            location.name.startswith(f"{root.name}/") if root.name else bool(location.name)
-        )
-        if not inside:
-            raise ArtifactError(
-                f"{uri} is outside the artifact store at {self.root_uri}; open the store "
-                "that URI belongs to, or build URIs with store.uri_for()"
-            )
-        if location.name.rpartition("/")[2].startswith(RESERVED_PREFIX):
-            raise ArtifactError(
-                f"{uri}: names starting with {RESERVED_PREFIX!r} are reserved for "
-                "stepframe's own objects; choose another object name"
-            )
-        return location
+        return check_in_store(self.root, parse_gs_uri(uri), uri)
 
     # ---- the store interface --------------------------------------------------------
 
@@ -446,33 +431,15 @@ class _Download(io.RawIOBase):
 # ---- the root marker --------------------------------------------------------------------
 
 
-def _find_root(api: StorageApi, location: GcsLocation) -> GcsLocation:
-    """The root of the store ``location`` is in; see `GcsArtifactStore.open`."""
-    if api.metadata(location.child(STORE_MARKER)) is not None:
-        return location  # a root, marked when it was first opened
-    if location.name and api.metadata(location) is not None:
-        # An object: a job opening its store by its manifest's URI.
-        for candidate in location.ancestors()[1:]:
-            if api.metadata(candidate.child(STORE_MARKER)) is not None:
-                return candidate
-        return GcsLocation(location.bucket)
-    # A configured root.  Walking up from it would swap a nested root for a store marked
-    # above it.
-    _create_marker(api, location)
-    return location
+def _write_new(api: StorageApi, location: GcsLocation, data: bytes) -> None:
+    """Store ``data`` as a new object (`find_store_root` writes the root marker so)."""
+    upload = _Upload(api, location, MEMORY_LIMIT)
+    upload.write(data)
+    upload.finish()
 
 
-def _create_marker(api: StorageApi, root: GcsLocation) -> None:
-    """Mark ``root`` as a store's root.  Credentials that may not write there (a read-only
-    user looking at runs) still get the store: the marker only helps jobs find it."""
-    from stepframe import ConnectorError
-
-    upload = _Upload(api, root.child(STORE_MARKER), MEMORY_LIMIT)
-    upload.write(_MARKER_TEXT)
-    try:
-        upload.finish()
-    except (ArtifactExistsError, ConnectorError):
-        return  # another process marked it first, or we may only read
+def _is_object(api: StorageApi, location: GcsLocation) -> bool:
+    return api.metadata(location) is not None
 
 
 def _sleep(seconds: float) -> None:

@@ -7,11 +7,10 @@ import re
 import attrs
 
 from stepframe import ConfigError
+from stepframe.object_store import RESERVED_PREFIX
 
 __all__ = ["RESERVED_PREFIX", "GcsLocation", "parse_gs_uri"]
 
-#: Object names stepframe keeps for itself (the store's root marker).
-RESERVED_PREFIX = ".stepframe-"
 
 # Cloud Storage's bucket naming rules (without dots' domain verification): 3-63
 # characters of lowercase letters, digits, '-', '_' and '.', starting and ending with a
