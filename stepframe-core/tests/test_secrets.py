@@ -237,12 +237,14 @@ def test_env_references_are_read_from_the_environment_when_needed(project, cli, 
     ok(cli("stack", "register", "s", "-s", "batch", "--set", env=env))
     path = project.write(ENV_PIPELINE)
 
+    # The connector is asked before the run starts (before any image is built): the
+    # missing variable is bad input, exit status 2, on one line.
     result = cli("run", str(path), env=env)
-    assert result.returncode == 1
-    assert (
-        "step 'remote' failed: ConfigError: environment variable ACME_TOKEN (referenced as "
-        "env:ACME_TOKEN) is not set" in result.stdout
-    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "stepframe: error: environment variable ACME_TOKEN (referenced as env:ACME_TOKEN) "
+        "is not set"
+    ]
 
     result = cli("run", str(path), env={**env, "ACME_TOKEN": value})
     ok(result)
