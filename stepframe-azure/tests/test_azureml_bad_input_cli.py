@@ -1,12 +1,14 @@
 """Bad input that only Azure can tell, through ``stepframe run`` as a user runs it.
 
 A wrong (well-formed) subscription, resource group or workspace, a compute that does not
-exist, a principal without the role, an expired access token: none of them can be known
-by the offline pre-flight, so each is found when the step is submitted, after its image
-is built (stepframe-docker on the registry at 127.0.0.1:5000; one image, built once for
-all the cases).  Each must end the run with one line naming the setting and the fix, no
-traceback and no secret.  The AzureML job service (_azureml_service.py) is told which
-workspace and computes exist and which token has no role.
+exist, a principal without the role: none of them can be known by the offline
+pre-flight, so each is found when the step is submitted, after its image is built
+(stepframe-docker on the registry at 127.0.0.1:5000; one image, built once for all the
+cases).  An expired access token is found before that, when the run authenticates its
+connectors (test_azureml_auth_before_build.py).  Each must end the run with one line
+naming the setting and the fix, no traceback and no secret.  The AzureML job service
+(_azureml_service.py) is told which workspace and computes exist and which token has no
+role.
 """
 
 from __future__ import annotations
@@ -203,18 +205,3 @@ def test_a_principal_without_the_role_ends_the_run_naming_the_grant(
         "`az role assignment create --assignee 5e5e5e5e-0000-1111-2222-333333333333 --role "
         f'"AzureML Data Scientist" --scope {WORKSPACE_ID}`' in line
     )
-
-
-def test_an_expired_token_ends_the_run_saying_how_to_renew_it(
-    tmp_path: Path,
-    docker_host: dict[str, str],  # noqa: F811
-    service: AzureMLService,
-) -> None:
-    expired = token({**USER, "exp": int(time.time()) - 600})
-
-    line = the_failure(run(tmp_path, docker_host, service, expired))
-
-    assert "connector 'azure' (access-token, user ada@contoso.com" in line
-    assert "the token expired" in line
-    assert '`export BAD_INPUT_TOKEN="$(az account get-access-token' in line
-    assert service.requests == []  # refused before any call to AzureML
