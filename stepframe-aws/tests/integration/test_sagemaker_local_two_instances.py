@@ -33,8 +33,17 @@ def make() -> int:
 
 @step(operator="sagemaker", settings={"sagemaker": {"instance_count": 2}})
 def train(n: int) -> int:
+    import json
+    import os
+
+    import boto3
+
     job = stepframe.current_job()
     print(f"on {job.current_host}: rank {job.rank} of {job.world_size}", flush=True)
+    mark = json.dumps([job.rank, job.world_size, job.hosts])
+    boto3.client("s3").put_object(
+        Bucket=os.environ["MARKS_BUCKET"], Key=f"hosts/{job.current_host}", Body=mark
+    )
     return n * 2
 
 
@@ -103,7 +112,7 @@ def project(
         _ok(_stepframe(root, *command))
     (root / "run.toml").write_text(
         '[steps.train.settings.sagemaker]\ninstance_type = "local"\n'
-        f'environment = {{ AWS_ENDPOINT_URL = "{aws_environment}" }}\n'
+        f'environment = {{ AWS_ENDPOINT_URL = "{aws_environment}", MARKS_BUCKET = "{bucket}" }}\n'
     )
     return root, bucket
 
@@ -111,16 +120,26 @@ def project(
 def test_a_step_on_two_local_instances_runs_on_both_and_writes_its_output_once(
     project: tuple[Path, str],
 ) -> None:
-    root, _ = project
+    import boto3
+
+    root, bucket = project
     result = _stepframe(root, "run", "pipeline.py", "--config", "run.toml", timeout=900)
     output = _ok(result) + result.stderr
-    print(output)
 
-    hosts = re.findall(r"train \| .*?(algo-\d-\w+) +\| on (algo-\d-\w+): rank (\d) of (\d)", output)
-    # Each container printed once, as itself, with its own rank of two.
-    by_host = {container: (host, int(rank), int(size)) for container, host, rank, size in hosts}
-    assert sorted((rank, size) for _, rank, size in by_host.values()) == [(0, 2), (1, 2)], output
-    assert all(container == host for container, (host, _, _) in by_host.items()), output
+    # Each container ran the step as itself, with its own rank of the same two hosts
+    # (marks it left in moto's S3; its log lines come back through Compose too).
+    s3 = boto3.client("s3")
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="hosts/").get("Contents", [])
+    marks = {
+        item["Key"].removeprefix("hosts/"): json.loads(
+            s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+        )
+        for item in listed
+    }
+    assert len(marks) == 2, (marks, output)
+    assert sorted(rank for rank, _, _ in marks.values()) == [0, 1], marks
+    assert all(size == 2 and sorted(hosts) == sorted(marks) for _, size, hosts in marks.values())
+    assert re.search(r"train \| .*algo-1-\w+ +\| on algo-1-\w+: rank 0 of 2", output), output
     assert "report | doubled = 42" in output, output
 
     runs = json.loads(_ok(_stepframe(root, "runs", "list", "--json")))
