@@ -15,10 +15,8 @@ container is on the host network), so the test decides when it may end: nothing 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +29,7 @@ from _azurite import ACCOUNT, Azurite
 from _docker_host import docker_host  # noqa: F401  (the fixture)
 
 import stepframe_docker
-from stepframe.testing import TempProject
+from stepframe.testing import StepframeCli, TempProject, read_until
 
 SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-444455556666"
 
@@ -150,13 +148,11 @@ class Lifecycle:
         self.gate = gate
         self.container = azurite.create_container()
         self.processes: list[subprocess.Popen[str]] = []
-        self.env = {
-            **os.environ,  # the conftest's dead proxy, Azurite's connection string
-            "LIFECYCLE_AZURE_TOKEN": "lifecycle-token",
-            "STEPFRAME_LOAD_PLUGINS": "azure,docker",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.env.pop("COLUMNS", None)
+        # Over this process's environment: the conftest's dead proxy, Azurite's
+        # connection string.
+        self.cli = StepframeCli(
+            project.root, {"LIFECYCLE_AZURE_TOKEN": "lifecycle-token"}, plugins="azure,docker"
+        )
 
     def write(self, host: dict[str, str]) -> Path:
         self.project.write_config(
@@ -175,15 +171,7 @@ class Lifecycle:
         )
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stepframe", *args],
-            cwd=self.project.root,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        process = self.cli.start(*args)
         self.processes.append(process)
         return process
 
@@ -193,11 +181,9 @@ class Lifecycle:
 
     def close(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=30)
-            if process.stdout is not None:
-                process.stdout.close()
+            with process:  # then its output is closed and it is waited for
+                if process.poll() is None:
+                    process.kill()
 
 
 @pytest.fixture
@@ -217,17 +203,6 @@ def lifecycle(
         gate.open()  # a container still waiting ends by itself
         running.close()
         gate.close()
-
-
-def read_until(process: subprocess.Popen[str], text: str) -> list[str]:
-    """The process's output lines up to the first one containing ``text``."""
-    assert process.stdout is not None
-    lines: list[str] = []
-    for line in process.stdout:
-        lines.append(line.rstrip("\n"))
-        if text in line:
-            return lines
-    raise AssertionError(f"{text!r} never printed; got:\n" + "\n".join(lines))
 
 
 def finish(process: subprocess.Popen[str], timeout: float = BUILD_AND_RUN) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from stepframe._processes import process_stat
+from stepframe.testing import read_until
 
 LIFECYCLE_PLUGIN = """
 from __future__ import annotations
@@ -320,23 +321,12 @@ def write_pipeline(project, operator: str) -> Path:
     return project.write(source, name=f"lifecycle_{uuid.uuid4().hex[:8]}")
 
 
-def wait_for_line(process: subprocess.Popen[str], text: str) -> list[str]:
-    """Read the process's output until a line contains ``text``; the lines read so far."""
-    assert process.stdout is not None
-    lines: list[str] = []
-    for line in process.stdout:
-        lines.append(line.rstrip("\n"))
-        if text in line:
-            return lines
-    raise AssertionError(f"{text!r} never printed; got:\n" + "\n".join(lines))
-
-
 def start_and_kill(project, sf_popen, operator: str = "local") -> tuple[str, int]:
     """Run the pipeline until ``middle``'s job holds, SIGKILL the orchestrator; return the
     run id and the job's pid (the job lives on)."""
     (project.root / "hold").touch()
     process = sf_popen("run", str(write_pipeline(project, operator)))
-    wait_for_line(process, "middle | started")
+    read_until(process, "middle | started")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     (job,) = executions(project, "middle")
@@ -376,7 +366,7 @@ def test_a_job_attach_followed_to_its_end_is_not_run_again_by_resume(
 ) -> None:
     run_id, job = start_and_kill(project, sf_popen)
     attach = sf_popen("jobs", "attach", str(job))
-    wait_for_line(attach, "following local job")
+    read_until(attach, "following local job")
     (project.root / "release").touch()
     assert attach.wait(timeout=60) == 0
     assert ("middle", 1, "succeeded") in ledger(project)
@@ -397,7 +387,7 @@ def test_resume_follows_its_running_job_rather_than_a_cache_hit(
     path = write_pipeline(project, "local")
     (project.root / "hold").touch()
     killed = sf_popen("run", str(path))
-    wait_for_line(killed, "middle | started")
+    read_until(killed, "middle | started")
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=10)
     run_id = only_run(project).run_id
@@ -408,7 +398,7 @@ def test_resume_follows_its_running_job_rather_than_a_cache_hit(
     assert len(executions(project, "middle")) == 2
 
     resumed = sf_popen("run", "--resume", run_id)
-    lines = wait_for_line(resumed, "[middle] running")
+    lines = read_until(resumed, "[middle] running")
     assert f"re-attached to local job {job}" in lines[-1]
     (project.root / "release").touch()
     assert resumed.wait(timeout=60) == 0
@@ -596,12 +586,12 @@ def test_a_run_whose_orchestrator_was_stopped_at_once_is_interrupted(
 ) -> None:
     (project.root / "hold").touch()
     process = sf_popen("run", str(write_pipeline(project, "local")))
-    wait_for_line(process, "middle | started")
+    read_until(process, "middle | started")
     if interrupt == "SIGKILL":
         process.send_signal(signal.SIGKILL)
     else:
         process.send_signal(signal.SIGINT)
-        wait_for_line(process, "received SIGINT")
+        read_until(process, "received SIGINT")
         process.send_signal(signal.SIGINT)  # the second one exits at once
     process.wait(timeout=30)
     run_id = only_run(project).run_id
@@ -654,7 +644,7 @@ def ctrl_c_at(point: str, project, sf_popen, tmp_path: Path) -> int:
     process = sf_popen("run", str(write_pipeline(project, "local")), env=env)
     wait_until(lambda: (crash / f"{point}.reached").exists(), f"middle to reach {point}")
     process.send_signal(signal.SIGINT)
-    wait_for_line(process, "received SIGINT")
+    read_until(process, "received SIGINT")
     (crash / f"{point}.release").touch()
     return process.wait(timeout=60)
 
@@ -716,7 +706,7 @@ def start_in_alpha_then_move_to_beta(project, sf, sf_popen) -> tuple[str, int]:
     (project.root / "hold").touch()
     path = write_pipeline(project, "in-alpha")
     process = sf_popen("run", str(path))
-    wait_for_line(process, "middle | started")
+    read_until(process, "middle | started")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     (job,) = executions(project, "middle")

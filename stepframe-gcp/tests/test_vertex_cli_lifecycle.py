@@ -10,10 +10,8 @@ on the Docker engine, and the artifacts on fake-gcs-server.  The ``train`` step 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from _vertex_service import VertexService
 from conftest import FakeGcs
 
 import stepframe_docker
-from stepframe.testing import TempProject
+from stepframe.testing import StepframeCli, TempProject, read_until
 
 PIPELINE = """
 import os, time, urllib.request
@@ -110,12 +108,9 @@ class Lifecycle:
         self.service = service
         self.bucket = gcs.create_bucket()
         self.processes: list[subprocess.Popen[str]] = []
-        self.env = {
-            **os.environ,
-            "LIFECYCLE_GCP_TOKEN": "ya29.lifecycle",
-            "STEPFRAME_LOAD_PLUGINS": "gcp,docker",
-            "PYTHONUNBUFFERED": "1",
-        }
+        self.cli = StepframeCli(
+            project.root, {"LIFECYCLE_GCP_TOKEN": "ya29.lifecycle"}, plugins="gcp,docker"
+        )
 
     def write(self, host: dict[str, str]) -> Path:
         self.project.write_config(
@@ -125,15 +120,7 @@ class Lifecycle:
         return self.project.write(PIPELINE.format(emulator=self.gcs.url, go_url=go_url))
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stepframe", *args],
-            cwd=self.project.root,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        process = self.cli.start(*args)
         self.processes.append(process)
         return process
 
@@ -142,11 +129,9 @@ class Lifecycle:
 
     def close(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=30)
-            if process.stdout is not None:
-                process.stdout.close()
+            with process:  # then its output is closed and it is waited for
+                if process.poll() is None:
+                    process.kill()
 
 
 @pytest.fixture
@@ -164,17 +149,6 @@ def lifecycle(
     finally:
         running.let_train_end()  # a container still waiting ends by itself
         running.close()
-
-
-def read_until(process: subprocess.Popen[str], text: str) -> list[str]:
-    """The process's output lines up to the first one containing ``text``."""
-    assert process.stdout is not None
-    lines: list[str] = []
-    for line in process.stdout:
-        lines.append(line.rstrip("\n"))
-        if text in line:
-            return lines
-    raise AssertionError(f"{text!r} never printed; got:\n" + "\n".join(lines))
 
 
 def the_job(service: VertexService) -> Any:
