@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import pytest
 from _azureml_service import AzureMLService
 from _azurite import ACCOUNT, Azurite
-from _docker_host import docker_host  # noqa: F401  (the fixture)
+from _docker_host import build_step_image, docker_host  # noqa: F401  (the fixture)
 from _token_service import AzureService
 from stepframe_azure._azureml.config import AzureMLOperatorConfig
 from stepframe_azure._connector.config import MANAGEMENT_SCOPE
@@ -32,12 +32,10 @@ from stepframe import (
     ComponentKind,
     Credentials,
     ImageRef,
-    ImageRequest,
     Plugins,
     ResourceRequest,
 )
 from stepframe.testing import StepOperatorSuite
-from stepframe_docker import ContainerRegistryConfig, DockerBuilderConfig, DockerSettings
 
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 
@@ -143,21 +141,4 @@ step_operators = ["azureml"]
         return f"az://{ACCOUNT}/{self.azurite.create_container()}/kit"
 
     def make_image(self, plugins: Plugins, code_root: Path) -> ImageRef | None:
-        builder = Component(
-            ComponentKind.IMAGE_BUILDER,
-            "docker",
-            "docker",
-            DockerBuilderConfig(parent_image=self.host["base_image"]),
-        )
-        registry = Component(
-            ComponentKind.CONTAINER_REGISTRY,
-            "local",
-            "default",
-            ContainerRegistryConfig(self.host["registry"]),
-        )
-        request = ImageRequest(
-            code_root=str(code_root),
-            target_registry=registry,
-            settings=DockerSettings(parent_image=self.host["base_image"]),
-        )
-        return plugins.hooks.build_image(request, builder)
+        return build_step_image(plugins, self.host, code_root)

@@ -34,6 +34,7 @@ from stepframe import (
     StepframeError,
     SubmitAmbiguousError,
 )
+from stepframe.testing import CuttingProxy
 
 TOKEN = "eyJ.test-token"
 CREDENTIALS = Credentials(
@@ -422,83 +423,18 @@ def test_every_body_sent_is_valid_under_the_rest_models(service: AzureMLService)
     assert bodies[1]["properties"]["computeId"].endswith("/workspaces/ml-workspace/computes/gpus")
 
 
-class AnswerCuttingProxy:
-    """A TCP proxy on 127.0.0.1 in front of the service: every request goes through; once
-    armed (`cut_after`), the answer to the next PUT whose path holds `cut_path` (a job
-    create, ``PUT .../jobs/NAME``, unless a test says otherwise) is cut after that many
-    bytes and its connection closed, as a network failing between AzureML and the client
-    would."""
-
-    def __init__(self, target_port: int) -> None:
-        import socket
-        import threading
-
-        self.target_port = target_port
-        self.cut_after: int | None = None
-        self.cut_path = b"/jobs/"
-        self.cut_times = 1  # how many such answers are cut before the proxy disarms
-        self.cuts = 0
-        self._lock = threading.Lock()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        import socket
-        import threading
-
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            # Set by the request direction when it forwards a job create while armed.
-            cutting: dict[str, int] = {}
-            for source, sink, answers in ((client, upstream, False), (upstream, client, True)):
-                threading.Thread(
-                    target=self._pipe, args=(source, sink, answers, cutting), daemon=True
-                ).start()
-
-    def _pipe(self, source: Any, sink: Any, answers: bool, cutting: dict[str, int]) -> None:
-        import socket
-
-        try:
-            while chunk := source.recv(65536):
-                with self._lock:
-                    if not answers and self.cut_after is not None and b"PUT " in chunk:
-                        if self.cut_path in chunk.split(b"\r\n", 1)[0]:
-                            cutting["at"] = self.cut_after
-                            self.cut_times -= 1
-                            if self.cut_times <= 0:
-                                self.cut_after = None
-                    cut = cutting.get("at") if answers else None
-                    if cut is not None and cut < len(chunk):
-                        self.cuts += 1
-                    elif cut is not None:
-                        cutting["at"] = cut - len(chunk)
-                        cut = None
-                if cut is not None:
-                    sink.sendall(chunk[:cut])
-                    break
-                sink.sendall(chunk)
-        except OSError:
-            pass
-        for end in (source, sink):
-            try:
-                end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            end.close()
+# The requests whose answers the tests cut (the proxy sees each request line).
+JOB_CREATE = r"^PUT [^ ]*/jobs/"
+ENVIRONMENT_PUT = r"^PUT [^ ]*/environments/"
 
 
 @pytest.mark.parametrize("cut_after", [0, 400], ids=["no-answer", "cut-in-the-body"])
 def test_an_answer_cut_mid_way_through_a_proxy_is_resolved_by_the_job_name(
     service: AzureMLService, cut_after: int
 ) -> None:
-    proxy = AnswerCuttingProxy(service.server.server_port)
+    proxy = CuttingProxy(service.server.server_port)
     through_proxy = operator(service, endpoint=proxy.url)
-    proxy.cut_after = cut_after  # the job create's answer, after that many bytes
+    proxy.arm_answer_to(JOB_CREATE, cut_after)
 
     with pytest.raises(SubmitAmbiguousError, match="the answer to the create was lost"):
         jobs.submit(launch(attempt=2), through_proxy, CREDENTIALS)
@@ -508,7 +444,7 @@ def test_an_answer_cut_mid_way_through_a_proxy_is_resolved_by_the_job_name(
     assert service.calls("create-job") == 1  # never sent twice
     found = jobs.find_job(launch(attempt=2), through_proxy, CREDENTIALS)
     assert isinstance(found, JobHandle) and found.job_id == "training-r1-train-2"
-    proxy.listener.close()
+    proxy.close()
 
 
 @pytest.mark.parametrize("cut_after", [0, 400], ids=["no-answer", "cut-in-the-body"])
@@ -517,8 +453,8 @@ def test_a_cut_answer_to_the_environment_put_is_retried_and_the_job_created(
 ) -> None:
     """An environment version is PUT by name and content: sending it again is harmless, so
     a lost answer is no refusal."""
-    proxy = AnswerCuttingProxy(service.server.server_port)
-    proxy.cut_path, proxy.cut_after = b"/environments/", cut_after
+    proxy = CuttingProxy(service.server.server_port)
+    proxy.arm_answer_to(ENVIRONMENT_PUT, cut_after)
 
     handle = jobs.submit(launch(), operator(service, endpoint=proxy.url), CREDENTIALS)
 
@@ -526,7 +462,7 @@ def test_a_cut_answer_to_the_environment_put_is_retried_and_the_job_created(
     assert service.calls("create-environment") == 2
     assert service.calls("create-job") == 1
     assert handle.job_id in service.jobs
-    proxy.listener.close()
+    proxy.close()
 
 
 @pytest.mark.parametrize("cut_after", [0, 400], ids=["no-answer", "cut-in-the-body"])
@@ -535,9 +471,8 @@ def test_environment_puts_unanswered_even_after_retries_are_no_refusal(
 ) -> None:
     """Every try's answer lost: the submit fails saying so (no job was created, so it is
     no ambiguous create either), never as a refusal by AzureML or a library's exception."""
-    proxy = AnswerCuttingProxy(service.server.server_port)
-    proxy.cut_path, proxy.cut_after = b"/environments/", cut_after
-    proxy.cut_times = transport.RETRY_TOTAL + 1
+    proxy = CuttingProxy(service.server.server_port)
+    proxy.arm_answer_to(ENVIRONMENT_PUT, cut_after, times=transport.RETRY_TOTAL + 1)
 
     with pytest.raises(StepframeError) as raised:
         jobs.submit(launch(), operator(service, endpoint=proxy.url), CREDENTIALS)
@@ -549,7 +484,7 @@ def test_environment_puts_unanswered_even_after_retries_are_no_refusal(
     assert "answered" not in message
     assert service.calls("create-environment") == transport.RETRY_TOTAL + 1
     assert service.calls("create-job") == 0
-    proxy.listener.close()
+    proxy.close()
 
 
 def test_a_poll_unanswered_even_after_retries_keeps_the_last_state_and_waits(

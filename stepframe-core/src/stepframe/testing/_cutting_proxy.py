@@ -3,11 +3,14 @@ of artifact stores (moved here from stepframe-gcp's tests so every store's tests
 
 Every connection is forwarded to the target.  After `arm(n)`, the connection that carries
 the n-th byte answered from then on is cut there (both of its sockets closed); the proxy
-then forwards faithfully again.  Tests only: it never runs in a product.
+then forwards faithfully again.  After `arm_answer_to(pattern, n)`, the answer to the next
+request whose request line matches is cut after its n-th byte (0: none of it comes back,
+though the target processed the request).  Tests only: it never runs in a product.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 
@@ -23,6 +26,12 @@ class CuttingProxy:
         self.cuts = 0
         self._left: int | None = None
         self._lock = threading.Lock()
+        # arm_answer_to: the request line wanted, its answer's length kept, how many more.
+        self._request_line: re.Pattern[bytes] | None = None
+        self._answer_bytes = 0
+        self._times = 0
+        # upstream socket -> bytes of its current answer still to pass before the cut
+        self._answer_left: dict[socket.socket, int] = {}
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -30,6 +39,15 @@ class CuttingProxy:
     def arm(self, answer_bytes: int) -> None:
         with self._lock:
             self._left = answer_bytes
+
+    def arm_answer_to(self, request_line: str, answer_bytes: int = 0, *, times: int = 1) -> None:
+        """Cut the answers to the next ``times`` requests whose request line
+        (``PUT /path?query HTTP/1.1``) matches the regular expression ``request_line``,
+        each after ``answer_bytes`` bytes, as a network failing between the service and
+        the client would; `cuts` counts them."""
+        with self._lock:
+            self._request_line = re.compile(request_line.encode())
+            self._answer_bytes, self._times = answer_bytes, times
 
     def close(self) -> None:
         self.listener.close()
@@ -48,7 +66,10 @@ class CuttingProxy:
         try:
             while chunk := source.recv(65536):
                 cut_at = None
-                if answers:
+                if self._request_line is not None or self._answer_left:
+                    with self._lock:
+                        cut_at = self._targeted_cut(chunk, answers, source if answers else sink)
+                if answers and cut_at is None:
                     with self._lock:
                         if self._left is not None:
                             if len(chunk) >= self._left:
@@ -68,3 +89,24 @@ class CuttingProxy:
             except OSError:
                 pass
             end.close()
+
+    def _targeted_cut(self, chunk: bytes, answers: bool, upstream: socket.socket) -> int | None:
+        """`arm_answer_to`'s part (under the lock): note a matching request on its
+        connection; where an answer to one passes, where to cut it (None: not here)."""
+        if not answers:
+            pattern = self._request_line
+            if pattern is not None and pattern.search(chunk.split(b"\r\n", 1)[0]):
+                self._answer_left[upstream] = self._answer_bytes
+                self._times -= 1
+                if self._times <= 0:
+                    self._request_line = None
+            return None
+        left = self._answer_left.get(upstream)
+        if left is None:
+            return None
+        if left < len(chunk):
+            del self._answer_left[upstream]
+            self.cuts += 1
+            return left
+        self._answer_left[upstream] = left - len(chunk)
+        return None
