@@ -35,3 +35,12 @@ def test_every_gcp_flavor_is_registered() -> None:
         assert plugins.flavors.get(kind, name) is not None, (kind, name)
         assert plugins.flavors.provider(kind, name) == "gcp"
     assert plugins.flavors.scheme_provider("gs") == "gcp"
+
+
+def test_images_for_the_vertex_operator_are_built_for_linux_amd64() -> None:
+    """The cloud's machines are x86-64: the builder must not follow an arm64 client."""
+    from stepframe import ComponentKind, load_plugins
+
+    flavor = load_plugins().flavors.get(ComponentKind.STEP_OPERATOR, "vertex")
+    assert flavor is not None
+    assert flavor.image_platform == "linux/amd64"

@@ -88,6 +88,8 @@ def register_flavors(register: Callable[[Flavor], None]) -> None:
             settings_class=AzureMLSettings,
             description="runs each step as an Azure Machine Learning command job",
             needs_image=True,
+            # AzureML's VM sizes are x86-64: an arm64 laptop's image would not start there.
+            image_platform="linux/amd64",
         )
     )
 

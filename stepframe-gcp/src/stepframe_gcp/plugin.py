@@ -89,6 +89,8 @@ def register_flavors(register: Callable[[Flavor], None]) -> None:
             settings_class=VertexSettings,
             description="runs each step as a Vertex AI CustomJob",
             needs_image=True,
+            # Vertex AI runs x86-64 machines: an arm64 laptop's image would not start there.
+            image_platform="linux/amd64",
         )
     )
 
