@@ -30,26 +30,36 @@ dead HTTPS proxy, a token from ``env:``).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from _dispatch import (
+    CALLERS,
+    CreateTimes,
+    Dispatch,
+    FakeClock,
+    add_arguments,
+    busiest_minute,
+    held_launch,
+    per_minute,
+    poll_times,
+)
+from _dispatch import POLL_BUDGET as BUDGET
+from _dispatch import dispatch as run_dispatch
 from _support import clean_env, stepframe_command, timing_line
 
 TESTS = Path(__file__).resolve().parent.parent / "stepframe-azure" / "tests"
 SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-777788889999"
-BUDGET = 12
-DISPATCH_TARGET = 1.5
 STARTUP_TARGET = 0.15
 
 STACK = """\
@@ -79,52 +89,6 @@ history_endpoint = "{service}"
 artifact_store = "blob"
 step_operators = ["azureml"]
 {stack_lines}
-"""
-
-DOCKER_BUILDER = """\
-[image_builders.docker]
-flavor = "docker"
-parent_image = "{base_image}"
-
-[container_registries.local]
-flavor = "default"
-uri = "{registry}"
-"""
-
-FIXED_BUILDER = """\
-[image_builders.fixed]
-flavor = "fixed-image"
-"""
-
-# The fixed builder flavor, installed for the subprocess through a dist-info entry point.
-FIXED_PLUGIN = """\
-from stepframe import ComponentKind, Flavor, ImageRef, hookimpl
-
-
-@hookimpl
-def register_flavors(register):
-    register(Flavor(kind=ComponentKind.IMAGE_BUILDER, name="fixed-image"))
-
-
-@hookimpl
-def build_image(request, builder):
-    if builder.flavor != "fixed-image":
-        return None
-    return ImageRef("benchregistry.azurecr.io/steps/bench:v1", "sha256:" + "ab" * 32)
-"""
-
-PIPELINE = """\
-from stepframe import pipeline, step
-
-
-@step(operator="azureml")
-def train() -> int:
-    return 1
-
-
-@pipeline
-def bench() -> None:
-    train()
 """
 
 # Loads every installed plugin as `stepframe plugins` does; lists the azure modules loaded.
@@ -220,167 +184,46 @@ def startup(args: argparse.Namespace) -> None:
 # ---- 2. dispatch ---------------------------------------------------------------------
 
 
-def _docker_ready(registry: str, base_image: str) -> str | None:
-    """Why the real docker builder cannot be used, or None when it can."""
-    import urllib.request
-
-    try:
-        subprocess.run(["docker", "image", "inspect", base_image], check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError):
-        return f"no docker engine or no base image {base_image}"
-    try:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        opener.open(f"http://{registry.split('/')[0]}/v2/", timeout=2).read()
-    except OSError:
-        return f"no registry at {registry}"
-    return None
-
-
-class CreateTimes:
-    """When the service got each job create (this process's perf_counter)."""
-
-    def __init__(self, service: Any) -> None:
-        self.times: list[float] = []
-        self.arrived = threading.Event()
-        original = service._put_job
-
-        def put_job(match: Any, body: Any) -> Any:
-            self.times.append(time.perf_counter())
-            self.arrived.set()
-            return original(match, body)
-
-        service._put_job = put_job
-
-    def since(self, started: float) -> float | None:
-        return next((t for t in self.times if t >= started), None)
-
-
 def dispatch(args: argparse.Namespace, service: Any, azurite: Any, scratch: Path) -> None:
-    builder = args.builder
-    if builder in ("auto", "docker"):
-        problem = _docker_ready(args.registry, args.base_image)
-        if problem and builder == "docker":
-            sys.exit(f"azureml_dispatch: --builder docker: {problem}")
-        if problem:
-            print(f"dispatch: real docker builder unavailable ({problem}); using a fixed image")
-        builder = "fixed" if problem else "docker"
-    creates = CreateTimes(service)
-    done = _dispatch_with(builder, args, service, creates, azurite, scratch / builder)
-    if not done and builder == "docker" and args.builder == "auto":
-        print("dispatch: falling back to the fixed-image builder")
-        _dispatch_with("fixed", args, service, creates, azurite, scratch / "fixed")
-
-
-def _dispatch_with(
-    builder: str,
-    args: argparse.Namespace,
-    service: Any,
-    creates: CreateTimes,
-    azurite: Any,
-    scratch: Path,
-) -> bool:
     account = importlib.import_module("_azurite").ACCOUNT
-    project = scratch / "project"
-    project.mkdir(parents=True)
-    (project / "pipeline.py").write_text(PIPELINE)
-    env = {
-        **_children_env(),
-        "BENCH_AZURE_TOKEN": "bench-token",
-        "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string(),
-        "HTTPS_PROXY": "http://127.0.0.1:9",
-        "HTTP_PROXY": "http://127.0.0.1:9",
-        "NO_PROXY": "127.0.0.1,localhost",
-        "PYTHONUNBUFFERED": "1",
-        "STEPFRAME_SECRETS_FILE": str(scratch / "secrets.json"),
-    }
-    if builder == "docker":
-        registry = f"{args.registry}/bench-azureml-{uuid.uuid4().hex[:6]}"
-        builder_toml = DOCKER_BUILDER.format(base_image=args.base_image, registry=registry)
-        stack_lines = 'image_builder = "docker"\ncontainer_registry = "local"'
-    else:
-        site = scratch / "site"
-        site.mkdir()
-        (site / "stepframe_bench_fixed.py").write_text(FIXED_PLUGIN)
-        info = site / "stepframe_bench_fixed-0.1.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(
-            "Metadata-Version: 2.1\nName: stepframe-bench-fixed\nVersion: 0.1\n"
-        )
-        (info / "entry_points.txt").write_text("[stepframe]\nfixed-image = stepframe_bench_fixed\n")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-        builder_toml = FIXED_BUILDER
-        stack_lines = 'image_builder = "fixed"'
-    (project / "stepframe.toml").write_text(
-        STACK.format(
-            account=account,
-            container=azurite.create_container(),
-            subscription=SUBSCRIPTION,
-            builder=builder_toml,
-            service=service.url,
-            stack_lines=stack_lines,
-        )
+    # The job stays Queued here: each run is interrupted once the create came.
+    figure = Dispatch(
+        args,
+        operator="azureml",
+        fixed_image="benchregistry.azurecr.io/steps/bench:v1",
+        creates=CreateTimes(service, "_put_job"),
+        label="PUT jobs/NAME",
+        interrupt=True,
     )
-    times = []
-    # The first run warms the file system cache (and, with docker, builds and pushes).
-    for attempt in range(args.runs + 1):
-        creates.arrived.clear()
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [*stepframe_command(), "run", "pipeline.py"],
-            cwd=project,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
+
+    def measure(builder: str) -> bool:
+        env = {
+            **_children_env(),
+            "BENCH_AZURE_TOKEN": "bench-token",
+            "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string(),
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "PYTHONUNBUFFERED": "1",
+        }
+        return figure.measure(
+            builder,
+            scratch / builder,
+            env,
+            lambda builder_toml, stack_lines: STACK.format(
+                account=account,
+                container=azurite.create_container(),
+                subscription=SUBSCRIPTION,
+                builder=builder_toml,
+                service=service.url,
+                stack_lines=stack_lines,
+            ),
         )
-        output: list[str] = []
-        reader = threading.Thread(target=_read_all, args=(process, output))
-        reader.start()
-        deadline = time.monotonic() + (900 if attempt == 0 else 120)
-        while not creates.arrived.wait(0.05):
-            if process.poll() is not None or time.monotonic() > deadline:
-                break
-        created = creates.since(started)
-        # The job stays Queued here: interrupt the run as Ctrl-C does (it cancels the job).
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        reader.join()
-        if created is None:
-            tail = "\n".join("".join(output).strip().splitlines()[-8:])
-            print(f"dispatch with the {builder} builder: no job create arrived:\n{tail}")
-            return False
-        if attempt:
-            times.append(created - started)
-    print(f"dispatch with the {builder} builder, image already in the registry:")
-    print("  " + timing_line("stepframe run -> PUT jobs/NAME", times, DISPATCH_TARGET))
-    return True
 
-
-def _read_all(process: subprocess.Popen[str], into: list[str]) -> None:
-    assert process.stdout is not None
-    into.append(process.stdout.read())
+    run_dispatch(args, "azureml_dispatch", measure)
 
 
 # ---- 3. polling ----------------------------------------------------------------------
-
-
-class FakeClock:
-    """UNIX time that moves only when the caller says so."""
-
-    START = 1_800_000_000.0
-
-    def __init__(self) -> None:
-        self.now = self.START
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _held_job(service: Any) -> tuple[Any, Any]:
@@ -389,21 +232,12 @@ def _held_job(service: Any) -> tuple[Any, Any]:
     from stepframe_azure._azureml.config import AzureMLOperatorConfig, AzureMLSettings
     from stepframe_azure._connector.config import MANAGEMENT_SCOPE
 
-    from stepframe import Component, ComponentKind, Credentials, ImageRef, Launch, ResourceRequest
+    from stepframe import Component, ComponentKind, Credentials, ResourceRequest
 
     name = f"poll-{uuid.uuid4().hex[:8]}"
     manifest = f"az://devstoreaccount1/bench/{name}/launch.json"
-    launch = Launch(
-        run_id=name,
-        pipeline="bench",
-        step="train",
-        attempt=1,
-        job_name=name,
-        manifest_uri=manifest,
-        result_uri=manifest.replace("launch", "result"),
-        command=("python", "-m", "stepframe.entrypoint", manifest),
-        settings=AzureMLSettings(),
-        image=ImageRef("benchregistry.azurecr.io/steps/bench:v1", "sha256:" + "ab" * 32),
+    launch = held_launch(
+        name, manifest, AzureMLSettings(), "benchregistry.azurecr.io/steps/bench:v1"
     )
     config = AzureMLOperatorConfig(
         subscription_id=SUBSCRIPTION,
@@ -427,35 +261,23 @@ def _calls(service: Any, kind: str, name: str) -> int:
     )
 
 
-def _per_minute(times: list[float], start: float, minutes: int) -> list[int]:
-    """Calls in each whole minute after the first."""
-    return [sum(1 for t in times if 60 * m <= t - start < 60 * (m + 1)) for m in range(1, minutes)]
-
-
-def _busiest_minute(times: list[float]) -> int:
-    return max((sum(1 for t in times if s <= t < s + 60) for s in times), default=0)
-
-
 def polling(args: argparse.Namespace, service: Any) -> None:
     from stepframe_azure._azureml import jobs
 
-    callers = (("caller waits poll_after", None), ("caller polls every 0.2 s", 0.2))
-    for label, caller_wait in callers:
+    for label, caller_wait in CALLERS:
         handle, credentials = _held_job(service)
-        clock = FakeClock()
-        status_times: list[float] = []
-        history_calls = 0
-        cursor = None
-        while clock.now - FakeClock.START < 60 * args.minutes:
-            before = _calls(service, "get-job", handle.job_id)
-            details_before = _calls(service, "details", handle.job_id)
-            status = jobs.poll(handle, credentials, cursor, clock=clock)
-            status_times += [clock.now] * (_calls(service, "get-job", handle.job_id) - before)
-            history_calls += _calls(service, "details", handle.job_id) - details_before
-            cursor = status.cursor
-            clock.now += caller_wait if caller_wait is not None else (status.poll_after or 0.0)
-        counts = _per_minute(status_times, FakeClock.START, args.minutes)
-        busiest = _busiest_minute(status_times)
+        details_before = _calls(service, "details", handle.job_id)
+        status_times = poll_times(
+            jobs.poll,
+            handle,
+            credentials,
+            functools.partial(_calls, service, "get-job", handle.job_id),
+            minutes=args.minutes,
+            caller_wait=caller_wait,
+        )
+        history_calls = _calls(service, "details", handle.job_id) - details_before
+        counts = per_minute(status_times, FakeClock.START, args.minutes)
+        busiest = busiest_minute(status_times)
         median = statistics.median(counts)
         print(
             f"polling, fake clock, {args.minutes} min, {label}: job-status calls per "
@@ -467,16 +289,14 @@ def polling(args: argparse.Namespace, service: Any) -> None:
     if args.real_seconds <= 0:
         return
     handle, credentials = _held_job(service)
-    times: list[float] = []
-    cursor = None
-    start = time.time()
-    while time.time() - start < args.real_seconds:
-        before = _calls(service, "get-job", handle.job_id)
-        status = jobs.poll(handle, credentials, cursor)
-        times += [time.time()] * (_calls(service, "get-job", handle.job_id) - before)
-        cursor = status.cursor
-        time.sleep(status.poll_after or 0.0)
-    busiest = _busiest_minute(times)
+    times = poll_times(
+        jobs.poll,
+        handle,
+        credentials,
+        functools.partial(_calls, service, "get-job", handle.job_id),
+        real_seconds=args.real_seconds,
+    )
+    busiest = busiest_minute(times)
     print(
         f"polling, real clock, {args.real_seconds:g} s: {len(times)} job-status calls, "
         f"busiest 60 s {busiest}; budget <= {BUDGET}: "
@@ -486,15 +306,9 @@ def polling(args: argparse.Namespace, service: Any) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=5)
+    add_arguments(parser, real_seconds=75.0)
     parser.add_argument("--startup-runs", type=int, default=21)
-    parser.add_argument("--builder", choices=("auto", "docker", "fixed"), default="auto")
-    parser.add_argument("--registry", default="127.0.0.1:5000")
-    parser.add_argument("--base-image", default="stepframe-test-base:bookworm")
-    parser.add_argument("--minutes", type=int, default=10)
-    parser.add_argument("--real-seconds", type=float, default=75.0)
     parser.add_argument("--skip-startup", action="store_true")
-    parser.add_argument("--skip-dispatch", action="store_true")
     args = parser.parse_args()
     try:
         import stepframe_azure  # noqa: F401

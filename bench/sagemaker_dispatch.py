@@ -25,22 +25,32 @@ import argparse
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _support import clean_env, stepframe_command, timing_line
+from _dispatch import (
+    CALLERS,
+    CreateTimes,
+    Dispatch,
+    FakeClock,
+    add_arguments,
+    held_launch,
+    per_minute,
+    poll_times,
+)
+from _dispatch import POLL_BUDGET as BUDGET
+from _dispatch import dispatch as run_dispatch
+from _support import clean_env
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/stepframe-bench"
 BUCKET = "stepframe-bench"
-BUDGET = 12
-TARGET_SECONDS = 1.5
 
 STACK = """\
 active_stack = "aws"
@@ -70,52 +80,6 @@ step_operators = ["sagemaker"]
 {stack_lines}
 """
 
-DOCKER_BUILDER = """\
-[image_builders.docker]
-flavor = "docker"
-parent_image = "{base_image}"
-
-[container_registries.local]
-flavor = "default"
-uri = "{registry}"
-"""
-
-FIXED_BUILDER = """\
-[image_builders.fixed]
-flavor = "fixed-image"
-"""
-
-# The test builder flavor, installed for the subprocess through a dist-info entry point.
-FIXED_PLUGIN = """\
-from stepframe import ComponentKind, Flavor, ImageRef, hookimpl
-
-
-@hookimpl
-def register_flavors(register):
-    register(Flavor(kind=ComponentKind.IMAGE_BUILDER, name="fixed-image"))
-
-
-@hookimpl
-def build_image(request, builder):
-    if builder.flavor != "fixed-image":
-        return None
-    return ImageRef("123456789012.dkr.ecr.us-east-1.amazonaws.com/bench:v1", "sha256:" + "ab" * 32)
-"""
-
-PIPELINE = """\
-from stepframe import pipeline, step
-
-
-@step(operator="sagemaker")
-def train() -> int:
-    return 1
-
-
-@pipeline
-def bench() -> None:
-    train()
-"""
-
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -135,136 +99,44 @@ def _aws_environment(endpoint: str) -> dict[str, str]:
     }
 
 
-def _docker_ready(registry: str, base_image: str) -> str | None:
-    """Why the real docker builder cannot be used, or None when it can."""
-    import urllib.request
-
-    try:
-        subprocess.run(["docker", "image", "inspect", base_image], check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError):
-        return f"no docker engine or no base image {base_image}"
-    try:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        opener.open(f"http://{registry.split('/')[0]}/v2/", timeout=2).read()
-    except OSError:
-        return f"no registry at {registry}"
-    return None
-
-
 # ---- 1. dispatch -------------------------------------------------------------------------
 
 
-class CreateTimes:
-    """When moto's backend got each CreateTrainingJob (this process's perf_counter)."""
-
-    _installed: CreateTimes | None = None
-
-    def __init__(self) -> None:
-        from moto.sagemaker.models import SageMakerModelBackend
-
-        self.times: list[float] = []
-        original = SageMakerModelBackend.create_training_job
-        seen = self
-
-        def create(backend: Any, *args: Any, **kwargs: Any) -> Any:
-            seen.times.append(time.perf_counter())
-            return original(backend, *args, **kwargs)
-
-        SageMakerModelBackend.create_training_job = create  # type: ignore[method-assign,assignment]
-
-    @classmethod
-    def installed(cls) -> CreateTimes:
-        if cls._installed is None:
-            cls._installed = cls()
-        return cls._installed
-
-    def since(self, started: float) -> float | None:
-        """The first CreateTrainingJob after ``started``, if one came."""
-        return next((t for t in self.times if t >= started), None)
-
-
-def dispatch(args: argparse.Namespace, endpoint: str, scratch: Path) -> list[float] | None:
-    builder = args.builder
-    if builder in ("auto", "docker"):
-        problem = _docker_ready(args.registry, args.base_image)
-        if problem and builder == "docker":
-            sys.exit(f"sagemaker_dispatch: --builder docker: {problem}")
-        if problem:
-            print(f"dispatch: real docker builder unavailable ({problem}); using a fixed image")
-        builder = "fixed" if problem else "docker"
-    times = _dispatch_with(builder, args, endpoint, scratch / builder)
-    if times is None and builder == "docker" and args.builder == "auto":
-        print("dispatch: falling back to the fixed-image builder")
-        times = _dispatch_with("fixed", args, endpoint, scratch / "fixed")
-    return times
-
-
-def _dispatch_with(
-    builder: str, args: argparse.Namespace, endpoint: str, scratch: Path
-) -> list[float] | None:
+def dispatch(args: argparse.Namespace, endpoint: str, scratch: Path) -> None:
     import boto3
+    from moto.sagemaker.models import SageMakerModelBackend
 
-    project = scratch / "project"
-    project.mkdir(parents=True)
-    (project / "pipeline.py").write_text(PIPELINE)
-    env = {**clean_env(), **_aws_environment(endpoint), "PYTHONUNBUFFERED": "1"}
-    env["STEPFRAME_SECRETS_FILE"] = str(scratch / "secrets.json")
-    if builder == "docker":
-        registry = f"{args.registry}/bench-sm-{uuid.uuid4().hex[:6]}"
-        builder_toml = DOCKER_BUILDER.format(base_image=args.base_image, registry=registry)
-        stack_lines = 'image_builder = "docker"\ncontainer_registry = "local"'
-    else:
-        site = scratch / "site"
-        site.mkdir()
-        (site / "stepframe_bench_fixed.py").write_text(FIXED_PLUGIN)
-        info = site / "stepframe_bench_fixed-0.1.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(
-            "Metadata-Version: 2.1\nName: stepframe-bench-fixed\nVersion: 0.1\n"
-        )
-        (info / "entry_points.txt").write_text("[stepframe]\nfixed-image = stepframe_bench_fixed\n")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-        builder_toml = FIXED_BUILDER
-        stack_lines = 'image_builder = "fixed"'
-    (project / "stepframe.toml").write_text(
-        STACK.format(
-            region=REGION,
-            bucket=BUCKET,
-            prefix=f"store-{uuid.uuid4().hex[:6]}",
-            builder=builder_toml,
-            role=ROLE,
-            stack_lines=stack_lines,
-        )
-    )
     s3 = boto3.client("s3", region_name=REGION)
     if BUCKET not in [bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])]:
         s3.create_bucket(Bucket=BUCKET)
-    creates = CreateTimes.installed()
-    times = []
-    # The first run warms the file system cache (and, with docker, builds and pushes).
-    for attempt in range(args.runs + 1):
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [*stepframe_command(), "run", "pipeline.py"],
-            cwd=project,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+    # moto says Completed at once and no entrypoint ran: each run ends by itself.
+    figure = Dispatch(
+        args,
+        operator="sagemaker",
+        fixed_image=f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/bench:v1",
+        creates=CreateTimes(SageMakerModelBackend, "create_training_job"),
+        label="CreateTrainingJob",
+        interrupt=False,
+    )
+
+    def measure(builder: str) -> bool:
+        env = {**clean_env(), **_aws_environment(endpoint), "PYTHONUNBUFFERED": "1"}
+        prefix = f"store-{uuid.uuid4().hex[:6]}"
+        return figure.measure(
+            builder,
+            scratch / builder,
+            env,
+            lambda builder_toml, stack_lines: STACK.format(
+                region=REGION,
+                bucket=BUCKET,
+                prefix=prefix,
+                builder=builder_toml,
+                role=ROLE,
+                stack_lines=stack_lines,
+            ),
         )
-        # moto says Completed at once and no entrypoint ran: the run ends by itself.
-        output, _ = process.communicate(timeout=900 if attempt == 0 else 120)
-        created = creates.since(started)
-        if created is None:
-            tail = "\n".join(output.strip().splitlines()[-6:])
-            print(f"dispatch with the {builder} builder: no CreateTrainingJob arrived:\n{tail}")
-            return None
-        if attempt:
-            times.append(created - started)
-    print(f"dispatch with the {builder} builder, image already in the registry:")
-    print("  " + timing_line("stepframe run -> CreateTrainingJob", times, TARGET_SECONDS))
-    return times
+
+    run_dispatch(args, "sagemaker_dispatch", measure)
 
 
 # ---- 2. polling --------------------------------------------------------------------------
@@ -275,26 +147,14 @@ def _held_job() -> Any:
     import boto3
     from moto.backends import get_backend
 
-    from stepframe import Component, ComponentKind, ImageRef, Launch
+    from stepframe import Component, ComponentKind
     from stepframe_aws._sagemaker import jobs
     from stepframe_aws._sagemaker.config import SageMakerOperatorConfig, SageMakerSettings
 
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
     name = f"poll-{uuid.uuid4().hex[:8]}"
     manifest = f"s3://{BUCKET}/store/runs/{name}/train/attempt-1/launch.json"
-    launch = Launch(
-        run_id=name,
-        pipeline="bench",
-        step="train",
-        attempt=1,
-        job_name=name,
-        manifest_uri=manifest,
-        result_uri=manifest.replace("launch", "result"),
-        command=("python", "-m", "stepframe.entrypoint", manifest),
-        environment={"STEPFRAME_LAUNCH_MANIFEST": manifest},
-        settings=SageMakerSettings(),
-        image=ImageRef("bench:v1", "sha256:" + "ab" * 32),
-    )
+    launch = held_launch(name, manifest, SageMakerSettings(), "bench:v1")
     operator = Component(
         ComponentKind.STEP_OPERATOR, "sagemaker", "sagemaker", SageMakerOperatorConfig(ROLE)
     )
@@ -317,42 +177,19 @@ def _count_describes(handle: Any) -> list[float]:
     return calls
 
 
-class FakeClock:
-    """UNIX time that moves only when the caller says so."""
-
-    START = 1_800_000_000.0
-
-    def __init__(self) -> None:
-        self.now = self.START
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _per_minute(times: list[float], start: float, minutes: int) -> list[int]:
-    """Calls in each whole minute after the first."""
-    return [sum(1 for t in times if 60 * m <= t - start < 60 * (m + 1)) for m in range(1, minutes)]
-
-
 def polling(args: argparse.Namespace) -> None:
     from stepframe_aws._sagemaker import jobs
     from stepframe_aws._sagemaker.clients import clear_clients
 
-    callers = (("caller waits poll_after", None), ("caller polls every 0.2 s", 0.2))
-    for label, caller_wait in callers:
+    def held() -> tuple[Any, None, Callable[[], int]]:
+        """A held job's handle, its credentials and its count of status calls so far."""
         clear_clients()
         handle = _held_job()
-        calls = _count_describes(handle)
-        clock = FakeClock()
-        times: list[float] = []
-        cursor = None
-        while clock.now - FakeClock.START < 60 * args.minutes:
-            before = len(calls)
-            status = jobs.poll(handle, None, cursor, clock=clock)
-            times.extend([clock.now] * (len(calls) - before))
-            cursor = status.cursor
-            clock.now += caller_wait if caller_wait is not None else (status.poll_after or 0.0)
-        counts = _per_minute(times, FakeClock.START, args.minutes)
+        return handle, None, _count_describes(handle).__len__
+
+    for label, caller_wait in CALLERS:
+        times = poll_times(jobs.poll, *held(), minutes=args.minutes, caller_wait=caller_wait)
+        counts = per_minute(times, FakeClock.START, args.minutes)
         median = statistics.median(counts)
         print(
             f"polling, fake clock, {args.minutes} min, {label}: DescribeTrainingJob per "
@@ -363,18 +200,8 @@ def polling(args: argparse.Namespace) -> None:
         )
     if args.real_seconds <= 0:
         return
-    clear_clients()
-    handle = _held_job()
-    calls = _count_describes(handle)
-    times = []
-    cursor = None
     start = time.time()
-    while time.time() - start < args.real_seconds:
-        before = len(calls)
-        status = jobs.poll(handle, None, cursor)
-        times.extend([time.time()] * (len(calls) - before))
-        cursor = status.cursor
-        time.sleep(status.poll_after or 0.0)
+    times = poll_times(jobs.poll, *held(), real_seconds=args.real_seconds)
     after = [t for t in times if t - start >= 60]
     span = max(time.time() - start - 60, 1e-9)
     rate = len(after) * 60 / span
@@ -389,13 +216,7 @@ def polling(args: argparse.Namespace) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--builder", choices=("auto", "docker", "fixed"), default="auto")
-    parser.add_argument("--registry", default="127.0.0.1:5000")
-    parser.add_argument("--base-image", default="stepframe-test-base:bookworm")
-    parser.add_argument("--minutes", type=int, default=10)
-    parser.add_argument("--real-seconds", type=float, default=90.0)
-    parser.add_argument("--skip-dispatch", action="store_true")
+    add_arguments(parser, real_seconds=90.0)
     args = parser.parse_args()
     try:
         from moto.server import ThreadedMotoServer
