@@ -4,7 +4,8 @@ The step's image is built by stepframe-docker from the test's code root and push
 registry on 127.0.0.1:5000; the command job's body is built as for AzureML and its
 container (image by digest, ``sh -c COMMAND``, the job's variables and a one-node
 AzureML's) runs through stepframe-docker's operator, with the local artifact store
-mounted.  Nothing may reach AzureML: the operator's endpoint is a port nothing listens on.
+mounted.  Nothing may reach AzureML: the operator's endpoint is a port nothing listens on,
+and it has no workspace coordinates at all.
 """
 
 from __future__ import annotations
@@ -22,15 +23,11 @@ import stepframe_docker
 from stepframe import Component, ComponentKind, ImageRef, Launch, Plugins
 from stepframe.testing import StepOperatorSuite
 
-# AzureML's coordinates, never called in local mode: a call would fail at once.
+# An operator registered without a workspace (no subscription, resource group or
+# workspace: local mode needs none, from the pre-flight to the container's end), whose
+# endpoints are a port nothing listens on: a call to AzureML would fail at once.
 NOWHERE = "http://127.0.0.1:9"
-CONFIG = AzureMLOperatorConfig(
-    subscription_id="00000000-0000-0000-0000-000000000000",
-    resource_group="stepframe-rg",
-    workspace="stepframe-ws",
-    endpoint=NOWHERE,
-    history_endpoint=NOWHERE,
-)
+CONFIG = AzureMLOperatorConfig(endpoint=NOWHERE, history_endpoint=NOWHERE)
 
 
 class TestAzureMLLocalMode(StepOperatorSuite):
@@ -63,9 +60,6 @@ uri = "{self.host["registry"]}"
 
 [step_operators.azureml]
 flavor = "azureml"
-subscription_id = "{CONFIG.subscription_id}"
-resource_group = "stepframe-rg"
-workspace = "stepframe-ws"
 endpoint = "{NOWHERE}"
 history_endpoint = "{NOWHERE}"
 

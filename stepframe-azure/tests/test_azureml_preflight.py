@@ -41,6 +41,8 @@ def problems(**settings: Any) -> list[str]:
         {"mode": "cluster", "compute_name": "2x-a100"},
         {"identity": "managed:0f0e0d0c-0b0a-0908-0706-050403020100", "tags": {"team": "cv"},
          "environment": {"HF_HOME": "/tmp/hf"}, "extra_job": {"description": "nightly"}},
+        # Several nodes, no distribution: the request adds PyTorch's, one process per node.
+        {"instance_type": "Standard_NC6s_v3", "instance_count": 2},
         {"instance_type": "local", "mode": "whatever-local-ignores"},
         {"environment": {"AZURE_STORAGE_CONNECTION_STRING":
                          "BlobEndpoint=https://prod.blob.core.windows.net"}},
@@ -51,7 +53,7 @@ def problems(**settings: Any) -> list[str]:
     ],
     ids=[
         "serverless", "multi-node", "cluster", "instance", "cluster-name-of-digits",
-        "identity-and-extra", "local",
+        "identity-and-extra", "multi-node-default-distribution", "local",
         "storage-endpoint", "storage-emulator",
     ],
 )  # fmt: skip
@@ -80,6 +82,15 @@ def test_settings_azureml_takes_pass(settings: dict[str, Any]) -> None:
         ({"instance_count": 0}, "settings.instance_count: must be at least 1, not 0"),
         ({"distribution": "horovod"},
          "settings.distribution: 'horovod' is not supported; use 'pytorch'"),
+        # AzureML's distributions that give the nodes no rank stepframe.current_job() reads.
+        ({"distribution": "TensorFlow", "instance_count": 2},
+         "settings.distribution: 'TensorFlow' gives the nodes TF_CONFIG only, no rank variable,"
+         " so stepframe.current_job() could not tell the nodes apart; use 'pytorch', or leave"
+         " it unset"),
+        ({"distribution": "mpi", "instance_count": 2},
+         "settings.distribution: 'mpi' leaves the nodes' ranks to the MPI in the step's image"),
+        ({"distribution": "ray", "instance_count": 2},
+         "settings.distribution: 'ray' starts a Ray cluster whose nodes get no rank variable"),
         ({"process_count_per_instance": 2},
          "settings.process_count_per_instance: needs distribution = 'pytorch'"),
         ({"job_tier": "spot"},
@@ -150,6 +161,33 @@ def test_the_operator_needs_its_workspace_coordinates() -> None:
         "step operator 'aml': no resource_group; set it with `stepframe step-operator update "
         "aml --resource-group NAME`",
     ]
+
+
+def local_step(**settings: Any) -> PlannedStep:
+    """A local-mode step of an operator registered without a workspace."""
+    return PlannedStep(
+        pipeline="training",
+        step="train",
+        operator=Component(ComponentKind.STEP_OPERATOR, "aml", "azureml", AzureMLOperatorConfig()),
+        settings=AzureMLSettings(instance_type="local", **settings),
+    )
+
+
+def test_a_local_mode_step_needs_no_workspace() -> None:
+    """Local mode sends nothing to AzureML: trying it needs no Azure workspace."""
+    assert step_problems(local_step()) == []
+
+
+def test_a_local_mode_step_still_has_what_its_container_uses_checked() -> None:
+    found = step_problems(
+        local_step(shm_size="2 GB", environment={"AZURE_CLIENT_SECRET": "s3cret"})
+    )
+
+    assert [line.split(":")[0] for line in found] == [
+        "settings.environment.AZURE_CLIENT_SECRET",
+        "settings.shm_size",
+    ]
+    assert not any("s3cret" in line for line in found)
 
 
 def test_the_operator_has_no_api_version_to_set() -> None:

@@ -95,6 +95,46 @@ def test_the_job_runs_the_entrypoint_in_the_image_by_digest_with_the_manifest_ur
     assert properties["resources"]["instanceType"] == "Standard_DS3_v2"
 
 
+def test_several_nodes_without_a_distribution_get_pytorchs_with_one_process_per_node() -> None:
+    """Without a distribution AzureML tells no node its index; with PyTorch's it sets
+    NODE_RANK (and RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) on each node."""
+    two_nodes = body(instance_type="Standard_NC6s_v3", instance_count=2)
+
+    assert two_nodes["properties"]["distribution"] == {
+        "distributionType": "PyTorch",
+        "processCountPerInstance": 1,
+    }
+    assert two_nodes["properties"]["resources"]["instanceCount"] == 2
+    assert body_problems(two_nodes, "JobBase") == []
+    # One node needs no rank; a distribution the settings name is theirs.
+    assert "distribution" not in body()["properties"]
+    named = body(instance_count=2, distribution="pytorch", process_count_per_instance=4)
+    assert named["properties"]["distribution"] == {
+        "distributionType": "PyTorch",
+        "processCountPerInstance": 4,
+    }
+
+
+def test_what_pytorchs_distribution_sets_on_the_second_node_ranks_it_for_current_job() -> None:
+    """The variables AzureML's documentation says its PyTorch distribution sets, one process
+    per node, as the second of two nodes sees them: the core ranks that node 1."""
+    from stepframe import current_job
+
+    second_node = {
+        "AZUREML_NODE_COUNT": "2",
+        "NODE_RANK": "1",
+        "RANK": "1",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "2",
+        "MASTER_ADDR": "10.0.0.4",
+        "MASTER_PORT": "6105",
+    }
+
+    job = current_job(second_node)
+
+    assert (job.rank, job.world_size, job.num_hosts, job.is_main) == (1, 2, 2, False)
+
+
 def test_job_names_are_deterministic_and_within_azureml_rules() -> None:
     short = "training-r1-train-1"
     long_a = "p" * 300 + "-run-a-train-1"

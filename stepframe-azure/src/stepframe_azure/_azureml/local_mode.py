@@ -6,8 +6,9 @@ container: the environment's image (the step's image by digest), the job's ``com
 in a shell (``sh -c``) as AzureML runs it, its ``environmentVariables``, and the
 variables AzureML gives the first node of a one-node job (``AZUREML_NODE_COUNT``, and
 with a PyTorch distribution torch.distributed's, for one process), so
-`stepframe.current_job()` sees what it would see there.  Nothing is sent to AzureML (the
-workspace is never asked), and the container gets no credentials from the client: it reaches the
+`stepframe.current_job()` sees what it would see there.  Nothing is sent to AzureML and the
+operator's workspace coordinates are never read (an operator without them runs local
+mode), and the container gets no credentials from the client: it reaches the
 artifact store with what its environment gives it, as a job does.  Handles say
 ``mode = "local"`` and carry the docker one, so ``stepframe jobs`` and resumed runs find
 them like any azureml job.
@@ -45,18 +46,19 @@ def _mode() -> CloudLocalMode:
     return CloudLocalMode(FLAVOR)
 
 
-def _config(operator: Component) -> AzureMLOperatorConfig:
-    config = operator.config
-    return config if isinstance(config, AzureMLOperatorConfig) else AzureMLOperatorConfig()
+# The operator's config is never read: the container's command, variables and
+# distribution come from the launch and the settings, and what the config holds (the
+# workspace's coordinates, endpoints, compute defaults) only matters to AzureML, which is
+# never called; so local mode works with an operator registered without a workspace.
+_NO_WORKSPACE = AzureMLOperatorConfig()
 
 
 def container_spec(
     launch: Launch, operator: Component, settings: AzureMLSettings
 ) -> tuple[list[str], dict[str, str]]:
     """The command and environment the job's container gets on AzureML's first node."""
-    properties = build_job_body(launch, _config(operator), settings, job_name(launch.job_name))[
-        "properties"
-    ]
+    body = build_job_body(launch, _NO_WORKSPACE, settings, job_name(launch.job_name))
+    properties = body["properties"]
     environment: dict[str, str] = {**properties["environmentVariables"], **_ONE_NODE}
     distribution: dict[str, Any] = properties.get("distribution") or {}
     if distribution.get("distributionType") == "PyTorch":

@@ -1,9 +1,10 @@
 """The pre-flight of an ``azureml`` step: its settings against AzureML's rules, offline.
 
-Checked here, before any image is built: the operator's workspace coordinates, the rules
-AzureML documents but its REST models cannot state (which settings go with which compute
-mode, compute and VM size names, the variables AzureML sets itself, credentials that must
-never ride in a job), and last the whole command job body and environment version body
+Checked here, before any image is built: the operator's workspace coordinates (for steps
+sent to AzureML: local mode's need none), the rules AzureML documents but its REST models
+cannot state (which settings go with which compute mode, compute and VM size names, the
+variables AzureML sets itself, credentials that must never ride in a job, distributions
+that give the nodes no rank), and last the whole command job body and environment version body
 the step would be submitted with, against AzureML's own generated REST models
 (schema.py): so ``extra_job`` is checked field by field, with a did-you-mean for a
 misspelled field.
@@ -78,6 +79,16 @@ _CREDENTIAL_ENV = frozenset(
 _CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
 _CONNECTION_SECRETS = ("accountkey", "sharedaccesssignature")
 _DEVELOPMENT_ACCOUNT = "devstoreaccount1"
+# AzureML's other distribution types, and why none gives each node a rank the core reads
+# (stepframe/_cluster_env.py: NODE_RANK, AZ_BATCHAI_TASK_INDEX or Open MPI's
+# OMPI_COMM_WORLD_RANK).  An Mpi job's ranks are whatever MPI the image carries starts
+# with: the step images hold none unless their parent image does, and only Open MPI's
+# are read, so which one a node would get cannot be known before the run.
+_UNRANKED_DISTRIBUTIONS = {
+    "tensorflow": "gives the nodes TF_CONFIG only, no rank variable",
+    "mpi": "leaves the nodes' ranks to the MPI in the step's image (Open MPI's only are read)",
+    "ray": "starts a Ray cluster whose nodes get no rank variable",
+}
 # CommandJob properties the settings own: extra_job may not set them behind their back.
 _OWNED_FIELDS = {
     "jobType": "the operator (always Command)",
@@ -110,13 +121,17 @@ def step_problems(step: PlannedStep) -> list[str]:
             settings = AzureMLSettings(**dict(settings or {}))
         except TypeError as error:
             return [f"settings.azureml: {error}"]
-    problems = config_problems(config, step.operator.name)
+    # Local mode sends nothing to AzureML: trying a step there needs no workspace, so its
+    # coordinates are checked only when the step goes to AzureML.
+    local = settings.instance_type == LOCAL_INSTANCE_TYPE
+    problems = [] if local else config_problems(config, step.operator.name)
     problems += settings_problems(settings, config, pipeline=step.pipeline, step=step.step)
     return problems
 
 
 def config_problems(config: AzureMLOperatorConfig, operator: str = "azureml") -> list[str]:
-    """The operator's workspace coordinates (needed by every remote job)."""
+    """The operator's workspace coordinates (needed by every job sent to AzureML; local
+    mode's steps are not asked for them)."""
     problems = []
     update = f"`stepframe step-operator update {operator}"
     if not config.subscription_id:
@@ -281,9 +296,16 @@ def _compute(settings: AzureMLSettings, config: AzureMLOperatorConfig) -> list[s
 
 def _distribution(settings: AzureMLSettings) -> list[str]:
     problems = []
-    if settings.distribution is not None and settings.distribution.lower() != "pytorch":
+    word = settings.distribution
+    if word is not None and word.lower() in _UNRANKED_DISTRIBUTIONS:
         problems.append(
-            f"settings.distribution: {settings.distribution!r} is not supported; use 'pytorch' "
+            f"settings.distribution: {word!r} {_UNRANKED_DISTRIBUTIONS[word.lower()]}, so "
+            "stepframe.current_job() could not tell the nodes apart; use 'pytorch', or leave "
+            "it unset (several nodes then get AzureML's PyTorch ranks, one process per node)"
+        )
+    elif word is not None and word.lower() != "pytorch":
+        problems.append(
+            f"settings.distribution: {word!r} is not supported; use 'pytorch' "
             "(or leave it unset for one process per node)"
         )
     count = settings.process_count_per_instance

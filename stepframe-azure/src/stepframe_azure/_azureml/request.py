@@ -24,11 +24,13 @@ from stepframe_azure._azureml.config import AzureMLOperatorConfig, AzureMLSettin
 
 __all__ = [
     "DEFAULT_INSTANCE_TYPE",
+    "DEFAULT_MULTI_NODE_DISTRIBUTION",
     "ENVIRONMENT_NAME",
     "MAX_NAME",
     "build_environment_body",
     "build_job_body",
     "compute_id",
+    "distribution_of",
     "environment_version",
     "image_by_digest",
     "job_name",
@@ -160,10 +162,8 @@ def build_job_body(
     if settings.shm_size:
         resources["shmSize"] = settings.shm_size
     properties["resources"] = resources
-    if settings.distribution is not None:
-        distribution: dict[str, Any] = {"distributionType": _distribution(settings.distribution)}
-        if settings.process_count_per_instance is not None:
-            distribution["processCountPerInstance"] = settings.process_count_per_instance
+    distribution = distribution_of(settings)
+    if distribution is not None:
         properties["distribution"] = distribution
     if settings.timeout is not None:
         properties["limits"] = {"jobLimitsType": "Command", "timeout": f"PT{settings.timeout}S"}
@@ -177,6 +177,35 @@ def build_job_body(
 def _experiment(pipeline: str) -> str:
     """Experiment names: letters, digits, ``-`` and ``_`` (AzureML's rule), up to 255."""
     return (_NAME_CHARACTER.sub("-", pipeline).strip("-") or "stepframe")[:MAX_NAME]
+
+
+# Without a distribution AzureML starts the command once per node but tells no node its
+# index in a variable stepframe.current_job() reads, so every node of a multi-node job
+# would stop at start.  Its PyTorch distribution does: "Azure Machine Learning sets the
+# MASTER_ADDR, MASTER_PORT, WORLD_SIZE, and NODE_RANK environment variables on each node,
+# and sets the process-level RANK and LOCAL_RANK" (Microsoft Learn, "Distributed GPU
+# training guide (SDK v2)", PyTorch section:
+# https://learn.microsoft.com/azure/machine-learning/how-to-train-distributed-gpu; the
+# same list in https://bea.stollnitz.com/blog/pytorch-distributed/).  With one process per
+# instance, a node's NODE_RANK is its RANK, and the step runs once per node as without.
+DEFAULT_MULTI_NODE_DISTRIBUTION: dict[str, Any] = {
+    "distributionType": "PyTorch",
+    "processCountPerInstance": 1,
+}
+
+
+def distribution_of(settings: AzureMLSettings) -> dict[str, Any] | None:
+    """The job's DistributionConfiguration: the settings' distribution; else, for more
+    than one node, `DEFAULT_MULTI_NODE_DISTRIBUTION` (so each node learns its rank);
+    else none (one node needs no rank)."""
+    if settings.distribution is not None:
+        distribution: dict[str, Any] = {"distributionType": _distribution(settings.distribution)}
+        if settings.process_count_per_instance is not None:
+            distribution["processCountPerInstance"] = settings.process_count_per_instance
+        return distribution
+    if settings.instance_count > 1:
+        return dict(DEFAULT_MULTI_NODE_DISTRIBUTION)
+    return None
 
 
 def _distribution(word: str) -> str:
