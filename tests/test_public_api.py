@@ -95,6 +95,7 @@ PUBLIC_NAMES: dict[str, list[str]] = {
         "find_store_root",
     ],
     "stepframe.support": [
+        "backoff_delays",
         "file_lock",
         "process_is_running",
         "process_start_ticks",

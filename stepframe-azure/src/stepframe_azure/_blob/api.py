@@ -11,7 +11,6 @@ store reads itself.  `bench/azure_blob_transfer.py` compares the two on Azurite.
 
 from __future__ import annotations
 
-import random
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
@@ -20,6 +19,7 @@ import requests
 import requests.adapters
 
 from stepframe import ConfigError, ConnectorError, StepframeError
+from stepframe.support import backoff_delays
 
 if TYPE_CHECKING:
     from stepframe import Credentials
@@ -93,6 +93,7 @@ class BlobApi:
         :param dropped: collects the errors of tries whose connection broke, which may
             have reached the service.
         """
+        waits = backoff_delays(_ATTEMPTS - 1, first=0.5, cap=16.0)
         for attempt in range(_ATTEMPTS):
             try:
                 answer = self.send(method, url, **kwargs)
@@ -109,7 +110,7 @@ class BlobApi:
                 if answer.status_code not in RETRY_STATUSES or attempt == _ATTEMPTS - 1:
                     return answer
                 answer.close()
-            time.sleep(random.uniform(0, min(0.5 * 2**attempt, 16.0)))
+            time.sleep(next(waits))
         raise AssertionError("unreachable")
 
     def fail(self, answer: requests.Response, location: BlobLocation, doing: str) -> NoReturn:
