@@ -137,8 +137,9 @@ class Dispatch:
     def measure(
         self, builder: str, scratch: Path, env: dict[str, str], stack: Callable[[str, str], str]
     ) -> bool:
-        """Print the figure with ``builder``; False when a create never came."""
-        env["STEPFRAME_SECRETS_FILE"] = str(scratch / "secrets.json")
+        """Print the figure with ``builder``; False when a create never came.  The runs'
+        environment is ``env`` with `OFFLINE` over it."""
+        env = {**env, **OFFLINE, "STEPFRAME_SECRETS_FILE": str(scratch / "secrets.json")}
         project = scratch / "project"
         write_project(project, env, self.operator, builder, self.args, self.fixed_image, stack)
         times = time_dispatches(
@@ -179,6 +180,15 @@ def write_project(
         builder_toml = FIXED_BUILDER
         stack_lines = 'image_builder = "fixed"'
     (project / "stepframe.toml").write_text(stack(builder_toml, stack_lines))
+
+
+#: Under every run's environment: nothing reaches the real cloud (a dead HTTPS proxy),
+#: and the run's output comes as it is printed.
+OFFLINE = {
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "NO_PROXY": "127.0.0.1,localhost",
+    "PYTHONUNBUFFERED": "1",
+}
 
 
 class CreateTimes:

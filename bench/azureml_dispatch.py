@@ -201,10 +201,7 @@ def dispatch(args: argparse.Namespace, service: Any, azurite: Any, scratch: Path
             **_children_env(),
             "BENCH_AZURE_TOKEN": "bench-token",
             "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string(),
-            "HTTPS_PROXY": "http://127.0.0.1:9",
             "HTTP_PROXY": "http://127.0.0.1:9",
-            "NO_PROXY": "127.0.0.1,localhost",
-            "PYTHONUNBUFFERED": "1",
         }
         return figure.measure(
             builder,

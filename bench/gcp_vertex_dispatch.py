@@ -158,10 +158,7 @@ def dispatch(args: argparse.Namespace, service: Any, gcs_url: str, scratch: Path
             **clean_env(),
             "BENCH_GCP_TOKEN": "ya29.bench",
             "STORAGE_EMULATOR_HOST": gcs_url,
-            "HTTPS_PROXY": "http://127.0.0.1:9",
-            "NO_PROXY": "127.0.0.1,localhost",
             "GCE_METADATA_HOST": "127.0.0.1:9",
-            "PYTHONUNBUFFERED": "1",
         }
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
         _create_bucket(gcs_url, bucket)

@@ -120,7 +120,7 @@ def dispatch(args: argparse.Namespace, endpoint: str, scratch: Path) -> None:
     )
 
     def measure(builder: str) -> bool:
-        env = {**clean_env(), **_aws_environment(endpoint), "PYTHONUNBUFFERED": "1"}
+        env = {**clean_env(), **_aws_environment(endpoint)}
         prefix = f"store-{uuid.uuid4().hex[:6]}"
         return figure.measure(
             builder,
