@@ -291,3 +291,54 @@ def test_every_problem_of_every_azureml_step_stops_the_run(tmp_path: Path, dry_r
     assert "train" in text and "evaluate" in text
     # Nothing ran: the local step's output was never written.
     assert not (tmp_path / ".stepframe" / "artifacts").exists()
+
+
+NO_WORKSPACE_STACK = STACK.replace(
+    'subscription_id = "11111111-2222-3333-4444-555555555555"\n'
+    'resource_group = "ml-rg"\n'
+    'workspace = "ml-workspace"\n',
+    "",
+)
+
+ONE_STEP_PIPELINE = """\
+from stepframe import pipeline, step
+
+
+@step(operator="azureml", settings={{"azureml": {settings!r}}})
+def train() -> int:
+    return 1
+
+
+@pipeline
+def training():
+    train()
+"""
+
+
+@pytest.mark.parametrize(
+    ("settings", "exit_code"),
+    [({"instance_type": "local"}, 0), ({"instance_type": "Standard_DS3_v2"}, 2)],
+    ids=["local-mode", "azureml"],
+)
+def test_an_operator_without_a_workspace_is_refused_only_for_steps_sent_to_azureml(
+    tmp_path: Path, settings: dict[str, str], exit_code: int
+) -> None:
+    assert "subscription_id" not in NO_WORKSPACE_STACK
+    (tmp_path / "stepframe.toml").write_text(NO_WORKSPACE_STACK)
+    (tmp_path / "pipeline.py").write_text(ONE_STEP_PIPELINE.format(settings=settings))
+    env = {**os.environ, "STEPFRAME_LOAD_PLUGINS": "azure,docker"}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "stepframe", "run", "pipeline.py", "--dry-run"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+    assert result.returncode == exit_code, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    coordinates_asked = "no subscription_id; set it with `stepframe step-operator update"
+    assert (coordinates_asked in result.stderr) == (exit_code == 2), result.stderr
