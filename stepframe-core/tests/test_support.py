@@ -14,6 +14,7 @@ from stepframe.support import file_lock, read_log_lines, write_atomically
 
 def test_the_public_names_are_the_reviewed_ones() -> None:
     assert support.__all__ == [
+        "backoff_delays",
         "file_lock",
         "process_is_running",
         "process_start_ticks",
