@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -55,3 +58,36 @@ def timing_line(label: str, times: list[float], target_seconds: float) -> str:
         f"target < {target_seconds} s: {verdict}  "
         f"ratio {median / target_seconds:.2f} of target"
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a service a bench starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read a MiB at a time (a transfer bench's round-trip check)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_transfer(
+    child: str, tool: str, direction: str, args: list[str], env: dict[str, str]
+) -> dict[str, float]:
+    """One transfer in a fresh process (so its memory is its own): ``python -c child tool
+    direction *args``, whose last output line is the figures as JSON; exits on failure."""
+    done = subprocess.run(
+        [sys.executable, "-c", child, tool, direction, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        sys.exit(f"bench: the {tool} {direction} transfer failed:\n{done.stderr}")
+    return dict(json.loads(done.stdout.splitlines()[-1]))

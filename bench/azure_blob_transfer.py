@@ -21,15 +21,15 @@ which does much of the work, so the ratio matters more than the MiB/s.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
+
+from _support import file_sha256, run_transfer
 
 TARGET_RATIO = 1.0
 TARGET_MEMORY_MIB = 80
@@ -102,34 +102,9 @@ print(json.dumps({"seconds": elapsed, "peak": status("VmHWM") - before,
 def _transfer(
     tool: str, direction: str, path: Path, container: str, env: dict[str, str]
 ) -> dict[str, float]:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            CHILD,
-            tool,
-            direction,
-            str(path),
-            container,
-            "big.bin",
-            _azurite().SDK_API_VERSION,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+    return run_transfer(
+        CHILD, tool, direction, [str(path), container, "big.bin", _azurite().SDK_API_VERSION], env
     )
-    if done.returncode != 0:
-        sys.exit(f"bench: the {tool} {direction} transfer failed:\n{done.stderr}")
-    return dict(json.loads(done.stdout.splitlines()[-1]))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(MIB):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def main() -> None:
@@ -167,7 +142,7 @@ def main() -> None:
             with source.open("wb") as out:
                 for _ in range(args.size_mib):
                     out.write(os.urandom(MIB))
-            expected = _sha256(source)
+            expected = file_sha256(source)
             service = server.service()
             for round_ in range(args.rounds):
                 for tool in TOOLS:
@@ -177,7 +152,7 @@ def main() -> None:
                     results.setdefault((tool, "up"), []).append(up)
                     copy = Path(folder) / f"back-{tool}.bin"
                     down = _transfer(tool, "down", copy, container, env)
-                    if _sha256(copy) != expected:
+                    if file_sha256(copy) != expected:
                         sys.exit(f"bench: the {tool} round trip changed the data")
                     copy.unlink()
                     results.setdefault((tool, "down"), []).append(down)

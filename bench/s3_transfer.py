@@ -21,10 +21,8 @@ MiB/s; on a loaded machine, run several rounds and read the medians.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +30,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from _support import file_sha256, free_port, run_transfer
 
 TARGET_RATIO = 1.0
 TARGET_MEMORY_MIB = 80
@@ -81,14 +81,8 @@ print(json.dumps({"seconds": elapsed, "peak": status("VmHWM") - before,
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -119,24 +113,7 @@ def _reset(endpoint: str) -> None:
 def _transfer(
     tool: str, direction: str, path: Path, bucket: str, key: str, env: dict[str, str]
 ) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, tool, direction, str(path), bucket, key],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        sys.exit(f"bench: the {tool} {direction} transfer failed:\n{done.stderr}")
-    return dict(json.loads(done.stdout.splitlines()[-1]))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(MIB):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return run_transfer(CHILD, tool, direction, [str(path), bucket, key], env)
 
 
 def main() -> None:
@@ -167,7 +144,7 @@ def main() -> None:
             with source.open("wb") as out:
                 for _ in range(args.size_mib):
                     out.write(os.urandom(MIB))
-            expected = _sha256(source)
+            expected = file_sha256(source)
             import boto3
 
             for round_ in range(args.rounds):
@@ -188,7 +165,7 @@ def main() -> None:
                         continue
                     copy = Path(folder) / f"back-{tool}.bin"
                     down = _transfer(tool, "down", copy, bucket, key, env)
-                    if _sha256(copy) != expected:
+                    if file_sha256(copy) != expected:
                         sys.exit(f"bench: the {tool} round trip changed the data")
                     copy.unlink()
                     results.setdefault((tool, "down"), []).append(down)
