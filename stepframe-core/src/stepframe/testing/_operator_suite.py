@@ -599,9 +599,9 @@ class StepOperatorSuite:
         try:
             sleepy = project.load(source, "kit_sleepy")
             outcome: list[Any] = []
-            # Long enough to be surely still asleep when the cancel comes, however slow
-            # the machine; a step that goes on regardless would wake up after it.
-            nap = self.sleep_seconds * 4
+            # The cancel comes once the step is seen at work, so the nap only has to
+            # outlast the cancel, as in test_cancel_stops_a_running_job.
+            nap = self.sleep_seconds
             runner = threading.Thread(
                 target=lambda: outcome.append(project.run(sleepy, nap, raise_on_failure=False)),
                 daemon=True,
@@ -619,8 +619,11 @@ class StepOperatorSuite:
                         rows = [j for j in history.list_jobs() if j.step == "nap"]
                     if rows and rows[-1].handle is not None and rows[-1].state == "running":
                         handle = rows[-1].handle
-            started = time.monotonic()
-            assert suite_plugins.hooks.cancel_step(handle, None) is True
+            credentials = self.make_credentials(suite_plugins, operator)
+            started = self._wait_until_at_work(
+                suite_plugins, handle, credentials, "kit nap started", deadline
+            )
+            assert suite_plugins.hooks.cancel_step(handle, credentials) is True
             runner.join(self.cancel_timeout + self.job_timeout)
             assert not runner.is_alive(), (
                 "the job was cancelled from outside the run, and the run never ended: a "
@@ -628,6 +631,7 @@ class StepOperatorSuite:
             )
             (result,) = outcome
             assert result.steps["nap"].status in ("cancelled", "failed"), result.steps
+            # Had the job gone on, the step would have woken up and written its result by now.
             time.sleep(max(0.0, started + nap + 2.0 - time.monotonic()))
             assert not list(project.artifacts_dir.rglob("runs/*/nap/*/result.json")), (
                 "the step cancelled from outside ran to its end and wrote its result"
@@ -692,6 +696,35 @@ class StepOperatorSuite:
                 f"{self.flavor}: its jobs die with the client (Flavor.jobs_outlive_client = "
                 "False), so no other process can follow them"
             )
+
+    def _wait_until_at_work(
+        self,
+        plugins: Plugins,
+        handle: JobHandle,
+        credentials: Credentials | None,
+        first_line: str,
+        deadline: float,
+    ) -> float:
+        """Poll a job another client submitted until its step prints ``first_line`` (or
+        until RUNNING without logs); the moment it was seen."""
+        cursor: str | None = None
+        lines: list[str] = []
+        while True:
+            status = plugins.hooks.poll_step(handle, credentials, cursor)
+            cursor = status.cursor
+            lines.extend(status.log_lines)
+            if self.supports_logs:
+                at_work = bool(lines_with(first_line, lines))
+            else:
+                at_work = status.state is JobState.RUNNING
+            if at_work:
+                return time.monotonic()
+            assert not status.state.is_terminal, (
+                f"the sleeping step ended ({status.state.value}: {status.failure_reason}) "
+                f"before it could be cancelled; log: {lines}"
+            )
+            assert time.monotonic() < deadline, f"the step never printed {first_line!r}: {lines}"
+            time.sleep(min(max(status.poll_after or 0.2, 0.02), POLL_CAP_SECONDS))
 
     def _wait_until_running(self, harness: OperatorHarness, handle: JobHandle) -> float:
         """Poll until the step's code runs (its first log line, or RUNNING without logs)."""

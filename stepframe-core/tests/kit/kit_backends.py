@@ -2,8 +2,9 @@
 
 Each kind comes as a correct reference implementation, written the way a third-party
 plugin would be, and as broken variants that each get one thing wrong.  The kit's own
-tests (test_testing_kit.py) run the suites against all of them: the reference ones must
-pass, and each broken one must fail exactly the tests that cover what it gets wrong.
+tests (test_reference_backends.py, test_broken_backends.py) run the suites against all
+of them: the reference ones must pass, and each broken one must fail exactly the tests
+that cover what it gets wrong.
 
 The file is copied into pytester's folder and imported from there by the inner runs.
 """
@@ -263,6 +264,11 @@ class WaitsForRunning(SubprocessOperator):
     first poll stays PENDING for ever."""
 
     flavor = "kit-waits-for-running"
+    # The suite's first-poll test fails by waiting out the job timeout, and the cleanup
+    # then waits out the cancel timeout on the job stuck PENDING: keep both short (the
+    # tests it passes end their jobs in a second or two).
+    job_timeout = 10.0
+    cancel_timeout = 5.0
 
     def __init__(self) -> None:
         super().__init__()
