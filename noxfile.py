@@ -7,8 +7,8 @@ the tool (``nox -s tests -- -k quickstart -x``).
 
 The core's suite runs once, in `tests`, measured for coverage; the plugin combinations
 run each plugin's tests and the cross-package tests in tests/ against that combination.
-`tests_python` runs the core's suite on the oldest and the newest Python the distributions
-declare (3.10, 3.13) when this machine has them; `.ci/run` runs it, and the sessions that
+`tests_python` runs the core's suite on every other Python the distributions declare
+(3.10, 3.12, 3.13) that this machine has; `.ci/run` runs it, and the sessions that
 need services (`integration`, `gcp`, `azure`, `crash`, `wheels`), several at once.  Test
 tools are pinned by constraints.txt.
 
@@ -165,17 +165,14 @@ def _pythons_on_this_machine() -> list[str]:
 
 
 NOX_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-# The oldest and the newest declared Python found here, but nox's own (`tests` runs on
-# it, and so does every other session): the ones between behave as their neighbours do,
-# and each run of the core's suite costs minutes of CI.
-_FOUND = _pythons_on_this_machine()
-OTHER_PYTHONS = [v for v in dict.fromkeys(_FOUND[:1] + _FOUND[-1:]) if v != NOX_PYTHON]
+# Every declared Python found here but nox's own (`tests` runs on it, and so does every
+# other session).
+OTHER_PYTHONS = [v for v in _pythons_on_this_machine() if v != NOX_PYTHON]
 
 
 @nox.session(python=OTHER_PYTHONS or False)
 def tests_python(session: nox.Session) -> None:
-    """The core's suite (as `tests`, without coverage) on the oldest and the newest
-    declared Python here."""
+    """The core's suite (as `tests`, without coverage) on each other declared Python here."""
     if not OTHER_PYTHONS:
         session.skip(f"no Python but {NOX_PYTHON} among {', '.join(DECLARED_PYTHONS)} here")
     _install(session, f"{CORE}[numpy]", *PYTEST_TOOLS)
