@@ -79,10 +79,17 @@ FIRST_PARTY = (
 def _install(session: nox.Session, *requirements: str) -> None:
     """``session.install`` with the pinned test tools (constraints.txt).  Under uv, each
     first-party distribution is rebuilt from the checkout, and pip goes in too: uv makes
-    environments without it, and the image builder and some tests run ``python -m pip``."""
+    environments without it, and the image builder and some tests run ``python -m pip``.
+
+    Under uv, modules are compiled to bytecode as they are installed, as pip does: uv
+    leaves that to the first import, and where PYTHONDONTWRITEBYTECODE is set (it is on
+    these machines) no import ever caches it, so each of the hundreds of processes the
+    tests start compiled everything it imported again (`stepframe plugins` 0.26 s instead
+    of 0.11 s; with coverage measuring it, 0.6 s instead of 0.25 s).
+    """
     extra: list[str] = []
     if session.venv_backend == "uv":
-        extra.append("pip")
+        extra += ["pip", "--compile-bytecode"]
         for name in FIRST_PARTY:
             extra += ["--refresh-package", name]
     session.install(*requirements, *CONSTRAINTS, *extra)
