@@ -60,3 +60,21 @@ def test_an_unknown_option_suggests_the_nearest_and_lists_the_valid_ones(
     )
     assert "valid options: --project, --max-workers, --spot, --zones" in result.stderr
     assert not (project.root / "stepframe.toml").exists()
+
+
+def test_an_operator_s_image_platform_is_shown() -> None:
+    """SageMaker runs only linux/amd64 images: the description says what the image is
+    built for, and says nothing where the backend does not care."""
+    from stepframe import ComponentKind, Flavor
+    from stepframe._plugins.describe import describe_flavor
+
+    def describe(image_platform: str | None = None) -> str:
+        flavor = Flavor(
+            ComponentKind.STEP_OPERATOR, "batch", needs_image=True, image_platform=image_platform
+        )
+        return describe_flavor(flavor, "batch", None)
+
+    assert "runs steps in an image: yes, built for linux/amd64;" in describe(
+        image_platform="linux/amd64"
+    )
+    assert "runs steps in an image: yes; " in describe()

@@ -121,8 +121,11 @@ def describe_flavor(flavor: Flavor, plugin: str | None, distribution: str | None
     if flavor.uri_schemes:
         lines.append(f"  URI schemes: {', '.join(flavor.uri_schemes)}")
     if flavor.kind.value == "step_operator":
+        image = "yes" if flavor.needs_image else "no"
+        if flavor.needs_image and flavor.image_platform:
+            image += f", built for {flavor.image_platform}"
         lines.append(
-            f"  runs steps in an image: {'yes' if flavor.needs_image else 'no'}; jobs outlive "
+            f"  runs steps in an image: {image}; jobs outlive "
             f"the client: {'yes' if flavor.jobs_outlive_client else 'no'}"
         )
     command = flavor.kind.value.replace("_", "-")
