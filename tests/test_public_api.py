@@ -87,8 +87,10 @@ PUBLIC_NAMES: dict[str, list[str]] = {
     ],
     "stepframe.object_store": [
         "ObjectLocation",
+        "PartReader",
         "PartWriter",
         "RESERVED_PREFIX",
+        "RangeBody",
         "STORE_MARKER",
         "check_in_store",
         "exists_error",
