@@ -9,54 +9,24 @@ process) enforcing IAM where a test needs refusals.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from _moto_helpers import MotoIam, expire_sts_answers
 
+from stepframe.testing import StepframeCli
+
 ACCOUNT = "123456789012"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
 BUCKET = "cli-artifacts"
 
-Cli = Callable[..., subprocess.CompletedProcess[str]]
-
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    """``stepframe ARGS`` in a fresh project folder, with its own secrets file."""
-    project = tmp_path / "project"
-    project.mkdir()
-    env = {
-        **os.environ,  # the conftest's moto endpoint, fake keys and dead proxy
-        "STEPFRAME_SECRETS_FILE": str(tmp_path / "secrets.json"),
-        "STEPFRAME_LOAD_PLUGINS": "aws",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("COLUMNS", None)
-
-    def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "stepframe", *args],
-            cwd=project,
-            env=env,
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    run.project = project  # type: ignore[attr-defined]
-    return run
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    return result.stdout
+def cli(tmp_path: Path) -> StepframeCli:
+    # This process's environment carries the conftest's moto endpoint, fake keys and dead
+    # proxy into the commands.
+    return StepframeCli(tmp_path / "project", plugins="aws")
 
 
 def failed(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
@@ -72,35 +42,33 @@ def no_secret(result: subprocess.CompletedProcess[str], *secrets: str) -> None:
         assert secret not in result.stdout + result.stderr, f"{secret[:3]}... was printed"
 
 
-def register_stack(cli: Cli, key_id: str, secret_key: str, *connector_options: str) -> None:
+def register_stack(
+    cli: StepframeCli, key_id: str, secret_key: str, *connector_options: str
+) -> None:
     """Secrets, a ``secret-key`` connector, an S3 store and an ECR registry using it."""
-    ok(cli("secret", "set", "prod-key-id", input=key_id + "\n"))
-    ok(cli("secret", "set", "prod-secret", input=secret_key + "\n"))
-    ok(
-        cli(
-            "connector", "register", "aws", "--flavor", "aws",
-            "--auth-method", "secret-key",
-            "--aws-access-key-id", "prod-key-id",
-            "--aws-secret-access-key", "prod-secret",
-            "--region", "us-east-1",
-            *connector_options,
-        )
+    cli.ok("secret", "set", "prod-key-id", input=key_id + "\n")
+    cli.ok("secret", "set", "prod-secret", input=secret_key + "\n")
+    cli.ok(
+        "connector", "register", "aws", "--flavor", "aws",
+        "--auth-method", "secret-key",
+        "--aws-access-key-id", "prod-key-id",
+        "--aws-secret-access-key", "prod-secret",
+        "--region", "us-east-1",
+        *connector_options,
     )  # fmt: skip
-    ok(
-        cli(
-            "artifact-store", "register", "s3", "--flavor", "s3",
-            "--path", f"s3://{BUCKET}/stepframe", "--connector", "aws",
-        )
+    cli.ok(
+        "artifact-store", "register", "s3", "--flavor", "s3",
+        "--path", f"s3://{BUCKET}/stepframe", "--connector", "aws",
     )  # fmt: skip
-    ok(
-        cli(
-            "container-registry", "register", "ecr", "--flavor", "ecr",
-            "--uri", REGISTRY, "--connector", "aws",
-        )
+    cli.ok(
+        "container-registry", "register", "ecr", "--flavor", "ecr",
+        "--uri", REGISTRY, "--connector", "aws",
     )  # fmt: skip
 
 
-def test_verify_prints_the_identity_and_a_line_per_resource(cli: Cli, moto_iam: MotoIam) -> None:
+def test_verify_prints_the_identity_and_a_line_per_resource(
+    cli: StepframeCli, moto_iam: MotoIam
+) -> None:
     import boto3
 
     boto3.client("s3").create_bucket(Bucket=BUCKET)
@@ -110,18 +78,19 @@ def test_verify_prints_the_identity_and_a_line_per_resource(cli: Cli, moto_iam: 
 
     result = cli("connector", "verify", "aws")
 
-    lines = ok(result).splitlines()
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    lines = result.stdout.splitlines()
     assert lines[0] == f"connector 'aws' authenticated as {arn}"
     assert lines[1] == f"  aws credentials (secret-key): account {ACCOUNT}, region us-east-1"
     assert lines[2] == f"  s3 s3://{BUCKET}/stepframe: bucket {BUCKET} readable"
     assert lines[3].startswith(f"  ecr {REGISTRY}: login as AWS valid until ")
     no_secret(result, key_id, secret_key)
-    config = (cli.project / "stepframe.toml").read_text()  # type: ignore[attr-defined]
+    config = (cli.project / "stepframe.toml").read_text()
     assert key_id not in config and secret_key not in config
     assert 'aws_access_key_id = "prod-key-id"' in config
 
 
-def test_a_wrong_key_fails_verify_with_the_fix(cli: Cli, moto_iam: MotoIam) -> None:
+def test_a_wrong_key_fails_verify_with_the_fix(cli: StepframeCli, moto_iam: MotoIam) -> None:
     moto_iam.user("alice")
     register_stack(cli, "AKIANOTAKEYATALL0Q7R", "wrong-secret-wrong-secret")
     moto_iam.enforce()
@@ -135,7 +104,9 @@ def test_a_wrong_key_fails_verify_with_the_fix(cli: Cli, moto_iam: MotoIam) -> N
     no_secret(result, "AKIANOTAKEYATALL0Q7R", "wrong-secret-wrong-secret")
 
 
-def test_a_wrong_secret_fails_verify_naming_the_secret_to_fix(cli: Cli, moto_iam: MotoIam) -> None:
+def test_a_wrong_secret_fails_verify_naming_the_secret_to_fix(
+    cli: StepframeCli, moto_iam: MotoIam
+) -> None:
     _, key_id, secret_key = moto_iam.user("alice")
     wrong = secret_key[::-1]
     register_stack(cli, key_id, wrong)
@@ -149,7 +120,7 @@ def test_a_wrong_secret_fails_verify_naming_the_secret_to_fix(cli: Cli, moto_iam
     no_secret(result, key_id, secret_key, wrong)
 
 
-def test_a_missing_bucket_fails_verify_after_the_identity(cli: Cli) -> None:
+def test_a_missing_bucket_fails_verify_after_the_identity(cli: StepframeCli) -> None:
     register_stack(cli, "AKIAEXAMPLEKEY000001", "example-secret-000001")
 
     result = cli("connector", "verify", "aws")
@@ -162,7 +133,7 @@ def test_a_missing_bucket_fails_verify_after_the_identity(cli: Cli) -> None:
 
 
 def test_a_role_that_cannot_be_assumed_fails_verify_naming_the_role(
-    cli: Cli, moto_iam: MotoIam
+    cli: StepframeCli, moto_iam: MotoIam
 ) -> None:
     import boto3
 
@@ -175,14 +146,12 @@ def test_a_role_that_cannot_be_assumed_fails_verify_naming_the_role(
     role = boto3.client("iam").create_role(
         RoleName="bobs-role", AssumeRolePolicyDocument=json.dumps(trust)
     )["Role"]["Arn"]
-    ok(cli("secret", "set", "alice-key", input=key_id))
-    ok(cli("secret", "set", "alice-secret", input=secret_key))
-    ok(
-        cli(
-            "connector", "register", "team", "--flavor", "aws", "--auth-method", "iam-role",
-            "--aws-access-key-id", "alice-key", "--aws-secret-access-key", "alice-secret",
-            "--role-arn", role,
-        )
+    cli.ok("secret", "set", "alice-key", input=key_id)
+    cli.ok("secret", "set", "alice-secret", input=secret_key)
+    cli.ok(
+        "connector", "register", "team", "--flavor", "aws", "--auth-method", "iam-role",
+        "--aws-access-key-id", "alice-key", "--aws-secret-access-key", "alice-secret",
+        "--role-arn", role,
     )  # fmt: skip
     moto_iam.enforce()
 
@@ -194,7 +163,7 @@ def test_a_role_that_cannot_be_assumed_fails_verify_naming_the_role(
     no_secret(result, key_id, secret_key)
 
 
-def test_a_pasted_key_never_reaches_the_config_file(cli: Cli) -> None:
+def test_a_pasted_key_never_reaches_the_config_file(cli: StepframeCli) -> None:
     result = cli(
         "connector", "register", "aws", "--flavor", "aws", "--auth-method", "secret-key",
         "--aws-access-key-id", "AKIAPASTEDKEY0000001",
@@ -205,11 +174,11 @@ def test_a_pasted_key_never_reaches_the_config_file(cli: Cli) -> None:
     assert "Traceback" not in result.stderr
     assert "stepframe secret set" in result.stderr
     no_secret(result, "pasted/secret+value")
-    config = cli.project / "stepframe.toml"  # type: ignore[attr-defined]
+    config = cli.project / "stepframe.toml"
     assert not config.exists() or "AKIAPASTEDKEY0000001" not in config.read_text()
 
 
-def test_a_method_without_what_it_needs_is_refused_at_register(cli: Cli) -> None:
+def test_a_method_without_what_it_needs_is_refused_at_register(cli: StepframeCli) -> None:
     result = cli("connector", "register", "aws", "--flavor", "aws", "--auth-method", "iam-role")
 
     message = failed(result, code=2)
@@ -267,7 +236,7 @@ def test_an_expired_token_through_the_cli(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_verify_checks_the_execution_role_of_the_operators_using_the_connector(
-    cli: Cli, moto_iam: MotoIam
+    cli: StepframeCli, moto_iam: MotoIam
 ) -> None:
     """`connector verify` hands each sagemaker operator's execution role to the check: a
     role SageMaker may not assume fails verify, naming the role."""
@@ -286,11 +255,9 @@ def test_verify_checks_the_execution_role_of_the_operators_using_the_connector(
     role = boto3.client("iam").create_role(
         RoleName="ec2-only", AssumeRolePolicyDocument=json.dumps(trust_ec2)
     )["Role"]["Arn"]
-    ok(
-        cli(
-            "step-operator", "register", "sm", "--flavor", "sagemaker",
-            "--execution-role", role, "--connector", "aws",
-        )
+    cli.ok(
+        "step-operator", "register", "sm", "--flavor", "sagemaker",
+        "--execution-role", role, "--connector", "aws",
     )  # fmt: skip
     moto_iam.enforce()
 

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from _moto_helpers import CuttingProxy
 
 from stepframe import ArtifactStore, ConfigError
 from stepframe.exceptions import ArtifactError, ArtifactExistsError, ArtifactNotFoundError
 from stepframe.testing import (  # noqa: F401 - fixtures
     ArtifactStoreSuite,
+    CuttingProxy,
     SmallPipeline,
     TempProject,
     make_plugins,
@@ -415,8 +415,8 @@ def test_uris_outside_the_store_and_reserved_names_are_refused(bucket: str) -> N
 @pytest.fixture
 def proxy(aws_environment: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CuttingProxy]:
     """Stores made in the test reach moto through a `CuttingProxy`."""
-    server = CuttingProxy(aws_environment)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    server = CuttingProxy(int(aws_environment.rsplit(":", 1)[1]))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
     yield server
     server.close()
 
@@ -427,7 +427,7 @@ def test_a_dropped_download_resumes_where_it_broke(bucket: str, proxy: CuttingPr
     uri = store.uri_for("blob")
     with store.open_write(uri) as stream:
         stream.write(data)
-    proxy.cut_after(MIB)
+    proxy.arm(MIB)
     with store.open_read(uri) as stream:
         read = stream.read()
         resumed = stream.resumed  # type: ignore[attr-defined]
@@ -442,7 +442,7 @@ def test_a_resumed_download_never_splices_another_version(bucket: str, proxy: Cu
     uri = store.uri_for("blob")
     with store.open_write(uri) as stream:
         stream.write(b"a" * (3 * MIB))
-    proxy.cut_after(2 * MIB)
+    proxy.arm(2 * MIB)
     with store.open_read(uri) as stream:
         assert stream.read(MIB) == b"a" * MIB
         s3().put_object(Bucket=bucket, Key="resume/blob", Body=b"b" * (3 * MIB))
@@ -509,7 +509,7 @@ def test_a_large_download_comes_in_ranges_and_resumes_a_dropped_one(
     uri = store.uri_for("blob")
     with store.open_write(uri) as stream:
         stream.write(data)
-    proxy.cut_after(3 * MIN_PART_SIZE + MIB)  # in the middle of some range
+    proxy.arm(3 * MIN_PART_SIZE + MIB)  # in the middle of some range
     with store.open_read(uri) as stream:
         read = b"".join(iter(lambda: stream.read(MIB), b""))
         resumed = stream.resumed  # type: ignore[attr-defined]

@@ -26,7 +26,6 @@ import pytest
 from _moto_helpers import (
     ACCOUNT,
     REGION,
-    CuttingProxy,
     Recording,
     sagemaker_backend,
     teach_stop_training_job,
@@ -39,6 +38,7 @@ from stepframe._orchestrator.console import PlainConsole
 from stepframe._orchestrator.run import RunResult, run_pipeline
 from stepframe._pipeline.loader import load_pipeline
 from stepframe._project import Project
+from stepframe.testing import CuttingProxy
 from stepframe_aws._sagemaker.clients import clear_clients
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/stepframe-sagemaker"
@@ -477,9 +477,9 @@ def test_a_job_outlives_aws_throttling_its_polls(
 @pytest.fixture
 def lossy_endpoint(project: Project_) -> Iterator[CuttingProxy]:
     """The connector reaches moto through a `CuttingProxy` (the job's own calls do not)."""
-    proxy = CuttingProxy(project.endpoint)
+    proxy = CuttingProxy(int(project.endpoint.rsplit(":", 1)[1]))
     config = project.root / "stepframe.toml"
-    config.write_text(config.read_text().replace(project.endpoint, proxy.endpoint))
+    config.write_text(config.read_text().replace(project.endpoint, proxy.url))
     yield proxy
     proxy.close()
 
@@ -497,12 +497,18 @@ def test_a_create_whose_answers_are_lost_adopts_the_job_and_creates_it_once(
     to the end and never creates a second one."""
     from stepframe_aws._sagemaker.jobs import CREATE_ATTEMPTS
 
-    lossy_endpoint.drop_answers_to(b"SageMaker.CreateTrainingJob")
+    # One more than the attempts: a further create would lose its answer too, and count.
+    lossy_endpoint.arm_answer_to(
+        r"^POST / ",
+        0,
+        times=CREATE_ATTEMPTS + 1,
+        header=r"^X-Amz-Target: SageMaker\.CreateTrainingJob$",
+    )
     driver = play_sagemaker(recording, monkeypatch)
     result = project.run()
     driver.join(10)
     assert driver.errors == []  # type: ignore[attr-defined]
-    assert lossy_endpoint.dropped == CREATE_ATTEMPTS
+    assert lossy_endpoint.cuts == CREATE_ATTEMPTS
     assert len(recording.requests("CreateTrainingJob")) == CREATE_ATTEMPTS
     (job,) = sagemaker_backend().training_jobs.values()  # the retries met ResourceInUse
     assert result.status == "succeeded"

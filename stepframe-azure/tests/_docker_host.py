@@ -4,6 +4,11 @@ jobs run in containers (local mode, the AzureML test service's end-to-end runs).
 Import the fixture into a test module: ``from _docker_host import docker_host``;
 `build_step_image` is a kit suite's ``make_image`` on them.  Without
 the services the tests skip, unless ``STEPFRAME_REQUIRE_DOCKER=1`` (CI) makes them fail.
+
+stepframe-gcp's conftest.py keeps a copy (its cleanup also removes the Vertex test
+service's containers): the only home both could import is public API (`stepframe.testing`
+or `stepframe_docker`), and what this fixture knows (the registry on 127.0.0.1:5000, the
+base image and `.ci/services.sh` of this repository's CI) is of no use to a plugin's users.
 """
 
 from __future__ import annotations

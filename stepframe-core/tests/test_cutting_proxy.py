@@ -24,7 +24,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(BODY)
 
-    do_GET = do_PUT = _answer
+    do_GET = do_PUT = do_POST = _answer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -41,11 +41,12 @@ def proxy() -> Iterator[CuttingProxy]:
     server.server_close()
 
 
-def _answer_to(proxy: CuttingProxy, request_line: str) -> bytes:
+def _answer_to(proxy: CuttingProxy, request_line: str, *header_lines: str) -> bytes:
     """Every byte of the answer, up to the proxy or the server closing the connection."""
     port = int(proxy.url.rsplit(":", 1)[1])
+    head = "\r\n".join([request_line, "Host: x", *header_lines, "Content-Length: 0"])
     with socket.create_connection(("127.0.0.1", port)) as connection:
-        connection.sendall(f"{request_line}\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+        connection.sendall(f"{head}\r\n\r\n".encode())
         received = b""
         while chunk := connection.recv(65536):
             received += chunk
@@ -66,4 +67,16 @@ def test_the_answers_to_matching_requests_are_cut_the_others_pass(proxy: Cutting
 def test_an_answer_cut_at_zero_bytes_sends_none_of_it(proxy: CuttingProxy) -> None:
     proxy.arm_answer_to(r"^PUT ", 0)
     assert _answer_to(proxy, "PUT /jobs/1 HTTP/1.1") == b""
+    assert proxy.cuts == 1
+
+
+def test_a_header_chooses_among_requests_that_share_a_request_line(proxy: CuttingProxy) -> None:
+    # JSON APIs (AWS's X-Amz-Target) send every call as ``POST /``: only the header tells.
+    proxy.arm_answer_to(r"^POST / ", 0, header=r"^X-Amz-Target: SageMaker\.CreateTrainingJob$")
+
+    describe = _answer_to(proxy, "POST / HTTP/1.1", "X-Amz-Target: SageMaker.DescribeTrainingJob")
+    create = _answer_to(proxy, "POST / HTTP/1.1", "X-Amz-Target: SageMaker.CreateTrainingJob")
+
+    assert describe.endswith(BODY)
+    assert create == b""
     assert proxy.cuts == 1

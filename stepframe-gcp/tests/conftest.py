@@ -178,6 +178,7 @@ def token_service() -> Iterator[TokenService]:
 
 
 # ---- the Docker engine and registry (for the Vertex AI job tests) -------------------------
+# stepframe-azure's tests/_docker_host.py has the same fixture; it says why each keeps its own.
 
 REQUIRE_DOCKER = os.environ.get("STEPFRAME_REQUIRE_DOCKER") == "1"
 REGISTRY = os.environ.get("STEPFRAME_TEST_REGISTRY", "127.0.0.1:5000")

@@ -4,8 +4,9 @@ of artifact stores (moved here from stepframe-gcp's tests so every store's tests
 Every connection is forwarded to the target.  After `arm(n)`, the connection that carries
 the n-th byte answered from then on is cut there (both of its sockets closed); the proxy
 then forwards faithfully again.  After `arm_answer_to(pattern, n)`, the answer to the next
-request whose request line matches is cut after its n-th byte (0: none of it comes back,
-though the target processed the request).  Tests only: it never runs in a product.
+request whose request line matches (and, with ``header=``, one of whose header lines does)
+is cut after its n-th byte (0: none of it comes back, though the target processed the
+request).  Tests only: it never runs in a product.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ class CuttingProxy:
         self.cuts = 0
         self._left: int | None = None
         self._lock = threading.Lock()
-        # arm_answer_to: the request line wanted, its answer's length kept, how many more.
+        # arm_answer_to: the request line (and header line) wanted, its answer's length
+        # kept, how many more.
         self._request_line: re.Pattern[bytes] | None = None
+        self._header: re.Pattern[bytes] | None = None
         self._answer_bytes = 0
         self._times = 0
         # upstream socket -> bytes of its current answer still to pass before the cut
@@ -40,13 +43,26 @@ class CuttingProxy:
         with self._lock:
             self._left = answer_bytes
 
-    def arm_answer_to(self, request_line: str, answer_bytes: int = 0, *, times: int = 1) -> None:
+    def arm_answer_to(
+        self,
+        request_line: str,
+        answer_bytes: int = 0,
+        *,
+        times: int = 1,
+        header: str | None = None,
+    ) -> None:
         """Cut the answers to the next ``times`` requests whose request line
         (``PUT /path?query HTTP/1.1``) matches the regular expression ``request_line``,
         each after ``answer_bytes`` bytes, as a network failing between the service and
-        the client would; `cuts` counts them."""
+        the client would; `cuts` counts them.
+
+        :param header: a regular expression one of the request's header lines must match
+            as well (``X-Amz-Target: SageMaker\\.CreateTrainingJob``), for APIs whose
+            calls all share one request line.
+        """
         with self._lock:
             self._request_line = re.compile(request_line.encode())
+            self._header = None if header is None else re.compile(header.encode())
             self._answer_bytes, self._times = answer_bytes, times
 
     def close(self) -> None:
@@ -94,8 +110,13 @@ class CuttingProxy:
         """`arm_answer_to`'s part (under the lock): note a matching request on its
         connection; where an answer to one passes, where to cut it (None: not here)."""
         if not answers:
-            pattern = self._request_line
-            if pattern is not None and pattern.search(chunk.split(b"\r\n", 1)[0]):
+            pattern, header = self._request_line, self._header
+            request_line, _, rest = chunk.partition(b"\r\n")
+            if (
+                pattern is not None
+                and pattern.search(request_line)
+                and (header is None or _has_header_line(rest, header))
+            ):
                 self._answer_left[upstream] = self._answer_bytes
                 self._times -= 1
                 if self._times <= 0:
@@ -110,3 +131,9 @@ class CuttingProxy:
             return left
         self._answer_left[upstream] = left - len(chunk)
         return None
+
+
+def _has_header_line(rest: bytes, header: re.Pattern[bytes]) -> bool:
+    """Whether a header line of a request (``rest``: what follows its request line in the
+    chunk) matches ``header``."""
+    return any(header.search(line) for line in rest.split(b"\r\n\r\n", 1)[0].split(b"\r\n"))
