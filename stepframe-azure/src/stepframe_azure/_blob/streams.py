@@ -19,14 +19,11 @@ another version's bytes.
 from __future__ import annotations
 
 import base64
-import io
 import uuid
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from stepframe.exceptions import ArtifactError
-from stepframe.object_store import PartWriter, exists_error
+from stepframe.object_store import PartReader, PartWriter, exists_error
 from stepframe_azure._blob.api import BlobApi, error_code
 
 if TYPE_CHECKING:
@@ -44,9 +41,7 @@ __all__ = [
 MIB = 1 << 20
 #: Bytes per staged block (and per downloaded range).
 DEFAULT_BLOCK_SIZE = 8 * MIB
-#: Bytes per ranged download request.  Smaller than a block: a range is one allocation
-#: freed by whichever thread reads it last, and (glibc's malloc raising its mmap threshold
-#: to the largest size freed) 8 MiB ones end up in per-thread heaps that keep their pages.
+#: Bytes per ranged download request.
 DEFAULT_RANGE_SIZE = 4 * MIB
 #: Blocks uploading (ranges downloading) at once besides the one being filled (read).
 DEFAULT_BLOCKS_IN_FLIGHT = 4
@@ -55,11 +50,6 @@ DEFAULT_BLOCKS_IN_FLIGHT = 4
 _BLOCKS_PER_SIZE = 10_000
 _MAX_BLOCKS = 50_000
 _MAX_BLOCK_SIZE = 4000 * MIB
-# Bytes read off a connection at once (copied into the range's buffer at once): each
-# worker holds one such piece besides its range.
-_READ_CHUNK = 256 * 1024
-# A dropped download connection is picked up again this many times in a row.
-_RESUMES = 5
 # Metadata naming the upload that created a blob: an ambiguous commit (its answer lost)
 # is ours if the blob carries our token.
 _UPLOAD_METADATA = "x-ms-meta-stepframeupload"
@@ -162,8 +152,11 @@ class BlockWriter(PartWriter):
         return answer.headers.get(_UPLOAD_METADATA) if answer.status_code == 200 else None
 
 
-class BlobReader(io.BufferedIOBase):
+class BlobReader(PartReader):
     """Reads one version of one blob (its ETag), in ranges, resuming dropped connections.
+
+    `stepframe.object_store.PartReader` fetches ``ranges_in_flight`` ranges at once and
+    hands them out in order; each is a ranged Get Blob with ``If-Match`` on the ETag.
 
     :param api: the account's Blob API.
     :param location: the blob.
@@ -183,120 +176,45 @@ class BlobReader(io.BufferedIOBase):
         range_size: int = DEFAULT_RANGE_SIZE,
         ranges_in_flight: int = DEFAULT_BLOCKS_IN_FLIGHT,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            location.uri,
+            size,
+            range_size=range_size,
+            ranges_in_flight=max(1, ranges_in_flight),
+            thread_name_prefix="stepframe-blob-read",
+        )
         self._api = api
         self._location = location
         self._url = api.blob_url(location)
         self.etag = etag
-        self.length = size
-        self.position = 0
-        #: how many times a dropped connection was picked up again (for tests, logs).
-        self.resumed = 0
-        self._range_size = range_size
-        self._in_flight = max(1, ranges_in_flight)
-        self._next = 0  # the first byte not yet asked for
-        self._pending: deque[Future[bytearray]] = deque()
-        self._current = memoryview(b"")
-        self._pool: ThreadPoolExecutor | None = None
-        if self._in_flight > 1 and size > range_size:
-            self._pool = ThreadPoolExecutor(
-                self._in_flight, thread_name_prefix="stepframe-blob-read"
-            )
 
-    def readable(self) -> bool:
-        return True
+    def open_range(self, start: int, end: int) -> _Answer:
+        location = self._location
+        doing = f"reading {location.uri} from byte {start}"
+        answer = self._api.request(
+            "GET",
+            self._url,
+            location,
+            doing,
+            headers={
+                "x-ms-range": f"bytes={start}-{end - 1}",
+                "If-Match": self.etag,
+                "Accept-Encoding": "identity",
+            },
+            stream=True,
+        )
+        try:
+            self._check(answer, doing)
+        except BaseException:
+            answer.close()
+            raise
+        return _Answer(answer)
 
-    def read(self, size: int | None = -1, /) -> bytes:
-        if self.closed:
-            raise ValueError("read from a closed blob reader")
-        wanted = self.length - self.position
-        if size is not None and size >= 0:
-            wanted = min(wanted, size)
-        pieces: list[bytes] = []
-        got = 0
-        while got < wanted:
-            if not self._current:
-                # Let go of the range just read before the next one is asked for: an
-                # empty view of it would keep its buffer alive.
-                self._current = memoryview(b"")
-                self._current = memoryview(self._next_range())
-            taken = self._current[: wanted - got]
-            pieces.append(bytes(taken))
-            got += len(taken)
-            self._current = self._current[len(taken) :]
-            del taken
-        self.position += got
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-    def read1(self, size: int = -1, /) -> bytes:
-        return self.read(size)
-
-    def readinto(self, buffer: Any, /) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.read(view.nbytes)
-        view[: len(data)] = data
-        return len(data)
-
-    def _next_range(self) -> bytearray:
-        if self._pool is None:
-            start, size = self._next, min(self._range_size, self.length - self._next)
-            self._next += size
-            return self._fetch(start, size)
-        while len(self._pending) < self._in_flight and self._next < self.length:
-            size = min(self._range_size, self.length - self._next)
-            self._pending.append(self._pool.submit(self._fetch, self._next, size))
-            self._next += size
-        return self._pending.popleft().result()
-
-    def _fetch(self, start: int, size: int) -> bytearray:
-        """Bytes ``[start, start + size)`` of the blob's version, picking up dropped
-        connections where they broke."""
-        import requests
+    def is_dropped_connection(self, error: Exception) -> bool:
         import urllib3.exceptions
 
-        location = self._location
-        data = bytearray(size)  # filled in place: no growing, no copy at the end
-        view = memoryview(data)
-        filled = 0
-        failures = 0
-        while filled < size:
-            offset = start + filled
-            doing = f"reading {location.uri} from byte {offset}"
-            answer = self._api.request(
-                "GET",
-                self._url,
-                location,
-                doing,
-                headers={
-                    "x-ms-range": f"bytes={offset}-{start + size - 1}",
-                    "If-Match": self.etag,
-                    "Accept-Encoding": "identity",
-                },
-                stream=True,
-            )
-            try:
-                self._check(answer, doing)
-                while filled < size:
-                    chunk = answer.raw.read(min(size - filled, _READ_CHUNK), decode_content=False)
-                    if not chunk:
-                        break  # the answer ended before the range did
-                    view[filled : filled + len(chunk)] = chunk
-                    filled += len(chunk)
-                    failures = 0
-            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError):
-                pass  # the connection broke: ask for the rest
-            finally:
-                answer.close()
-            if filled < size:
-                failures += 1
-                self.resumed += 1
-                if failures > _RESUMES:
-                    raise ArtifactError(
-                        f"reading {location.uri}: the connection dropped {_RESUMES} times in "
-                        f"a row at byte {start + filled} of {self.length}; check the network "
-                        "and try again"
-                    )
-        return data
+        # requests' errors are OSErrors.
+        return isinstance(error, (urllib3.exceptions.HTTPError, OSError))
 
     def _check(self, answer: Any, doing: str) -> None:
         if answer.status_code in (200, 206):
@@ -312,12 +230,15 @@ class BlobReader(io.BufferedIOBase):
             )
         self._api.fail(answer, self._location, doing)
 
+
+class _Answer:
+    """A streamed Get Blob answer's bytes as they came (no decoding), for `PartReader`."""
+
+    def __init__(self, answer: Any) -> None:
+        self._answer = answer
+
+    def read(self, size: int, /) -> bytes:
+        return bytes(self._answer.raw.read(size, decode_content=False))
+
     def close(self) -> None:
-        if not self.closed:
-            for future in self._pending:
-                future.cancel()
-            self._pending.clear()
-            self._current = memoryview(b"")
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-        super().close()
+        self._answer.close()
