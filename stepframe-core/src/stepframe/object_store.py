@@ -442,23 +442,13 @@ class PartReader(io.BufferedIOBase, abc.ABC):
     def read(self, size: int | None = -1, /) -> bytes:
         wanted = self._wanted(size)
         pieces: list[bytes] = []
-        got = 0
-        try:
-            while got < wanted:
-                piece = self._current_range().read(wanted - got)
-                pieces.append(piece)
-                got += len(piece)
-                self._drop_current_if_done()
-        except BaseException as error:
-            failure = self._fail(error)
-            if failure is error:
-                raise
-        else:
-            self.position += got
-            return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        # Another range failed first (this one was stopped): raised outside the handler,
-        # so the stop is not shown as its context.
-        raise failure
+
+        def take(got: int) -> int:
+            pieces.append(self._current_range().read(wanted - got))
+            return len(pieces[-1])
+
+        self._hand_out(wanted, take)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def read1(self, size: int = -1, /) -> bytes:
         return self.read(size)
@@ -466,19 +456,9 @@ class PartReader(io.BufferedIOBase, abc.ABC):
     def readinto(self, buffer: WriteableBuffer, /) -> int:
         with memoryview(buffer) as view, view.cast("B") as target:
             wanted = self._wanted(target.nbytes)
-            got = 0
-            try:
-                while got < wanted:
-                    got += self._current_range().readinto(target[got:wanted])
-                    self._drop_current_if_done()
-            except BaseException as error:
-                failure = self._fail(error)
-                if failure is error:
-                    raise
-            else:
-                self.position += got
-                return got
-        raise failure  # as in read
+            return self._hand_out(
+                wanted, lambda got: self._current_range().readinto(target[got:wanted])
+            )
 
     def readinto1(self, buffer: WriteableBuffer, /) -> int:
         return self.readinto(buffer)
@@ -511,6 +491,25 @@ class PartReader(io.BufferedIOBase, abc.ABC):
             raise self._failure
         left = self.length - self.position
         return left if size is None or size < 0 else min(size, left)
+
+    def _hand_out(self, wanted: int, take: Callable[[int], int]) -> int:
+        """Hand out ``wanted`` bytes, ``take(got)`` handing out the next ones from the
+        current range; whatever it raises fails the reader for good."""
+        got = 0
+        try:
+            while got < wanted:
+                got += take(got)
+                self._drop_current_if_done()
+        except BaseException as error:
+            failure = self._fail(error)
+            if failure is error:
+                raise
+        else:
+            self.position += got
+            return got
+        # Another range failed first (this one was stopped): raised outside the handler,
+        # so the stop is not shown as its context.
+        raise failure
 
     def _current_range(self) -> _Fetched | _Range:
         """The range bytes are handed out from: the next one once the last is done."""
